@@ -1,0 +1,148 @@
+//! Tidy checks over the repository, run as ordinary tests (`cargo test -p xtask`).
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::root;
+
+    fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if name == "target" || name == ".git" {
+                continue;
+            }
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    fn members() -> Vec<std::path::PathBuf> {
+        let mut dirs: Vec<_> = std::fs::read_dir(root().join("crates"))
+            .expect("crates/ exists")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("Cargo.toml").exists())
+            .collect();
+        dirs.sort();
+        dirs
+    }
+
+    #[test]
+    fn every_crate_inherits_workspace_settings() {
+        for dir in members()
+            .into_iter()
+            .chain([root().join("xtask"), root().join("tests")])
+        {
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
+            for needle in [
+                "edition.workspace = true",
+                "rust-version.workspace = true",
+                "[lints]\nworkspace = true",
+            ] {
+                assert!(
+                    manifest.contains(needle),
+                    "{} lacks `{needle}`",
+                    dir.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn folder_name_is_crate_name() {
+        for dir in members() {
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
+            let folder = dir
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            assert!(
+                manifest.contains(&format!("name = \"{folder}\"")),
+                "crate in {folder} is not named {folder}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_lib_opens_with_docs_and_an_example() {
+        for dir in members() {
+            let lib = dir.join("src/lib.rs");
+            let Ok(text) = std::fs::read_to_string(&lib) else {
+                continue;
+            };
+            assert!(
+                text.starts_with("//!"),
+                "{} does not open with //! docs",
+                lib.display()
+            );
+            let docs: String = text.lines().take_while(|l| l.starts_with("//!")).collect();
+            assert!(
+                docs.contains("```"),
+                "{} has no runnable example in its //! docs",
+                lib.display()
+            );
+        }
+    }
+
+    #[test]
+    fn no_debug_leftovers_or_todo_in_sources() {
+        let mut files = Vec::new();
+        rust_files(&root().join("crates"), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("read");
+            for (n, line) in text.lines().enumerate() {
+                for bad in ["dbg!(", "todo!(", "unimplemented!("] {
+                    assert!(
+                        !line.contains(bad),
+                        "{}:{} contains {bad}",
+                        file.display(),
+                        n + 1
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ci_runs_exactly_the_readme_test_command() {
+        let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+        let ci = std::fs::read_to_string(root().join(".ci/run")).expect(".ci/run");
+        let command = ci
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .expect(".ci/run has a command")
+            .trim()
+            .trim_start_matches("exec ");
+        assert!(
+            readme.contains(command),
+            "README.md does not give `{command}`"
+        );
+    }
+
+    #[test]
+    fn docs_architecture_names_every_crate() {
+        let arch =
+            std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+        for dir in members() {
+            let name = dir
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            assert!(
+                arch.contains(&name),
+                "docs/ARCHITECTURE.md does not mention {name}"
+            );
+        }
+    }
+}
