@@ -24,6 +24,10 @@ mod tests {
         }
     }
 
+    /// Crates where audio or the allocator truly need `unsafe` (FFI to
+    /// `malloc_trim`, a counting global allocator in a test).
+    const UNSAFE_ALLOWED: &[&str] = &["steward-monitor", "steward-audio"];
+
     fn members() -> Vec<std::path::PathBuf> {
         let mut dirs: Vec<_> = std::fs::read_dir(root().join("crates"))
             .expect("crates/ exists")
@@ -42,14 +46,33 @@ mod tests {
             .chain([root().join("xtask"), root().join("tests")])
         {
             let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
-            for needle in [
-                "edition.workspace = true",
-                "rust-version.workspace = true",
-                "[lints]\nworkspace = true",
-            ] {
+            for needle in ["edition.workspace = true", "rust-version.workspace = true"] {
                 assert!(
                     manifest.contains(needle),
                     "{} lacks `{needle}`",
+                    dir.display()
+                );
+            }
+            let name = dir
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            if UNSAFE_ALLOWED.contains(&name.as_str()) {
+                // These copy the workspace lints with `unsafe_code = "deny"`, so
+                // single audited items can opt in with `#[allow(unsafe_code)]`.
+                assert!(
+                    manifest.contains("unsafe_code = \"deny\""),
+                    "{name} must deny unsafe_code"
+                );
+                assert!(
+                    manifest.contains("missing_docs = \"warn\""),
+                    "{name} must warn on missing_docs"
+                );
+            } else {
+                assert!(
+                    manifest.contains("[lints]\nworkspace = true"),
+                    "{} lacks workspace lints",
                     dir.display()
                 );
             }
