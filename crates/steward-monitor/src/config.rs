@@ -1,0 +1,104 @@
+//! The monitor's configuration: plain data.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::level::Thresholds;
+
+/// How the monitor samples, classifies and cleans up. Durations are
+/// milliseconds when serialised (`"interval_ms": 2000`).
+///
+/// ```
+/// let config: steward_monitor::MonitorConfig = serde_json::from_str(
+///     r#"{"interval_ms": 500, "thresholds": {"moderate": {"fraction": 0.6}}}"#,
+/// ).unwrap();
+/// assert_eq!(config.interval.as_millis(), 500);
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorConfig {
+    /// Time between two samples. Default 2 s.
+    #[serde(rename = "interval_ms", with = "millis")]
+    pub interval: Duration,
+    /// How long the raw level must stay below the reported one before the
+    /// reported level falls by one. Default 10 s.
+    #[serde(rename = "cooldown_ms", with = "millis")]
+    pub cooldown: Duration,
+    /// While `Critical`, run the critical handlers again this often. Default 10 s.
+    #[serde(rename = "critical_renotify_ms", with = "millis")]
+    pub critical_renotify: Duration,
+    /// Longest a single cleanup handler may run before it is cancelled. Default 5 s.
+    #[serde(rename = "handler_timeout_ms", with = "millis")]
+    pub handler_timeout: Duration,
+    /// Level thresholds.
+    pub thresholds: Thresholds,
+    /// After the handlers ran, call glibc's `malloc_trim(0)` to return freed
+    /// heap to the OS (Linux with glibc only; a no-op elsewhere). Default off.
+    pub malloc_trim: bool,
+    /// Capacity of the event broadcast channel; slow subscribers lag and
+    /// skip events. Default 64.
+    pub event_capacity: usize,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(2),
+            cooldown: Duration::from_secs(10),
+            critical_renotify: Duration::from_secs(10),
+            handler_timeout: Duration::from_secs(5),
+            thresholds: Thresholds::default(),
+            malloc_trim: false,
+            event_capacity: 64,
+        }
+    }
+}
+
+impl MonitorConfig {
+    /// Checks every range.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the field and explaining its units.
+    pub fn validate(&self) -> Result<(), Error> {
+        let positive = [
+            ("interval_ms", self.interval),
+            ("critical_renotify_ms", self.critical_renotify),
+            ("handler_timeout_ms", self.handler_timeout),
+        ];
+        for (field, value) in positive {
+            if value.is_zero() {
+                return Err(Error::invalid(
+                    field,
+                    "0",
+                    "a duration in milliseconds, above 0",
+                ));
+            }
+        }
+        if self.event_capacity == 0 {
+            return Err(Error::invalid(
+                "event_capacity",
+                0,
+                "the number of events buffered per subscriber, at least 1",
+            ));
+        }
+        self.thresholds.validate()
+    }
+}
+
+/// `Duration` as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}

@@ -1,0 +1,741 @@
+//! The monitor: a tokio task that samples, classifies and runs cleanup
+//! handlers, and the cheap-clone handle that owns it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tracing::Instrument;
+
+use crate::config::MonitorConfig;
+use crate::error::{BoxError, Error};
+use crate::level::{Level, LevelMachine, Reason};
+use crate::sample::Sample;
+use crate::source::{SampleSource, SystemSource};
+
+/// What a cleanup handler is told.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CleanupContext {
+    /// The pressure level being notified.
+    pub level: Level,
+    /// The level the handler was registered for (at most `level`).
+    pub handler_level: Level,
+    /// Rising, or a critical re-notification.
+    pub reason: Reason,
+    /// The sample that triggered the cleanup.
+    pub sample: Sample,
+    /// How long the handler may run before it is cancelled.
+    pub timeout: Duration,
+}
+
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<u64, BoxError>> + Send>>;
+type HandlerFn = Arc<dyn Fn(CleanupContext) -> HandlerFuture + Send + Sync>;
+
+struct HandlerEntry {
+    id: u64,
+    level: Level,
+    priority: i32,
+    name: Arc<str>,
+    run: HandlerFn,
+}
+
+/// Identifies a registered handler, to remove it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct HandlerId(u64);
+
+/// How one handler run ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It returned `Ok(bytes)`.
+    Ok,
+    /// It returned an error.
+    Failed {
+        /// The error, with its sources.
+        error: String,
+    },
+    /// It panicked; the monitor carries on.
+    Panicked {
+        /// The panic message, when it was a string.
+        message: String,
+    },
+    /// It ran past the handler timeout and was cancelled.
+    TimedOut,
+}
+
+/// One handler run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HandlerReport {
+    /// The handler's name (`malloc_trim` for the built-in action).
+    pub name: String,
+    /// The level it was registered for.
+    pub handler_level: Level,
+    /// The level being notified.
+    pub level: Level,
+    /// Why it ran.
+    pub reason: Reason,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Bytes it says it freed (for `malloc_trim`: the measured RSS drop).
+    pub freed_bytes: u64,
+    /// How long it ran, in microseconds.
+    pub duration_us: u64,
+}
+
+/// Something the monitor did, on the broadcast channel.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// The reported level changed.
+    LevelChanged {
+        /// Before.
+        from: Level,
+        /// After.
+        to: Level,
+        /// The sample that caused it.
+        sample: Box<Sample>,
+    },
+    /// A cleanup handler ran.
+    HandlerRan(HandlerReport),
+    /// Taking a sample failed.
+    SampleFailed {
+        /// The error, with its sources.
+        error: String,
+    },
+}
+
+/// The result of one [`Monitor::check_now`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckReport {
+    /// The sample taken.
+    pub sample: Sample,
+    /// The level the sample reaches on its own.
+    pub raw_level: Level,
+    /// The reported level after hysteresis.
+    pub level: Level,
+    /// `Some((from, to))` when the reported level changed.
+    pub change: Option<(Level, Level)>,
+    /// Why handlers ran, when they did.
+    pub reason: Option<Reason>,
+    /// The handler runs, in order.
+    pub handlers: Vec<HandlerReport>,
+}
+
+/// Counters since start, as a plain snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Stats {
+    /// The reported level.
+    pub level: Level,
+    /// The raw level of the last sample.
+    pub raw_level: Level,
+    /// Samples taken (checks and `sample_now`).
+    pub samples: u64,
+    /// Samples that failed.
+    pub sample_errors: u64,
+    /// Checks done (background ticks and `check_now`).
+    pub checks: u64,
+    /// Changes of the reported level.
+    pub level_changes: u64,
+    /// Cleanup rounds (rising notifications plus re-notifications).
+    pub notifications: u64,
+    /// Of which critical re-notifications.
+    pub renotifications: u64,
+    /// Handler runs, all outcomes.
+    pub handler_runs: u64,
+    /// Handlers that returned an error.
+    pub handler_failures: u64,
+    /// Handlers that panicked.
+    pub handler_panics: u64,
+    /// Handlers cancelled at the timeout.
+    pub handler_timeouts: u64,
+    /// Sum of the bytes handlers said they freed.
+    pub freed_bytes_reported: u64,
+    /// `malloc_trim` calls.
+    pub malloc_trims: u64,
+    /// Sum of the RSS drops measured around `malloc_trim`.
+    pub malloc_trim_freed_bytes: u64,
+    /// The last sample taken.
+    pub last_sample: Option<Sample>,
+}
+
+/// Builds a [`Monitor`].
+#[must_use]
+pub struct MonitorBuilder {
+    config: MonitorConfig,
+    source: Option<Box<dyn SampleSource>>,
+}
+
+impl std::fmt::Debug for MonitorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MonitorBuilder")
+            .field("config", &self.config)
+            .field("source", &self.source.as_ref().map(|s| s.name().to_owned()))
+            .finish()
+    }
+}
+
+impl MonitorBuilder {
+    /// Default config, the real [`SystemSource`].
+    pub fn new() -> Self {
+        Self {
+            config: MonitorConfig::default(),
+            source: None,
+        }
+    }
+
+    /// Replaces the whole config.
+    pub fn config(mut self, config: MonitorConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Samples from `source` instead of the real process.
+    pub fn source(mut self, source: impl SampleSource) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Validates the config and starts the monitor's task on the current
+    /// tokio runtime. The first background check happens one interval after
+    /// start (so handlers can be registered first); call
+    /// [`Monitor::check_now`] for an immediate one.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`], [`Error::NoRuntime`], or the system
+    /// source's error when it cannot sample this process.
+    pub fn build(self) -> Result<Monitor, Error> {
+        self.config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let source = match self.source {
+            Some(source) => source,
+            None => Box::new(SystemSource::new()?),
+        };
+        let config = self.config;
+        let (level_tx, _) = watch::channel(Level::None);
+        let (events, _) = broadcast::channel(config.event_capacity);
+        let (stopped, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            machine: tokio::sync::Mutex::new(LevelMachine::new(
+                config.cooldown,
+                config.critical_renotify,
+            )),
+            source: Mutex::new(source),
+            handlers: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            level_tx,
+            events,
+            stats: Mutex::new(Stats::default()),
+            stopped,
+            closing: AtomicBool::new(false),
+            rss: Mutex::new(RssProbe::new()),
+            config,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let task: JoinHandle<()> = runtime.spawn(run(Arc::clone(&shared), stop_rx));
+        // The task is watched through `stopped`, not joined.
+        drop(task);
+        Ok(Monitor {
+            handle: Arc::new(Handle { shared, stop }),
+        })
+    }
+}
+
+impl Default for MonitorBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The memory monitor: a cheap-clone handle to a background task.
+///
+/// The task stops on [`Monitor::shutdown`] or when the last handle is
+/// dropped. Handlers must not hold a `Monitor` clone themselves: that would
+/// keep the task alive forever.
+#[derive(Clone)]
+pub struct Monitor {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("level", &self.level())
+            .field("running", &self.is_running())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Owned by the handles only: dropping it drops `stop`, which wakes and ends
+/// the task.
+struct Handle {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+}
+
+impl Monitor {
+    /// A builder with the default config and the real system source.
+    pub fn builder() -> MonitorBuilder {
+        MonitorBuilder::new()
+    }
+
+    /// Registers a cleanup handler for `level` (`Moderate` or `Critical`).
+    ///
+    /// On a notification at level `L`, every handler registered for a level
+    /// up to `L` runs (critical pressure also runs the moderate handlers),
+    /// one after the other, **smallest `priority` first** (ties in
+    /// registration order), each under the handler timeout. The handler
+    /// returns an estimate of the bytes it freed. A failing, panicking or
+    /// timed-out handler is logged and counted; the others still run.
+    ///
+    /// # Errors
+    /// [`Error::HandlerLevel`] for `Level::None`; [`Error::Shutdown`] after
+    /// shutdown.
+    pub fn on<F, Fut>(
+        &self,
+        level: Level,
+        priority: i32,
+        name: impl Into<String>,
+        handler: F,
+    ) -> Result<HandlerId, Error>
+    where
+        F: Fn(CleanupContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<u64, BoxError>> + Send + 'static,
+    {
+        let name: String = name.into();
+        if level == Level::None {
+            return Err(Error::HandlerLevel { name });
+        }
+        let shared = &self.handle.shared;
+        if shared.closing.load(Ordering::Acquire) {
+            return Err(Error::Shutdown);
+        }
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let run: HandlerFn = Arc::new(move |ctx| Box::pin(handler(ctx)) as HandlerFuture);
+        shared.handlers.lock().push(HandlerEntry {
+            id,
+            level,
+            priority,
+            name: name.into(),
+            run,
+        });
+        Ok(HandlerId(id))
+    }
+
+    /// Removes a handler; `false` when it was not registered.
+    pub fn remove(&self, id: HandlerId) -> bool {
+        let mut handlers = self.handle.shared.handlers.lock();
+        let before = handlers.len();
+        handlers.retain(|h| h.id != id.0);
+        handlers.len() != before
+    }
+
+    /// The reported level.
+    #[must_use]
+    pub fn level(&self) -> Level {
+        *self.handle.shared.level_tx.borrow()
+    }
+
+    /// The reported level, as a watch channel.
+    #[must_use]
+    pub fn watch_level(&self) -> watch::Receiver<Level> {
+        self.handle.shared.level_tx.subscribe()
+    }
+
+    /// Level changes and handler runs, as a broadcast channel.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.handle.shared.events.subscribe()
+    }
+
+    /// The config in force.
+    #[must_use]
+    pub fn config(&self) -> &MonitorConfig {
+        &self.handle.shared.config
+    }
+
+    /// A snapshot of the counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.handle.shared.stats.lock().clone()
+    }
+
+    /// Takes a sample now, without classifying it or running handlers.
+    ///
+    /// # Errors
+    /// The source's error.
+    pub fn sample_now(&self) -> Result<Sample, Error> {
+        self.handle.shared.sample()
+    }
+
+    /// Samples, classifies and runs the handlers if due, now. Checks are
+    /// serialised with the background task's.
+    ///
+    /// Cancel safety: dropping the future cancels the handler running at that
+    /// moment and skips the rest; the level state has already advanced.
+    ///
+    /// # Errors
+    /// The source's error; [`Error::Shutdown`] after shutdown.
+    pub async fn check_now(&self) -> Result<CheckReport, Error> {
+        self.handle.shared.check().await
+    }
+
+    /// Whether the background task still runs.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        !*self.handle.shared.stopped.borrow()
+    }
+
+    /// Stops the background task and waits until it has ended (a running
+    /// handler is cancelled). Idempotent.
+    ///
+    /// Cancel safety: the stop is requested on the first poll; dropping the
+    /// future afterwards only skips the wait.
+    pub async fn shutdown(&self) {
+        let shared = &self.handle.shared;
+        shared.closing.store(true, Ordering::Release);
+        self.handle.stop.send_replace(true);
+        let mut stopped = shared.stopped.subscribe();
+        // Err means the sender is gone, which cannot happen while we hold
+        // `shared`; either way the task is over.
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+}
+
+/// What the task and the handles share.
+struct Shared {
+    config: MonitorConfig,
+    source: Mutex<Box<dyn SampleSource>>,
+    /// Also serialises checks: held across a whole check.
+    machine: tokio::sync::Mutex<LevelMachine>,
+    handlers: Mutex<Vec<HandlerEntry>>,
+    next_id: AtomicU64,
+    level_tx: watch::Sender<Level>,
+    events: broadcast::Sender<Event>,
+    stats: Mutex<Stats>,
+    stopped: watch::Sender<bool>,
+    closing: AtomicBool,
+    rss: Mutex<RssProbe>,
+}
+
+impl Shared {
+    fn sample(&self) -> Result<Sample, Error> {
+        let result = self.source.lock().sample();
+        let mut stats = self.stats.lock();
+        stats.samples += 1;
+        match result {
+            Ok(sample) => {
+                stats.last_sample = Some(sample.clone());
+                Ok(sample)
+            }
+            Err(error) => {
+                stats.sample_errors += 1;
+                drop(stats);
+                let message = error_chain(&error);
+                tracing::warn!(error = %message, "memory monitor: sample failed");
+                let _ = self.events.send(Event::SampleFailed { error: message });
+                Err(error)
+            }
+        }
+    }
+
+    async fn check(&self) -> Result<CheckReport, Error> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::Shutdown);
+        }
+        let mut machine = self.machine.lock().await;
+        let sample = self.sample()?;
+        let raw_level = self.config.thresholds.classify(&sample);
+        let step = machine.step(raw_level, Instant::now());
+        {
+            let mut stats = self.stats.lock();
+            stats.checks += 1;
+            stats.raw_level = raw_level;
+            stats.level = step.level;
+            if step.change.is_some() {
+                stats.level_changes += 1;
+            }
+            if let Some(reason) = step.notify {
+                stats.notifications += 1;
+                if reason == Reason::Renotify {
+                    stats.renotifications += 1;
+                }
+            }
+        }
+        if let Some((from, to)) = step.change {
+            self.level_tx.send_replace(to);
+            tracing::info!(
+                %from, %to,
+                rss = sample.rss_bytes,
+                limit = sample.limit_bytes,
+                "memory pressure level changed"
+            );
+            let _ = self.events.send(Event::LevelChanged {
+                from,
+                to,
+                sample: Box::new(sample.clone()),
+            });
+        }
+        let handlers = match step.notify {
+            Some(reason) => {
+                let span = tracing::info_span!("memory_cleanup", level = %step.level, ?reason);
+                self.run_handlers(step.level, reason, &sample)
+                    .instrument(span)
+                    .await
+            }
+            None => Vec::new(),
+        };
+        drop(machine);
+        Ok(CheckReport {
+            sample,
+            raw_level,
+            level: step.level,
+            change: step.change,
+            reason: step.notify,
+            handlers,
+        })
+    }
+
+    async fn run_handlers(
+        &self,
+        level: Level,
+        reason: Reason,
+        sample: &Sample,
+    ) -> Vec<HandlerReport> {
+        let mut due: Vec<(u64, i32, Level, Arc<str>, HandlerFn)> = self
+            .handlers
+            .lock()
+            .iter()
+            .filter(|h| h.level <= level)
+            .map(|h| (h.id, h.priority, h.level, h.name.clone(), h.run.clone()))
+            .collect();
+        due.sort_by_key(|(id, priority, ..)| (*priority, *id));
+        let mut reports = Vec::with_capacity(due.len() + 1);
+        for (_, _, handler_level, name, run) in due {
+            let ctx = CleanupContext {
+                level,
+                handler_level,
+                reason,
+                sample: sample.clone(),
+                timeout: self.config.handler_timeout,
+            };
+            let report = self.run_one(&name, run, ctx).await;
+            reports.push(report);
+        }
+        if self.config.malloc_trim
+            && let Some(report) = self.trim(level, reason).await
+        {
+            reports.push(report);
+        }
+        reports
+    }
+
+    async fn run_one(&self, name: &str, run: HandlerFn, ctx: CleanupContext) -> HandlerReport {
+        let (level, handler_level, reason) = (ctx.level, ctx.handler_level, ctx.reason);
+        let started = Instant::now();
+        // Spawned so that a panic (even one raised before the first await)
+        // surfaces as a JoinError instead of unwinding through the monitor,
+        // and so that the timeout can abort it.
+        let mut task = AbortOnDrop(tokio::spawn(async move { run(ctx).await }));
+        let joined = tokio::time::timeout(self.config.handler_timeout, &mut task.0).await;
+        let (outcome, freed_bytes) = match joined {
+            Ok(Ok(Ok(freed))) => (Outcome::Ok, freed),
+            Ok(Ok(Err(error))) => (
+                Outcome::Failed {
+                    error: error_chain(error.as_ref()),
+                },
+                0,
+            ),
+            Ok(Err(join_error)) => (
+                Outcome::Panicked {
+                    message: panic_message(join_error),
+                },
+                0,
+            ),
+            Err(_elapsed) => {
+                task.0.abort();
+                (Outcome::TimedOut, 0)
+            }
+        };
+        let duration = started.elapsed();
+        self.record(&outcome, freed_bytes);
+        match &outcome {
+            Outcome::Ok => {
+                tracing::debug!(handler = name, freed_bytes, ?duration, "cleanup handler ran");
+            }
+            other => {
+                tracing::warn!(handler = name, outcome = ?other, ?duration, "cleanup handler did not succeed");
+            }
+        }
+        let report = HandlerReport {
+            name: name.to_owned(),
+            handler_level,
+            level,
+            reason,
+            outcome,
+            freed_bytes,
+            duration_us: micros(duration),
+        };
+        let _ = self.events.send(Event::HandlerRan(report.clone()));
+        report
+    }
+
+    fn record(&self, outcome: &Outcome, freed_bytes: u64) {
+        let mut stats = self.stats.lock();
+        stats.handler_runs += 1;
+        stats.freed_bytes_reported = stats.freed_bytes_reported.saturating_add(freed_bytes);
+        match outcome {
+            Outcome::Ok => {}
+            Outcome::Failed { .. } => stats.handler_failures += 1,
+            Outcome::Panicked { .. } => stats.handler_panics += 1,
+            Outcome::TimedOut => stats.handler_timeouts += 1,
+        }
+    }
+
+    /// The built-in action: `malloc_trim(0)`, with the RSS drop measured.
+    async fn trim(&self, level: Level, reason: Reason) -> Option<HandlerReport> {
+        if !crate::trim::SUPPORTED {
+            return None;
+        }
+        let started = Instant::now();
+        let before = self.rss.lock().rss();
+        // It walks every arena: milliseconds on a large heap, so off the
+        // runtime's threads.
+        let trimmed = tokio::task::spawn_blocking(crate::trim::malloc_trim).await;
+        let after = self.rss.lock().rss();
+        let freed_bytes = match (before, after) {
+            (Some(b), Some(a)) => b.saturating_sub(a),
+            _ => 0,
+        };
+        let outcome = match trimmed {
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Panicked {
+                message: panic_message(e),
+            },
+        };
+        {
+            let mut stats = self.stats.lock();
+            stats.malloc_trims += 1;
+            stats.malloc_trim_freed_bytes = stats.malloc_trim_freed_bytes.saturating_add(freed_bytes);
+        }
+        let duration = started.elapsed();
+        tracing::debug!(freed_bytes, ?duration, "malloc_trim(0) ran");
+        let report = HandlerReport {
+            name: "malloc_trim".into(),
+            handler_level: Level::Moderate,
+            level,
+            reason,
+            outcome,
+            freed_bytes,
+            duration_us: micros(duration),
+        };
+        let _ = self.events.send(Event::HandlerRan(report.clone()));
+        Some(report)
+    }
+}
+
+/// The background loop. Ends when a stop is requested or the last handle is
+/// dropped (the stop sender goes away), also in the middle of a check.
+async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let _stopped = StoppedGuard(Arc::clone(&shared));
+    let interval = shared.config.interval;
+    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tracing::debug!(?interval, "memory monitor started");
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            _ = ticker.tick() => {}
+        }
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            // Errors are counted, logged and broadcast inside.
+            _ = shared.check() => {}
+        }
+    }
+    tracing::debug!("memory monitor stopped");
+}
+
+/// Marks the task as stopped however it ends (stop, handle dropped, runtime
+/// shut down).
+struct StoppedGuard(Arc<Shared>);
+
+impl Drop for StoppedGuard {
+    fn drop(&mut self) {
+        self.0.closing.store(true, Ordering::Release);
+        self.0.stopped.send_replace(true);
+    }
+}
+
+/// Aborts a spawned handler if the check is cancelled while it runs.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The RSS probe `malloc_trim` is measured with, whatever the sample source.
+struct RssProbe {
+    #[cfg(target_os = "linux")]
+    inner: crate::linux::RssProbe,
+}
+
+impl RssProbe {
+    fn new() -> Self {
+        Self {
+            #[cfg(target_os = "linux")]
+            inner: crate::linux::RssProbe::new(),
+        }
+    }
+
+    #[allow(clippy::unused_self)]
+    fn rss(&mut self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        return self.inner.rss();
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    if !error.is_panic() {
+        return "cancelled".into();
+    }
+    let payload = error.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".into()
+    }
+}
+
+/// `error: source: source...` on one line.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
