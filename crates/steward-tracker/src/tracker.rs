@@ -1,0 +1,823 @@
+//! The [`Tracker`], its builder, the [`Tracked`] guard and subscriptions.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use parking_lot::RwLock;
+
+use crate::clock::{TimeSource, duration_ms};
+use crate::kinds::{Crossing, Global, Kinds};
+use crate::record::{Record, next_id};
+use crate::{
+    Budget, Error, Event, KindStats, ManualClock, ResourceInfo, Snapshot, Totals, TrackerConfig,
+};
+
+/// The id of a tracked resource: unique within the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceId(u64);
+
+impl ResourceId {
+    /// The raw number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// A fast hasher for our own sequential `u64` ids (not attacker-chosen):
+/// one folded 128-bit multiply spreads them over shards and buckets.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct IdHash;
+
+#[derive(Debug, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        let m = u128::from(self.0) * 0x9E37_79B9_7F4A_7C15_u128;
+        // Truncation is the point: fold the high half into the low half.
+        (m as u64) ^ ((m >> 64) as u64)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// An entry of the by-id map.
+#[derive(Debug)]
+struct ById {
+    id: u64,
+    record: Arc<Record>,
+}
+
+/// The shared state behind every handle and guard.
+pub(crate) struct Inner {
+    global: Global,
+    kinds: Kinds,
+    /// Guard-owned resources, by id.
+    map: DashMap<u64, Arc<Record>, IdHash>,
+    /// Resources tracked by the caller's key.
+    by_key: DashMap<Box<str>, ById>,
+    clock: TimeSource,
+    top_n: usize,
+    leak_after_ms: AtomicU64,
+    closed: AtomicBool,
+    unknown_ids: AtomicU64,
+    leaks_reported: AtomicU64,
+    subscribers: RwLock<Vec<(u64, Callback)>>,
+    next_subscriber: AtomicU64,
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracker")
+            .field("live", &self.map.len().saturating_add(self.by_key.len()))
+            .field("closed", &self.closed.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Closes the shared state when the last [`Tracker`] handle goes: guards
+/// still alive then release into nothing.
+#[derive(Debug)]
+struct Handle {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Release);
+        // Frees the records the map holds; guards keep only their own.
+        self.inner.map.clear();
+        self.inner.by_key.clear();
+    }
+}
+
+/// Keeps track of live resources: what is alive, how big, since when, made
+/// where, and whether each kind stays within its budget.
+///
+/// Cheap to clone (`Send + Sync`); clones share everything. When the last
+/// clone is dropped the tracker closes: guards still alive stay sound and
+/// release into nothing.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    handle: Arc<Handle>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Builds a [`Tracker`] from a [`TrackerConfig`] and an optional clock.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct TrackerBuilder {
+    config: TrackerConfig,
+    clock: Option<ManualClock>,
+}
+
+impl TrackerBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: TrackerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// How many of the largest and oldest resources snapshots list.
+    pub fn top_n(mut self, n: usize) -> Self {
+        self.config.top_n = n;
+        self
+    }
+
+    /// Reports resources alive for longer than `age` as leaks (once each).
+    pub fn leak_after(mut self, age: Duration) -> Self {
+        self.config.leak_after_ms = Some(duration_ms(age));
+        self
+    }
+
+    /// Sets the budget of one kind.
+    pub fn budget(mut self, kind: &str, budget: Budget) -> Self {
+        self.config.budgets.insert(kind.to_string(), budget);
+        self
+    }
+
+    /// Uses a manual clock instead of the process's monotonic clock.
+    pub fn clock(mut self, clock: ManualClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Checks the budgets and builds the tracker.
+    pub fn build(self) -> Result<Tracker, Error> {
+        let clock = match self.clock {
+            Some(manual) => TimeSource::Manual(manual),
+            None => TimeSource::coarse(),
+        };
+        let tracker = Tracker::with_parts(&self.config, clock);
+        for (kind, budget) in &self.config.budgets {
+            tracker.set_budget(kind, *budget)?;
+        }
+        Ok(tracker)
+    }
+}
+
+impl Tracker {
+    /// A tracker with the default configuration and the monotonic clock.
+    pub fn new() -> Self {
+        Self::with_parts(&TrackerConfig::default(), TimeSource::coarse())
+    }
+
+    /// Starts configuring a tracker.
+    pub fn builder() -> TrackerBuilder {
+        TrackerBuilder::default()
+    }
+
+    fn with_parts(config: &TrackerConfig, clock: TimeSource) -> Self {
+        let inner = Inner {
+            global: Global::default(),
+            kinds: Kinds::new(),
+            map: DashMap::with_hasher(IdHash),
+            by_key: DashMap::new(),
+            clock,
+            top_n: config.top_n,
+            leak_after_ms: AtomicU64::new(config.leak_after_ms.unwrap_or(u64::MAX)),
+            closed: AtomicBool::new(false),
+            unknown_ids: AtomicU64::new(0),
+            leaks_reported: AtomicU64::new(0),
+            subscribers: RwLock::new(Vec::new()),
+            next_subscriber: AtomicU64::new(0),
+        };
+        Self {
+            handle: Arc::new(Handle {
+                inner: Arc::new(inner),
+            }),
+        }
+    }
+
+    #[inline]
+    fn inner(&self) -> &Arc<Inner> {
+        &self.handle.inner
+    }
+
+    /// Tracks a resource of `kind` and `size_bytes`, owned by the returned
+    /// guard: dropping it releases the resource. The caller's location is
+    /// recorded as the creation site (mark wrappers `#[track_caller]` too).
+    ///
+    /// Fails with [`Error::OverBudget`] when a hard budget of `kind` would be
+    /// exceeded, and with [`Error::TooManyKinds`] past 256 kinds.
+    #[track_caller]
+    #[inline]
+    pub fn track(&self, kind: &str, size_bytes: u64) -> Result<Tracked, Error> {
+        let site = Location::caller();
+        let inner = self.inner();
+        let index = inner.kinds.index(kind)?;
+        inner.account_new(index, size_bytes)?;
+        let record = Arc::new(Record::new(index, size_bytes, inner.clock.now_ms(), site));
+        let id = next_id();
+        inner.map.insert(id, Arc::clone(&record));
+        Ok(Tracked {
+            inner: Arc::clone(inner),
+            id,
+            record,
+        })
+    }
+
+    /// Tracks a resource under the caller's `key` (the by-id API for
+    /// resources no scope owns). Release it with [`Tracker::release_id`].
+    ///
+    /// Fails with [`Error::DuplicateId`] if `key` is live already, and like
+    /// [`Tracker::track`] otherwise.
+    #[track_caller]
+    pub fn track_id(&self, key: &str, kind: &str, size_bytes: u64) -> Result<ResourceId, Error> {
+        let site = Location::caller();
+        let inner = self.inner();
+        let index = inner.kinds.index(kind)?;
+        let crossing = {
+            let entry = match inner.by_key.entry(key.into()) {
+                dashmap::Entry::Occupied(_) => {
+                    return Err(Error::DuplicateId {
+                        key: key.to_string(),
+                    });
+                }
+                dashmap::Entry::Vacant(v) => v,
+            };
+            let crossing = inner.kinds_admit(index, 1, size_bytes)?;
+            let record = Arc::new(Record::new(index, size_bytes, inner.clock.now_ms(), site));
+            let id = next_id();
+            entry.insert(ById { id, record });
+            (id, crossing)
+        };
+        // Events are emitted with no map lock held: subscribers may call us.
+        inner.emit_crossing(crossing.1);
+        Ok(ResourceId(crossing.0))
+    }
+
+    /// Releases the resource tracked under `key`. A key that is not tracked
+    /// (never was, or released already) is reported — error, counter,
+    /// `tracing` and subscribers — and changes no total.
+    pub fn release_id(&self, key: &str) -> Result<(), Error> {
+        let inner = self.inner();
+        let Some((_, entry)) = inner.by_key.remove(key) else {
+            return Err(inner.unknown("release", key));
+        };
+        let crossing = inner.account_release(&entry.record);
+        inner.emit_crossing(crossing);
+        Ok(())
+    }
+
+    /// Marks the resource tracked under `key` as used now.
+    pub fn touch_id(&self, key: &str) -> Result<(), Error> {
+        let inner = self.inner();
+        let Some(entry) = inner.by_key.get(key) else {
+            return Err(inner.unknown("touch", key));
+        };
+        entry.record.touch(inner.clock.now_ms());
+        Ok(())
+    }
+
+    /// Changes the size of the resource tracked under `key`; refused by a
+    /// hard byte budget like [`Tracked::resize`].
+    pub fn resize_id(&self, key: &str, size_bytes: u64) -> Result<(), Error> {
+        let inner = self.inner();
+        let crossing = {
+            // The entry's write lock serialises this with `release_id`.
+            let Some(entry) = inner.by_key.get_mut(key) else {
+                return Err(inner.unknown("resize", key));
+            };
+            inner.account_resize(&entry.record, size_bytes)?
+        };
+        inner.emit_crossing(crossing);
+        Ok(())
+    }
+
+    /// Sets metadata on the resource tracked under `key`.
+    pub fn set_meta_id(&self, key: &str, meta_key: &str, value: &str) -> Result<(), Error> {
+        let inner = self.inner();
+        let Some(entry) = inner.by_key.get(key) else {
+            return Err(inner.unknown("set_meta", key));
+        };
+        entry.record.set_meta(meta_key, value);
+        Ok(())
+    }
+
+    /// Sets (or replaces) the budget of `kind`. Takes effect for the next
+    /// track or resize; what is live already is never evicted.
+    pub fn set_budget(&self, kind: &str, budget: Budget) -> Result<(), Error> {
+        if let Some(reason) = budget.problem() {
+            return Err(Error::InvalidBudget {
+                kind: kind.to_string(),
+                reason,
+            });
+        }
+        let inner = self.inner();
+        let index = inner.kinds.index(kind)?;
+        if let Some(state) = inner.kinds.get(index) {
+            state.set_budget(budget);
+        }
+        Ok(())
+    }
+
+    /// Changes the leak age (`None`: never report leaks).
+    pub fn set_leak_after(&self, age: Option<Duration>) {
+        let ms = age.map(duration_ms).unwrap_or(u64::MAX);
+        self.inner().leak_after_ms.store(ms, Relaxed);
+    }
+
+    /// Totals over all kinds. Cheap: no resource is visited.
+    pub fn totals(&self) -> Totals {
+        self.inner().totals()
+    }
+
+    /// The counters and budget of one kind, if it was ever used.
+    pub fn kind(&self, kind: &str) -> Option<KindStats> {
+        self.inner()
+            .kinds
+            .iter()
+            .find(|k| &*k.name == kind)
+            .map(|k| k.stats())
+    }
+
+    /// Number of live resources.
+    pub fn len(&self) -> usize {
+        let inner = self.inner();
+        inner.map.len().saturating_add(inner.by_key.len())
+    }
+
+    /// Whether no resource is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A plain serde view: totals, per kind, and the `top_n` largest and
+    /// oldest resources. Visits every live resource once.
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.inner();
+        let _span = tracing::debug_span!("tracker_snapshot").entered();
+        let now = inner.clock.now_ms();
+        let n = inner.top_n;
+        let mut largest: BinaryHeap<Reverse<Ranked>> = BinaryHeap::new();
+        let mut oldest: BinaryHeap<Ranked> = BinaryHeap::new();
+        inner.for_each(|id, key, record| {
+            if n == 0 {
+                return;
+            }
+            largest.push(Reverse(Ranked::new(
+                record.size.load(Relaxed),
+                // Equal sizes: the lower id ranks larger (listed first).
+                u64::MAX - id,
+                id,
+                key,
+                record,
+            )));
+            if largest.len() > n {
+                largest.pop();
+            }
+            oldest.push(Ranked::new(record.created_ms, id, id, key, record));
+            if oldest.len() > n {
+                oldest.pop();
+            }
+        });
+        // Largest first: ascending order of Reverse(rank).
+        let largest = largest
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Reverse(r)| inner.describe(&r, now))
+            .collect();
+        // Oldest first: ascending (created, id).
+        let oldest = oldest
+            .into_sorted_vec()
+            .into_iter()
+            .map(|r| inner.describe(&r, now))
+            .collect();
+        Snapshot {
+            at_ms: now,
+            totals: inner.totals(),
+            kinds: inner.kinds.iter().map(|k| k.stats()).collect(),
+            largest,
+            oldest,
+            unknown_ids: inner.unknown_ids.load(Relaxed),
+            rejected: inner.kinds.iter().map(|k| k.rejected.load(Relaxed)).sum(),
+            leaks_reported: inner.leaks_reported.load(Relaxed),
+        }
+    }
+
+    /// Resources not touched for at least `idle_for`, longest idle first:
+    /// what memory-pressure cleanup handlers act on.
+    pub fn stale(&self, idle_for: Duration) -> Vec<ResourceInfo> {
+        let inner = self.inner();
+        let _span = tracing::debug_span!("tracker_stale").entered();
+        let now = inner.clock.now_ms();
+        let idle_ms = duration_ms(idle_for);
+        let mut out = Vec::new();
+        inner.for_each(|id, key, record| {
+            let last = record.last_used_ms.load(Relaxed);
+            if now.saturating_sub(last) >= idle_ms {
+                let kind = inner.kind_name(record.kind);
+                out.push(record.info(id, key, kind, now));
+            }
+        });
+        out.sort_by(|a, b| b.idle_ms.cmp(&a.idle_ms).then(a.id.cmp(&b.id)));
+        out
+    }
+
+    /// Reports every resource older than the leak age that was not reported
+    /// before: to `tracing` (warn), to subscribers, and in the returned list
+    /// (oldest first). Each resource is reported at most once.
+    pub fn check_leaks(&self) -> Vec<ResourceInfo> {
+        let inner = self.inner();
+        let leak_after = inner.leak_after_ms.load(Relaxed);
+        if leak_after == u64::MAX {
+            return Vec::new();
+        }
+        let _span = tracing::debug_span!("tracker_check_leaks").entered();
+        let now = inner.clock.now_ms();
+        let mut leaks = Vec::new();
+        inner.for_each(|id, key, record| {
+            if now.saturating_sub(record.created_ms) < leak_after {
+                return;
+            }
+            // swap: exactly one caller reports each resource.
+            if record.leak_reported.swap(true, AcqRel) {
+                return;
+            }
+            let kind = inner.kind_name(record.kind);
+            leaks.push(record.info(id, key, kind, now));
+        });
+        leaks.sort_by(|a, b| b.age_ms.cmp(&a.age_ms).then(a.id.cmp(&b.id)));
+        inner.leaks_reported.fetch_add(leaks.len() as u64, Relaxed);
+        for leak in &leaks {
+            tracing::warn!(
+                id = leak.id,
+                key = leak.key.as_deref(),
+                kind = %leak.kind,
+                name = leak.name.as_deref(),
+                size_bytes = leak.size_bytes,
+                age_ms = leak.age_ms,
+                site = %leak.site,
+                "resource alive longer than the leak age"
+            );
+            inner.notify(&Event::Leak {
+                resource: leak.clone(),
+            });
+        }
+        leaks
+    }
+
+    /// Calls `f` with every event (budget crossings, leaks, unknown ids)
+    /// until the returned subscription is dropped. `f` runs on the thread
+    /// that caused the event, with no tracker lock held (it may call the
+    /// tracker); keep it short and do not panic in it.
+    pub fn subscribe<F>(&self, f: F) -> Subscription
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        let inner = self.inner();
+        let id = inner.next_subscriber.fetch_add(1, Relaxed);
+        inner.subscribers.write().push((id, Arc::new(f)));
+        Subscription {
+            inner: Arc::downgrade(inner),
+            id,
+        }
+    }
+}
+
+/// A candidate for a snapshot's top-N lists, ordered by `(primary, tie)`.
+struct Ranked {
+    primary: u64,
+    tie: u64,
+    id: u64,
+    key: Option<Box<str>>,
+    record: Arc<Record>,
+}
+
+impl Ranked {
+    fn new(primary: u64, tie: u64, id: u64, key: Option<&str>, rec: &Arc<Record>) -> Self {
+        Self {
+            primary,
+            tie,
+            id,
+            key: key.map(Into::into),
+            record: Arc::clone(rec),
+        }
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.primary, self.tie).cmp(&(other.primary, other.tie))
+    }
+}
+
+impl Inner {
+    fn kind_name(&self, index: u16) -> &str {
+        self.kinds.get(index).map_or("?", |k| &k.name)
+    }
+
+    fn totals(&self) -> Totals {
+        let mut t = Totals {
+            live_count: self.global.live_count.load(Relaxed),
+            live_bytes: self.global.live_bytes.load(Relaxed),
+            peak_count: self.global.peak_count.load(Relaxed),
+            peak_bytes: self.global.peak_bytes.load(Relaxed),
+            ..Totals::default()
+        };
+        for kind in self.kinds.iter() {
+            t.tracked_count = t
+                .tracked_count
+                .saturating_add(kind.hot.tracked_count.load(Relaxed));
+            t.tracked_bytes = t
+                .tracked_bytes
+                .saturating_add(kind.hot.tracked_bytes.load(Relaxed));
+        }
+        t.released_count = t.tracked_count.saturating_sub(t.live_count);
+        t.released_bytes = t.tracked_bytes.saturating_sub(t.live_bytes);
+        t
+    }
+
+    fn describe(&self, r: &Ranked, now: u64) -> ResourceInfo {
+        r.record
+            .info(r.id, r.key.as_deref(), self.kind_name(r.record.kind), now)
+    }
+
+    /// Visits guard-owned then by-key resources. Holds one shard read lock at
+    /// a time: `f` must not call back into the maps.
+    fn for_each(&self, mut f: impl FnMut(u64, Option<&str>, &Arc<Record>)) {
+        for entry in &self.map {
+            f(*entry.key(), None, entry.value());
+        }
+        for entry in &self.by_key {
+            f(entry.id, Some(entry.key()), &entry.record);
+        }
+    }
+
+    #[inline]
+    fn kinds_admit(&self, index: u16, count: u64, bytes: u64) -> Result<Option<Crossing>, Error> {
+        let Some(kind) = self.kinds.get(index) else {
+            return Ok(None);
+        };
+        kind.admit(index, &self.global, count, bytes)
+    }
+
+    /// Accounts a new resource; emits a soft-budget crossing right away
+    /// (guards hold no map lock at this point).
+    #[inline]
+    fn account_new(&self, index: u16, bytes: u64) -> Result<(), Error> {
+        let crossing = self.kinds_admit(index, 1, bytes)?;
+        self.emit_crossing(crossing);
+        Ok(())
+    }
+
+    #[inline]
+    fn account_release(&self, record: &Record) -> Option<Crossing> {
+        let kind = self.kinds.get(record.kind)?;
+        kind.release(record.kind, &self.global, 1, record.size.load(Relaxed))
+    }
+
+    /// Moves `record` to `new` bytes. The caller guarantees no concurrent
+    /// release or resize of the same record (`&mut` guard, or the by-key
+    /// entry's write lock).
+    fn account_resize(&self, record: &Record, new: u64) -> Result<Option<Crossing>, Error> {
+        let Some(kind) = self.kinds.get(record.kind) else {
+            return Ok(None);
+        };
+        let old = record.size.load(Relaxed);
+        let crossing = match new.cmp(&old) {
+            Ordering::Equal => None,
+            Ordering::Greater => kind.admit(record.kind, &self.global, 0, new - old)?,
+            Ordering::Less => kind.release(record.kind, &self.global, 0, old - new),
+        };
+        record.size.store(new, Relaxed);
+        Ok(crossing)
+    }
+
+    #[cold]
+    fn unknown(&self, op: &'static str, key: &str) -> Error {
+        self.unknown_ids.fetch_add(1, Relaxed);
+        tracing::warn!(op, key, "by-id operation on a key that is not tracked");
+        self.notify(&Event::UnknownId {
+            op: op.to_string(),
+            key: key.to_string(),
+        });
+        Error::UnknownId {
+            key: key.to_string(),
+        }
+    }
+
+    #[inline]
+    fn emit_crossing(&self, crossing: Option<Crossing>) {
+        if let Some(c) = crossing {
+            self.emit_crossing_slow(c);
+        }
+    }
+
+    #[cold]
+    fn emit_crossing_slow(&self, crossing: Crossing) {
+        let event = match crossing {
+            Crossing::Exceeded {
+                kind,
+                live_bytes,
+                soft_bytes,
+            } => {
+                let kind = self.kind_name(kind).to_string();
+                tracing::warn!(%kind, live_bytes, soft_bytes, "kind over its soft budget");
+                Event::SoftBudgetExceeded {
+                    kind,
+                    live_bytes,
+                    soft_bytes,
+                }
+            }
+            Crossing::Recovered {
+                kind,
+                live_bytes,
+                soft_bytes,
+            } => {
+                let kind = self.kind_name(kind).to_string();
+                tracing::info!(%kind, live_bytes, soft_bytes, "kind back within its soft budget");
+                Event::SoftBudgetRecovered {
+                    kind,
+                    live_bytes,
+                    soft_bytes,
+                }
+            }
+        };
+        self.notify(&event);
+    }
+
+    fn notify(&self, event: &Event) {
+        // Copy the callbacks out so that none runs under the lock.
+        let callbacks: Vec<Callback> = self
+            .subscribers
+            .read()
+            .iter()
+            .map(|(_, f)| Arc::clone(f))
+            .collect();
+        for f in callbacks {
+            f(event);
+        }
+    }
+}
+
+/// A live resource owned by a scope: released when dropped.
+///
+/// Dropping it after the tracker itself was dropped is fine: it releases
+/// into nothing.
+#[must_use = "dropping the guard releases the resource at once"]
+pub struct Tracked {
+    inner: Arc<Inner>,
+    id: u64,
+    record: Arc<Record>,
+}
+
+impl fmt::Debug for Tracked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracked")
+            .field("id", &self.id)
+            .field("kind", &self.kind())
+            .field("size", &self.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tracked {
+    /// The resource's id.
+    pub fn id(&self) -> ResourceId {
+        ResourceId(self.id)
+    }
+
+    /// The resource's kind.
+    pub fn kind(&self) -> &str {
+        self.inner.kind_name(self.record.kind)
+    }
+
+    /// Its size in bytes now.
+    pub fn size(&self) -> u64 {
+        self.record.size.load(Relaxed)
+    }
+
+    /// Marks the resource as used now. Lock-free, a few nanoseconds.
+    #[inline]
+    pub fn touch(&self) {
+        self.record.touch(self.inner.clock.now_ms());
+    }
+
+    /// Changes its size. Growing past a hard byte budget fails with
+    /// [`Error::OverBudget`] and leaves the size unchanged.
+    pub fn resize(&mut self, size_bytes: u64) -> Result<(), Error> {
+        if self.inner.closed.load(Acquire) {
+            self.record.size.store(size_bytes, Relaxed);
+            return Ok(());
+        }
+        let crossing = self.inner.account_resize(&self.record, size_bytes)?;
+        self.inner.emit_crossing(crossing);
+        Ok(())
+    }
+
+    /// Sets its name (shown in reports).
+    pub fn set_name(&self, name: &str) {
+        self.record.set_name(name);
+    }
+
+    /// Sets its name, builder style.
+    pub fn with_name(self, name: &str) -> Self {
+        self.set_name(name);
+        self
+    }
+
+    /// Its name, if set.
+    pub fn name(&self) -> Option<String> {
+        self.record.name()
+    }
+
+    /// Sets one metadata entry (replacing the value of an existing key).
+    /// Meant for a few small entries.
+    pub fn set_meta(&self, key: &str, value: &str) {
+        self.record.set_meta(key, value);
+    }
+
+    /// Sets one metadata entry, builder style.
+    pub fn with_meta(self, key: &str, value: &str) -> Self {
+        self.set_meta(key, value);
+        self
+    }
+
+    /// One metadata value.
+    pub fn meta(&self, key: &str) -> Option<String> {
+        self.record.meta(key)
+    }
+
+    /// Releases now (same as dropping).
+    pub fn release(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Tracked {
+    #[inline]
+    fn drop(&mut self) {
+        if self.inner.closed.load(Acquire) {
+            return;
+        }
+        // Only the guard removes its id, so this runs once per resource and
+        // never underflows a total.
+        if self.inner.map.remove(&self.id).is_some() {
+            let crossing = self.inner.account_release(&self.record);
+            self.inner.emit_crossing(crossing);
+        }
+    }
+}
+
+/// Keeps a [`Tracker::subscribe`] callback registered; dropping it
+/// unsubscribes.
+#[must_use = "dropping the subscription unsubscribes at once"]
+#[derive(Debug)]
+pub struct Subscription {
+    inner: Weak<Inner>,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.subscribers.write().retain(|(id, _)| *id != self.id);
+        }
+    }
+}
