@@ -74,9 +74,11 @@ mod trim;
 pub use config::MonitorConfig;
 pub use error::{BoxError, Error};
 pub use level::{Level, LevelMachine, LevelThresholds, Reason, Step, Thresholds};
+#[cfg(target_os = "linux")]
+pub use linux::read_cgroup_memory;
 pub use monitor::{
-    CheckReport, CleanupContext, Event, HandlerId, HandlerReport, Monitor, MonitorBuilder,
-    Outcome, Stats,
+    CheckReport, CleanupContext, Event, HandlerId, HandlerReport, Monitor, MonitorBuilder, Outcome,
+    Stats,
 };
 pub use sample::{CgroupMemory, LimitSource, Sample};
 pub use source::{FakeSource, ProcessMemory, SampleSource, SystemSource};

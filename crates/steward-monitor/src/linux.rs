@@ -178,7 +178,9 @@ impl FastProc {
         let page_size = self.page_size;
         let text = self.statm.read()?;
         let Some(statm) = parse::statm(text) else {
-            return Err(self.statm.parse_err("expected `size resident ...` in pages"));
+            return Err(self
+                .statm
+                .parse_err("expected `size resident ...` in pages"));
         };
         Ok(ProcessMemory {
             rss_bytes: statm.resident_pages.saturating_mul(page_size),
@@ -245,4 +247,12 @@ impl RssProbe {
         let statm = parse::statm(file.read().ok()?)?;
         Some(statm.resident_pages.saturating_mul(*page_size))
     }
+}
+
+/// Reads a memory cgroup's limit (the smallest from the cgroup up to the
+/// hierarchy's root) and usage. `None` when no limit file exists there (the
+/// memory controller is not enabled for it).
+#[must_use]
+pub fn read_cgroup_memory(location: &CgroupLocation) -> Option<CgroupMemory> {
+    CgroupFiles::open(location.clone()).map(|mut files| files.read())
 }

@@ -472,18 +472,19 @@ impl Shared {
             }
         }
         if let Some((from, to)) = step.change {
-            self.level_tx.send_replace(to);
             tracing::info!(
                 %from, %to,
                 rss = sample.rss_bytes,
                 limit = sample.limit_bytes,
                 "memory pressure level changed"
             );
+            // The event first: whoever wakes on the watch finds it queued.
             let _ = self.events.send(Event::LevelChanged {
                 from,
                 to,
                 sample: Box::new(sample.clone()),
             });
+            self.level_tx.send_replace(to);
         }
         let handlers = match step.notify {
             Some(reason) => {
@@ -570,7 +571,12 @@ impl Shared {
         self.record(&outcome, freed_bytes);
         match &outcome {
             Outcome::Ok => {
-                tracing::debug!(handler = name, freed_bytes, ?duration, "cleanup handler ran");
+                tracing::debug!(
+                    handler = name,
+                    freed_bytes,
+                    ?duration,
+                    "cleanup handler ran"
+                );
             }
             other => {
                 tracing::warn!(handler = name, outcome = ?other, ?duration, "cleanup handler did not succeed");
@@ -625,7 +631,8 @@ impl Shared {
         {
             let mut stats = self.stats.lock();
             stats.malloc_trims += 1;
-            stats.malloc_trim_freed_bytes = stats.malloc_trim_freed_bytes.saturating_add(freed_bytes);
+            stats.malloc_trim_freed_bytes =
+                stats.malloc_trim_freed_bytes.saturating_add(freed_bytes);
         }
         let duration = started.elapsed();
         tracing::debug!(freed_bytes, ?duration, "malloc_trim(0) ran");
