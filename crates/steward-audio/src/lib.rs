@@ -1,11 +1,68 @@
-//! Audio capture and playback that never leak and never block.
+//! Audio capture and playback for a realtime voice assistant that never leak
+//! and never block.
 //!
-//! This crate is under construction.
+//! - [`Capture`] records from an input device and hands out PCM16
+//!   little-endian mono chunks at 24 kHz (configurable), whatever the device
+//!   gives (any sample type, rate or channel count).
+//! - [`Playback`] accepts the same and plays it, with backpressure, and
+//!   [`Playback::clear`] for barge-in.
+//! - The audio callbacks never allocate, lock or block: they talk to the
+//!   stream's own thread through bounded lock-free ring buffers. Capture
+//!   overflow drops the oldest audio and counts it; playback underrun plays
+//!   silence and counts it ([`Stats`]).
+//! - Each stream owns one thread that builds, owns and drops the backend
+//!   stream; [`Capture::close`], [`Playback::close`] and `Drop` stop it and
+//!   join the thread. Backend errors become [`Event`]s, never panics.
+//! - [`convert`] holds the conversions, resampling (rubato) and the base64
+//!   helpers for the realtime API; they need no sound card.
 //!
 //! ```
-//! assert_eq!(steward_audio::NAME, "steward-audio");
+//! use steward_audio::{AudioConfig, base64_to_pcm16, pcm16_to_base64};
+//!
+//! // The realtime API carries PCM16 as base64.
+//! let pcm = [0x01, 0x00, 0xff, 0x7f];
+//! let b64 = pcm16_to_base64(&pcm);
+//! assert_eq!(base64_to_pcm16(&b64)?, pcm);
+//!
+//! // 20 ms chunks at 24 kHz by default.
+//! let config = AudioConfig::default();
+//! assert_eq!(config.chunk_bytes(), 960);
+//!
+//! // With a sound server running, recording and playing look like this:
+//! # fn record(config: &AudioConfig) -> steward_audio::Result<()> {
+//! use std::time::Duration;
+//! use steward_audio::{Capture, Playback};
+//! let mut mic = Capture::open(config)?;
+//! let speaker = Playback::open(config)?;
+//! if let Some(chunk) = mic.next_chunk_blocking(Duration::from_secs(1))? {
+//!     speaker.write_blocking(&chunk, Duration::from_secs(1))?;
+//! }
+//! speaker.clear(); // the user started talking
+//! mic.close()?;
+//! speaker.close()?;
+//! # Ok(()) }
+//! # let _ = record;
+//! # Ok::<(), steward_audio::Error>(())
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-/// The crate's name, until the real API lands.
-pub const NAME: &str = "steward-audio";
+mod capture;
+mod config;
+pub mod convert;
+mod error;
+mod playback;
+mod stats;
+mod stream;
+
+pub use capture::{Capture, CaptureBuilder};
+pub use config::{
+    AudioConfig, DEFAULT_SAMPLE_RATE, DeviceFormat, DeviceInfo, FormatRange, SampleFormat,
+};
+pub use convert::{base64_to_pcm16, pcm16_to_base64};
+pub use error::{BackendError, Error, Result};
+pub use playback::{Playback, PlaybackBuilder};
+pub use stats::Stats;
+pub use stream::{Event, list_devices};
+
+#[doc(hidden)]
+pub use stream::callback_hook;

@@ -1,0 +1,2 @@
+//! Conversion benches (placeholder: the criterion group lands in the next commit).
+fn main() {}

@@ -1,0 +1,441 @@
+//! Capture: device audio to PCM16 24 kHz mono chunks.
+//!
+//! Path: the audio callback downmixes to mono `f32` at the device rate and
+//! pushes it into a one-second lock-free ring (no allocation, no lock). The
+//! stream's own thread drains the ring every few milliseconds, resamples,
+//! converts to PCM16 and cuts chunks into a bounded queue; when that queue is
+//! full the OLDEST chunk is dropped and counted, so a slow reader always gets
+//! the freshest audio. (The callback cannot drop the oldest audio itself: the
+//! ring's read end belongs to the consumer. If the stream thread ever stalls
+//! for a whole second, the callback drops the newest frames and counts them
+//! in [`Stats::ring_overrun_frames`].)
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use cpal::traits::{DeviceTrait as _, StreamTrait as _};
+use parking_lot::Mutex;
+
+use crate::config::{AudioConfig, DeviceFormat, SampleFormat};
+use crate::convert::{CaptureConverter, PcmSample, mix_frame};
+use crate::error::{Error, Result};
+use crate::stats::{Counters, Stats, bump};
+use crate::stream::{
+    Direction, ErrorSink, Event, Pump, Status, Worker, block_on_with_timeout, callback_hook,
+    drain_errors, find_device, host, pick_format, stream_config,
+};
+
+/// State shared by the handle and the stream thread.
+#[derive(Debug, Default)]
+struct State {
+    chunks: VecDeque<Vec<u8>>,
+    reader: Option<Waker>,
+    status: Status,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    counters: Arc<Counters>,
+}
+
+/// A running capture stream. Dropping it (or [`close`](Self::close)) stops
+/// the device stream and joins its thread before returning.
+#[derive(Debug)]
+pub struct Capture {
+    shared: Arc<Shared>,
+    worker: Mutex<Worker>,
+    device: String,
+    format: DeviceFormat,
+    config: AudioConfig,
+}
+
+/// Builds a [`Capture`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct CaptureBuilder {
+    config: AudioConfig,
+}
+
+impl CaptureBuilder {
+    /// Starts from `config` (its input fields).
+    pub fn config(mut self, config: AudioConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Records from the device with this name (see [`list_devices`](crate::list_devices)).
+    pub fn device(mut self, name: impl Into<String>) -> Self {
+        self.config.input_device = Some(name.into());
+        self
+    }
+
+    /// Duration of each chunk handed out.
+    pub fn chunk_duration(mut self, d: Duration) -> Self {
+        self.config.set_chunk_duration(d);
+        self
+    }
+
+    /// Forces the device-side rate, channels and sample type.
+    pub fn device_format(mut self, rate: u32, channels: u16, format: SampleFormat) -> Self {
+        self.config.device_sample_rate = Some(rate);
+        self.config.device_channels = Some(channels);
+        self.config.device_sample_format = Some(format);
+        self
+    }
+
+    /// Opens the stream and starts it.
+    ///
+    /// # Errors
+    /// See [`Capture::open`].
+    pub fn build(self) -> Result<Capture> {
+        Capture::open(&self.config)
+    }
+}
+
+/// The callback's state: everything preallocated.
+struct InputCallback {
+    producer: rtrb::Producer<f32>,
+    channels: usize,
+    counters: Arc<Counters>,
+}
+
+impl InputCallback {
+    /// Runs on the audio thread: no allocation, no lock, no wait.
+    #[inline]
+    fn on_data<T: PcmSample>(&mut self, data: &[T]) {
+        let _scope = callback_hook::Scope::enter();
+        let frames = data.len() / self.channels;
+        bump(&self.counters.callbacks, 1);
+        bump(&self.counters.frames_in, frames);
+        let n = frames.min(self.producer.slots());
+        if n < frames {
+            bump(&self.counters.ring_overrun_frames, frames - n);
+        }
+        if n == 0 {
+            return;
+        }
+        if let Ok(chunk) = self.producer.write_chunk_uninit(n) {
+            chunk.fill_from_iter(data.chunks_exact(self.channels).map(mix_frame));
+        }
+    }
+}
+
+/// The stream thread's state.
+struct CapturePump {
+    // Field order matters: the stream drops first, stopping callbacks.
+    _stream: cpal::Stream,
+    consumer: rtrb::Consumer<f32>,
+    errors: rtrb::Consumer<cpal::Error>,
+    converter: CaptureConverter,
+    partial: Vec<u8>,
+    chunk_bytes: usize,
+    chunk_frames: usize,
+    max_chunks: usize,
+    shared: Arc<Shared>,
+    device: String,
+}
+
+impl Pump for CapturePump {
+    fn tick(&mut self) {
+        if !self.errors.is_empty() {
+            let events = drain_errors(&mut self.errors, &self.device);
+            let mut st = self.shared.state.lock();
+            if st.status.apply(events)
+                && let Some(w) = st.reader.take()
+            {
+                w.wake();
+            }
+        }
+        let available = self.consumer.slots();
+        if available == 0 {
+            return;
+        }
+        if let Ok(chunk) = self.consumer.read_chunk(available) {
+            let (a, b) = chunk.as_slices();
+            self.converter.push_mono(a, &mut self.partial);
+            self.converter.push_mono(b, &mut self.partial);
+            chunk.commit_all();
+        }
+        if self.partial.len() < self.chunk_bytes {
+            return;
+        }
+        let mut ready = Vec::new();
+        while self.partial.len() >= self.chunk_bytes {
+            ready.push(self.partial.drain(..self.chunk_bytes).collect::<Vec<u8>>());
+        }
+        bump(
+            &self.shared.counters.frames_out,
+            ready.len() * self.chunk_frames,
+        );
+        let mut st = self.shared.state.lock();
+        for chunk in ready {
+            if st.chunks.len() >= self.max_chunks {
+                st.chunks.pop_front();
+                bump(&self.shared.counters.overflow_frames, self.chunk_frames);
+            }
+            st.chunks.push_back(chunk);
+        }
+        if let Some(w) = st.reader.take() {
+            w.wake();
+        }
+    }
+}
+
+impl Drop for CapturePump {
+    fn drop(&mut self) {
+        let mut st = self.shared.state.lock();
+        st.status.finished = true;
+        if let Some(w) = st.reader.take() {
+            w.wake();
+        }
+        if let Some(w) = st.status.event_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+fn build_input<T>(
+    device: &cpal::Device,
+    name: &str,
+    cfg: cpal::StreamConfig,
+    mut cb: InputCallback,
+    mut errs: ErrorSink,
+) -> Result<cpal::Stream>
+where
+    T: PcmSample + cpal::SizedSample,
+{
+    device
+        .build_input_stream::<T, _, _>(
+            cfg,
+            move |data: &[T], _: &cpal::InputCallbackInfo| cb.on_data(data),
+            move |e| errs.record(e),
+            None,
+        )
+        .map_err(|e| Error::backend(name, "open the input stream", &e))
+}
+
+fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(CapturePump, DeviceFormat, String)> {
+    let host = host();
+    let (device, name) = find_device(&host, Direction::Input, config.input_device.as_deref())?;
+    let format = pick_format(&device, &name, Direction::Input, &config)?;
+    let converter = CaptureConverter::new(format.sample_rate, format.channels, config.sample_rate)?;
+    // One second of mono audio at the device rate.
+    let (producer, consumer) = rtrb::RingBuffer::new(format.sample_rate.max(1_000) as usize);
+    let cb = InputCallback {
+        producer,
+        channels: usize::from(format.channels.max(1)),
+        counters: Arc::clone(&shared.counters),
+    };
+    let (errs, errors) = ErrorSink::new(Arc::clone(&shared.counters));
+    let cfg = stream_config(format, &config);
+    let stream = match format.sample_format {
+        SampleFormat::I8 => build_input::<i8>(&device, &name, cfg, cb, errs),
+        SampleFormat::I16 => build_input::<i16>(&device, &name, cfg, cb, errs),
+        SampleFormat::I32 => build_input::<i32>(&device, &name, cfg, cb, errs),
+        SampleFormat::U8 => build_input::<u8>(&device, &name, cfg, cb, errs),
+        SampleFormat::U16 => build_input::<u16>(&device, &name, cfg, cb, errs),
+        SampleFormat::U32 => build_input::<u32>(&device, &name, cfg, cb, errs),
+        SampleFormat::F32 => build_input::<f32>(&device, &name, cfg, cb, errs),
+        SampleFormat::F64 => build_input::<f64>(&device, &name, cfg, cb, errs),
+    }?;
+    stream
+        .play()
+        .map_err(|e| Error::backend(&name, "start the input stream", &e))?;
+    let chunk_frames = config.chunk_frames as usize;
+    let queue_frames = config.ms_to_frames(config.capture_queue_ms);
+    tracing::info!(
+        device = %name,
+        rate = format.sample_rate,
+        channels = format.channels,
+        sample_format = %format.sample_format,
+        "capture started"
+    );
+    Ok((
+        CapturePump {
+            _stream: stream,
+            consumer,
+            errors,
+            converter,
+            partial: Vec::with_capacity(config.chunk_bytes() * 4),
+            chunk_bytes: config.chunk_bytes(),
+            chunk_frames,
+            max_chunks: queue_frames.div_ceil(chunk_frames).max(1),
+            shared,
+            device: name.clone(),
+        },
+        format,
+        name,
+    ))
+}
+
+impl Capture {
+    /// A builder starting from [`AudioConfig::default`].
+    pub fn builder() -> CaptureBuilder {
+        CaptureBuilder::default()
+    }
+
+    /// Opens `config.input_device` (default: the default input), starts it,
+    /// and returns once audio can flow.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`], [`Error::DeviceNotFound`],
+    /// [`Error::UnsupportedConfig`], [`Error::HostUnavailable`] or
+    /// [`Error::Backend`] naming the device.
+    pub fn open(config: &AudioConfig) -> Result<Self> {
+        config.validate()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            counters: Arc::new(Counters::default()),
+        });
+        let hint = config
+            .input_device
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let cfg = config.clone();
+        let sh = Arc::clone(&shared);
+        let (worker, format, device) =
+            Worker::spawn("steward-audio-capture", &hint, move || setup(cfg, sh))?;
+        Ok(Self {
+            shared,
+            worker: Mutex::new(worker),
+            device,
+            format,
+            config: config.clone(),
+        })
+    }
+
+    /// The device's name.
+    #[must_use]
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// What the device runs at.
+    #[must_use]
+    pub fn device_format(&self) -> DeviceFormat {
+        self.format
+    }
+
+    /// The configuration this stream was opened with.
+    #[must_use]
+    pub fn config(&self) -> &AudioConfig {
+        &self.config
+    }
+
+    /// The next chunk: `chunk_frames` PCM16LE mono samples at `sample_rate`.
+    ///
+    /// Cancel safe: a chunk leaves the queue only when this returns it.
+    ///
+    /// # Errors
+    /// [`Error::DeviceLost`] or [`Error::Closed`] once the queued chunks are gone.
+    pub async fn next_chunk(&mut self) -> Result<Vec<u8>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx.waker())).await
+    }
+
+    /// A queued chunk if there is one, without waiting.
+    ///
+    /// # Errors
+    /// As [`next_chunk`](Self::next_chunk).
+    pub fn try_next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        let mut st = self.shared.state.lock();
+        if let Some(c) = st.chunks.pop_front() {
+            return Ok(Some(c));
+        }
+        match st.status.dead(&self.device) {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    /// Blocks this thread for the next chunk, up to `timeout` (`Ok(None)`
+    /// when it passes). For callers without an async runtime.
+    ///
+    /// # Errors
+    /// As [`next_chunk`](Self::next_chunk).
+    pub fn next_chunk_blocking(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>> {
+        block_on_with_timeout(timeout, |cx| self.poll_chunk(cx.waker())).transpose()
+    }
+
+    fn poll_chunk(&self, waker: &Waker) -> Poll<Result<Vec<u8>>> {
+        let mut st = self.shared.state.lock();
+        if let Some(c) = st.chunks.pop_front() {
+            return Poll::Ready(Ok(c));
+        }
+        if let Some(e) = st.status.dead(&self.device) {
+            return Poll::Ready(Err(e));
+        }
+        st.reader = Some(waker.clone());
+        Poll::Pending
+    }
+
+    /// Drops every queued chunk (say, after the assistant stopped listening);
+    /// returns how many frames were dropped. Not counted as overflow.
+    pub fn discard_queued(&mut self) -> usize {
+        let mut st = self.shared.state.lock();
+        let frames = st.chunks.iter().map(|c| c.len() / 2).sum();
+        st.chunks.clear();
+        frames
+    }
+
+    /// The next event, waiting for one. Ends with `None` once the stream is
+    /// closed and no event is left. Cancel safe.
+    pub async fn next_event(&self) -> Option<Event> {
+        std::future::poll_fn(|cx| {
+            let mut st = self.shared.state.lock();
+            if let Some(e) = st.status.events.pop_front() {
+                return Poll::Ready(Some(e));
+            }
+            if st.status.finished {
+                return Poll::Ready(None);
+            }
+            st.status.event_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// An event if one is queued.
+    #[must_use]
+    pub fn try_next_event(&self) -> Option<Event> {
+        self.shared.state.lock().status.events.pop_front()
+    }
+
+    /// A snapshot of the counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats {
+            device: self.device.clone(),
+            format: Some(self.format),
+            ..Stats::default()
+        };
+        self.shared.counters.fill(&mut s, self.config.sample_rate);
+        let st = self.shared.state.lock();
+        s.queued_frames = st.chunks.iter().map(|c| c.len() as u64 / 2).sum();
+        s.last_error.clone_from(&st.status.last_error);
+        s.device_lost = st.status.lost.is_some();
+        s
+    }
+
+    /// Stops the stream, joins its thread, and returns the final counters.
+    /// Idempotent; reads after it drain what is queued, then return
+    /// [`Error::Closed`].
+    ///
+    /// # Errors
+    /// [`Error::Thread`] if the stream thread had panicked.
+    pub fn close(&self) -> Result<Stats> {
+        let ok = self.worker.lock().stop();
+        let stats = self.stats();
+        tracing::info!(device = %self.device, frames = stats.frames_out, "capture closed");
+        if ok {
+            Ok(stats)
+        } else {
+            Err(Error::Thread {
+                device: self.device.clone(),
+                message: "the capture thread panicked".into(),
+            })
+        }
+    }
+}

@@ -1,0 +1,664 @@
+//! Playback: PCM16 24 kHz mono in, device audio out.
+//!
+//! Path: `write` appends PCM16 bytes to a bounded queue (waiting when it is
+//! full: backpressure instead of the unbounded queue the Python assistant
+//! had). The stream's own thread resamples what the device can take next
+//! into a 200 ms lock-free ring; the audio callback pops from the ring,
+//! upmixes to the device's channels and sample type, and plays silence
+//! (counted) when the ring runs dry. `clear()` empties the queue at once and
+//! tells the callback to drop its ring on its next run (barge-in).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use cpal::traits::{DeviceTrait as _, StreamTrait as _};
+use parking_lot::Mutex;
+
+use crate::config::{AudioConfig, DeviceFormat, SampleFormat};
+use crate::convert::{PcmSample, PlaybackConverter};
+use crate::error::{Error, Result};
+use crate::stats::{Counters, Stats, bump};
+use crate::stream::{
+    Direction, ErrorSink, Event, Pump, Status, Worker, block_on_with_timeout, callback_hook,
+    drain_errors, find_device, host, pick_format, stream_config,
+};
+
+/// After the writer pauses this long, the resampler's held-back tail is
+/// pushed out (padded with silence) so the end of an utterance is heard.
+const IDLE_FLUSH: Duration = Duration::from_millis(40);
+
+#[derive(Debug)]
+struct State {
+    /// PCM16LE bytes waiting for the stream thread.
+    input: VecDeque<u8>,
+    capacity: usize,
+    writer: Option<Waker>,
+    drainer: Option<Waker>,
+    /// Everything written has been handed to the device.
+    idle: bool,
+    status: Status,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    counters: Arc<Counters>,
+    /// Bumped by `clear()` (under the state lock).
+    generation: AtomicU64,
+    /// The callback empties its ring when `flush_req != flush_ack`.
+    flush_req: AtomicU64,
+    flush_ack: AtomicU64,
+    /// Frames (PCM16 rate) between the queue and the ring: staged or held
+    /// by the resampler. The callback reads it to tell a gap from an idle end.
+    upstream: AtomicU64,
+    /// Frames (PCM16 rate) staged or in the ring, for `stats`.
+    downstream: AtomicU64,
+    drain_requested: AtomicBool,
+}
+
+/// A running playback stream. Methods take `&self`: share it in an `Arc`
+/// between the task that writes and the one that barges in with
+/// [`clear`](Self::clear). Dropping it (or [`close`](Self::close)) stops the
+/// device stream and joins its thread.
+#[derive(Debug)]
+pub struct Playback {
+    shared: Arc<Shared>,
+    worker: Mutex<Worker>,
+    device: String,
+    format: DeviceFormat,
+    config: AudioConfig,
+}
+
+/// Builds a [`Playback`].
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct PlaybackBuilder {
+    config: AudioConfig,
+}
+
+impl PlaybackBuilder {
+    /// Starts from `config` (its output fields).
+    pub fn config(mut self, config: AudioConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Plays on the device with this name (see [`list_devices`](crate::list_devices)).
+    pub fn device(mut self, name: impl Into<String>) -> Self {
+        self.config.output_device = Some(name.into());
+        self
+    }
+
+    /// Audio accepted ahead of the device before `write` waits.
+    pub fn queue(mut self, d: Duration) -> Self {
+        let ms = d.as_millis().clamp(1, 600_000);
+        self.config.playback_queue_ms = u32::try_from(ms).unwrap_or(600_000);
+        self
+    }
+
+    /// Forces the device-side rate, channels and sample type.
+    pub fn device_format(mut self, rate: u32, channels: u16, format: SampleFormat) -> Self {
+        self.config.device_sample_rate = Some(rate);
+        self.config.device_channels = Some(channels);
+        self.config.device_sample_format = Some(format);
+        self
+    }
+
+    /// Opens the stream and starts it (it plays silence until written to).
+    ///
+    /// # Errors
+    /// See [`Playback::open`].
+    pub fn build(self) -> Result<Playback> {
+        Playback::open(&self.config)
+    }
+}
+
+/// The callback's state: everything preallocated.
+struct OutputCallback {
+    consumer: rtrb::Consumer<f32>,
+    channels: usize,
+    shared: Arc<Shared>,
+    seen_flush: u64,
+}
+
+impl OutputCallback {
+    /// Runs on the audio thread: no allocation, no lock, no wait.
+    #[inline]
+    fn on_data<T: PcmSample>(&mut self, out: &mut [T]) {
+        let _scope = callback_hook::Scope::enter();
+        let counters = &self.shared.counters;
+        bump(&counters.callbacks, 1);
+        let req = self.shared.flush_req.load(SeqCst);
+        if req != self.seen_flush {
+            // Barge-in: drop everything queued here, at once.
+            let n = self.consumer.slots();
+            if let Ok(chunk) = self.consumer.read_chunk(n) {
+                chunk.commit_all();
+            }
+            bump(&counters.cleared_device_frames, n);
+            self.seen_flush = req;
+            self.shared.flush_ack.store(req, SeqCst);
+        }
+        let frames = out.len() / self.channels;
+        let avail = self.consumer.slots().min(frames);
+        let mut written = 0;
+        if avail > 0
+            && let Ok(chunk) = self.consumer.read_chunk(avail)
+        {
+            let (a, b) = chunk.as_slices();
+            for (frame, &s) in out.chunks_exact_mut(self.channels).zip(a.iter().chain(b)) {
+                frame.fill(T::from_f32(s));
+            }
+            chunk.commit_all();
+            written = avail;
+        }
+        out[written * self.channels..].fill(T::SILENCE);
+        bump(&counters.frames_out, written);
+        if written < frames {
+            let gap = frames - written;
+            bump(&counters.silence_frames, gap);
+            if written > 0 || self.shared.upstream.load(SeqCst) > 0 {
+                bump(&counters.underruns, 1);
+                bump(&counters.underrun_frames, gap);
+            }
+        }
+    }
+}
+
+/// The stream thread's state.
+struct PlaybackPump {
+    // Field order matters: the stream drops first, stopping callbacks.
+    _stream: cpal::Stream,
+    producer: rtrb::Producer<f32>,
+    ring_capacity: usize,
+    errors: rtrb::Consumer<cpal::Error>,
+    converter: PlaybackConverter,
+    /// Device-rate audio waiting for room in the ring.
+    staged: Vec<f32>,
+    scratch: Vec<u8>,
+    generation: u64,
+    /// The resampler holds input since the last flush.
+    dirty: bool,
+    last_input: Instant,
+    src_rate: u64,
+    dev_rate: u64,
+    shared: Arc<Shared>,
+    device: String,
+}
+
+impl PlaybackPump {
+    fn dev_to_src(&self, frames: usize) -> u64 {
+        frames as u64 * self.src_rate / self.dev_rate.max(1)
+    }
+
+    fn take_input(&mut self) -> usize {
+        let free = self.producer.slots();
+        let budget = if self.staged.is_empty() {
+            (self.dev_to_src(free) as usize) * 2
+        } else {
+            0
+        };
+        let mut st = self.shared.state.lock();
+        let generation = self.shared.generation.load(SeqCst);
+        if generation != self.generation {
+            // clear() happened: what we staged or hold is stale.
+            self.generation = generation;
+            self.converter.reset();
+            bump(
+                &self.shared.counters.cleared_device_frames,
+                self.staged.len(),
+            );
+            self.staged.clear();
+            self.dirty = false;
+        }
+        let take = budget.min(st.input.len()) & !1;
+        if take > 0 {
+            self.scratch.extend(st.input.drain(..take));
+            if let Some(w) = st.writer.take() {
+                w.wake();
+            }
+        }
+        st.input.len()
+    }
+
+    fn push_staged(&mut self) {
+        if self.staged.is_empty()
+            || self.shared.flush_ack.load(SeqCst) != self.shared.flush_req.load(SeqCst)
+        {
+            return;
+        }
+        if self.shared.generation.load(SeqCst) != self.generation {
+            // Cleared since we staged: the next tick resets.
+            return;
+        }
+        let (pushed, _) = self.producer.push_partial_slice(&self.staged);
+        let n = pushed.len();
+        self.staged.drain(..n);
+        if n > 0 && self.shared.generation.load(SeqCst) != self.generation {
+            // A clear() slipped in between the check and the push: have the
+            // callback drop the ring again, stale audio included.
+            self.shared.flush_req.fetch_add(1, SeqCst);
+        }
+    }
+}
+
+impl Pump for PlaybackPump {
+    fn tick(&mut self) {
+        if !self.errors.is_empty() {
+            let events = drain_errors(&mut self.errors, &self.device);
+            let mut st = self.shared.state.lock();
+            if st.status.apply(events) {
+                if let Some(w) = st.writer.take() {
+                    w.wake();
+                }
+                if let Some(w) = st.drainer.take() {
+                    w.wake();
+                }
+            }
+        }
+        let remaining = self.take_input();
+        let now = Instant::now();
+        if !self.scratch.is_empty() {
+            self.last_input = now;
+            self.dirty = !self.converter.is_passthrough();
+            let staged = &mut self.staged;
+            self.converter
+                .push_pcm16(&self.scratch, &mut |s: &[f32]| staged.extend_from_slice(s));
+            self.scratch.clear();
+        }
+        let drain = self.shared.drain_requested.load(SeqCst);
+        if self.dirty && remaining == 0 && (drain || now - self.last_input >= IDLE_FLUSH) {
+            let staged = &mut self.staged;
+            self.converter
+                .flush(&mut |s: &[f32]| staged.extend_from_slice(s));
+            self.dirty = false;
+        }
+        self.push_staged();
+
+        let in_ring = self.ring_capacity - self.producer.slots();
+        let upstream = self.dev_to_src(self.staged.len()) + self.converter.pending_frames() as u64;
+        self.shared
+            .upstream
+            .store(upstream + remaining as u64 / 2, SeqCst);
+        self.shared
+            .downstream
+            .store(upstream + self.dev_to_src(in_ring), SeqCst);
+        let idle = remaining == 0 && self.staged.is_empty() && !self.dirty && in_ring == 0;
+        if idle {
+            let mut st = self.shared.state.lock();
+            // A write may have landed since take_input: only idle if still empty.
+            if st.input.is_empty() && !st.idle {
+                st.idle = true;
+                self.shared.drain_requested.store(false, SeqCst);
+                if let Some(w) = st.drainer.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for PlaybackPump {
+    fn drop(&mut self) {
+        let mut st = self.shared.state.lock();
+        st.status.finished = true;
+        for w in [
+            st.writer.take(),
+            st.drainer.take(),
+            st.status.event_waker.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            w.wake();
+        }
+    }
+}
+
+fn build_output<T>(
+    device: &cpal::Device,
+    name: &str,
+    cfg: cpal::StreamConfig,
+    mut cb: OutputCallback,
+    mut errs: ErrorSink,
+) -> Result<cpal::Stream>
+where
+    T: PcmSample + cpal::SizedSample,
+{
+    device
+        .build_output_stream::<T, _, _>(
+            cfg,
+            move |data: &mut [T], _: &cpal::OutputCallbackInfo| cb.on_data(data),
+            move |e| errs.record(e),
+            None,
+        )
+        .map_err(|e| Error::backend(name, "open the output stream", &e))
+}
+
+fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(PlaybackPump, DeviceFormat, String)> {
+    let host = host();
+    let (device, name) = find_device(&host, Direction::Output, config.output_device.as_deref())?;
+    let format = pick_format(&device, &name, Direction::Output, &config)?;
+    let converter = PlaybackConverter::new(config.sample_rate, format.sample_rate)?;
+    // 200 ms of mono audio at the device rate.
+    let ring_capacity = (format.sample_rate as usize / 5).max(256);
+    let (producer, consumer) = rtrb::RingBuffer::new(ring_capacity);
+    let cb = OutputCallback {
+        consumer,
+        channels: usize::from(format.channels.max(1)),
+        shared: Arc::clone(&shared),
+        seen_flush: shared.flush_req.load(SeqCst),
+    };
+    let (errs, errors) = ErrorSink::new(Arc::clone(&shared.counters));
+    let cfg = stream_config(format, &config);
+    let stream = match format.sample_format {
+        SampleFormat::I8 => build_output::<i8>(&device, &name, cfg, cb, errs),
+        SampleFormat::I16 => build_output::<i16>(&device, &name, cfg, cb, errs),
+        SampleFormat::I32 => build_output::<i32>(&device, &name, cfg, cb, errs),
+        SampleFormat::U8 => build_output::<u8>(&device, &name, cfg, cb, errs),
+        SampleFormat::U16 => build_output::<u16>(&device, &name, cfg, cb, errs),
+        SampleFormat::U32 => build_output::<u32>(&device, &name, cfg, cb, errs),
+        SampleFormat::F32 => build_output::<f32>(&device, &name, cfg, cb, errs),
+        SampleFormat::F64 => build_output::<f64>(&device, &name, cfg, cb, errs),
+    }?;
+    stream
+        .play()
+        .map_err(|e| Error::backend(&name, "start the output stream", &e))?;
+    tracing::info!(
+        device = %name,
+        rate = format.sample_rate,
+        channels = format.channels,
+        sample_format = %format.sample_format,
+        "playback started"
+    );
+    Ok((
+        PlaybackPump {
+            _stream: stream,
+            producer,
+            ring_capacity,
+            errors,
+            converter,
+            staged: Vec::with_capacity(ring_capacity),
+            scratch: Vec::new(),
+            generation: shared.generation.load(SeqCst),
+            dirty: false,
+            last_input: Instant::now(),
+            src_rate: u64::from(config.sample_rate),
+            dev_rate: u64::from(format.sample_rate),
+            shared,
+            device: name.clone(),
+        },
+        format,
+        name,
+    ))
+}
+
+impl Playback {
+    /// A builder starting from [`AudioConfig::default`].
+    pub fn builder() -> PlaybackBuilder {
+        PlaybackBuilder::default()
+    }
+
+    /// Opens `config.output_device` (default: the default output) and starts it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`], [`Error::DeviceNotFound`],
+    /// [`Error::UnsupportedConfig`], [`Error::HostUnavailable`] or
+    /// [`Error::Backend`] naming the device.
+    pub fn open(config: &AudioConfig) -> Result<Self> {
+        config.validate()?;
+        let capacity = config.ms_to_frames(config.playback_queue_ms).max(1) * 2;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                input: VecDeque::with_capacity(capacity),
+                capacity,
+                writer: None,
+                drainer: None,
+                idle: true,
+                status: Status::default(),
+            }),
+            counters: Arc::new(Counters::default()),
+            generation: AtomicU64::new(0),
+            flush_req: AtomicU64::new(0),
+            flush_ack: AtomicU64::new(0),
+            upstream: AtomicU64::new(0),
+            downstream: AtomicU64::new(0),
+            drain_requested: AtomicBool::new(false),
+        });
+        let hint = config
+            .output_device
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let cfg = config.clone();
+        let sh = Arc::clone(&shared);
+        let (worker, format, device) =
+            Worker::spawn("steward-audio-playback", &hint, move || setup(cfg, sh))?;
+        Ok(Self {
+            shared,
+            worker: Mutex::new(worker),
+            device,
+            format,
+            config: config.clone(),
+        })
+    }
+
+    /// The device's name.
+    #[must_use]
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// What the device runs at.
+    #[must_use]
+    pub fn device_format(&self) -> DeviceFormat {
+        self.format
+    }
+
+    /// The configuration this stream was opened with.
+    #[must_use]
+    pub fn config(&self) -> &AudioConfig {
+        &self.config
+    }
+
+    /// Queues PCM16LE mono audio at `sample_rate`, waiting while the queue
+    /// is full.
+    ///
+    /// Cancel safety: when `pcm16` fits in the queue it is queued whole or
+    /// not at all. A buffer larger than the whole queue is queued in pieces,
+    /// so dropping the future midway leaves a prefix queued.
+    ///
+    /// # Errors
+    /// [`Error::OddPcm16Length`], [`Error::DeviceLost`], [`Error::Closed`].
+    pub async fn write(&self, pcm16: &[u8]) -> Result<()> {
+        check_even(pcm16)?;
+        let mut offset = 0;
+        std::future::poll_fn(|cx| self.poll_write(pcm16, &mut offset, cx.waker())).await
+    }
+
+    /// Like [`write`](Self::write), blocking this thread up to `timeout`;
+    /// `Ok(false)` if it passed before everything was queued.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    pub fn write_blocking(&self, pcm16: &[u8], timeout: Duration) -> Result<bool> {
+        check_even(pcm16)?;
+        let mut offset = 0;
+        block_on_with_timeout(timeout, |cx| {
+            self.poll_write(pcm16, &mut offset, cx.waker())
+        })
+        .transpose()
+        .map(|done| done.is_some())
+    }
+
+    fn poll_write(&self, pcm16: &[u8], offset: &mut usize, waker: &Waker) -> Poll<Result<()>> {
+        let mut st = self.shared.state.lock();
+        if let Some(e) = st.status.dead(&self.device) {
+            return Poll::Ready(Err(e));
+        }
+        let rest = &pcm16[*offset..];
+        if rest.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let free = st.capacity.saturating_sub(st.input.len());
+        // Whole or nothing when it can fit at all (cancel safety).
+        let take = if pcm16.len() <= st.capacity {
+            if free >= rest.len() { rest.len() } else { 0 }
+        } else {
+            free.min(rest.len()) & !1
+        };
+        if take > 0 {
+            st.input.extend(&rest[..take]);
+            st.idle = false;
+            *offset += take;
+            bump(&self.shared.counters.frames_in, take / 2);
+        }
+        if *offset == pcm16.len() {
+            return Poll::Ready(Ok(()));
+        }
+        st.writer = Some(waker.clone());
+        Poll::Pending
+    }
+
+    /// Queues as much of `pcm16` as fits now (whole samples); returns the
+    /// number of bytes taken.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    pub fn try_write(&self, pcm16: &[u8]) -> Result<usize> {
+        check_even(pcm16)?;
+        let mut st = self.shared.state.lock();
+        if let Some(e) = st.status.dead(&self.device) {
+            return Err(e);
+        }
+        let take = st.capacity.saturating_sub(st.input.len()).min(pcm16.len()) & !1;
+        if take > 0 {
+            st.input.extend(&pcm16[..take]);
+            st.idle = false;
+            bump(&self.shared.counters.frames_in, take / 2);
+        }
+        Ok(take)
+    }
+
+    /// Barge-in: drops all queued audio at once. The device plays silence
+    /// from its next callback on (what the device's own buffer already holds,
+    /// a period or two, still plays). Returns the frames dropped from the
+    /// queue; [`Stats::cleared_frames`] also counts those dropped later in
+    /// the stream thread and the callback.
+    pub fn clear(&self) -> usize {
+        let mut st = self.shared.state.lock();
+        let frames = st.input.len() / 2;
+        st.input.clear();
+        self.shared.generation.fetch_add(1, SeqCst);
+        self.shared.flush_req.fetch_add(1, SeqCst);
+        bump(&self.shared.counters.cleared_frames, frames);
+        if let Some(w) = st.writer.take() {
+            w.wake();
+        }
+        tracing::debug!(device = %self.device, frames, "playback cleared");
+        frames
+    }
+
+    /// Waits until everything written has been handed to the device (the
+    /// resampler's tail included). Cancel safe.
+    ///
+    /// # Errors
+    /// [`Error::DeviceLost`], [`Error::Closed`].
+    pub async fn drain(&self) -> Result<()> {
+        self.shared.drain_requested.store(true, SeqCst);
+        std::future::poll_fn(|cx| self.poll_drain(cx.waker())).await
+    }
+
+    /// Like [`drain`](Self::drain), blocking up to `timeout`; `Ok(false)`
+    /// if it passed first.
+    ///
+    /// # Errors
+    /// As [`drain`](Self::drain).
+    pub fn drain_blocking(&self, timeout: Duration) -> Result<bool> {
+        self.shared.drain_requested.store(true, SeqCst);
+        block_on_with_timeout(timeout, |cx| self.poll_drain(cx.waker()))
+            .transpose()
+            .map(|done| done.is_some())
+    }
+
+    fn poll_drain(&self, waker: &Waker) -> Poll<Result<()>> {
+        let mut st = self.shared.state.lock();
+        if st.idle && st.input.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = st.status.dead(&self.device) {
+            return Poll::Ready(Err(e));
+        }
+        st.drainer = Some(waker.clone());
+        Poll::Pending
+    }
+
+    /// The next event, waiting for one. Ends with `None` once the stream is
+    /// closed and no event is left. Cancel safe.
+    pub async fn next_event(&self) -> Option<Event> {
+        std::future::poll_fn(|cx| {
+            let mut st = self.shared.state.lock();
+            if let Some(e) = st.status.events.pop_front() {
+                return Poll::Ready(Some(e));
+            }
+            if st.status.finished {
+                return Poll::Ready(None);
+            }
+            st.status.event_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// An event if one is queued.
+    #[must_use]
+    pub fn try_next_event(&self) -> Option<Event> {
+        self.shared.state.lock().status.events.pop_front()
+    }
+
+    /// A snapshot of the counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats {
+            device: self.device.clone(),
+            format: Some(self.format),
+            ..Stats::default()
+        };
+        self.shared.counters.fill(&mut s, self.config.sample_rate);
+        let st = self.shared.state.lock();
+        s.queued_frames = st.input.len() as u64 / 2 + self.shared.downstream.load(SeqCst);
+        s.last_error.clone_from(&st.status.last_error);
+        s.device_lost = st.status.lost.is_some();
+        s
+    }
+
+    /// Stops the stream (queued audio is dropped; [`drain`](Self::drain)
+    /// first to hear it), joins its thread, and returns the final counters.
+    /// Idempotent.
+    ///
+    /// # Errors
+    /// [`Error::Thread`] if the stream thread had panicked.
+    pub fn close(&self) -> Result<Stats> {
+        let ok = self.worker.lock().stop();
+        let stats = self.stats();
+        tracing::info!(device = %self.device, frames = stats.frames_out, "playback closed");
+        if ok {
+            Ok(stats)
+        } else {
+            Err(Error::Thread {
+                device: self.device.clone(),
+                message: "the playback thread panicked".into(),
+            })
+        }
+    }
+}
+
+fn check_even(pcm16: &[u8]) -> Result<()> {
+    if pcm16.len().is_multiple_of(2) {
+        Ok(())
+    } else {
+        Err(Error::OddPcm16Length { len: pcm16.len() })
+    }
+}
