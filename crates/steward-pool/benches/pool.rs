@@ -1,0 +1,2 @@
+//! Pool benches (placeholder).
+fn main() {}

@@ -1,0 +1,573 @@
+//! The shared state of one pool and the adapter that plugs our [`Manager`]
+//! into `deadpool::managed`.
+//!
+//! Why a gate of our own in front of deadpool: deadpool's semaphore cannot
+//! really shrink (its `resize` keeps the permits of objects that do not
+//! exist yet). So deadpool gets a semaphore at least as large as our limit and
+//! never blocks; our gate (`used` against `cap`) decides who may check out,
+//! and every creation reserves a place in `live` first, so live objects never
+//! exceed `cap` whatever the interleaving of cancels and resizes.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::Poll;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::metrics::Counters;
+use crate::{CloseReason, Error, Manager, PoolConfig};
+
+use Ordering::{Relaxed, SeqCst};
+
+/// One pooled object with the timestamps our expiry needs (deadpool's own
+/// metrics use the std clock, which Tokio's paused time cannot move).
+pub(crate) struct Entry<T> {
+    pub(crate) obj: T,
+    pub(crate) created: Instant,
+    pub(crate) last_used: Instant,
+    /// Why the pool is closing it: set right before it leaves the pool.
+    reason: AtomicU8,
+    /// Detached by its holder rather than closed.
+    pub(crate) taken: bool,
+}
+
+impl<T> Entry<T> {
+    pub(crate) fn new(obj: T, now: Instant) -> Self {
+        Self {
+            obj,
+            created: now,
+            last_used: now,
+            reason: AtomicU8::new(CloseReason::Broken.index() as u8),
+            taken: false,
+        }
+    }
+
+    pub(crate) fn set_reason(&self, reason: CloseReason) {
+        self.reason.store(reason.index() as u8, Relaxed);
+    }
+
+    pub(crate) fn reason(&self) -> CloseReason {
+        CloseReason::from_index(self.reason.load(Relaxed))
+    }
+}
+
+/// Runs `fut`, bounded by `limit`; `None` when the limit passed.
+///
+/// Polls once before arming a timer: most health checks (and many creates)
+/// finish at once, and a timer costs a clock read and a timer-wheel entry.
+pub(crate) async fn with_timeout<F: Future>(limit: Option<Duration>, fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    if let Poll::Ready(out) = first {
+        return Some(out);
+    }
+    match limit {
+        None => Some(fut.await),
+        Some(d) => tokio::time::timeout(d, fut).await.ok(),
+    }
+}
+
+/// Increments a counter for as long as it lives (waiters, retriers).
+pub(crate) struct Count<'a>(&'a AtomicUsize);
+
+impl<'a> Count<'a> {
+    pub(crate) fn new(c: &'a AtomicUsize) -> Self {
+        c.fetch_add(1, SeqCst);
+        Self(c)
+    }
+}
+
+impl Drop for Count<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
+    }
+}
+
+/// The global cap of a keyed pool, shared by all its sub-pools.
+pub(crate) struct Global {
+    pub(crate) live: AtomicUsize,
+    pub(crate) cap: AtomicUsize,
+    pub(crate) waiters: AtomicUsize,
+    pub(crate) notify: Notify,
+    pub(crate) closed: AtomicBool,
+    /// Closes one idle object of some key; true when it did.
+    #[allow(clippy::type_complexity)]
+    pub(crate) evict: OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl Global {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            live: AtomicUsize::new(0),
+            cap: AtomicUsize::new(cap),
+            waiters: AtomicUsize::new(0),
+            notify: Notify::new(),
+            closed: AtomicBool::new(false),
+            evict: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn try_reserve(&self) -> bool {
+        let cap = self.cap.load(Relaxed);
+        self.live
+            .fetch_update(SeqCst, SeqCst, |l| (l < cap).then_some(l + 1))
+            .is_ok()
+    }
+
+    pub(crate) fn release(&self) {
+        self.live.fetch_sub(1, SeqCst);
+        if self.waiters.load(SeqCst) > 0 {
+            self.notify.notify_one();
+        }
+    }
+
+    fn evict(&self) -> bool {
+        self.evict.get().is_some_and(|f| f())
+    }
+}
+
+/// Settings copied out of [`PoolConfig`] for the hot path.
+pub(crate) struct Timing {
+    pub(crate) wait_timeout: Option<Duration>,
+    pub(crate) create_timeout: Option<Duration>,
+    pub(crate) recycle_timeout: Option<Duration>,
+    pub(crate) max_lifetime: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) min_idle: usize,
+    pub(crate) health_check: bool,
+    pub(crate) recent_window: Duration,
+    /// Whether a checkout needs the clock (lifetime or recent window).
+    clock_on_checkout: bool,
+    /// Whether a return needs the clock (idle stamps, lifetime).
+    clock_on_return: bool,
+}
+
+impl Timing {
+    fn new(c: &PoolConfig) -> Self {
+        let window = c.health_check && !c.recent_window.is_zero();
+        Self {
+            wait_timeout: c.wait_timeout,
+            create_timeout: c.create_timeout,
+            recycle_timeout: c.recycle_timeout,
+            max_lifetime: c.max_lifetime,
+            idle_timeout: c.idle_timeout,
+            min_idle: c.min_idle,
+            health_check: c.health_check,
+            recent_window: c.recent_window,
+            clock_on_checkout: c.max_lifetime.is_some() || window,
+            clock_on_return: c.max_lifetime.is_some() || c.idle_timeout.is_some() || window,
+        }
+    }
+}
+
+/// Why the adapter could not hand deadpool an object.
+#[derive(Debug)]
+pub(crate) enum AdapterError<E> {
+    Create(E),
+    CreateTimeout(Duration),
+    /// Live objects are at the cap although the caller holds a slot: an
+    /// object is on its way back (or over the cap after a shrink). Retry.
+    AtCap,
+    /// Waited for room under a keyed pool's global cap until the timeout.
+    GlobalTimeout(Duration),
+    Closed,
+}
+
+impl<E> AdapterError<E> {
+    pub(crate) fn into_error(self, pool: &Arc<str>) -> Error<E> {
+        let pool = pool.clone();
+        match self {
+            AdapterError::Create(source) => Error::Create { pool, source },
+            AdapterError::CreateTimeout(timeout) => Error::CreateTimeout { pool, timeout },
+            AdapterError::GlobalTimeout(waited) => Error::WaitTimeout { pool, waited },
+            AdapterError::AtCap | AdapterError::Closed => Error::Closed { pool },
+        }
+    }
+}
+
+/// Everything a pool's parts share: the manager, limits, counters, and the
+/// objects added from outside or created ahead of demand (`staged`: idle
+/// objects deadpool hands out through `create` once its own queue is empty).
+pub(crate) struct Shared<M: Manager> {
+    pub(crate) name: Arc<str>,
+    pub(crate) manager: M,
+    pub(crate) t: Timing,
+    /// The configured limit.
+    pub(crate) max_size: AtomicUsize,
+    /// The limit in force: `max_size`, or 0 once closed.
+    pub(crate) cap: AtomicUsize,
+    pub(crate) closed: AtomicBool,
+    /// Live objects (idle, in use, staged), reserved before creation.
+    pub(crate) live: AtomicUsize,
+    /// Checkout slots held (guards alive or checkouts in progress).
+    pub(crate) used: AtomicUsize,
+    /// Callers waiting for a slot.
+    pub(crate) waiters: AtomicUsize,
+    pub(crate) slot_freed: Notify,
+    /// Callers holding a slot that wait for an object to come back.
+    pub(crate) retriers: AtomicUsize,
+    pub(crate) changed: Notify,
+    pub(crate) staged: Mutex<VecDeque<Entry<M::Object>>>,
+    pub(crate) counters: Counters,
+    pub(crate) global: Option<Arc<Global>>,
+}
+
+impl<M: Manager> Shared<M> {
+    pub(crate) fn new(manager: M, config: &PoolConfig, global: Option<Arc<Global>>) -> Self {
+        Self {
+            name: Arc::from(config.name.as_str()),
+            manager,
+            t: Timing::new(config),
+            max_size: AtomicUsize::new(config.max_size),
+            cap: AtomicUsize::new(config.max_size),
+            closed: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
+            used: AtomicUsize::new(0),
+            waiters: AtomicUsize::new(0),
+            slot_freed: Notify::new(),
+            retriers: AtomicUsize::new(0),
+            changed: Notify::new(),
+            staged: Mutex::new(VecDeque::new()),
+            counters: Counters::default(),
+            global,
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(SeqCst)
+    }
+
+    /// Takes a checkout slot if one is free. Never waits.
+    #[inline]
+    pub(crate) fn try_acquire_slot(&self) -> bool {
+        let cap = self.cap.load(SeqCst);
+        let mut used = self.used.load(SeqCst);
+        loop {
+            if used >= cap {
+                return false;
+            }
+            match self
+                .used
+                .compare_exchange_weak(used, used + 1, SeqCst, SeqCst)
+            {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn release_slot(&self) {
+        self.used.fetch_sub(1, SeqCst);
+        if self.waiters.load(SeqCst) > 0 {
+            self.slot_freed.notify_one();
+        }
+    }
+
+    /// Wakes callers that hold a slot and wait for an object to return.
+    #[inline]
+    pub(crate) fn wake_retriers(&self) {
+        if self.retriers.load(SeqCst) > 0 {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Reserves room for one more live object under this pool's cap.
+    pub(crate) fn reserve_live(&self) -> bool {
+        let cap = self.cap.load(SeqCst);
+        self.live
+            .fetch_update(SeqCst, SeqCst, |l| (l < cap).then_some(l + 1))
+            .is_ok()
+    }
+
+    /// Gives back a reservation or a live object's place.
+    pub(crate) fn unreserve_live(&self) {
+        self.live.fetch_sub(1, SeqCst);
+        if let Some(g) = &self.global {
+            g.release();
+        }
+        self.wake_retriers();
+    }
+
+    /// Idle objects, as far as the counters know (a moment's view).
+    pub(crate) fn idle(&self) -> usize {
+        self.live
+            .load(SeqCst)
+            .saturating_sub(self.used.load(SeqCst))
+    }
+
+    /// Accounting and the close hook for an object leaving the pool.
+    pub(crate) fn on_leave(&self, entry: &mut Entry<M::Object>) {
+        if entry.taken {
+            Counters::bump(&self.counters.taken);
+        } else {
+            let reason = entry.reason();
+            self.counters.closed(reason);
+            tracing::debug!(pool = %self.name, ?reason, "pooled object closed");
+            self.manager.close(&mut entry.obj, reason);
+        }
+        self.unreserve_live();
+    }
+
+    /// Closes an object that is not inside deadpool (staged or new).
+    pub(crate) fn discard(&self, mut entry: Entry<M::Object>, reason: CloseReason) {
+        entry.set_reason(reason);
+        self.on_leave(&mut entry);
+    }
+
+    /// Checks an idle object before it is handed out: lifetime, then the
+    /// health check (skipped when it was returned within `recent_window`).
+    /// On `false` the entry carries the reason to close it.
+    pub(crate) async fn check_out(&self, e: &mut Entry<M::Object>) -> bool {
+        let t = &self.t;
+        let mut check = t.health_check;
+        if t.clock_on_checkout {
+            let now = Instant::now();
+            if t.max_lifetime
+                .is_some_and(|l| now.saturating_duration_since(e.created) >= l)
+            {
+                e.set_reason(CloseReason::Lifetime);
+                return false;
+            }
+            if check && now.saturating_duration_since(e.last_used) < t.recent_window {
+                check = false;
+            }
+        }
+        if check {
+            match with_timeout(t.recycle_timeout, self.manager.recycle(&mut e.obj)).await {
+                Some(Ok(())) => {}
+                Some(Err(error)) => {
+                    tracing::debug!(pool = %self.name, %error, "health check failed");
+                    e.set_reason(CloseReason::Broken);
+                    return false;
+                }
+                None => {
+                    tracing::warn!(pool = %self.name, timeout = ?t.recycle_timeout, "health check timed out");
+                    e.set_reason(CloseReason::Broken);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// What to do with an object coming back: `None` keeps it (stamped),
+    /// `Some(reason)` closes it.
+    #[inline]
+    pub(crate) fn verdict_on_return(&self, e: &mut Entry<M::Object>) -> Option<CloseReason> {
+        if self.live.load(SeqCst) > self.cap.load(SeqCst) {
+            let closed = self.is_closed();
+            return Some(if closed {
+                CloseReason::Closed
+            } else {
+                CloseReason::Shrink
+            });
+        }
+        if let Some(g) = &self.global
+            && g.waiters.load(SeqCst) > 0
+            && self.waiters.load(SeqCst) == 0
+        {
+            // Another key waits under the global cap and nobody here needs it.
+            return Some(CloseReason::Evicted);
+        }
+        if self.t.clock_on_return {
+            let now = Instant::now();
+            if self
+                .t
+                .max_lifetime
+                .is_some_and(|l| now.saturating_duration_since(e.created) >= l)
+            {
+                return Some(CloseReason::Lifetime);
+            }
+            e.last_used = now;
+        }
+        None
+    }
+
+    /// Calls the manager's `create`, bounded by the create timeout. The
+    /// caller has reserved the live place; it is given back on failure.
+    pub(crate) async fn create_entry(&self) -> Result<Entry<M::Object>, AdapterError<M::Error>> {
+        match with_timeout(self.t.create_timeout, self.manager.create()).await {
+            Some(Ok(obj)) => {
+                Counters::bump(&self.counters.created);
+                tracing::debug!(pool = %self.name, "pooled object created");
+                Ok(Entry::new(obj, Instant::now()))
+            }
+            Some(Err(error)) => {
+                Counters::bump(&self.counters.create_errors);
+                tracing::warn!(pool = %self.name, %error, "creating a pooled object failed");
+                Err(AdapterError::Create(error))
+            }
+            None => {
+                let limit = self.t.create_timeout.unwrap_or_default();
+                Counters::bump(&self.counters.create_errors);
+                tracing::warn!(pool = %self.name, timeout = ?limit, "creating a pooled object timed out");
+                Err(AdapterError::CreateTimeout(limit))
+            }
+        }
+    }
+
+    /// Reserves a place under the keyed pool's global cap: at once if free,
+    /// else by evicting an idle object of some key, else by waiting.
+    async fn reserve_global(&self, g: &Global) -> Result<(), AdapterError<M::Error>> {
+        if g.try_reserve() {
+            return Ok(());
+        }
+        let wait = self.t.wait_timeout;
+        let start = Instant::now();
+        let _waiting = Count::new(&g.waiters);
+        loop {
+            let mut n = pin!(g.notify.notified());
+            n.as_mut().enable();
+            if g.closed.load(SeqCst) || self.is_closed() {
+                return Err(AdapterError::Closed);
+            }
+            if g.try_reserve() {
+                return Ok(());
+            }
+            if g.evict() {
+                continue;
+            }
+            match wait {
+                None => n.await,
+                Some(d) => {
+                    let left = d.saturating_sub(start.elapsed());
+                    if tokio::time::timeout(left, n).await.is_err() {
+                        if g.try_reserve() {
+                            return Ok(());
+                        }
+                        tracing::warn!(pool = %self.name, waited = ?d, "timed out under the global cap");
+                        Counters::bump(&self.counters.wait_timeouts);
+                        return Err(AdapterError::GlobalTimeout(d));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reserves a live place (and a global one for keyed pools).
+    pub(crate) async fn reserve(
+        &self,
+        wait_global: bool,
+    ) -> Result<Reservation<'_, M>, AdapterError<M::Error>> {
+        if !self.reserve_live() {
+            return Err(AdapterError::AtCap);
+        }
+        let Some(g) = &self.global else {
+            return Ok(Reservation(Some(self)));
+        };
+        let local = LocalOnly(Some(self));
+        if wait_global {
+            self.reserve_global(g).await?;
+        } else if !g.try_reserve() {
+            return Err(AdapterError::AtCap);
+        }
+        std::mem::forget(local);
+        Ok(Reservation(Some(self)))
+    }
+}
+
+/// A reserved live place (local and global); given back on drop unless
+/// [`Reservation::keep`] turned it into a live object.
+pub(crate) struct Reservation<'a, M: Manager>(Option<&'a Shared<M>>);
+
+impl<M: Manager> Reservation<'_, M> {
+    pub(crate) fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl<M: Manager> Drop for Reservation<'_, M> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.unreserve_live();
+        }
+    }
+}
+
+/// A local reservation whose global half is still pending.
+struct LocalOnly<'a, M: Manager>(Option<&'a Shared<M>>);
+
+impl<M: Manager> Drop for LocalOnly<'_, M> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.live.fetch_sub(1, SeqCst);
+            s.wake_retriers();
+        }
+    }
+}
+
+/// A staged entry being checked; closed if the check is cancelled.
+struct Checking<'a, M: Manager> {
+    shared: &'a Shared<M>,
+    entry: Option<Entry<M::Object>>,
+}
+
+impl<M: Manager> Drop for Checking<'_, M> {
+    fn drop(&mut self) {
+        if let Some(e) = self.entry.take() {
+            self.shared.discard(e, CloseReason::Broken);
+        }
+    }
+}
+
+/// Plugs a [`Manager`] into deadpool.
+pub(crate) struct Adapter<M: Manager>(pub(crate) Arc<Shared<M>>);
+
+impl<M: Manager> deadpool::managed::Manager for Adapter<M> {
+    type Type = Entry<M::Object>;
+    type Error = AdapterError<M::Error>;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        let s = &*self.0;
+        // Idle objects added from outside or created ahead of demand first.
+        loop {
+            let next = s.staged.lock().pop_back();
+            let Some(entry) = next else { break };
+            let mut checking = Checking {
+                shared: s,
+                entry: Some(entry),
+            };
+            let ok = match checking.entry.as_mut() {
+                Some(e) => s.check_out(e).await,
+                None => false,
+            };
+            let Some(entry) = checking.entry.take() else {
+                continue;
+            };
+            if ok {
+                Counters::bump(&s.counters.recycled);
+                return Ok(entry);
+            }
+            let reason = entry.reason();
+            s.discard(entry, reason);
+        }
+        let reservation = s.reserve(true).await?;
+        let entry = s.create_entry().await?;
+        reservation.keep();
+        Ok(entry)
+    }
+
+    async fn recycle(
+        &self,
+        entry: &mut Self::Type,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Self::Error> {
+        if self.0.check_out(entry).await {
+            Counters::bump(&self.0.counters.recycled);
+            Ok(())
+        } else {
+            Err(deadpool::managed::RecycleError::message(""))
+        }
+    }
+
+    fn detach(&self, entry: &mut Self::Type) {
+        self.0.on_leave(entry);
+    }
+}

@@ -1,0 +1,183 @@
+//! Counters and the serde snapshot of them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::CloseReason;
+
+/// Upper bounds (inclusive) of the wait-time histogram buckets, in
+/// microseconds; a last bucket catches everything slower.
+pub const WAIT_BUCKETS_US: [u64; 7] = [
+    100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 60_000_000,
+];
+
+/// Objects closed, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClosedCounts {
+    /// Failed health check, recycle timeout or discarded by the holder.
+    pub broken: u64,
+    /// Idle longer than `idle_timeout`.
+    pub idle: u64,
+    /// Older than `max_lifetime`.
+    pub lifetime: u64,
+    /// Over the size limit after a resize, or shrunk to `min_idle`.
+    pub shrink: u64,
+    /// The pool was closed or dropped.
+    pub closed: u64,
+    /// Evicted to make room for another key (keyed pools).
+    pub evicted: u64,
+    /// Rejected by a `retain` predicate.
+    pub removed: u64,
+}
+
+impl ClosedCounts {
+    /// All closes together.
+    pub fn total(&self) -> u64 {
+        self.broken
+            + self.idle
+            + self.lifetime
+            + self.shrink
+            + self.closed
+            + self.evicted
+            + self.removed
+    }
+
+    fn add(&mut self, other: &ClosedCounts) {
+        self.broken += other.broken;
+        self.idle += other.idle;
+        self.lifetime += other.lifetime;
+        self.shrink += other.shrink;
+        self.closed += other.closed;
+        self.evicted += other.evicted;
+        self.removed += other.removed;
+    }
+}
+
+/// One bucket of the wait-time histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitBucket {
+    /// Upper bound of the bucket in microseconds; `None` for the last one.
+    pub le_us: Option<u64>,
+    /// Waits that fell in it.
+    pub count: u64,
+}
+
+/// A snapshot of a pool's state and counters. Sizes are a moment's view;
+/// counters only grow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// The pool's name.
+    pub name: String,
+    /// The size limit (0 once closed).
+    pub max_size: usize,
+    /// Live objects: idle plus in use.
+    pub size: usize,
+    /// Live objects waiting in the pool.
+    pub idle: usize,
+    /// Checkouts in progress or held.
+    pub in_use: usize,
+    /// Callers waiting for a slot right now.
+    pub waiters: usize,
+    /// Objects the manager created.
+    pub created: u64,
+    /// Checkouts that reused an idle object.
+    pub recycled: u64,
+    /// Objects added from outside with `add`.
+    pub added: u64,
+    /// Objects detached with `take`.
+    pub taken: u64,
+    /// Objects closed, by reason.
+    pub closed: ClosedCounts,
+    /// Failed or timed-out creates.
+    pub create_errors: u64,
+    /// Checkouts that had to wait for a slot.
+    pub wait_count: u64,
+    /// Of those, how many gave up at the wait timeout.
+    pub wait_timeouts: u64,
+    /// How long the waiting checkouts waited.
+    pub wait_time: Vec<WaitBucket>,
+}
+
+impl Metrics {
+    /// Adds the counters and sizes of `other` into `self` (for keyed pools).
+    pub(crate) fn merge(&mut self, other: &Metrics) {
+        self.size += other.size;
+        self.idle += other.idle;
+        self.in_use += other.in_use;
+        self.waiters += other.waiters;
+        self.created += other.created;
+        self.recycled += other.recycled;
+        self.added += other.added;
+        self.taken += other.taken;
+        self.closed.add(&other.closed);
+        self.create_errors += other.create_errors;
+        self.wait_count += other.wait_count;
+        self.wait_timeouts += other.wait_timeouts;
+        for (mine, theirs) in self.wait_time.iter_mut().zip(&other.wait_time) {
+            mine.count += theirs.count;
+        }
+    }
+}
+
+/// The live counters behind [`Metrics`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) created: AtomicU64,
+    pub(crate) recycled: AtomicU64,
+    pub(crate) added: AtomicU64,
+    pub(crate) taken: AtomicU64,
+    pub(crate) closed: [AtomicU64; 7],
+    pub(crate) create_errors: AtomicU64,
+    pub(crate) wait_count: AtomicU64,
+    pub(crate) wait_timeouts: AtomicU64,
+    pub(crate) wait_hist: [AtomicU64; WAIT_BUCKETS_US.len() + 1],
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn closed(&self, reason: CloseReason) {
+        if let Some(c) = self.closed.get(reason.index()) {
+            Self::bump(c);
+        }
+    }
+
+    pub(crate) fn waited(&self, waited: Duration) {
+        let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        let bucket = WAIT_BUCKETS_US
+            .iter()
+            .position(|le| us <= *le)
+            .unwrap_or(WAIT_BUCKETS_US.len());
+        if let Some(c) = self.wait_hist.get(bucket) {
+            Self::bump(c);
+        }
+    }
+
+    pub(crate) fn closed_counts(&self) -> ClosedCounts {
+        let get = |r: CloseReason| self.closed.get(r.index()).map_or(0, |c| c.load(Relaxed));
+        ClosedCounts {
+            broken: get(CloseReason::Broken),
+            idle: get(CloseReason::IdleTimeout),
+            lifetime: get(CloseReason::Lifetime),
+            shrink: get(CloseReason::Shrink),
+            closed: get(CloseReason::Closed),
+            evicted: get(CloseReason::Evicted),
+            removed: get(CloseReason::Removed),
+        }
+    }
+
+    pub(crate) fn wait_buckets(&self) -> Vec<WaitBucket> {
+        self.wait_hist
+            .iter()
+            .enumerate()
+            .map(|(i, c)| WaitBucket {
+                le_us: WAIT_BUCKETS_US.get(i).copied(),
+                count: c.load(Relaxed),
+            })
+            .collect()
+    }
+}
