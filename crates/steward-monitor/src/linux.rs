@@ -40,7 +40,7 @@ impl ProcFile {
         &self.path
     }
 
-    /// Reads the whole file from offset 0.
+    /// Reads the whole file from offset 0 (usually one `pread`).
     pub(crate) fn read(&mut self) -> Result<&str, Error> {
         self.buf.clear();
         let mut chunk = [0u8; 1024];
@@ -53,10 +53,14 @@ impl ProcFile {
                     path: self.path.clone(),
                     source,
                 })?;
-            if n == 0 {
+            self.buf.extend_from_slice(&chunk[..n]);
+            // procfs, sysfs and cgroupfs hand out everything they have up to
+            // the buffer's size: a short read is the end. Stopping here saves
+            // the second syscall that would return 0 (half the cost of a
+            // statm sample).
+            if n < chunk.len() {
                 break;
             }
-            self.buf.extend_from_slice(&chunk[..n]);
             // Guard against a file that never ends.
             if self.buf.len() > 1 << 20 {
                 break;
