@@ -1,11 +1,88 @@
-//! Crash-safe persistent memory for a realtime assistant.
+//! Crash-safe persistent memory for a realtime assistant, compatible with
+//! the Python assistant's `memory.json`.
 //!
-//! This crate is under construction.
+//! The store keeps the whole map in memory (reads never touch the disk) and
+//! makes every write durable before it returns: writes are appended as
+//! checksummed records to a log beside the snapshot (`memory.json.log`), one
+//! fsync per group-commit batch shared by all concurrent writers. The log is
+//! compacted into the snapshot by size and on [`Store::close`]; the snapshot
+//! is byte-identical to Python's `json.dump(memory, f, indent=2)`, so the
+//! Python assistant keeps working on it.
 //!
 //! ```
-//! assert_eq!(steward_store::NAME, "steward-store");
+//! use steward_store::Store;
+//! use serde_json::json;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("memory.json");
+//!
+//! let store = Store::open(&path)?;
+//! assert!(store.create("user_name", "Ada")?);
+//! assert!(!store.create("user_name", "Bob")?); // create refuses an existing key
+//! store.upsert("coffee_strength", 0.75)?;
+//! store.set_as("reminders", &vec!["call the dentist"])?;
+//! assert!(!store.update("missing", 1)?); // a missing key is reported, not an error
+//! assert_eq!(store.read("user_name"), Some(json!("Ada")));
+//! assert_eq!(store.get_as::<Vec<String>>("reminders")?.unwrap(), ["call the dentist"]);
+//! assert_eq!(store.list_keys(), ["user_name", "coffee_strength", "reminders"]);
+//! assert_eq!(
+//!     store.render_prompt(&["user_*"]),
+//!     "<memory>\n<item key=\"user_name\">Ada</item>\n</memory>"
+//! );
+//! store.close()?; // compacts: memory.json alone holds everything
+//!
+//! assert_eq!(
+//!     std::fs::read_to_string(&path)?,
+//!     "{\n  \"user_name\": \"Ada\",\n  \"coffee_strength\": 0.75,\n  \"reminders\": [\n    \"call the dentist\"\n  ]\n}"
+//! );
+//! let again = Store::open(&path)?;
+//! assert_eq!(again.len(), 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! From async code, every write has an `_async` form that queues the write
+//! and returns a future resolving when it is durable; it never blocks the
+//! runtime (the disk work happens on the store's writer thread):
+//!
+//! ```
+//! # async fn demo(store: steward_store::Store) -> Result<(), steward_store::Error> {
+//! store.upsert_async("last_topic", "jazz").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Files
+//!
+//! For a snapshot `memory.json`: `memory.json.log` (the log, removed by a
+//! clean close), `memory.json.lock` (holds the OS lock; a second opener
+//! gets [`Error::Locked`]), and briefly `memory.json.tmp` /
+//! `memory.json.log.tmp` during compaction. [`check`] verifies all of them
+//! without modifying anything.
+//!
+//! # Damage
+//!
+//! A damaged snapshot is reported with its line and column, a damaged log
+//! record with its byte offset; neither is ever overwritten. A torn last
+//! log record (a write that was never acknowledged) is cut off on open.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-/// The crate's name, until the real API lands.
+mod check;
+mod error;
+mod files;
+mod json;
+mod log;
+mod prompt;
+mod store;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use check::{CheckReport, Problem, Severity, check};
+pub use error::{Error, Position, Result};
+pub use files::{load, write_snapshot};
+pub use json::to_python_json;
+pub use prompt::{pattern_matches, render_prompt};
+pub use serde_json::{Map, Value};
+pub use store::{Stats, Store, StoreBuilder, StoreConfig, WriteFuture};
+
+/// The crate's name.
 pub const NAME: &str = "steward-store";

@@ -1,0 +1,173 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where in a file a problem is: a text position in the snapshot, a byte
+/// offset in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Position {
+    /// 1-based line and column (columns count characters, as Python does).
+    Line {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// Byte offset from the start of the file.
+    Offset(u64),
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Line { line, column } => write!(f, "line {line} column {column}"),
+            Position::Offset(o) => write!(f, "byte offset {o}"),
+        }
+    }
+}
+
+/// Everything that can go wrong in steward-store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call on `path` failed (disk full, permissions, ...).
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("writing", "fsync of", ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process (or another `Store` in this one) holds the store's lock.
+    #[error("store is locked by another process (lock file {path})")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A file is damaged. It was not modified.
+    #[error("{path} is corrupt at {at}: {reason}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Where the damage starts.
+        at: Position,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The snapshot holds a value steward cannot keep exactly (NaN, Infinity,
+    /// an integer wider than 64 bits, a lone surrogate). Refused rather than
+    /// silently changed; the file was not modified.
+    #[error("{path} at {at}: value of key {key:?} cannot be kept exactly: {reason}")]
+    Unsupported {
+        /// The snapshot.
+        path: PathBuf,
+        /// Where the value starts.
+        at: Position,
+        /// The top-level key holding the value (empty if the problem is in a key).
+        key: String,
+        /// What the value is.
+        reason: String,
+    },
+    /// The snapshot was rewritten by someone else while the log still holds
+    /// writes made on top of the previous snapshot. Nothing was merged or
+    /// modified; the user decides which to keep.
+    #[error(
+        "{snapshot} was changed outside steward while {log} holds {records} unmerged write batch(es); \
+         move one of the two files away to choose"
+    )]
+    SnapshotChanged {
+        /// The snapshot.
+        snapshot: PathBuf,
+        /// The log.
+        log: PathBuf,
+        /// Write batches in the log.
+        records: usize,
+    },
+    /// A key is longer than [`StoreConfig::max_key_bytes`](crate::StoreConfig::max_key_bytes).
+    #[error("key of {len} bytes is larger than the limit of {limit} bytes (starts {prefix:?})")]
+    KeyTooLarge {
+        /// The key's length in bytes.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+        /// The key's first characters.
+        prefix: String,
+    },
+    /// A value, as compact JSON, is larger than
+    /// [`StoreConfig::max_value_bytes`](crate::StoreConfig::max_value_bytes).
+    #[error("value of key {key:?} is {len} bytes of JSON, larger than the limit of {limit} bytes")]
+    ValueTooLarge {
+        /// The key.
+        key: String,
+        /// The value's length as compact JSON.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A value could not be converted to or from the requested type.
+    #[error("value of key {key:?}: {source}")]
+    Json {
+        /// The key.
+        key: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The configuration is not usable.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    /// The store was closed (by [`Store::close`](crate::Store::close) on any handle).
+    #[error("store {path} is closed")]
+    Closed {
+        /// The snapshot path.
+        path: PathBuf,
+    },
+    /// An earlier fsync of the log failed, so the data on disk is unknown; the
+    /// store refuses further writes. Reopen it to recover from what is on disk.
+    #[error("store {path} refuses writes after a failed fsync; reopen it")]
+    Poisoned {
+        /// The log.
+        path: PathBuf,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether this error says a file is damaged (corrupt, unsupported
+    /// content or a snapshot/log conflict): the user must look at the file.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            Error::Corrupt { .. } | Error::Unsupported { .. } | Error::SnapshotChanged { .. }
+        )
+    }
+
+    /// Duplicates an error for several waiters of one failed batch.
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Error::Io { op, path, source } => Error::Io {
+                op,
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Poisoned { path } => Error::Poisoned { path: path.clone() },
+            Error::Closed { path } => Error::Closed { path: path.clone() },
+            other => Error::Config(other.to_string()),
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,243 @@
+//! File names, durable file operations and reading a store's files.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Position, Result};
+use crate::json;
+use crate::log::{self, Scan, SnapshotId};
+
+/// The files of one store.
+#[derive(Debug, Clone)]
+pub(crate) struct Paths {
+    pub(crate) snapshot: PathBuf,
+    pub(crate) log: PathBuf,
+    pub(crate) lock: PathBuf,
+    pub(crate) snapshot_tmp: PathBuf,
+    pub(crate) log_tmp: PathBuf,
+    pub(crate) dir: PathBuf,
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+impl Paths {
+    pub(crate) fn new(snapshot: &Path) -> Self {
+        let dir = match snapshot.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Paths {
+            snapshot: snapshot.to_path_buf(),
+            log: with_suffix(snapshot, ".log"),
+            lock: with_suffix(snapshot, ".lock"),
+            snapshot_tmp: with_suffix(snapshot, ".tmp"),
+            log_tmp: with_suffix(snapshot, ".log.tmp"),
+            dir,
+        }
+    }
+}
+
+/// The file's bytes, or `None` if it does not exist.
+pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("reading", path, e)),
+    }
+}
+
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("fsync of directory", dir, e))
+}
+
+/// Creates (or truncates) `path` with `bytes` and fsyncs it. Not yet visible
+/// under its final name: the caller renames it.
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io("creating", path, e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io("writing", path, e))?;
+    f.sync_all().map_err(|e| Error::io("fsync of", path, e))
+}
+
+pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to).map_err(|e| Error::io("renaming into place", to, e))
+}
+
+pub(crate) fn remove_if_exists(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("removing", path, e)),
+    }
+}
+
+/// Writes `map` as Python's `json.dump(map, f, indent=2)` to `path`,
+/// durably and atomically: a temporary file beside it is written and
+/// fsynced, renamed over `path`, and the directory is fsynced. A crash at any
+/// moment leaves either the old file or the new one, never a mix.
+///
+/// This does not take the store's lock: use it for exports to new files, or
+/// [`Store::compact`](crate::Store::compact) for an open store.
+pub fn write_snapshot(path: impl AsRef<Path>, map: &Map<String, Value>) -> Result<()> {
+    let paths = Paths::new(path.as_ref());
+    let text = json::to_python_json(map);
+    let tmp = &paths.snapshot_tmp;
+    if let Err(e) = write_synced(tmp, text.as_bytes()) {
+        let _ = std::fs::remove_file(tmp);
+        return Err(e);
+    }
+    rename(tmp, &paths.snapshot)?;
+    fsync_dir(&paths.dir)
+}
+
+/// Parses snapshot bytes, mapping reader errors to `Corrupt`/`Unsupported`.
+pub(crate) fn parse_snapshot(path: &Path, bytes: &[u8]) -> Result<Map<String, Value>> {
+    json::parse_object(bytes).map_err(|e| {
+        let (line, column) = e.line_column(bytes);
+        let at = Position::Line { line, column };
+        match e.unsupported_key {
+            Some(key) => Error::Unsupported {
+                path: path.to_path_buf(),
+                at,
+                key,
+                reason: e.reason,
+            },
+            None => Error::Corrupt {
+                path: path.to_path_buf(),
+                at,
+                reason: e.reason,
+            },
+        }
+    })
+}
+
+/// Parses log bytes, mapping damage to `Corrupt` with the byte offset.
+pub(crate) fn parse_log(path: &Path, bytes: &[u8]) -> Result<Scan> {
+    log::scan(bytes).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        at: Position::Offset(e.offset),
+        reason: e.reason,
+    })
+}
+
+/// Applies logged operations to a map.
+pub(crate) fn apply(map: &mut Map<String, Value>, ops: Vec<log::Op>) {
+    for op in ops {
+        match op {
+            log::Op::Set(k, v) => {
+                map.insert(k, v);
+            }
+            log::Op::Delete(k) => {
+                map.shift_remove(&k);
+            }
+            log::Op::Reset => map.clear(),
+        }
+    }
+}
+
+/// Everything read from a store's files without changing any of them.
+pub(crate) struct Loaded {
+    pub(crate) map: Map<String, Value>,
+    pub(crate) snapshot_id: SnapshotId,
+    /// The log, if there is one that extends this snapshot.
+    pub(crate) log: Option<LoadedLog>,
+    /// The compaction's new log waiting to be renamed into place.
+    pub(crate) roll_forward: bool,
+}
+
+pub(crate) struct LoadedLog {
+    pub(crate) valid_len: u64,
+    pub(crate) torn_at: Option<u64>,
+    pub(crate) file_len: u64,
+    /// Whether the log's header names another snapshot (only allowed when it is empty).
+    pub(crate) stale: bool,
+}
+
+/// Reads snapshot and log into a map, modifying nothing.
+pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
+    let snapshot_bytes = read_optional(&paths.snapshot)?;
+    let snapshot_id = SnapshotId::of(snapshot_bytes.as_deref());
+    let mut map = match &snapshot_bytes {
+        Some(b) => parse_snapshot(&paths.snapshot, b)?,
+        None => Map::new(),
+    };
+    // A compaction that renamed its snapshot but not yet its new log: the
+    // new (empty) log names exactly this snapshot, which already holds
+    // everything the old log had.
+    let mut roll_forward = false;
+    if let Some(tmp) = read_optional(&paths.log_tmp)?
+        && let Ok(scan) = log::scan(&tmp)
+    {
+        roll_forward = scan.torn_at.is_none() && scan.snapshot == snapshot_id;
+    }
+    if roll_forward {
+        return Ok(Loaded {
+            map,
+            snapshot_id,
+            log: None,
+            roll_forward,
+        });
+    }
+    let Some(bytes) = read_optional(&paths.log)? else {
+        return Ok(Loaded {
+            map,
+            snapshot_id,
+            log: None,
+            roll_forward,
+        });
+    };
+    let scan = parse_log(&paths.log, &bytes)?;
+    let header_ok = scan.valid_len >= log::HEADER_LEN as u64;
+    let stale = header_ok && scan.snapshot != snapshot_id;
+    if stale && !scan.frames.is_empty() {
+        return Err(Error::SnapshotChanged {
+            snapshot: paths.snapshot.clone(),
+            log: paths.log.clone(),
+            records: scan.frames.len(),
+        });
+    }
+    for ops in scan.frames {
+        apply(&mut map, ops);
+    }
+    Ok(Loaded {
+        map,
+        snapshot_id,
+        log: Some(LoadedLog {
+            valid_len: scan.valid_len,
+            torn_at: scan.torn_at,
+            file_len: bytes.len() as u64,
+            stale: stale || !header_ok,
+        }),
+        roll_forward,
+    })
+}
+
+/// Reads a store's current contents (snapshot plus log) without taking its
+/// lock and without modifying any file, so it works while another process
+/// has the store open. A torn last log record is ignored, as opening would.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("memory.json");
+/// std::fs::write(&path, "{\n  \"a\": 1\n}")?;
+/// let map = steward_store::load(&path)?;
+/// assert_eq!(map["a"], 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn load(path: impl AsRef<Path>) -> Result<Map<String, Value>> {
+    Ok(load_files(&Paths::new(path.as_ref()))?.map)
+}

@@ -1,0 +1,35 @@
+//! Entry points for fuzz targets and robustness tests: they parse arbitrary
+//! bytes with the store's readers and must never panic.
+
+/// Parses `bytes` as a snapshot; on success, checks that writing the map
+/// back and reading it again gives the same map (the Python format
+/// round-trips).
+pub fn snapshot(bytes: &[u8]) {
+    let Ok(map) = crate::json::parse_object(bytes) else {
+        return;
+    };
+    let text = crate::json::to_python_json(&map);
+    match crate::json::parse_object(text.as_bytes()) {
+        Ok(again) => assert_eq!(again, map, "snapshot does not round-trip"),
+        Err(e) => panic!("written snapshot does not parse: {e:?}"),
+    }
+}
+
+/// Parses `bytes` as a log (header, frames, operations).
+pub fn log(bytes: &[u8]) {
+    if let Ok(scan) = crate::log::scan(bytes) {
+        assert!(scan.valid_len as usize <= bytes.len());
+        let mut map = serde_json::Map::new();
+        for ops in scan.frames {
+            crate::files::apply(&mut map, ops);
+        }
+    }
+}
+
+/// Wraps `payload` as one valid frame after a valid header, so a fuzzer
+/// reaches the operation decoder instead of stopping at the checksum.
+pub fn log_payload(payload: &[u8]) {
+    let mut bytes = crate::log::encode_header(crate::log::SnapshotId::of(None)).to_vec();
+    bytes.extend(crate::log::frame(payload));
+    log(&bytes);
+}

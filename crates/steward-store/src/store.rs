@@ -1,0 +1,1096 @@
+//! The store: an in-memory map, a writer thread that group-commits to the
+//! log, and compaction into the Python-format snapshot.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::files::{self, Paths};
+use crate::json;
+use crate::log::{self, SnapshotId};
+use crate::prompt;
+
+/// Settings of a store. Plain data: build one with `Default` and struct
+/// update syntax, or load it from a config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// Longest key, in UTF-8 bytes. Default 4 KiB.
+    pub max_key_bytes: usize,
+    /// Largest value, as compact JSON bytes. Default 1 MiB.
+    pub max_value_bytes: usize,
+    /// The log is compacted into the snapshot once it holds this many bytes
+    /// of records. Default 4 MiB.
+    pub compact_log_bytes: u64,
+    /// Whether [`Store::close`] compacts (and removes the log, so only
+    /// `memory.json` remains for the Python assistant). Default true.
+    pub compact_on_close: bool,
+    /// Largest group-commit batch in bytes: more waiting writes go into the
+    /// next batch. Default 8 MiB.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            max_key_bytes: 4 << 10,
+            max_value_bytes: 1 << 20,
+            compact_log_bytes: 4 << 20,
+            compact_on_close: true,
+            max_batch_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Log records must fit a u32 length with room to spare.
+const MAX_LIMIT: usize = 1 << 30;
+
+impl StoreConfig {
+    fn validate(&self) -> Result<()> {
+        if self.max_key_bytes == 0 || self.max_value_bytes == 0 || self.max_batch_bytes == 0 {
+            return Err(Error::Config("limits must be at least 1 byte".into()));
+        }
+        if self.max_key_bytes > MAX_LIMIT
+            || self.max_value_bytes > MAX_LIMIT
+            || self.max_batch_bytes > MAX_LIMIT
+        {
+            return Err(Error::Config(format!(
+                "key, value and batch limits must be at most {MAX_LIMIT} bytes"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Store`] with non-default settings.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let store = steward_store::StoreBuilder::new(dir.path().join("memory.json"))
+///     .max_value_bytes(64)
+///     .build()?;
+/// assert!(store.upsert("k", "x".repeat(100)).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct StoreBuilder {
+    path: PathBuf,
+    config: StoreConfig,
+}
+
+impl StoreBuilder {
+    /// A builder for the store whose snapshot is `path` (e.g. `memory.json`).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreBuilder {
+            path: path.into(),
+            config: StoreConfig::default(),
+        }
+    }
+
+    /// Replaces all settings.
+    pub fn config(mut self, config: StoreConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// See [`StoreConfig::max_key_bytes`].
+    pub fn max_key_bytes(mut self, n: usize) -> Self {
+        self.config.max_key_bytes = n;
+        self
+    }
+
+    /// See [`StoreConfig::max_value_bytes`].
+    pub fn max_value_bytes(mut self, n: usize) -> Self {
+        self.config.max_value_bytes = n;
+        self
+    }
+
+    /// See [`StoreConfig::compact_log_bytes`].
+    pub fn compact_log_bytes(mut self, n: u64) -> Self {
+        self.config.compact_log_bytes = n;
+        self
+    }
+
+    /// See [`StoreConfig::compact_on_close`].
+    pub fn compact_on_close(mut self, yes: bool) -> Self {
+        self.config.compact_on_close = yes;
+        self
+    }
+
+    /// Opens the store: takes the lock, reads the snapshot, replays the log
+    /// (cutting off a torn last record) and starts the writer thread.
+    ///
+    /// Errors: [`Error::Locked`] if another process has it open,
+    /// [`Error::Corrupt`] / [`Error::Unsupported`] /
+    /// [`Error::SnapshotChanged`] for damaged files (left untouched),
+    /// [`Error::Io`] for the rest.
+    pub fn build(self) -> Result<Store> {
+        self.config.validate()?;
+        let span = tracing::info_span!("store_open", path = %self.path.display());
+        let _g = span.enter();
+        let paths = Paths::new(&self.path);
+        let lock = take_lock(&paths.lock)?;
+        let opened = recover(&paths)?;
+        let shared = Arc::new(Shared {
+            map: RwLock::new(opened.map),
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            paths: paths.clone(),
+            config: self.config,
+            counters: Counters::default(),
+        });
+        shared
+            .counters
+            .log_bytes
+            .store(opened.log_len, Ordering::Relaxed);
+        let writer = Writer {
+            shared: Arc::clone(&shared),
+            log: opened.log,
+            log_len: opened.log_len,
+            next_compact_at: shared.config.compact_log_bytes,
+            poisoned: false,
+            lock: Some(lock),
+        };
+        let thread = std::thread::Builder::new()
+            .name("steward-store-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| Error::io("starting the writer thread for", &paths.snapshot, e))?;
+        tracing::debug!(keys = shared.map.read().len(), "store open");
+        Ok(Store {
+            handle: Arc::new(Handle {
+                shared,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+}
+
+/// The OS lock on the lock file, released explicitly on drop: a child
+/// process forked elsewhere in this program may briefly hold a copy of the
+/// descriptor, and closing ours alone would leave the lock held until it
+/// execs.
+struct LockGuard(File);
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+fn take_lock(path: &Path) -> Result<LockGuard> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io("opening lock file", path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(LockGuard(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            path: path.to_path_buf(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking", path, e)),
+    }
+}
+
+struct Opened {
+    map: Map<String, Value>,
+    log: File,
+    log_len: u64,
+}
+
+/// Finishes an interrupted compaction, cuts a torn tail, and opens the log
+/// for appending (creating it if needed). Called with the lock held.
+fn recover(paths: &Paths) -> Result<Opened> {
+    let loaded = files::load_files(paths)?;
+    if loaded.roll_forward {
+        tracing::info!(log = %paths.log.display(), "finishing an interrupted compaction");
+        files::rename(&paths.log_tmp, &paths.log)?;
+        files::fsync_dir(&paths.dir)?;
+    } else {
+        files::remove_if_exists(&paths.log_tmp)?;
+    }
+    files::remove_if_exists(&paths.snapshot_tmp)?;
+    let reuse = match &loaded.log {
+        Some(l) if !l.stale => Some((l.valid_len, l.torn_at, l.file_len)),
+        _ => None,
+    };
+    if loaded.roll_forward {
+        let log = open_log(&paths.log)?;
+        return Ok(Opened {
+            map: loaded.map,
+            log,
+            log_len: log::HEADER_LEN as u64,
+        });
+    }
+    let Some((valid_len, torn_at, file_len)) = reuse else {
+        let log = new_log(paths, loaded.snapshot_id)?;
+        return Ok(Opened {
+            map: loaded.map,
+            log,
+            log_len: log::HEADER_LEN as u64,
+        });
+    };
+    let mut log = open_log(&paths.log)?;
+    if let Some(at) = torn_at {
+        tracing::warn!(
+            log = %paths.log.display(),
+            offset = at,
+            cut_bytes = file_len - valid_len,
+            "cutting off a torn last record (an unacknowledged write)"
+        );
+        log.set_len(valid_len)
+            .map_err(|e| Error::io("truncating", &paths.log, e))?;
+        log.sync_all()
+            .map_err(|e| Error::io("fsync of", &paths.log, e))?;
+    }
+    log.seek(SeekFrom::Start(valid_len))
+        .map_err(|e| Error::io("seeking in", &paths.log, e))?;
+    Ok(Opened {
+        map: loaded.map,
+        log,
+        log_len: valid_len,
+    })
+}
+
+fn open_log(path: &Path) -> Result<File> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("opening", path, e))?;
+    f.seek(SeekFrom::End(0))
+        .map_err(|e| Error::io("seeking in", path, e))?;
+    Ok(f)
+}
+
+/// Writes a fresh log (header only) for `snapshot` through a temporary file
+/// and renames it into place, so the log file always has a whole header.
+fn new_log(paths: &Paths, snapshot: SnapshotId) -> Result<File> {
+    files::write_synced(&paths.log_tmp, &log::encode_header(snapshot))?;
+    files::rename(&paths.log_tmp, &paths.log)?;
+    files::fsync_dir(&paths.dir)?;
+    open_log(&paths.log)
+}
+
+/// A handle to an open store. Cheap to clone; all clones share one map, one
+/// writer thread and one lock. `Send + Sync`.
+///
+/// Reads come from memory and never wait for disk. Every write returns only
+/// once it is durable (its log record fsynced); concurrent writers share
+/// fsyncs (group commit). Each write has a blocking form for threads and an
+/// `_async` form for async code that never blocks the runtime.
+///
+/// Dropping the last handle stops the writer thread after it has finished
+/// queued writes, and releases the lock; it does not compact (the log is
+/// replayed at the next open). [`Store::close`] compacts.
+#[derive(Clone)]
+pub struct Store {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.handle.shared.paths.snapshot)
+            .field("keys", &self.len())
+            .finish()
+    }
+}
+
+/// Owns the writer thread: the last handle's drop stops and joins it.
+struct Handle {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.queue.lock().shutdown = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Shared {
+    map: RwLock<Map<String, Value>>,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    paths: Paths,
+    config: StoreConfig,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Queue {
+    requests: Vec<Request>,
+    shutdown: bool,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    writes: AtomicU64,
+    unchanged: AtomicU64,
+    batches: AtomicU64,
+    largest_batch: AtomicU64,
+    compactions: AtomicU64,
+    log_bytes: AtomicU64,
+    snapshot_bytes: AtomicU64,
+    failed_batches: AtomicU64,
+}
+
+/// Counters of a store, as a plain snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Keys in the store.
+    pub keys: usize,
+    /// Writes that changed something and were made durable.
+    pub writes: u64,
+    /// Writes that changed nothing (create of an existing key, update or
+    /// delete of a missing one).
+    pub unchanged: u64,
+    /// Group-commit batches written (one fsync each).
+    pub batches: u64,
+    /// Most writes seen in one batch.
+    pub largest_batch: u64,
+    /// Compactions into the snapshot.
+    pub compactions: u64,
+    /// Bytes in the log right now (header included).
+    pub log_bytes: u64,
+    /// Size of the last snapshot written by this store (0 before the first).
+    pub snapshot_bytes: u64,
+    /// Batches that failed to reach the disk (nothing of them was applied).
+    pub failed_batches: u64,
+}
+
+/// One queued write, already validated and encoded by the caller.
+enum WriteOp {
+    Create(String, Value, Vec<u8>),
+    Update(String, Value, Vec<u8>),
+    Upsert(String, Value, Vec<u8>),
+    Delete(String),
+    Reset,
+}
+
+impl WriteOp {
+    fn cost(&self) -> usize {
+        match self {
+            WriteOp::Create(k, _, j) | WriteOp::Update(k, _, j) | WriteOp::Upsert(k, _, j) => {
+                k.len() + j.len() + 9
+            }
+            WriteOp::Delete(k) => k.len() + 5,
+            WriteOp::Reset => 1,
+        }
+    }
+}
+
+enum Kind {
+    Write(WriteOp),
+    Compact,
+    Close,
+}
+
+struct Request {
+    kind: Kind,
+    reply: Arc<Slot>,
+}
+
+/// Where the writer thread leaves one request's result, for a blocked
+/// thread (condvar) or a future (waker).
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    result: Option<Result<bool>>,
+    waker: Option<Waker>,
+}
+
+impl Slot {
+    fn complete(&self, result: Result<bool>) {
+        let waker = {
+            let mut s = self.state.lock();
+            s.result = Some(result);
+            s.waker.take()
+        };
+        self.ready.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn wait(&self) -> Result<bool> {
+        let mut s = self.state.lock();
+        loop {
+            if let Some(r) = s.result.take() {
+                return r;
+            }
+            self.ready.wait(&mut s);
+        }
+    }
+}
+
+/// The result of an `_async` write: resolves once the write is durable.
+///
+/// The write is queued when the `_async` method is called, not when this is
+/// first polled. Cancel safety: dropping it does not cancel the write, which
+/// still completes (or fails) in the background; you only lose its result.
+#[must_use = "the write is queued already; await this to know it is durable"]
+pub struct WriteFuture {
+    slot: Arc<Slot>,
+}
+
+impl std::fmt::Debug for WriteFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for WriteFuture {
+    type Output = Result<bool>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut s = self.slot.state.lock();
+        if let Some(r) = s.result.take() {
+            return Poll::Ready(r);
+        }
+        s.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+fn ready(result: Result<bool>) -> WriteFuture {
+    let slot = Arc::new(Slot::default());
+    slot.complete(result);
+    WriteFuture { slot }
+}
+
+impl Store {
+    /// Opens (or creates) the store whose snapshot is `path`, with default
+    /// settings. A missing file is an empty store. See [`StoreBuilder::build`].
+    pub fn open(path: impl Into<PathBuf>) -> Result<Store> {
+        StoreBuilder::new(path).build()
+    }
+
+    /// A builder with non-default settings.
+    pub fn builder(path: impl Into<PathBuf>) -> StoreBuilder {
+        StoreBuilder::new(path)
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// The snapshot's path (`memory.json`).
+    pub fn path(&self) -> &Path {
+        &self.shared().paths.snapshot
+    }
+
+    /// The log's path (the snapshot's path with `.log` appended).
+    pub fn log_path(&self) -> &Path {
+        &self.shared().paths.log
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared().config
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    /// The value of `key`, or `None`.
+    pub fn read(&self, key: &str) -> Option<Value> {
+        self.shared().map.read().get(key).cloned()
+    }
+
+    /// Calls `f` with the value of `key` without cloning it. Keep `f` short:
+    /// writers wait while it runs.
+    pub fn with<R>(&self, key: &str, f: impl FnOnce(Option<&Value>) -> R) -> R {
+        f(self.shared().map.read().get(key))
+    }
+
+    /// The value of `key` converted to `T` through serde.
+    pub fn get_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        let map = self.shared().map.read();
+        let Some(v) = map.get(key) else {
+            return Ok(None);
+        };
+        T::deserialize(v).map(Some).map_err(|source| Error::Json {
+            key: key.to_string(),
+            source,
+        })
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.shared().map.read().contains_key(key)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.shared().map.read().len()
+    }
+
+    /// Whether the store has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// All keys in insertion order (an updated key keeps its place; a deleted
+    /// and re-added key goes last).
+    pub fn list_keys(&self) -> Vec<String> {
+        self.shared().map.read().keys().cloned().collect()
+    }
+
+    /// The entries, in order, as of this call (a copy: later writes do not
+    /// show up, and no lock is held while iterating).
+    pub fn iter(&self) -> std::vec::IntoIter<(String, Value)> {
+        let map = self.shared().map.read();
+        map.iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// A copy of the whole map, in order.
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.shared().map.read().clone()
+    }
+
+    /// The map as Python's `json.dump(m, f, indent=2)` writes it.
+    pub fn to_python_json(&self) -> String {
+        json::to_python_json(&self.shared().map.read())
+    }
+
+    /// The selected entries as a `<memory>` XML element for the prompt.
+    /// See [`render_prompt`](crate::render_prompt) for patterns and format.
+    pub fn render_prompt<P: AsRef<str>>(&self, patterns: &[P]) -> String {
+        prompt::render_prompt(&self.shared().map.read(), patterns)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared().counters;
+        Stats {
+            keys: self.len(),
+            writes: c.writes.load(Ordering::Relaxed),
+            unchanged: c.unchanged.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            largest_batch: c.largest_batch.load(Ordering::Relaxed),
+            compactions: c.compactions.load(Ordering::Relaxed),
+            log_bytes: c.log_bytes.load(Ordering::Relaxed),
+            snapshot_bytes: c.snapshot_bytes.load(Ordering::Relaxed),
+            failed_batches: c.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+
+    // --------------------------------------------------------------- writes
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        let limit = self.shared().config.max_key_bytes;
+        if key.len() > limit {
+            return Err(Error::KeyTooLarge {
+                len: key.len(),
+                limit,
+                prefix: key.chars().take(32).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Validates and encodes a value (work done on the caller's thread, so
+    /// concurrent writers encode in parallel).
+    fn encode(&self, key: &str, value: &Value) -> Result<Vec<u8>> {
+        self.check_key(key)?;
+        let limit = self.shared().config.max_value_bytes;
+        if json::depth(value) >= json::MAX_DEPTH {
+            return Err(Error::ValueTooLarge {
+                key: key.to_string(),
+                len: usize::MAX,
+                limit,
+            });
+        }
+        let bytes = serde_json::to_vec(value).map_err(|source| Error::Json {
+            key: key.to_string(),
+            source,
+        })?;
+        if bytes.len() > limit {
+            return Err(Error::ValueTooLarge {
+                key: key.to_string(),
+                len: bytes.len(),
+                limit,
+            });
+        }
+        Ok(bytes)
+    }
+
+    fn prepare_set(
+        &self,
+        key: &str,
+        value: Value,
+        make: fn(String, Value, Vec<u8>) -> WriteOp,
+    ) -> Result<WriteOp> {
+        let json = self.encode(key, &value)?;
+        Ok(make(key.to_string(), value, json))
+    }
+
+    fn submit(&self, kind: Kind) -> Arc<Slot> {
+        let slot = Arc::new(Slot::default());
+        let shared = self.shared();
+        {
+            let mut q = shared.queue.lock();
+            if q.closed {
+                drop(q);
+                slot.complete(Err(Error::Closed {
+                    path: shared.paths.snapshot.clone(),
+                }));
+                return slot;
+            }
+            q.requests.push(Request {
+                kind,
+                reply: Arc::clone(&slot),
+            });
+        }
+        shared.wake.notify_one();
+        slot
+    }
+
+    fn write_blocking(&self, w: Result<WriteOp>) -> Result<bool> {
+        self.submit(Kind::Write(w?)).wait()
+    }
+
+    fn write_async(&self, w: Result<WriteOp>) -> WriteFuture {
+        match w {
+            Ok(w) => WriteFuture {
+                slot: self.submit(Kind::Write(w)),
+            },
+            Err(e) => ready(Err(e)),
+        }
+    }
+
+    /// Adds `key` only if it is absent. Returns `false` (and changes
+    /// nothing) if the key exists, like the Python assistant's `create`.
+    pub fn create(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
+        self.write_blocking(self.prepare_set(key, value.into(), WriteOp::Create))
+    }
+
+    /// [`create`](Self::create) for async code.
+    pub fn create_async(&self, key: &str, value: impl Into<Value>) -> WriteFuture {
+        self.write_async(self.prepare_set(key, value.into(), WriteOp::Create))
+    }
+
+    /// Replaces the value of an existing key (it keeps its place). Returns
+    /// `false` (and changes nothing) if the key is missing.
+    pub fn update(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
+        self.write_blocking(self.prepare_set(key, value.into(), WriteOp::Update))
+    }
+
+    /// [`update`](Self::update) for async code.
+    pub fn update_async(&self, key: &str, value: impl Into<Value>) -> WriteFuture {
+        self.write_async(self.prepare_set(key, value.into(), WriteOp::Update))
+    }
+
+    /// Sets `key` whether or not it exists. Returns `true` if the key was
+    /// new (it goes last), `false` if an existing value was replaced.
+    pub fn upsert(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
+        self.write_blocking(self.prepare_set(key, value.into(), WriteOp::Upsert))
+    }
+
+    /// [`upsert`](Self::upsert) for async code.
+    pub fn upsert_async(&self, key: &str, value: impl Into<Value>) -> WriteFuture {
+        self.write_async(self.prepare_set(key, value.into(), WriteOp::Upsert))
+    }
+
+    /// Upserts any serializable value.
+    pub fn set_as<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<bool> {
+        let v = to_value(key, value)?;
+        self.upsert(key, v)
+    }
+
+    /// [`set_as`](Self::set_as) for async code.
+    pub fn set_as_async<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> WriteFuture {
+        match to_value(key, value) {
+            Ok(v) => self.upsert_async(key, v),
+            Err(e) => ready(Err(e)),
+        }
+    }
+
+    /// Removes `key`. Returns `false` if it was missing.
+    pub fn delete(&self, key: &str) -> Result<bool> {
+        self.write_blocking(Ok(WriteOp::Delete(key.to_string())))
+    }
+
+    /// [`delete`](Self::delete) for async code.
+    pub fn delete_async(&self, key: &str) -> WriteFuture {
+        self.write_async(Ok(WriteOp::Delete(key.to_string())))
+    }
+
+    /// Removes every key (durably; the snapshot becomes `{}` at the next
+    /// compaction).
+    pub fn reset(&self) -> Result<()> {
+        self.write_blocking(Ok(WriteOp::Reset)).map(|_| ())
+    }
+
+    /// [`reset`](Self::reset) for async code.
+    pub fn reset_async(&self) -> WriteFuture {
+        self.write_async(Ok(WriteOp::Reset))
+    }
+
+    /// Writes the whole map into the snapshot (Python format) and starts an
+    /// empty log. Crash-safe at every step. Returns `true`.
+    pub fn compact(&self) -> Result<bool> {
+        self.submit(Kind::Compact).wait()
+    }
+
+    /// [`compact`](Self::compact) for async code.
+    pub fn compact_async(&self) -> WriteFuture {
+        WriteFuture {
+            slot: self.submit(Kind::Compact),
+        }
+    }
+
+    /// Finishes queued writes, compacts (unless
+    /// [`StoreConfig::compact_on_close`] is off) and removes the log, so
+    /// `memory.json` alone holds everything, then releases the lock. Every
+    /// clone of this handle is closed: later writes fail with
+    /// [`Error::Closed`]; reads still see the final contents. Closing twice
+    /// is `Ok`.
+    pub fn close(&self) -> Result<()> {
+        let r = self.submit(Kind::Close).wait();
+        self.join();
+        closed_ok(r)
+    }
+
+    /// [`close`](Self::close) for async code. The writer thread exits on its
+    /// own; nothing blocks the runtime.
+    pub async fn close_async(&self) -> Result<()> {
+        let r = WriteFuture {
+            slot: self.submit(Kind::Close),
+        }
+        .await;
+        closed_ok(r)
+    }
+
+    fn join(&self) {
+        if let Some(t) = self.handle.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn closed_ok(r: Result<bool>) -> Result<()> {
+    match r {
+        Ok(_) | Err(Error::Closed { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn to_value<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|source| Error::Json {
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// The writer thread's state: the only code that touches the log or
+/// changes the map.
+struct Writer {
+    shared: Arc<Shared>,
+    log: File,
+    log_len: u64,
+    next_compact_at: u64,
+    poisoned: bool,
+    /// Held for the thread's life; dropping it releases the lock.
+    lock: Option<LockGuard>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let requests = {
+                let mut q = self.shared.queue.lock();
+                while q.requests.is_empty() && !q.shutdown {
+                    self.shared.wake.wait(&mut q);
+                }
+                if q.requests.is_empty() {
+                    return;
+                }
+                std::mem::take(&mut q.requests)
+            };
+            if self.handle(requests) {
+                return;
+            }
+        }
+    }
+
+    /// Processes requests in order; returns `true` once the store is closed.
+    fn handle(&mut self, requests: Vec<Request>) -> bool {
+        let mut batch: Vec<(WriteOp, Arc<Slot>)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let mut requests = requests.into_iter();
+        while let Some(req) = requests.next() {
+            match req.kind {
+                Kind::Write(w) => {
+                    let cost = w.cost();
+                    if !batch.is_empty() && batch_bytes + cost > self.shared.config.max_batch_bytes
+                    {
+                        self.commit(std::mem::take(&mut batch));
+                        batch_bytes = 0;
+                    }
+                    batch_bytes += cost;
+                    batch.push((w, req.reply));
+                }
+                Kind::Compact => {
+                    self.commit(std::mem::take(&mut batch));
+                    batch_bytes = 0;
+                    req.reply.complete(self.compact().map(|()| true));
+                }
+                Kind::Close => {
+                    self.commit(std::mem::take(&mut batch));
+                    self.close(req.reply, requests.collect());
+                    return true;
+                }
+            }
+        }
+        self.commit(batch);
+        if self.log_len >= self.next_compact_at
+            && let Err(e) = self.compact()
+        {
+            // The log still holds everything; try again after more growth.
+            tracing::warn!(error = %e, "automatic compaction failed");
+            self.next_compact_at = self.log_len + self.shared.config.compact_log_bytes;
+        }
+        false
+    }
+
+    fn close(&mut self, reply: Arc<Slot>, rest: Vec<Request>) {
+        let result = if self.shared.config.compact_on_close && !self.poisoned {
+            self.compact().and_then(|()| {
+                // The snapshot holds everything: the empty log can go.
+                files::remove_if_exists(&self.shared.paths.log)?;
+                files::fsync_dir(&self.shared.paths.dir)
+            })
+        } else {
+            Ok(())
+        };
+        let late = {
+            let mut q = self.shared.queue.lock();
+            q.closed = true;
+            std::mem::take(&mut q.requests)
+        };
+        // Release the lock before anyone hears the store is closed.
+        self.lock = None;
+        let path = &self.shared.paths.snapshot;
+        for r in rest.into_iter().chain(late) {
+            r.reply.complete(Err(Error::Closed { path: path.clone() }));
+        }
+        reply.complete(result.map(|()| true));
+    }
+
+    /// Validates a batch against the map, writes it as one frame, fsyncs,
+    /// then applies it and answers every writer.
+    fn commit(&mut self, batch: Vec<(WriteOp, Arc<Slot>)>) {
+        if batch.is_empty() {
+            return;
+        }
+        if self.poisoned {
+            for (_, slot) in batch {
+                slot.complete(Err(Error::Poisoned {
+                    path: self.shared.paths.log.clone(),
+                }));
+            }
+            return;
+        }
+        let (payload, effective) = self.encode_batch(&batch);
+        if !payload.is_empty()
+            && let Err(e) = self.append(&payload)
+        {
+            self.shared
+                .counters
+                .failed_batches
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, writes = batch.len(), "write batch failed; nothing applied");
+            for (_, slot) in batch {
+                slot.complete(Err(e.duplicate()));
+            }
+            return;
+        }
+        let c = &self.shared.counters;
+        let applied = effective.iter().filter(|e| **e).count() as u64;
+        c.writes.fetch_add(applied, Ordering::Relaxed);
+        c.unchanged
+            .fetch_add(batch.len() as u64 - applied, Ordering::Relaxed);
+        c.largest_batch
+            .fetch_max(batch.len() as u64, Ordering::Relaxed);
+        let mut replies = Vec::with_capacity(batch.len());
+        {
+            let mut map = self.shared.map.write();
+            for ((w, slot), changed) in batch.into_iter().zip(effective) {
+                // Upsert answers "was the key new"; the others "did it change".
+                let answer = apply_write(&mut map, w, changed).unwrap_or(changed);
+                replies.push((slot, answer));
+            }
+        }
+        for (slot, answer) in replies {
+            slot.complete(Ok(answer));
+        }
+    }
+
+    /// Decides each write's effect (against the map plus earlier writes of
+    /// this batch) and encodes the effective ones.
+    fn encode_batch(&self, batch: &[(WriteOp, Arc<Slot>)]) -> (Vec<u8>, Vec<bool>) {
+        let map = self.shared.map.read();
+        let mut overlay: HashMap<&str, bool> = HashMap::new();
+        let mut reset = false;
+        let mut payload = Vec::new();
+        let mut effective = Vec::with_capacity(batch.len());
+        for (w, _) in batch {
+            let exists = |k: &str, overlay: &HashMap<&str, bool>| {
+                overlay
+                    .get(k)
+                    .copied()
+                    .unwrap_or_else(|| !reset && map.contains_key(k))
+            };
+            let changed = match w {
+                WriteOp::Create(k, _, j) if !exists(k, &overlay) => {
+                    log::encode_set(&mut payload, k, j);
+                    overlay.insert(k, true);
+                    true
+                }
+                WriteOp::Update(k, _, j) if exists(k, &overlay) => {
+                    log::encode_set(&mut payload, k, j);
+                    true
+                }
+                WriteOp::Upsert(k, _, j) => {
+                    log::encode_set(&mut payload, k, j);
+                    overlay.insert(k, true);
+                    true
+                }
+                WriteOp::Delete(k) if exists(k, &overlay) => {
+                    log::encode_delete(&mut payload, k);
+                    overlay.insert(k, false);
+                    true
+                }
+                WriteOp::Reset => {
+                    log::encode_reset(&mut payload);
+                    overlay.clear();
+                    reset = true;
+                    true
+                }
+                _ => false,
+            };
+            effective.push(changed);
+        }
+        (payload, effective)
+    }
+
+    /// Appends one frame and fsyncs it. On a failed write the file is cut
+    /// back so the next batch does not follow garbage; on a failed fsync
+    /// the store stops accepting writes (the page cache can no longer be
+    /// trusted to match the disk).
+    fn append(&mut self, payload: &[u8]) -> Result<()> {
+        let path = &self.shared.paths.log;
+        let frame = log::frame(payload);
+        if let Err(e) = self.log.write_all(&frame) {
+            let cut = self
+                .log
+                .set_len(self.log_len)
+                .and_then(|()| self.log.seek(SeekFrom::Start(self.log_len)).map(|_| ()));
+            if cut.is_err() {
+                self.poisoned = true;
+            }
+            return Err(Error::io("appending to", path, e));
+        }
+        if let Err(e) = self.log.sync_data() {
+            self.poisoned = true;
+            return Err(Error::io("fsync of", path, e));
+        }
+        self.log_len += frame.len() as u64;
+        let c = &self.shared.counters;
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.log_bytes.store(self.log_len, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Snapshot to a temporary file (fsync), new empty log naming it to a
+    /// temporary file (fsync), rename the snapshot (fsync dir), rename the
+    /// log (fsync dir). A crash before the first rename keeps the old pair;
+    /// after it, opening finds the new log waiting and finishes the job.
+    fn compact(&mut self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Poisoned {
+                path: self.shared.paths.log.clone(),
+            });
+        }
+        let span = tracing::debug_span!("store_compact", log_bytes = self.log_len);
+        let _g = span.enter();
+        let p = &self.shared.paths;
+        let text = json::to_python_json(&self.shared.map.read());
+        let id = SnapshotId::of(Some(text.as_bytes()));
+        let staged = files::write_synced(&p.snapshot_tmp, text.as_bytes())
+            .and_then(|()| files::write_synced(&p.log_tmp, &log::encode_header(id)));
+        if let Err(e) = staged {
+            let _ = std::fs::remove_file(&p.snapshot_tmp);
+            let _ = std::fs::remove_file(&p.log_tmp);
+            return Err(e);
+        }
+        files::rename(&p.snapshot_tmp, &p.snapshot)?;
+        files::fsync_dir(&p.dir)?;
+        files::rename(&p.log_tmp, &p.log)?;
+        files::fsync_dir(&p.dir)?;
+        self.log = open_log(&p.log)?;
+        self.log_len = log::HEADER_LEN as u64;
+        self.next_compact_at = self.shared.config.compact_log_bytes;
+        let c = &self.shared.counters;
+        c.compactions.fetch_add(1, Ordering::Relaxed);
+        c.log_bytes.store(self.log_len, Ordering::Relaxed);
+        c.snapshot_bytes.store(text.len() as u64, Ordering::Relaxed);
+        tracing::debug!(snapshot_bytes = text.len(), "compacted");
+        Ok(())
+    }
+}
+
+/// Applies one durable write; returns the caller's answer if it differs
+/// from `changed` (upsert answers "was it new").
+fn apply_write(map: &mut Map<String, Value>, w: WriteOp, changed: bool) -> Option<bool> {
+    if !changed {
+        return None;
+    }
+    match w {
+        WriteOp::Create(k, v, _) | WriteOp::Update(k, v, _) => {
+            map.insert(k, v);
+            None
+        }
+        WriteOp::Upsert(k, v, _) => Some(map.insert(k, v).is_none()),
+        WriteOp::Delete(k) => {
+            map.shift_remove(&k);
+            None
+        }
+        WriteOp::Reset => {
+            map.clear();
+            None
+        }
+    }
+}

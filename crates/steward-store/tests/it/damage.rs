@@ -1,0 +1,228 @@
+//! Damaged files are reported with position and never overwritten; torn
+//! tails are cut; locks are exclusive across processes; a full disk keeps
+//! the last good state.
+
+use serde_json::json;
+use steward_store::{Error, Position, Severity, Store};
+
+use crate::child::{protocol, spawn};
+use crate::{read, temp_store};
+
+fn log_of(path: &std::path::Path) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".log");
+    s.into()
+}
+
+#[test]
+fn corrupt_snapshot_is_reported_with_line_and_column_and_kept() {
+    let (_d, path) = temp_store();
+    let text = b"{\n  \"a\": 1,\n  \"b\": tru\n}";
+    std::fs::write(&path, text).unwrap();
+    let e = Store::open(&path).unwrap_err();
+    match &e {
+        Error::Corrupt { path: p, at, .. } => {
+            assert_eq!(p, &path);
+            assert_eq!(*at, Position::Line { line: 3, column: 8 });
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    assert!(e.to_string().contains("line 3 column 8"), "{e}");
+    assert_eq!(read(&path), text, "the damaged snapshot was modified");
+    assert!(
+        !log_of(&path).exists(),
+        "opening a damaged store created a log"
+    );
+    let report = steward_store::check(&path).unwrap();
+    assert!(!report.is_ok());
+    assert_eq!(
+        report.problems[0].at,
+        Some(Position::Line { line: 3, column: 8 })
+    );
+}
+
+#[test]
+fn non_object_and_empty_snapshots_are_refused() {
+    let (_d, path) = temp_store();
+    for text in [&b"[1, 2]"[..], b"", b"\"x\"", b"{\"a\": 1} x"] {
+        std::fs::write(&path, text).unwrap();
+        let e = Store::open(&path).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{text:?}: {e}");
+        assert_eq!(read(&path), text);
+    }
+}
+
+#[test]
+fn nan_infinity_and_wide_integers_are_refused_naming_the_key() {
+    let (_d, path) = temp_store();
+    for (text, key, line, column) in [
+        ("{\n  \"ok\": 1,\n  \"x\": NaN\n}", "x", 3, 8),
+        ("{\"y\": [1, -Infinity]}", "y", 1, 11),
+        ("{\"big\": 123456789012345678901234567890}", "big", 1, 9),
+        ("{\"f\": 1e400}", "f", 1, 7),
+        ("{\"s\": \"\\ud800\"}", "s", 1, 8),
+    ] {
+        std::fs::write(&path, text).unwrap();
+        let e = Store::open(&path).unwrap_err();
+        match &e {
+            Error::Unsupported { key: k, at, .. } => {
+                assert_eq!(k, key, "{text}");
+                assert_eq!(*at, Position::Line { line, column }, "{text}: {e}");
+            }
+            other => panic!("{text}: expected Unsupported, got {other}"),
+        }
+        assert_eq!(read(&path), text.as_bytes());
+    }
+}
+
+/// Writes three batches, then returns the log bytes and the offsets of its frames.
+fn three_batch_log(path: &std::path::Path) -> Vec<u8> {
+    let s = Store::builder(path)
+        .compact_on_close(false)
+        .build()
+        .unwrap();
+    s.upsert("a", 1).unwrap();
+    s.upsert("b", "x".repeat(50)).unwrap();
+    s.upsert("c", 3).unwrap();
+    s.close().unwrap();
+    read(&log_of(path))
+}
+
+#[test]
+fn corrupt_log_record_in_the_middle_is_an_error_with_offset() {
+    let (_d, path) = temp_store();
+    let mut log = three_batch_log(&path);
+    // Header 32 bytes; first frame: 12-byte header + payload (1+4+1+4+1 = 11).
+    let second = 32 + 12 + 11;
+    log[second + 20] ^= 0x55; // inside the second frame's payload
+    std::fs::write(log_of(&path), &log).unwrap();
+    let e = Store::open(&path).unwrap_err();
+    match &e {
+        Error::Corrupt { path: p, at, .. } => {
+            assert_eq!(p, &log_of(&path));
+            assert_eq!(*at, Position::Offset(second as u64));
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    assert!(
+        e.to_string().contains(&format!("byte offset {second}")),
+        "{e}"
+    );
+    assert_eq!(read(&log_of(&path)), log, "the damaged log was modified");
+    let report = steward_store::check(&path).unwrap();
+    assert_eq!(report.problems[0].at, Some(Position::Offset(second as u64)));
+    assert_eq!(report.problems[0].severity, Severity::Error);
+}
+
+#[test]
+fn torn_tail_is_cut_off_and_the_store_reopens() {
+    let (_d, path) = temp_store();
+    let log = three_batch_log(&path);
+    for cut in 1..12 {
+        std::fs::write(log_of(&path), &log[..log.len() - cut]).unwrap();
+        let report = steward_store::check(&path).unwrap();
+        assert!(report.is_ok(), "{report}");
+        assert!(!report.is_clean());
+        assert_eq!(
+            read(&log_of(&path)).len(),
+            log.len() - cut,
+            "check modified the log"
+        );
+        let s = Store::builder(&path)
+            .compact_on_close(false)
+            .build()
+            .unwrap();
+        assert_eq!(s.list_keys(), ["a", "b"], "cut {cut}");
+        assert_eq!(s.read("b"), Some(json!("x".repeat(50))));
+        s.upsert("d", 4).unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(
+            s.list_keys(),
+            ["a", "b", "d"],
+            "write after the cut survives"
+        );
+        drop(s);
+        std::fs::write(log_of(&path), &log).unwrap();
+    }
+}
+
+#[test]
+fn snapshot_rewritten_while_log_has_writes_is_detected() {
+    let (_d, path) = temp_store();
+    let s = Store::open(&path).unwrap();
+    s.upsert("a", 1).unwrap();
+    s.compact().unwrap();
+    s.upsert("b", 2).unwrap();
+    drop(s); // log holds "b" on top of the snapshot {"a": 1}
+    std::fs::write(&path, "{\n  \"python\": true\n}").unwrap();
+    let e = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(e, Error::SnapshotChanged { records: 1, .. }),
+        "{e}"
+    );
+    assert!(!steward_store::check(&path).unwrap().is_ok());
+    // After a clean close the log is gone and Python may rewrite freely.
+    std::fs::remove_file(log_of(&path)).unwrap();
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.list_keys(), ["python"]);
+    s.close().unwrap();
+    std::fs::write(&path, "{\n  \"again\": 1\n}").unwrap();
+    assert_eq!(Store::open(&path).unwrap().list_keys(), ["again"]);
+}
+
+#[test]
+fn second_process_gets_locked() {
+    let (_d, path) = temp_store();
+    let s = Store::open(&path).unwrap();
+    s.upsert("a", 1).unwrap();
+    let child = spawn("lock", &path, None);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let said = protocol(&text);
+    assert!(
+        said.iter().any(|l| l.starts_with("locked ")),
+        "child said {text:?}"
+    );
+    assert!(text.contains("memory.json.lock"), "child said {text:?}");
+    // In-process too, and check still works while it is held.
+    assert!(matches!(Store::open(&path), Err(Error::Locked { .. })));
+    assert!(steward_store::check(&path).unwrap().is_clean());
+    assert_eq!(steward_store::load(&path).unwrap()["a"], 1);
+    s.close().unwrap();
+    let child = spawn("lock", &path, None);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(protocol(&String::from_utf8_lossy(&out.stdout)), ["opened"]);
+}
+
+#[test]
+fn full_disk_is_an_error_and_keeps_the_last_good_state() {
+    let (_d, path) = temp_store();
+    // A real limit on file size (EFBIG), standing in for ENOSPC: same code path.
+    let child = spawn("full", &path, Some(64));
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let acked: Vec<usize> = protocol(&text)
+        .into_iter()
+        .filter_map(|l| l.strip_prefix("ack "))
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert!(
+        protocol(&text).iter().any(|l| l.starts_with("error ")),
+        "the child never saw an error: {text}"
+    );
+    assert!(!acked.is_empty(), "{text}");
+    let s = Store::open(&path).unwrap();
+    for i in &acked {
+        assert!(s.contains_key(&format!("k{i}")), "acknowledged k{i} lost");
+    }
+    let extra: Vec<String> = s
+        .list_keys()
+        .into_iter()
+        .filter(|k| !acked.iter().any(|i| *k == format!("k{i}")))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "unacknowledged writes appeared: {extra:?}\n{text}"
+    );
+}

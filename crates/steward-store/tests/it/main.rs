@@ -1,0 +1,27 @@
+//! Integration tests of steward-store: real files, real fsync, real child
+//! processes and real `python3`.
+
+mod basic;
+mod child;
+mod concurrency;
+mod crash;
+mod damage;
+mod fuzz_inputs;
+mod jsongen;
+
+mod model;
+mod prompt_xml;
+mod python;
+
+use std::path::{Path, PathBuf};
+
+/// A fresh directory and the snapshot path inside it.
+pub(crate) fn temp_store() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("memory.json");
+    (dir, path)
+}
+
+pub(crate) fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}

@@ -1,0 +1,156 @@
+//! Byte compatibility with real `python3`'s `json.dump(m, f, indent=2)`,
+//! both ways.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rand::SeedableRng;
+use steward_store::Store;
+
+use crate::{jsongen, read, temp_store};
+
+fn python() -> Command {
+    let probe = Command::new("python3").arg("--version").output();
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "python3 is required on PATH for the byte-compatibility tests (install it: apt-get install python3)"
+    );
+    Command::new("python3")
+}
+
+fn run_python(script: &str, args: &[&Path]) -> String {
+    let out = python()
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python3 failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Python reads each file steward wrote and writes it again: same bytes.
+const REDUMP: &str = r#"
+import io, json, sys
+bad = 0
+for path in sys.argv[1:]:
+    raw = open(path, "rb").read()
+    m = json.loads(raw.decode("utf-8"))
+    buf = io.StringIO()
+    json.dump(m, buf, indent=2)
+    if buf.getvalue().encode("utf-8") != raw:
+        bad += 1
+        print("MISMATCH", path)
+print("checked", len(sys.argv) - 1, "bad", bad)
+"#;
+
+#[test]
+fn steward_snapshots_equal_python_json_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5757_4152_4400);
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for i in 0..300 {
+        let map = jsongen::map(&mut rng, 0, 12);
+        let path = dir.path().join(format!("m{i}.json"));
+        steward_store::write_snapshot(&path, &map).unwrap();
+        paths.push(path);
+    }
+    // The store's own compaction writes the same format.
+    let (_d, store_path) = temp_store();
+    let s = Store::open(&store_path).unwrap();
+    for _ in 0..50 {
+        let k = jsongen::string(&mut rng);
+        s.upsert(&k, jsongen::value(&mut rng, 0)).unwrap();
+    }
+    s.close().unwrap();
+    paths.push(store_path);
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let out = run_python(REDUMP, &refs);
+    assert!(out.contains("checked 301 bad 0"), "{out}");
+}
+
+/// Python generates maps (its own floats, ints, strings) and dumps them.
+const GENERATE: &str = r#"
+import json, random, sys
+random.seed(20261124)
+def s():
+    out = []
+    for _ in range(random.randrange(0, 10)):
+        r = random.randrange(6)
+        if r == 0: out.append(chr(random.randrange(0, 0x20)))
+        elif r == 1: out.append(chr(random.randrange(0xA0, 0xD800)))
+        elif r == 2: out.append(chr(random.randrange(0x10000, 0x110000)))
+        elif r == 3: out.append(random.choice('"\\/\x7f'))
+        else: out.append(chr(random.randrange(0x20, 0x7f)))
+    return "".join(out)
+def f():
+    r = random.randrange(4)
+    if r == 0: return random.choice([0.0, -0.0, 1e16, 1e-5, 1e-4, 100.0, 1.5e300, 5e-324, 2.5e-7])
+    if r == 1: return random.uniform(-1e6, 1e6)
+    if r == 2: return random.uniform(-10, 10) * 10.0 ** random.randrange(-300, 300)
+    return float(random.randrange(-10**6, 10**6))
+def v(d):
+    r = random.randrange(8 if d < 3 else 6)
+    if r == 0: return None
+    if r == 1: return random.random() < 0.5
+    if r == 2: return random.randrange(-2**63, 2**64)
+    if r == 3: return f()
+    if r == 4: return random.choice([0, -1, 2**63 - 1, -2**63, 2**64 - 1])
+    if r == 5: return s()
+    if r == 6: return [v(d + 1) for _ in range(random.randrange(4))]
+    return {s(): v(d + 1) for _ in range(random.randrange(4))}
+for path in sys.argv[1:]:
+    with open(path, "w") as fh:
+        json.dump({s(): v(0) for _ in range(random.randrange(0, 12))}, fh, indent=2)
+"#;
+
+#[test]
+fn python_written_files_open_and_compact_to_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = (0..200)
+        .map(|i| dir.path().join(format!("p{i}.json")))
+        .collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    run_python(GENERATE, &refs);
+    for path in &paths {
+        let original = read(path);
+        let s = Store::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        s.compact().unwrap();
+        assert_eq!(
+            read(path),
+            original,
+            "{}: steward's rewrite differs from Python's",
+            path.display()
+        );
+        s.close().unwrap();
+        assert_eq!(read(path), original);
+    }
+}
+
+#[test]
+fn python_keeps_working_on_a_file_steward_wrote() {
+    let (_d, path) = temp_store();
+    let s = Store::open(&path).unwrap();
+    s.upsert("user_name", "Zoë 😀").unwrap();
+    s.upsert("n", 1.5e300).unwrap();
+    s.close().unwrap();
+    // The Python assistant's write path: load, change, rewrite in place.
+    let script = r#"
+import json, sys
+p = sys.argv[1]
+m = json.load(open(p))
+assert m["user_name"] == "Zo\u00eb \U0001F600", m
+m["added_by_python"] = [1e-05]
+json.dump(m, open(p, "w"), indent=2)
+print("ok")
+"#;
+    assert!(run_python(script, &[&path]).contains("ok"));
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.list_keys(), ["user_name", "n", "added_by_python"]);
+    assert_eq!(s.read("added_by_python").unwrap()[0], 1e-5);
+}
