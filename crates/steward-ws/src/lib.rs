@@ -1,11 +1,80 @@
-//! Robust WebSocket sessions for realtime model APIs.
+//! Robust WebSocket sessions for realtime model APIs, on tokio-tungstenite.
 //!
-//! This crate is under construction.
+//! A realtime voice assistant keeps one WebSocket open for up to an hour,
+//! streaming audio up and deltas down. This crate keeps such a session alive
+//! on a flaky network:
+//!
+//! - **Heartbeat**: a ping every `ping_interval`; a peer that sends no frame
+//!   of any kind within `pong_timeout` after a ping is declared dead, so a
+//!   silent peer is found within 2× the interval even while we only send.
+//!   RTT is measured from the pongs.
+//! - **Reconnect** with exponential backoff, jitter and a cap on attempts.
+//!   The application sees [`Event`]s; messages queued but never written when
+//!   a link died come back in [`Event::Disconnected`] — never dropped silently.
+//! - **Limits with explicit defaults** ([`ClientConfig`]): messages up to
+//!   16 MiB either way (bigger incoming ones close the link with 1009, bigger
+//!   outgoing ones are refused before queueing), bounded outbound queue
+//!   (`send` waits, `try_send` says [`Error::Full`]) and bounded inbound
+//!   delivery (the socket is not read while the application lags).
+//! - **Close handshake** with code 1000 and a timeout; [`Session::shutdown`]
+//!   drains or abandons the queue.
+//! - **Stats** as a plain [`Stats`] struct.
+//! - A **realtime-API event codec** in [`realtime`], with PCM16 ↔ base64 helpers.
+//!
+//! `ws://` and `wss://` (rustls; system roots with the default `native-roots`
+//! feature, Mozilla roots with `webpki-roots`, plus any root given to the
+//! builder). Headers such as `Authorization` are never logged, and URLs lose
+//! their query string in logs and errors.
 //!
 //! ```
-//! assert_eq!(steward_ws::NAME, "steward-ws");
+//! use std::time::Duration;
+//! use steward_ws::{Client, Event, Message, ShutdownMode};
+//!
+//! # async fn echo_server() -> String {
+//! #     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! #     let addr = listener.local_addr().unwrap();
+//! #     tokio::spawn(async move {
+//! #         use futures_util::{SinkExt, StreamExt};
+//! #         let (tcp, _) = listener.accept().await.unwrap();
+//! #         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+//! #         while let Some(Ok(m)) = ws.next().await {
+//! #             if m.is_text() || m.is_binary() { ws.send(m).await.unwrap(); }
+//! #         }
+//! #     });
+//! #     format!("ws://{addr}/v1/realtime?model=demo")
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), steward_ws::Error> {
+//! let url = echo_server().await; // any ws:// or wss:// URL
+//! let client = Client::builder(url)
+//!     .bearer_auth("sk-secret") // never logged
+//!     .heartbeat(Duration::from_secs(15), Duration::from_secs(10))
+//!     .build()?;
+//! let session = client.connect().await?;
+//! let events = session.events();
+//! assert!(matches!(events.recv().await, Some(Event::Connected { connection: 1 })));
+//!
+//! session.send(r#"{"type":"response.create"}"#).await?; // waits if the queue is full
+//! assert_eq!(session.recv().await, Some(Message::text(r#"{"type":"response.create"}"#)));
+//!
+//! let unsent = session.shutdown(ShutdownMode::Drain).await; // close code 1000
+//! assert!(unsent.is_empty());
+//! assert_eq!(session.stats().messages_sent, 1);
+//! # Ok(())
+//! # }
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-/// The crate's name, until the real API lands.
-pub const NAME: &str = "steward-ws";
+mod client;
+mod config;
+mod error;
+mod message;
+pub mod realtime;
+mod session;
+mod tls;
+
+pub use client::Client;
+pub use config::{ClientBuilder, ClientConfig, ReconnectConfig};
+pub use error::{BoxError, Direction, Error};
+pub use message::{Event, Message, ShutdownMode};
+pub use session::{Events, Session, Stats};

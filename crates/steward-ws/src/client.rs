@@ -1,0 +1,219 @@
+//! `Client`: a checked configuration that opens sessions.
+
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, handshake::client::Request};
+use tracing::Instrument;
+
+use crate::Error;
+use crate::config::{ClientBuilder, ClientConfig, redact_url, validate};
+use crate::error::BoxError;
+use crate::session::Session;
+use crate::tls::{self, Transport};
+
+/// A checked configuration that opens [`Session`]s. Cheap to clone.
+///
+/// Built by [`ClientBuilder`]; holds the TLS roots, so building it once and
+/// connecting many times is cheaper than building per connection.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<ClientInner>,
+}
+
+pub(crate) struct ClientInner {
+    pub(crate) config: ClientConfig,
+    /// The URL without query string or user info, for logs and errors.
+    pub(crate) url: String,
+    host: String,
+    port: u16,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    ws_config: WebSocketConfig,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A builder for `url`; shorthand for [`ClientBuilder::new`].
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
+    /// The configuration this client was built from.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn from_builder(b: ClientBuilder) -> Result<Self, Error> {
+        let config = b.config;
+        validate(&config)?;
+        let url = redact_url(&config.url);
+        let uri: Uri = config.url.parse().map_err(|e| Error::Config {
+            what: format!("url `{url}` is not a valid URI"),
+            source: Some(Box::new(e)),
+        })?;
+        let secure = match uri.scheme_str() {
+            Some("ws") => false,
+            Some("wss") => true,
+            _ => {
+                return Err(Error::Config {
+                    what: format!("url `{url}` must start with ws:// or wss://"),
+                    source: None,
+                });
+            }
+        };
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| Error::Config {
+                what: format!("url `{url}` has no host"),
+                source: None,
+            })?;
+        // rustls and the resolver want IPv6 literals without brackets.
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let mut headers = Vec::with_capacity(config.headers.len());
+        for (name, value) in &config.headers {
+            let header_name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|e| Error::Config {
+                    what: format!("header name `{name}` is invalid"),
+                    source: Some(Box::new(e)),
+                })?;
+            // The value is a secret: the error names the header, never the value.
+            let mut header_value = HeaderValue::from_str(value).map_err(|e| Error::Config {
+                what: format!("value of header `{name}` is invalid"),
+                source: Some(Box::new(e)),
+            })?;
+            header_value.set_sensitive(true);
+            headers.push((header_name, header_value));
+        }
+        let tls = if secure {
+            Some(tls::client_config(
+                &url,
+                &config.root_certificates,
+                &b.extra_roots_pem,
+                &b.extra_roots_der,
+            )?)
+        } else {
+            None
+        };
+        let max_frame = config.max_frame_size.min(config.max_message_size);
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(config.max_message_size))
+            .max_frame_size(Some(max_frame))
+            // Our outbound queue is the bound; tungstenite's buffer holds at
+            // most the message being written plus a ping and a pong.
+            .max_write_buffer_size(config.max_message_size.saturating_add(256 * 1024))
+            .write_buffer_size(0);
+        Ok(Self {
+            inner: Arc::new(ClientInner {
+                config,
+                url,
+                host,
+                port,
+                headers,
+                tls,
+                ws_config,
+            }),
+        })
+    }
+
+    /// Opens the first connection and starts the session's I/O task.
+    ///
+    /// The first connection is tried once: an unreachable server or a refused
+    /// upgrade (HTTP 401 for a bad key) is reported here. Later losses are
+    /// handled by the reconnect policy and reported as [`Event`](crate::Event)s.
+    /// Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::ConnectTimeout`], [`Error::Connect`] or [`Error::Http`].
+    pub async fn connect(&self) -> Result<Session, Error> {
+        let ws = self.inner.open().await?;
+        Ok(Session::start(self.inner.clone(), ws))
+    }
+}
+
+impl ClientInner {
+    /// TCP connect, TLS, HTTP upgrade, all under the connect timeout.
+    pub(crate) async fn open(&self) -> Result<WebSocketStream<Transport>, Error> {
+        let span = tracing::debug_span!("ws_connect", url = %self.url);
+        let timeout = self.config.connect_timeout;
+        match tokio::time::timeout(timeout, self.open_inner().instrument(span)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::ConnectTimeout {
+                url: self.url.clone(),
+                timeout,
+            }),
+        }
+    }
+
+    async fn open_inner(&self) -> Result<WebSocketStream<Transport>, Error> {
+        let connect_err = |source: BoxError| Error::Connect {
+            url: self.url.clone(),
+            source,
+        };
+        let request = self.request()?;
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| connect_err(Box::new(e)))?;
+        // Realtime traffic: small events must not wait for Nagle.
+        tcp.set_nodelay(true)
+            .map_err(|e| connect_err(Box::new(e)))?;
+        let transport = match &self.tls {
+            None => Transport::Plain(tcp),
+            Some(config) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
+                    .map_err(|e| connect_err(Box::new(e)))?;
+                let tls = tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| connect_err(Box::new(e)))?;
+                Transport::Tls(Box::new(tls))
+            }
+        };
+        match tokio_tungstenite::client_async_with_config(request, transport, Some(self.ws_config))
+            .await
+        {
+            Ok((ws, _response)) => {
+                tracing::debug!(url = %self.url, "connected");
+                Ok(ws)
+            }
+            Err(tungstenite::Error::Http(response)) => Err(Error::Http {
+                url: self.url.clone(),
+                status: response.status().as_u16(),
+            }),
+            Err(e) => Err(connect_err(Box::new(e))),
+        }
+    }
+
+    fn request(&self) -> Result<Request, Error> {
+        let mut request = self
+            .config
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| Error::Config {
+                what: format!("url `{}` cannot start a WebSocket request", self.url),
+                source: Some(Box::new(e)),
+            })?;
+        let headers = request.headers_mut();
+        for (name, value) in &self.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        Ok(request)
+    }
+}

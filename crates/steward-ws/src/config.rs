@@ -1,0 +1,369 @@
+//! Plain-data configuration and its builder.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::client::Client;
+
+/// One MiB.
+const MIB: usize = 1024 * 1024;
+
+/// Everything a [`Client`] needs, as plain data (serde).
+///
+/// Durations are written in milliseconds (`ping_interval_ms = 15000`). Every
+/// field has a default, so a config file may name only `url`.
+///
+/// `Debug` shows header names but never their values (`Authorization`
+/// carries API keys) and drops the URL's query string.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// `ws://` or `wss://` URL.
+    pub url: String,
+    /// Extra request headers, e.g. `("Authorization", "Bearer …")`. Never logged.
+    pub headers: Vec<(String, String)>,
+    /// TCP connect, TLS and HTTP upgrade together. Default 10 s.
+    #[serde(rename = "connect_timeout_ms", with = "millis")]
+    pub connect_timeout: Duration,
+    /// A ping is sent this often. Default 15 s.
+    #[serde(rename = "ping_interval_ms", with = "millis")]
+    pub ping_interval: Duration,
+    /// The peer is declared dead when no frame of any kind (pong or data)
+    /// arrives within this time after a ping. Must not exceed
+    /// `ping_interval`, so a silent peer is found within 2× the interval.
+    /// Default 10 s.
+    #[serde(rename = "pong_timeout_ms", with = "millis")]
+    pub pong_timeout: Duration,
+    /// How long the close handshake may take before the socket is dropped. Default 5 s.
+    #[serde(rename = "close_timeout_ms", with = "millis")]
+    pub close_timeout: Duration,
+    /// How long `shutdown(Drain)` may spend writing queued messages. Default 10 s.
+    #[serde(rename = "drain_timeout_ms", with = "millis")]
+    pub drain_timeout: Duration,
+    /// Largest message, either way, in bytes. Default 16 MiB (realtime audio
+    /// appends reach 15 MiB).
+    pub max_message_size: usize,
+    /// Largest incoming frame payload in bytes. Default 16 MiB.
+    pub max_frame_size: usize,
+    /// Outbound queue limit in messages: `send` waits, `try_send` says `Full`. Default 1024.
+    pub outbound_queue_messages: usize,
+    /// Outbound queue limit in bytes (a single larger message still passes
+    /// when the queue is empty). Default 32 MiB.
+    pub outbound_queue_bytes: usize,
+    /// Inbound queue limit in messages; when full, the session stops reading
+    /// the socket (TCP pushes back on the peer). Default 1024.
+    pub inbound_queue_messages: usize,
+    /// Inbound queue limit in bytes. Default 32 MiB.
+    pub inbound_queue_bytes: usize,
+    /// Events kept for the application; beyond that new events are counted in
+    /// `Stats::events_dropped` and logged. Default 256.
+    pub event_queue: usize,
+    /// Reconnect policy.
+    pub reconnect: ReconnectConfig,
+    /// PEM files with extra root certificates trusted for wss:// (on top of the
+    /// roots chosen by feature).
+    pub root_certificates: Vec<PathBuf>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            headers: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(15),
+            pong_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
+            max_message_size: 16 * MIB,
+            max_frame_size: 16 * MIB,
+            outbound_queue_messages: 1024,
+            outbound_queue_bytes: 32 * MIB,
+            inbound_queue_messages: 1024,
+            inbound_queue_bytes: 32 * MIB,
+            event_queue: 256,
+            reconnect: ReconnectConfig::default(),
+            root_certificates: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(name, _)| format!("{name}: <redacted>"))
+            .collect();
+        f.debug_struct("ClientConfig")
+            .field("url", &redact_url(&self.url))
+            .field("headers", &headers)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("pong_timeout", &self.pong_timeout)
+            .field("close_timeout", &self.close_timeout)
+            .field("drain_timeout", &self.drain_timeout)
+            .field("max_message_size", &self.max_message_size)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("outbound_queue_messages", &self.outbound_queue_messages)
+            .field("outbound_queue_bytes", &self.outbound_queue_bytes)
+            .field("inbound_queue_messages", &self.inbound_queue_messages)
+            .field("inbound_queue_bytes", &self.inbound_queue_bytes)
+            .field("event_queue", &self.event_queue)
+            .field("reconnect", &self.reconnect)
+            .field("root_certificates", &self.root_certificates)
+            .finish()
+    }
+}
+
+/// Reconnect with exponential backoff and jitter.
+///
+/// The delay before attempt `n` (from 1) is
+/// `min(initial_delay × multiplier^(n-1), max_delay)`, then reduced by a
+/// random fraction up to `jitter` (0.2 = up to 20 % shorter) so that many
+/// clients cut off together do not come back together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconnectConfig {
+    /// Reconnect at all. Default true.
+    pub enabled: bool,
+    /// Give up after this many failed attempts in a row; `None` never gives up. Default 10.
+    pub max_attempts: Option<u32>,
+    /// Delay before the first attempt. Default 250 ms.
+    #[serde(rename = "initial_delay_ms", with = "millis")]
+    pub initial_delay: Duration,
+    /// Upper bound of the delay. Default 30 s.
+    #[serde(rename = "max_delay_ms", with = "millis")]
+    pub max_delay: Duration,
+    /// Growth factor per attempt (≥ 1). Default 2.
+    pub multiplier: f64,
+    /// Random reduction of each delay, 0..=1. Default 0.2.
+    pub jitter: f64,
+}
+
+impl Default for ReconnectConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_attempts: Some(10),
+            initial_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+            multiplier: 2.0,
+            jitter: 0.2,
+        }
+    }
+}
+
+impl ReconnectConfig {
+    /// The delay before attempt `attempt` (from 1), given a random `unit` in 0..1.
+    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
+        let exp = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
+        let base = self.initial_delay.as_secs_f64() * self.multiplier.powi(exp);
+        let capped = base.min(self.max_delay.as_secs_f64());
+        let jittered = capped * (1.0 - self.jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0));
+        Duration::try_from_secs_f64(jittered.max(0.0)).unwrap_or(self.max_delay)
+    }
+}
+
+/// Removes user info and the query string from a URL for logs and errors.
+pub(crate) fn redact_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or_default();
+    match without_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            format!("{scheme}://{host}{path}")
+        }
+        None => without_query.to_string(),
+    }
+}
+
+/// Serde helper: a `Duration` as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// Builds a [`Client`]: start from a URL or a [`ClientConfig`], adjust, then
+/// [`build`](Self::build), which checks everything and loads the TLS roots.
+#[must_use]
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    pub(crate) config: ClientConfig,
+    pub(crate) extra_roots_der: Vec<Vec<u8>>,
+    pub(crate) extra_roots_pem: Vec<Vec<u8>>,
+}
+
+impl ClientBuilder {
+    /// A builder for `url` with the default settings.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self::from_config(ClientConfig {
+            url: url.into(),
+            ..ClientConfig::default()
+        })
+    }
+
+    /// A builder starting from a full configuration.
+    pub fn from_config(config: ClientConfig) -> Self {
+        Self {
+            config,
+            extra_roots_der: Vec::new(),
+            extra_roots_pem: Vec::new(),
+        }
+    }
+
+    /// Adds a request header (e.g. `Authorization`). Its value is never logged.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds `Authorization: Bearer <token>`.
+    pub fn bearer_auth(self, token: impl AsRef<str>) -> Self {
+        let value = format!("Bearer {}", token.as_ref());
+        self.header("Authorization", value)
+    }
+
+    /// See [`ClientConfig::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the ping interval and the pong timeout (see [`ClientConfig::pong_timeout`]).
+    pub fn heartbeat(mut self, ping_interval: Duration, pong_timeout: Duration) -> Self {
+        self.config.ping_interval = ping_interval;
+        self.config.pong_timeout = pong_timeout;
+        self
+    }
+
+    /// See [`ClientConfig::close_timeout`].
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
+    /// See [`ClientConfig::drain_timeout`].
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// Largest message either way, and largest incoming frame, in bytes.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// Largest incoming frame payload in bytes.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame_size = bytes;
+        self
+    }
+
+    /// Outbound queue limits (messages, bytes).
+    pub fn outbound_queue(mut self, messages: usize, bytes: usize) -> Self {
+        self.config.outbound_queue_messages = messages;
+        self.config.outbound_queue_bytes = bytes;
+        self
+    }
+
+    /// Inbound queue limits (messages, bytes).
+    pub fn inbound_queue(mut self, messages: usize, bytes: usize) -> Self {
+        self.config.inbound_queue_messages = messages;
+        self.config.inbound_queue_bytes = bytes;
+        self
+    }
+
+    /// Replaces the reconnect policy.
+    pub fn reconnect(mut self, reconnect: ReconnectConfig) -> Self {
+        self.config.reconnect = reconnect;
+        self
+    }
+
+    /// Turns reconnecting off: the first lost link ends the session.
+    pub fn no_reconnect(mut self) -> Self {
+        self.config.reconnect.enabled = false;
+        self
+    }
+
+    /// Trusts an extra root certificate given as DER bytes (for wss://).
+    pub fn add_root_certificate_der(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.extra_roots_der.push(der.into());
+        self
+    }
+
+    /// Trusts the root certificates in a PEM text (for wss://).
+    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.extra_roots_pem.push(pem.into());
+        self
+    }
+
+    /// Checks the configuration, loads TLS roots for wss:// URLs and returns
+    /// the client.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the bad field, [`Error::Certificate`] for an
+    /// unreadable root certificate, [`Error::NoRoots`] for a wss:// URL with
+    /// nothing trusted.
+    pub fn build(self) -> Result<Client, Error> {
+        Client::from_builder(self)
+    }
+}
+
+/// Checks the plain-data limits; the URL and headers are checked by the client.
+pub(crate) fn validate(c: &ClientConfig) -> Result<(), Error> {
+    let bad = |what: String| Error::Config { what, source: None };
+    if c.ping_interval.is_zero() {
+        return Err(bad("ping_interval must be above zero".into()));
+    }
+    if c.pong_timeout.is_zero() || c.pong_timeout > c.ping_interval {
+        return Err(bad(format!(
+            "pong_timeout ({:?}) must be above zero and at most ping_interval ({:?}) so a silent peer is found within 2x the interval",
+            c.pong_timeout, c.ping_interval
+        )));
+    }
+    for (name, value) in [
+        ("max_message_size", c.max_message_size),
+        ("max_frame_size", c.max_frame_size),
+        ("outbound_queue_messages", c.outbound_queue_messages),
+        ("outbound_queue_bytes", c.outbound_queue_bytes),
+        ("inbound_queue_messages", c.inbound_queue_messages),
+        ("inbound_queue_bytes", c.inbound_queue_bytes),
+        ("event_queue", c.event_queue),
+    ] {
+        if value == 0 {
+            return Err(bad(format!("{name} must be above zero")));
+        }
+    }
+    let r = &c.reconnect;
+    if !(r.multiplier.is_finite() && r.multiplier >= 1.0) {
+        return Err(bad(format!(
+            "reconnect.multiplier ({}) must be a finite number >= 1",
+            r.multiplier
+        )));
+    }
+    if !(0.0..=1.0).contains(&r.jitter) {
+        return Err(bad(format!(
+            "reconnect.jitter ({}) must be within 0..=1",
+            r.jitter
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Messages and session events.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite::{self, Bytes};
+
+use crate::Error;
+
+/// A WebSocket data message. Control frames (ping, pong, close) are handled by
+/// the session and never reach the application.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A UTF-8 text message (realtime-API events are text).
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+impl Message {
+    /// A text message.
+    pub fn text(text: impl Into<String>) -> Self {
+        Message::Text(text.into())
+    }
+
+    /// A binary message.
+    pub fn binary(bytes: impl Into<Vec<u8>>) -> Self {
+        Message::Binary(bytes.into())
+    }
+
+    /// The payload size in bytes (what the size limits compare).
+    pub fn len(&self) -> usize {
+        match self {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+        }
+    }
+
+    /// True when the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The text, if this is a text message.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Message::Text(t) => Some(t),
+            Message::Binary(_) => None,
+        }
+    }
+
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    /// Converts to the protocol type without copying the payload.
+    pub(crate) fn into_wire(self) -> tungstenite::Message {
+        match self {
+            Message::Text(t) => tungstenite::Message::Text(t.into()),
+            Message::Binary(b) => tungstenite::Message::Binary(Bytes::from(b)),
+        }
+    }
+
+    /// Converts back from the protocol type; `None` for control frames.
+    pub(crate) fn from_wire(msg: tungstenite::Message) -> Option<Self> {
+        match msg {
+            tungstenite::Message::Text(t) => Some(Message::Text(t.as_str().to_owned())),
+            tungstenite::Message::Binary(b) => Some(Message::Binary(Vec::from(b))),
+            _ => None,
+        }
+    }
+}
+
+impl From<String> for Message {
+    fn from(text: String) -> Self {
+        Message::Text(text)
+    }
+}
+
+impl From<&str> for Message {
+    fn from(text: &str) -> Self {
+        Message::Text(text.to_owned())
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(bytes: Vec<u8>) -> Self {
+        Message::Binary(bytes)
+    }
+}
+
+/// Shows the kind, the size and a short prefix: messages can hold 15 MiB of
+/// base64 audio, and logs must stay readable.
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 64;
+        match self {
+            Message::Text(t) => {
+                let mut end = t.len().min(SHOWN);
+                while !t.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let more = if end < t.len() { "…" } else { "" };
+                write!(f, "Text({} bytes: {:?}{more})", t.len(), &t[..end])
+            }
+            Message::Binary(b) => {
+                let shown = &b[..b.len().min(16)];
+                let more = if shown.len() < b.len() { "…" } else { "" };
+                write!(f, "Binary({} bytes: {shown:02x?}{more})", b.len())
+            }
+        }
+    }
+}
+
+/// What happened to the link, delivered in order through
+/// [`Session::events`](crate::Session::events).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A connection is up (the first one or after a reconnect).
+    Connected {
+        /// How many connections this session has made so far, this one included.
+        connection: u64,
+    },
+    /// The link went down. The session will reconnect unless reconnecting is
+    /// disabled or it gives up.
+    Disconnected {
+        /// Why the link went down.
+        reason: Error,
+        /// Messages that were queued but never fully written to the socket, in
+        /// the order they were sent. They are not resent: a new connection
+        /// usually means a new server-side session, so the application decides.
+        undelivered: Vec<Message>,
+    },
+    /// The session waits `delay` and then makes reconnect attempt `attempt` (from 1).
+    Reconnecting {
+        /// The attempt number, from 1.
+        attempt: u32,
+        /// The backoff delay before this attempt (with jitter).
+        delay: Duration,
+    },
+    /// Reconnecting failed for good; the session is closed.
+    GaveUp {
+        /// How many reconnect attempts were made (0 when reconnecting is disabled).
+        attempts: u32,
+        /// The error of the last attempt (`None` when reconnecting is disabled).
+        last_error: Option<Error>,
+        /// Messages queued while reconnecting, never sent.
+        undelivered: Vec<Message>,
+    },
+    /// The session was shut down (by `shutdown` or because every handle was dropped).
+    Closed,
+}
+
+/// What [`Session::shutdown`](crate::Session::shutdown) does with queued messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShutdownMode {
+    /// Write every queued message first (bounded by the drain timeout), then
+    /// close with code 1000.
+    #[default]
+    Drain,
+    /// Close with code 1000 at once; queued messages are handed back.
+    Abandon,
+}

@@ -1,0 +1,1033 @@
+//! `Session`: the application's handle, and the one I/O task that owns the socket.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{Sink, Stream};
+use serde::Serialize;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::{Instant, Interval, MissedTickBehavior, Sleep};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Bytes, error::CapacityError};
+use tracing::Instrument;
+
+use crate::client::ClientInner;
+use crate::error::Direction;
+use crate::tls::Transport;
+use crate::{Error, Event, Message, ShutdownMode};
+
+type Ws = WebSocketStream<Transport>;
+
+/// Counters shared by the handles and the I/O task.
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    reconnects: AtomicU64,
+    disconnects: AtomicU64,
+    messages_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    messages_received: AtomicU64,
+    bytes_received: AtomicU64,
+    pings_sent: AtomicU64,
+    pongs_received: AtomicU64,
+    /// Microseconds + 1; 0 means "no pong yet".
+    last_rtt_us: AtomicU64,
+    dead_peers: AtomicU64,
+    oversize_outgoing: AtomicU64,
+    oversize_incoming: AtomicU64,
+    events_dropped: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    counter.fetch_add(by, Relaxed);
+}
+
+/// A snapshot of a session's counters (plain data, serde).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Stats {
+    /// A connection is up right now.
+    pub connected: bool,
+    /// Connections made, the first one included.
+    pub connections: u64,
+    /// Successful reconnects.
+    pub reconnects: u64,
+    /// Links lost (not counting shutdowns).
+    pub disconnects: u64,
+    /// Messages fully written to the socket.
+    pub messages_sent: u64,
+    /// Payload bytes of those messages.
+    pub bytes_sent: u64,
+    /// Data messages received and queued for the application.
+    pub messages_received: u64,
+    /// Payload bytes of those messages.
+    pub bytes_received: u64,
+    /// Pings sent by the heartbeat.
+    pub pings_sent: u64,
+    /// Pongs that answered our latest ping.
+    pub pongs_received: u64,
+    /// Round trip of the latest answered ping, in microseconds.
+    pub last_rtt_us: Option<u64>,
+    /// Links declared dead by the heartbeat.
+    pub dead_peers: u64,
+    /// Outgoing messages refused as too large.
+    pub oversize_outgoing: u64,
+    /// Incoming messages refused as too large (each closed the link with 1009).
+    pub oversize_incoming: u64,
+    /// Messages waiting in the outbound queue.
+    pub outbound_queued_messages: u64,
+    /// Bytes waiting in the outbound queue (a message larger than the byte
+    /// limit counts as the limit).
+    pub outbound_queued_bytes: u64,
+    /// Messages waiting for the application in the inbound queue.
+    pub inbound_queued_messages: u64,
+    /// Bytes waiting in the inbound queue.
+    pub inbound_queued_bytes: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+}
+
+impl Stats {
+    /// The latest round-trip time, if a pong has come back.
+    pub fn last_rtt(&self) -> Option<Duration> {
+        self.last_rtt_us.map(Duration::from_micros)
+    }
+}
+
+/// A queue bound in messages and bytes, enforced with two semaphores; the
+/// permits travel with the message and are released when it leaves the queue.
+#[derive(Clone)]
+struct Budget {
+    messages: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+/// The permits of one queued message.
+struct Ticket {
+    _message: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+}
+
+impl Budget {
+    fn new(max_messages: usize, max_bytes: usize) -> Self {
+        // Semaphores count in u32 permits per acquire and cap the total.
+        let max_messages = max_messages.clamp(1, Semaphore::MAX_PERMITS);
+        let max_bytes = max_bytes.clamp(1, u32::MAX as usize);
+        Self {
+            messages: Arc::new(Semaphore::new(max_messages)),
+            bytes: Arc::new(Semaphore::new(max_bytes)),
+            max_messages,
+            max_bytes,
+        }
+    }
+
+    /// A message larger than the byte limit costs the whole limit: it passes
+    /// alone when the queue is empty.
+    fn cost(&self, len: usize) -> u32 {
+        u32::try_from(len.min(self.max_bytes)).unwrap_or(u32::MAX)
+    }
+
+    fn try_take(&self, len: usize) -> Option<Ticket> {
+        let bytes = self
+            .bytes
+            .clone()
+            .try_acquire_many_owned(self.cost(len))
+            .ok()?;
+        let message = self.messages.clone().try_acquire_owned().ok()?;
+        Some(Ticket {
+            _message: message,
+            _bytes: bytes,
+        })
+    }
+
+    /// Waits for room; `None` once the queue is closed.
+    async fn take(self, len: usize) -> Option<Ticket> {
+        let bytes = self
+            .bytes
+            .clone()
+            .acquire_many_owned(self.cost(len))
+            .await
+            .ok()?;
+        let message = self.messages.clone().acquire_owned().await.ok()?;
+        Some(Ticket {
+            _message: message,
+            _bytes: bytes,
+        })
+    }
+
+    fn close(&self) {
+        self.messages.close();
+        self.bytes.close();
+    }
+
+    fn queued(&self) -> (u64, u64) {
+        let m = self.max_messages - self.messages.available_permits().min(self.max_messages);
+        let b = self.max_bytes - self.bytes.available_permits().min(self.max_bytes);
+        (m as u64, b as u64)
+    }
+}
+
+struct Shared {
+    client: Arc<ClientInner>,
+    counters: Counters,
+    /// Set by `shutdown` and when the I/O task ends: no new messages.
+    closed: AtomicBool,
+    connected: AtomicBool,
+    outbound: Budget,
+    inbound: Budget,
+}
+
+impl Shared {
+    fn url(&self) -> &str {
+        &self.client.url
+    }
+
+    fn closed_error(&self, message: Option<Message>) -> Error {
+        Error::Closed {
+            url: self.url().to_string(),
+            message,
+        }
+    }
+}
+
+struct Outgoing {
+    wire: tungstenite::Message,
+    len: usize,
+    _ticket: Ticket,
+}
+
+impl Outgoing {
+    fn into_message(self) -> Option<Message> {
+        Message::from_wire(self.wire)
+    }
+}
+
+type Incoming = (Message, Ticket);
+
+enum Command {
+    Shutdown {
+        mode: ShutdownMode,
+        reply: oneshot::Sender<Vec<Message>>,
+    },
+}
+
+/// The application's handle on one logical WebSocket session that survives
+/// reconnects. Cheap to clone; the session ends when [`shutdown`](Self::shutdown)
+/// is called or when the last clone is dropped (queued messages are then
+/// written and the link closed with code 1000).
+///
+/// # What "sent" means
+/// A message is *sent* once every byte of its frame has been accepted by the
+/// operating system's socket (`Stats::messages_sent`). Whether the peer got
+/// it cannot be known; if the link fails later, it is gone. Messages still in
+/// the queue, or whose write did not complete, when the link fails are handed
+/// back in [`Event::Disconnected`] and never resent by the session.
+///
+/// # Cancel safety
+/// `recv` and `Events::recv` are cancel safe. `send` is not: if its future is
+/// dropped while waiting for room, the message is dropped with it (use
+/// `try_send` to keep it).
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+    out_tx: mpsc::UnboundedSender<Outgoing>,
+    in_rx: Arc<Mutex<mpsc::UnboundedReceiver<Incoming>>>,
+    cmd_tx: mpsc::Sender<Command>,
+    events: Events,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("url", &self.shared.url())
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The session's events, in order (see [`Event`]). Cheap to clone; clones
+/// share one queue, so each event goes to one reader.
+#[derive(Clone)]
+pub struct Events {
+    rx: Arc<Mutex<mpsc::Receiver<Event>>>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+impl Events {
+    /// The next event; `None` once the session has ended and every event was read.
+    /// Cancel safe.
+    pub async fn recv(&self) -> Option<Event> {
+        self.rx.lock().await.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.rx.try_lock().ok()?.try_recv().ok()
+    }
+}
+
+impl Session {
+    pub(crate) fn start(client: Arc<ClientInner>, ws: Ws) -> Self {
+        let c = &client.config;
+        let shared = Arc::new(Shared {
+            outbound: Budget::new(c.outbound_queue_messages, c.outbound_queue_bytes),
+            inbound: Budget::new(c.inbound_queue_messages, c.inbound_queue_bytes),
+            counters: Counters::default(),
+            closed: AtomicBool::new(false),
+            connected: AtomicBool::new(true),
+            client: client.clone(),
+        });
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (in_tx, in_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let (ev_tx, ev_rx) = mpsc::channel(c.event_queue.max(1));
+        let driver = Driver {
+            shared: shared.clone(),
+            out_rx,
+            out_closed: false,
+            in_tx,
+            cmd_rx,
+            cmd_closed: false,
+            ev_tx,
+            ping_seq: 0,
+        };
+        let span = tracing::info_span!("ws_session", url = %client.url);
+        tokio::spawn(driver.run(ws).instrument(span));
+        Self {
+            shared,
+            out_tx,
+            in_rx: Arc::new(Mutex::new(in_rx)),
+            cmd_tx,
+            events: Events {
+                rx: Arc::new(Mutex::new(ev_rx)),
+            },
+        }
+    }
+
+    /// The URL (without query string).
+    pub fn url(&self) -> &str {
+        self.shared.url()
+    }
+
+    /// True while a connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Relaxed)
+    }
+
+    /// The event stream. Clones share one queue.
+    pub fn events(&self) -> Events {
+        self.events.clone()
+    }
+
+    fn check_size(&self, message: &Message) -> Result<(), Error> {
+        let limit = self.shared.client.config.max_message_size;
+        if message.len() > limit {
+            bump(&self.shared.counters.oversize_outgoing, 1);
+            return Err(Error::MessageTooLarge {
+                url: self.shared.url().to_string(),
+                direction: Direction::Outgoing,
+                size: message.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn enqueue(&self, message: Message, ticket: Ticket) -> Result<(), Error> {
+        let len = message.len();
+        let out = Outgoing {
+            wire: message.into_wire(),
+            len,
+            _ticket: ticket,
+        };
+        self.out_tx.send(out).map_err(|e| {
+            let message = e.0.into_message();
+            self.shared.closed_error(message)
+        })
+    }
+
+    /// Queues a message, waiting while the outbound queue is full
+    /// (backpressure). While the link is down, messages queue for the next
+    /// connection.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] (nothing queued), [`Error::Closed`] with the
+    /// message handed back.
+    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
+        let message = message.into();
+        self.check_size(&message)?;
+        if self.shared.closed.load(Relaxed) {
+            return Err(self.shared.closed_error(Some(message)));
+        }
+        let Some(ticket) = self.shared.outbound.clone().take(message.len()).await else {
+            return Err(self.shared.closed_error(Some(message)));
+        };
+        self.enqueue(message, ticket)
+    }
+
+    /// Queues a message if there is room now.
+    ///
+    /// # Errors
+    /// [`Error::Full`] or [`Error::Closed`] with the message handed back,
+    /// [`Error::MessageTooLarge`].
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<(), Error> {
+        let message = message.into();
+        self.check_size(&message)?;
+        if self.shared.closed.load(Relaxed) {
+            return Err(self.shared.closed_error(Some(message)));
+        }
+        let Some(ticket) = self.shared.outbound.try_take(message.len()) else {
+            let c = &self.shared.client.config;
+            return Err(Error::Full {
+                url: self.shared.url().to_string(),
+                limit_messages: c.outbound_queue_messages,
+                limit_bytes: c.outbound_queue_bytes,
+                message,
+            });
+        };
+        self.enqueue(message, ticket)
+    }
+
+    /// The next message from the peer; `None` once the session has ended and
+    /// the inbound queue is empty. Cancel safe.
+    pub async fn recv(&self) -> Option<Message> {
+        let (message, _ticket) = self.in_rx.lock().await.recv().await?;
+        Some(message)
+    }
+
+    /// The next message if one is waiting.
+    pub fn try_recv(&self) -> Option<Message> {
+        let (message, _ticket) = self.in_rx.try_lock().ok()?.try_recv().ok()?;
+        Some(message)
+    }
+
+    /// Ends the session: `Drain` writes the queued messages first (up to the
+    /// drain timeout), `Abandon` does not. Then the close handshake (code
+    /// 1000, up to the close timeout). Returns the messages that were not
+    /// sent. Calling it again, or after the session ended, returns an empty list.
+    pub async fn shutdown(&self, mode: ShutdownMode) -> Vec<Message> {
+        self.shared.closed.store(true, Relaxed);
+        let (reply, answer) = oneshot::channel();
+        if self
+            .cmd_tx
+            .send(Command::Shutdown { mode, reply })
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        let (out_m, out_b) = self.shared.outbound.queued();
+        let (in_m, in_b) = self.shared.inbound.queued();
+        let rtt = c.last_rtt_us.load(Relaxed);
+        Stats {
+            connected: self.is_connected(),
+            connections: c.connections.load(Relaxed),
+            reconnects: c.reconnects.load(Relaxed),
+            disconnects: c.disconnects.load(Relaxed),
+            messages_sent: c.messages_sent.load(Relaxed),
+            bytes_sent: c.bytes_sent.load(Relaxed),
+            messages_received: c.messages_received.load(Relaxed),
+            bytes_received: c.bytes_received.load(Relaxed),
+            pings_sent: c.pings_sent.load(Relaxed),
+            pongs_received: c.pongs_received.load(Relaxed),
+            last_rtt_us: rtt.checked_sub(1),
+            dead_peers: c.dead_peers.load(Relaxed),
+            oversize_outgoing: c.oversize_outgoing.load(Relaxed),
+            oversize_incoming: c.oversize_incoming.load(Relaxed),
+            outbound_queued_messages: out_m,
+            outbound_queued_bytes: out_b,
+            inbound_queued_messages: in_m,
+            inbound_queued_bytes: in_b,
+            events_dropped: c.events_dropped.load(Relaxed),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The I/O task.
+
+/// Why one connection's loop stopped.
+enum LinkEnd {
+    /// The link failed; the session may reconnect.
+    Lost {
+        reason: Error,
+        undelivered: Vec<Message>,
+    },
+    /// `shutdown` was called and is answered.
+    Shutdown,
+    /// Every handle is gone and the queue was written.
+    HandlesGone,
+}
+
+/// What one poll of the connection found.
+enum Step {
+    Shutdown(ShutdownMode, oneshot::Sender<Vec<Message>>),
+    Lost(Error),
+    Dead,
+    Drained,
+    HandlesGone,
+}
+
+/// Where `shutdown` waits for the undelivered messages.
+type Reply = oneshot::Sender<Vec<Message>>;
+
+type TicketWait = Pin<Box<dyn Future<Output = Option<Ticket>> + Send>>;
+
+/// Per-connection state.
+struct Link {
+    ws: Ws,
+    ping: Interval,
+    /// Fires `pong_timeout` after a ping; armed while `deadline_mark` is set.
+    deadline: Pin<Box<Sleep>>,
+    /// `frames_rx` when the armed ping was due.
+    deadline_mark: Option<u64>,
+    frames_rx: u64,
+    ping_due: bool,
+    /// Payload and send time of the latest ping, for the RTT.
+    last_ping: Option<(u64, Instant)>,
+    /// A message handed to the socket whose flush has not completed.
+    in_flight: Option<Outgoing>,
+    flushing: bool,
+    /// A message read while the inbound queue was full, and the wait for room.
+    pending_in: Option<(Message, TicketWait)>,
+    peer_close: Option<(u16, String)>,
+    /// Set by `shutdown(Drain)`: the deadline of the drain.
+    draining: Option<(Pin<Box<Sleep>>, Reply)>,
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    out_rx: mpsc::UnboundedReceiver<Outgoing>,
+    out_closed: bool,
+    in_tx: mpsc::UnboundedSender<Incoming>,
+    cmd_rx: mpsc::Receiver<Command>,
+    cmd_closed: bool,
+    ev_tx: mpsc::Sender<Event>,
+    ping_seq: u64,
+}
+
+impl Driver {
+    fn config(&self) -> &crate::ClientConfig {
+        &self.shared.client.config
+    }
+
+    fn url(&self) -> String {
+        self.shared.url().to_string()
+    }
+
+    fn emit(&self, event: Event) {
+        match self.ev_tx.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                bump(&self.shared.counters.events_dropped, 1);
+                tracing::warn!(?event, "event queue full, event dropped");
+            }
+            // Nobody holds the events any more.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    async fn run(mut self, ws: Ws) {
+        bump(&self.shared.counters.connections, 1);
+        self.emit(Event::Connected { connection: 1 });
+        tracing::info!("connected");
+        let mut ws = ws;
+        loop {
+            self.shared.connected.store(true, Relaxed);
+            let end = self.run_link(ws).await;
+            self.shared.connected.store(false, Relaxed);
+            let (reason, undelivered) = match end {
+                LinkEnd::Shutdown | LinkEnd::HandlesGone => break,
+                LinkEnd::Lost {
+                    reason,
+                    undelivered,
+                } => (reason, undelivered),
+            };
+            bump(&self.shared.counters.disconnects, 1);
+            tracing::warn!(error = %reason, undelivered = undelivered.len(), "link lost");
+            self.emit(Event::Disconnected {
+                reason,
+                undelivered,
+            });
+            match self.reconnect().await {
+                Some(next) => ws = next,
+                None => break,
+            }
+        }
+        self.finish();
+        self.emit(Event::Closed);
+        tracing::info!("session closed");
+    }
+
+    /// Stops accepting messages; returns those still queued.
+    fn close_queue(&mut self) -> Vec<Message> {
+        self.shared.closed.store(true, Relaxed);
+        self.shared.outbound.close();
+        self.out_rx.close();
+        self.take_queued()
+    }
+
+    fn take_queued(&mut self) -> Vec<Message> {
+        let mut out = Vec::new();
+        while let Ok(o) = self.out_rx.try_recv() {
+            out.extend(o.into_message());
+        }
+        out
+    }
+
+    fn finish(&mut self) {
+        let left = self.close_queue();
+        if !left.is_empty() {
+            tracing::warn!(
+                messages = left.len(),
+                "session ended with messages nobody can take back"
+            );
+        }
+        self.shared.inbound.close();
+    }
+
+    /// Backoff, attempts, events. `None` when the session must end.
+    async fn reconnect(&mut self) -> Option<Ws> {
+        let policy = self.config().reconnect.clone();
+        if !policy.enabled {
+            let undelivered = self.close_queue();
+            self.emit(Event::GaveUp {
+                attempts: 0,
+                last_error: None,
+                undelivered,
+            });
+            return None;
+        }
+        let mut attempt: u32 = 0;
+        let mut last_error = None;
+        loop {
+            if policy.max_attempts.is_some_and(|max| attempt >= max) {
+                break;
+            }
+            attempt += 1;
+            let delay = policy.delay(attempt, rand::random::<f64>());
+            tracing::info!(attempt, ?delay, "reconnecting");
+            self.emit(Event::Reconnecting { attempt, delay });
+            self.wait_or_command(tokio::time::sleep(delay)).await?;
+            let client = self.shared.client.clone();
+            match self.wait_or_command(client.open()).await {
+                None => return None,
+                Some(Ok(ws)) => {
+                    bump(&self.shared.counters.reconnects, 1);
+                    let n = self.shared.counters.connections.fetch_add(1, Relaxed) + 1;
+                    tracing::info!(attempt, "reconnected");
+                    self.emit(Event::Connected { connection: n });
+                    return Some(ws);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(attempt, error = %e, "reconnect attempt failed");
+                    let permanent = e.is_permanent();
+                    last_error = Some(e);
+                    if permanent {
+                        break;
+                    }
+                }
+            }
+        }
+        let undelivered = self.close_queue();
+        tracing::error!(attempts = attempt, "giving up reconnecting");
+        self.emit(Event::GaveUp {
+            attempts: attempt,
+            last_error,
+            undelivered,
+        });
+        None
+    }
+
+    /// Runs `fut` unless a shutdown arrives (answered here) or every handle
+    /// is dropped; `None` then.
+    async fn wait_or_command<T>(&mut self, fut: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            out = fut => Some(out),
+            cmd = self.cmd_rx.recv(), if !self.cmd_closed => {
+                match cmd {
+                    Some(Command::Shutdown { reply, .. }) => {
+                        let undelivered = self.close_queue();
+                        let _ = reply.send(undelivered);
+                    }
+                    None => self.cmd_closed = true,
+                }
+                None
+            }
+        }
+    }
+
+    async fn run_link(&mut self, ws: Ws) -> LinkEnd {
+        let interval = self.config().ping_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + interval, interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut link = Link {
+            ws,
+            ping,
+            deadline: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            deadline_mark: None,
+            frames_rx: 0,
+            ping_due: false,
+            last_ping: None,
+            in_flight: None,
+            flushing: false,
+            pending_in: None,
+            peer_close: None,
+            draining: None,
+        };
+        loop {
+            let step = poll_fn(|cx| self.poll_step(&mut link, cx)).await;
+            match step {
+                Step::Shutdown(ShutdownMode::Drain, reply) => {
+                    self.shared.closed.store(true, Relaxed);
+                    let timeout = self.config().drain_timeout;
+                    link.draining = Some((Box::pin(tokio::time::sleep(timeout)), reply));
+                }
+                Step::Shutdown(ShutdownMode::Abandon, reply) => {
+                    let undelivered = self.close_link(&mut link).await;
+                    let _ = reply.send(undelivered);
+                    return LinkEnd::Shutdown;
+                }
+                Step::Drained => {
+                    let undelivered = self.close_link(&mut link).await;
+                    if let Some((_, reply)) = link.draining.take() {
+                        let _ = reply.send(undelivered);
+                    }
+                    return LinkEnd::Shutdown;
+                }
+                Step::HandlesGone => {
+                    self.close_link(&mut link).await;
+                    return LinkEnd::HandlesGone;
+                }
+                Step::Dead => {
+                    bump(&self.shared.counters.dead_peers, 1);
+                    let reason = Error::DeadPeer {
+                        url: self.url(),
+                        timeout: self.config().pong_timeout,
+                    };
+                    return self.lost(link, reason);
+                }
+                Step::Lost(reason) => {
+                    if let Error::MessageTooLarge { .. } = reason {
+                        bump(&self.shared.counters.oversize_incoming, 1);
+                        // Tell the peer why (1009), but do not wait long for it.
+                        let frame = CloseFrame {
+                            code: CloseCode::Size,
+                            reason: "message too big".into(),
+                        };
+                        let timeout = self.config().close_timeout;
+                        let _ = tokio::time::timeout(timeout, link.ws.close(Some(frame))).await;
+                    }
+                    return self.lost(link, reason);
+                }
+            }
+        }
+    }
+
+    fn lost(&mut self, link: Link, reason: Error) -> LinkEnd {
+        let mut undelivered: Vec<Message> = link
+            .in_flight
+            .and_then(Outgoing::into_message)
+            .into_iter()
+            .collect();
+        undelivered.extend(self.take_queued());
+        LinkEnd::Lost {
+            reason,
+            undelivered,
+        }
+    }
+
+    /// Ends the link with close code 1000: stops the queue, writes what is in
+    /// flight, waits for the peer's close up to the close timeout. Returns the
+    /// messages that were not sent.
+    async fn close_link(&mut self, link: &mut Link) -> Vec<Message> {
+        let mut undelivered = self.close_queue();
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        let timeout = self.config().close_timeout;
+        let shared = self.shared.clone();
+        let in_flight = link.in_flight.take();
+        let closed = tokio::time::timeout(timeout, async {
+            // Sending the close frame flushes the message in flight before it.
+            link.ws.close(Some(frame)).await?;
+            if let Some(out) = &in_flight {
+                bump(&shared.counters.messages_sent, 1);
+                bump(&shared.counters.bytes_sent, out.len as u64);
+            }
+            // Wait for the peer's close frame; late data is dropped.
+            while let Some(item) = futures_util::StreamExt::next(&mut link.ws).await {
+                item?;
+            }
+            Ok::<(), tungstenite::Error>(())
+        })
+        .await;
+        let in_flight_done = match closed {
+            Ok(Ok(())) => {
+                tracing::debug!("closed with 1000");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "close handshake failed");
+                false
+            }
+            Err(_) => {
+                tracing::debug!(?timeout, "close handshake timed out");
+                false
+            }
+        };
+        if !in_flight_done && let Some(out) = in_flight {
+            undelivered.splice(0..0, out.into_message());
+        }
+        undelivered
+    }
+
+    fn map_error(&self, e: tungstenite::Error) -> Error {
+        match e {
+            tungstenite::Error::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
+                Error::MessageTooLarge {
+                    url: self.url(),
+                    direction: Direction::Incoming,
+                    size,
+                    limit: max_size,
+                }
+            }
+            tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
+                Error::ConnectionLost { url: self.url() }
+            }
+            tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            ) => Error::ConnectionLost { url: self.url() },
+            other => Error::Io {
+                url: self.url(),
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// One pass over everything the link waits for. Returns `Pending` only
+    /// when nothing can make progress (every source registered the waker).
+    fn poll_step(&mut self, link: &mut Link, cx: &mut Context<'_>) -> Poll<Step> {
+        loop {
+            let mut progress = false;
+
+            if !self.cmd_closed {
+                match self.cmd_rx.poll_recv(cx) {
+                    Poll::Ready(Some(Command::Shutdown { mode, reply })) => {
+                        return Poll::Ready(Step::Shutdown(mode, reply));
+                    }
+                    // Every handle is gone; `out_rx` ends too once drained.
+                    Poll::Ready(None) => {
+                        self.cmd_closed = true;
+                        progress = true;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+
+            if let Some((deadline, _)) = &mut link.draining
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                tracing::warn!("drain timeout: the rest of the queue is handed back");
+                return Poll::Ready(Step::Drained);
+            }
+
+            // Heartbeat: a ping is due each interval; the peer must answer
+            // (with anything) within the pong timeout. Time spent not reading
+            // because the application is slow does not count as silence.
+            if let Some(mark) = link.deadline_mark
+                && link.deadline.as_mut().poll(cx).is_ready()
+            {
+                link.deadline_mark = None;
+                if link.frames_rx == mark && link.pending_in.is_none() {
+                    return Poll::Ready(Step::Dead);
+                }
+            }
+            if link.ping.poll_tick(cx).is_ready() {
+                link.ping_due = true;
+                if link.deadline_mark.is_none() {
+                    let at = Instant::now() + self.config().pong_timeout;
+                    link.deadline.as_mut().reset(at);
+                    link.deadline_mark = Some(link.frames_rx);
+                }
+                progress = true;
+            }
+
+            if let Some((message, wait)) = &mut link.pending_in
+                && let Poll::Ready(ticket) = wait.as_mut().poll(cx)
+            {
+                let message = std::mem::replace(message, Message::Binary(Vec::new()));
+                link.pending_in = None;
+                if let Some(ticket) = ticket {
+                    self.deliver(message, ticket);
+                }
+                progress = true;
+            }
+
+            // Write side: finish the flush in progress, then a due ping, then
+            // the next queued message.
+            if link.flushing {
+                match Pin::new(&mut link.ws).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        link.flushing = false;
+                        if let Some(out) = link.in_flight.take() {
+                            bump(&self.shared.counters.messages_sent, 1);
+                            bump(&self.shared.counters.bytes_sent, out.len as u64);
+                        }
+                        progress = true;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Step::Lost(self.map_error(e))),
+                    Poll::Pending => {}
+                }
+            }
+            let mut queue_empty = false;
+            if !link.flushing {
+                if link.ping_due {
+                    match Pin::new(&mut link.ws).poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            self.ping_seq += 1;
+                            let payload = Bytes::copy_from_slice(&self.ping_seq.to_be_bytes());
+                            if let Err(e) = Pin::new(&mut link.ws)
+                                .start_send(tungstenite::Message::Ping(payload))
+                            {
+                                return Poll::Ready(Step::Lost(self.map_error(e)));
+                            }
+                            bump(&self.shared.counters.pings_sent, 1);
+                            link.last_ping = Some((self.ping_seq, Instant::now()));
+                            link.ping_due = false;
+                            link.flushing = true;
+                            progress = true;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Step::Lost(self.map_error(e))),
+                        Poll::Pending => {}
+                    }
+                } else if self.out_closed {
+                    queue_empty = true;
+                } else {
+                    match Pin::new(&mut link.ws).poll_ready(cx) {
+                        Poll::Ready(Ok(())) => match self.out_rx.poll_recv(cx) {
+                            Poll::Ready(Some(out)) => {
+                                if let Err(e) = Pin::new(&mut link.ws).start_send(out.wire.clone())
+                                {
+                                    link.in_flight = Some(out);
+                                    return Poll::Ready(Step::Lost(self.map_error(e)));
+                                }
+                                link.in_flight = Some(out);
+                                link.flushing = true;
+                                progress = true;
+                            }
+                            Poll::Ready(None) => {
+                                self.out_closed = true;
+                                progress = true;
+                            }
+                            Poll::Pending => queue_empty = true,
+                        },
+                        Poll::Ready(Err(e)) => return Poll::Ready(Step::Lost(self.map_error(e))),
+                        Poll::Pending => {}
+                    }
+                }
+            }
+            if queue_empty && !link.flushing && !link.ping_due {
+                if self.out_closed && self.cmd_closed {
+                    return Poll::Ready(Step::HandlesGone);
+                }
+                if link.draining.is_some() {
+                    return Poll::Ready(Step::Drained);
+                }
+            }
+
+            // Read side, paused while a message waits for room in the inbound queue.
+            if link.pending_in.is_none() {
+                match Pin::new(&mut link.ws).poll_next(cx) {
+                    Poll::Ready(Some(Ok(msg))) => {
+                        link.frames_rx += 1;
+                        self.on_frame(link, msg);
+                        progress = true;
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Step::Lost(self.map_error(e))),
+                    Poll::Ready(None) => {
+                        let reason = match link.peer_close.take() {
+                            Some((code, reason)) => Error::ClosedByPeer {
+                                url: self.url(),
+                                code,
+                                reason,
+                            },
+                            None => Error::ConnectionLost { url: self.url() },
+                        };
+                        return Poll::Ready(Step::Lost(reason));
+                    }
+                    Poll::Pending => {}
+                }
+            }
+
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    fn on_frame(&mut self, link: &mut Link, msg: tungstenite::Message) {
+        match msg {
+            tungstenite::Message::Pong(payload) => {
+                if let Some((seq, sent_at)) = link.last_ping
+                    && payload.as_ref() == seq.to_be_bytes()
+                {
+                    let rtt = u64::try_from(sent_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    self.shared
+                        .counters
+                        .last_rtt_us
+                        .store(rtt.saturating_add(1), Relaxed);
+                    bump(&self.shared.counters.pongs_received, 1);
+                }
+            }
+            tungstenite::Message::Close(frame) => {
+                link.peer_close = Some(match frame {
+                    Some(f) => (u16::from(f.code), f.reason.as_str().to_owned()),
+                    None => (1005, String::new()),
+                });
+            }
+            // Pings are answered by the protocol layer on the next read or write.
+            tungstenite::Message::Ping(_) | tungstenite::Message::Frame(_) => {}
+            data => {
+                let Some(message) = Message::from_wire(data) else {
+                    return;
+                };
+                let len = message.len();
+                match self.shared.inbound.try_take(len) {
+                    Some(ticket) => self.deliver(message, ticket),
+                    None => {
+                        let wait: TicketWait = Box::pin(self.shared.inbound.clone().take(len));
+                        link.pending_in = Some((message, wait));
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, message: Message, ticket: Ticket) {
+        bump(&self.shared.counters.messages_received, 1);
+        bump(&self.shared.counters.bytes_received, message.len() as u64);
+        // If every receiving handle is gone the message has nowhere to go.
+        let _ = self.in_tx.send((message, ticket));
+    }
+}
