@@ -58,6 +58,12 @@ impl std::fmt::Display for Level {
 /// When one level is reached. Every criterion that is set counts on its own
 /// (any one reached is enough); a level with no criterion set is never
 /// reached.
+///
+/// The byte and fraction criteria compare the process's RSS. The memory
+/// cgroup's own usage (`CgroupMemory::usage_bytes`) is reported in the
+/// sample but not compared: it counts page cache the kernel reclaims first
+/// and every other process of the cgroup. PSI criteria are off by default;
+/// they see the whole machine (or the whole v2 cgroup).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LevelThresholds {

@@ -297,6 +297,10 @@ impl Monitor {
     /// returns an estimate of the bytes it freed. A failing, panicking or
     /// timed-out handler is logged and counted; the others still run.
     ///
+    /// A handler must not call [`Monitor::check_now`] (it would wait for the
+    /// check it runs in) nor keep a `Monitor` clone (the task would never
+    /// stop); it gets the level and the sample in its [`CleanupContext`].
+    ///
     /// # Errors
     /// [`Error::HandlerLevel`] for `Level::None`; [`Error::Shutdown`] after
     /// shutdown.
@@ -367,6 +371,12 @@ impl Monitor {
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.handle.shared.stats.lock().clone()
+    }
+
+    /// The last sample taken, if any.
+    #[must_use]
+    pub fn last_sample(&self) -> Option<Sample> {
+        self.handle.shared.stats.lock().last_sample.clone()
     }
 
     /// Takes a sample now, without classifying it or running handlers.

@@ -253,3 +253,63 @@ fn real_files_of_this_machine() {
         "{from_statm} vs {from_status}"
     );
 }
+
+mod props {
+    use proptest::prelude::*;
+    use steward_monitor::parse;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
+        ))]
+
+        /// No parser panics on any text, and what they return is in range.
+        #[test]
+        fn prop_parsers_take_any_text(text in "(?s).{0,300}", bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = parse::statm(&text);
+            let _ = parse::meminfo(&text);
+            let _ = parse::bytes(&text);
+            if let Some(Some(limit)) = parse::cgroup_limit(&text) {
+                prop_assert!(limit < 1 << 60);
+            }
+            if let Some(psi) = parse::psi(&text) {
+                prop_assert!((0.0..=100.0).contains(&psi.some.avg10));
+            }
+            for e in parse::proc_cgroup(&text) {
+                prop_assert!(e.path.starts_with('/'));
+            }
+            let _ = parse::mountinfo_cgroups(&text);
+            let _ = parse::locate_cgroup(&text, &text);
+            if let Some(page) = parse::auxv_page_size(&bytes) {
+                prop_assert!(page.is_power_of_two());
+            }
+        }
+
+        /// PSI text written from numbers parses back to the same numbers.
+        #[test]
+        fn prop_psi_round_trip(
+            some in (0u32..10_000, 0u32..10_000, 0u32..10_000, any::<u64>()),
+            full in prop::option::of((0u32..10_000, 0u32..10_000, 0u32..10_000, any::<u64>())),
+        ) {
+            let line = |kind: &str, (a, b, c, t): (u32, u32, u32, u64)| {
+                format!(
+                    "{kind} avg10={}.{:02} avg60={}.{:02} avg300={}.{:02} total={t}\n",
+                    a / 100, a % 100, b / 100, b % 100, c / 100, c % 100
+                )
+            };
+            let mut text = line("some", some);
+            if let Some(f) = full {
+                text.push_str(&line("full", f));
+            }
+            let psi = parse::psi(&text).expect("well-formed");
+            let close = |x: f64, hundredths: u32| (x - f64::from(hundredths) / 100.0).abs() < 1e-9;
+            prop_assert!(close(psi.some.avg10, some.0) && close(psi.some.avg60, some.1) && close(psi.some.avg300, some.2));
+            prop_assert_eq!(psi.some.total_us, some.3);
+            prop_assert_eq!(psi.full.is_some(), full.is_some());
+            if let (Some(p), Some(f)) = (psi.full, full) {
+                prop_assert!(close(p.avg10, f.0));
+                prop_assert_eq!(p.total_us, f.3);
+            }
+        }
+    }
+}
