@@ -109,6 +109,15 @@ pub enum Error {
         /// The configured limit.
         limit: usize,
     },
+    /// A value nests arrays/objects deeper than the store keeps (Python's
+    /// own `json` cannot read much deeper either).
+    #[error("value of key {key:?} nests deeper than {limit} levels")]
+    ValueTooDeep {
+        /// The key.
+        key: String,
+        /// The nesting limit.
+        limit: usize,
+    },
     /// A value could not be converted to or from the requested type.
     #[error("value of key {key:?}: {source}")]
     Json {

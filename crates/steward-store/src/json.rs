@@ -204,12 +204,13 @@ pub(crate) fn write_str(out: &mut String, s: &str, ensure_ascii: bool) {
     out.push('"');
 }
 
-/// Depth of the deepest array or object in `value` (a scalar is 0).
-pub(crate) fn depth(value: &Value) -> usize {
+/// Whether `value` nests arrays/objects more than `levels` deep. Recurses
+/// at most `levels` times, whatever the value.
+pub(crate) fn deeper_than(value: &Value, levels: usize) -> bool {
     match value {
-        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
-        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
-        _ => 0,
+        Value::Array(items) => levels == 0 || items.iter().any(|v| deeper_than(v, levels - 1)),
+        Value::Object(map) => levels == 0 || map.values().any(|v| deeper_than(v, levels - 1)),
+        _ => false,
     }
 }
 

@@ -411,7 +411,33 @@ enum Kind {
 
 struct Request {
     kind: Kind,
-    reply: Arc<Slot>,
+    reply: Reply,
+}
+
+/// The writer's end of a [`Slot`]. If it is dropped unanswered (the writer
+/// thread is unwinding from a bug), the waiter gets an error instead of
+/// waiting forever.
+struct Reply {
+    slot: Option<Arc<Slot>>,
+    path: PathBuf,
+}
+
+impl Reply {
+    fn complete(mut self, result: Result<bool>) {
+        if let Some(slot) = self.slot.take() {
+            slot.complete(result);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.complete(Err(Error::Closed {
+                path: std::mem::take(&mut self.path),
+            }));
+        }
+    }
 }
 
 /// Where the writer thread leaves one request's result, for a blocked
@@ -525,8 +551,9 @@ impl Store {
         self.shared().map.read().get(key).cloned()
     }
 
-    /// Calls `f` with the value of `key` without cloning it. Keep `f` short:
-    /// writers wait while it runs.
+    /// Calls `f` with the value of `key` without cloning it. Keep `f` short
+    /// (writes wait while it runs) and do not write to the store inside it
+    /// (that would deadlock).
     pub fn with<R>(&self, key: &str, f: impl FnOnce(Option<&Value>) -> R) -> R {
         f(self.shared().map.read().get(key))
     }
@@ -625,11 +652,11 @@ impl Store {
     fn encode(&self, key: &str, value: &Value) -> Result<Vec<u8>> {
         self.check_key(key)?;
         let limit = self.shared().config.max_value_bytes;
-        if json::depth(value) >= json::MAX_DEPTH {
-            return Err(Error::ValueTooLarge {
+        // One level is the snapshot's own top-level object.
+        if json::deeper_than(value, json::MAX_DEPTH - 1) {
+            return Err(Error::ValueTooDeep {
                 key: key.to_string(),
-                len: usize::MAX,
-                limit,
+                limit: json::MAX_DEPTH - 1,
             });
         }
         let bytes = serde_json::to_vec(value).map_err(|source| Error::Json {
@@ -670,7 +697,10 @@ impl Store {
             }
             q.requests.push(Request {
                 kind,
-                reply: Arc::clone(&slot),
+                reply: Reply {
+                    slot: Some(Arc::clone(&slot)),
+                    path: shared.paths.snapshot.clone(),
+                },
             });
         }
         shared.wake.notify_one();
@@ -847,7 +877,7 @@ impl Writer {
 
     /// Processes requests in order; returns `true` once the store is closed.
     fn handle(&mut self, requests: Vec<Request>) -> bool {
-        let mut batch: Vec<(WriteOp, Arc<Slot>)> = Vec::new();
+        let mut batch: Vec<(WriteOp, Reply)> = Vec::new();
         let mut batch_bytes = 0usize;
         let mut requests = requests.into_iter();
         while let Some(req) = requests.next() {
@@ -885,7 +915,7 @@ impl Writer {
         false
     }
 
-    fn close(&mut self, reply: Arc<Slot>, rest: Vec<Request>) {
+    fn close(&mut self, reply: Reply, rest: Vec<Request>) {
         let result = if self.shared.config.compact_on_close && !self.poisoned {
             self.compact().and_then(|()| {
                 // The snapshot holds everything: the empty log can go.
@@ -911,7 +941,7 @@ impl Writer {
 
     /// Validates a batch against the map, writes it as one frame, fsyncs,
     /// then applies it and answers every writer.
-    fn commit(&mut self, batch: Vec<(WriteOp, Arc<Slot>)>) {
+    fn commit(&mut self, batch: Vec<(WriteOp, Reply)>) {
         if batch.is_empty() {
             return;
         }
@@ -960,7 +990,7 @@ impl Writer {
 
     /// Decides each write's effect (against the map plus earlier writes of
     /// this batch) and encodes the effective ones.
-    fn encode_batch(&self, batch: &[(WriteOp, Arc<Slot>)]) -> (Vec<u8>, Vec<bool>) {
+    fn encode_batch(&self, batch: &[(WriteOp, Reply)]) -> (Vec<u8>, Vec<bool>) {
         let map = self.shared.map.read();
         let mut overlay: HashMap<&str, bool> = HashMap::new();
         let mut reset = false;

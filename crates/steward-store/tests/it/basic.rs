@@ -186,3 +186,18 @@ async fn async_writes() {
     s.close_async().await.unwrap();
     assert_eq!(read(&path), b"{\n  \"z\": \"last\"\n}");
 }
+
+#[test]
+fn too_deep_values_are_refused_and_the_limit_itself_round_trips() {
+    let (_d, path) = temp_store();
+    let s = Store::open(&path).unwrap();
+    let nest = |n: usize| (0..n).fold(json!(1), |v, _| json!([v]));
+    let e = s.upsert("deep", nest(400)).unwrap_err();
+    assert!(matches!(e, Error::ValueTooDeep { .. }), "{e}");
+    s.upsert("deep", nest(399)).unwrap();
+    drop(s); // replayed from the log
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.read("deep"), Some(nest(399)));
+    s.close().unwrap(); // and from the snapshot
+    assert_eq!(Store::open(&path).unwrap().read("deep"), Some(nest(399)));
+}
