@@ -1,0 +1,224 @@
+//! Snapshots, stale lists and leak reports, on a manual clock.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use steward_tracker::{Event, ManualClock, Snapshot, Tracker, TrackerConfig};
+
+use crate::Events;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn stale_lists_resources_idle_for_long_enough_longest_first() {
+    let clock = ManualClock::new();
+    let tracker = Tracker::builder().clock(clock.clone()).build().unwrap();
+    let a = tracker.track("a", 1).unwrap();
+    clock.advance(secs(10));
+    let b = tracker.track("b", 2).unwrap();
+    tracker.track_id("c", "c", 3).unwrap();
+    clock.advance(secs(10)); // a idle 20 s, b and c idle 10 s
+    let ids = |v: Vec<steward_tracker::ResourceInfo>| {
+        v.into_iter()
+            .map(|r| (r.kind, r.idle_ms))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(tracker.stale(secs(10))),
+        vec![
+            ("a".into(), 20_000),
+            ("b".into(), 10_000),
+            ("c".into(), 10_000)
+        ]
+    );
+    assert_eq!(ids(tracker.stale(secs(15))), vec![("a".into(), 20_000)]);
+    a.touch();
+    tracker.touch_id("c").unwrap();
+    clock.advance(secs(5));
+    assert_eq!(ids(tracker.stale(secs(15))), vec![("b".into(), 15_000)]);
+    assert!(tracker.stale(secs(16)).is_empty());
+    // Ages keep counting from creation, not from the last touch.
+    let s = tracker.stale(Duration::ZERO);
+    let a_info = s.iter().find(|r| r.kind == "a").unwrap();
+    assert_eq!((a_info.age_ms, a_info.idle_ms), (25_000, 5_000));
+    drop(b);
+    assert!(tracker.stale(secs(6)).is_empty());
+}
+
+#[test]
+fn stale_works_on_the_real_clock() {
+    let tracker = Tracker::new();
+    let _g = tracker.track("real", 1).unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    let stale = tracker.stale(Duration::from_millis(20));
+    assert_eq!(stale.len(), 1);
+    assert!(stale[0].idle_ms >= 20, "{stale:?}");
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[test]
+fn leaks_are_reported_once_with_kind_size_age_and_site() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let clock = ManualClock::new();
+    let tracker = Tracker::builder()
+        .clock(clock.clone())
+        .leak_after(secs(60))
+        .build()
+        .unwrap();
+    let events = Events::on(&tracker);
+    let line = line!() + 1;
+    let mic = tracker.track("audio_buf", 4_096).unwrap();
+    let mic = mic.with_name("mic").with_meta("device", "null_source");
+    let short_lived = tracker.track("audio_buf", 1).unwrap();
+    clock.advance(secs(30));
+    let session_line = line!() + 1;
+    tracker.track_id("session-7", "ws_conn", 64).unwrap();
+    drop(short_lived);
+    clock.advance(secs(29));
+    assert!(tracker.check_leaks().is_empty(), "nothing is 60 s old yet");
+
+    clock.advance(secs(2));
+    let leaks = tracker.check_leaks();
+    assert_eq!(leaks.len(), 1, "{leaks:?}");
+    let leak = &leaks[0];
+    assert_eq!(leak.id, mic.id().get());
+    assert_eq!(leak.kind, "audio_buf");
+    assert_eq!(leak.size_bytes, 4_096);
+    assert_eq!(leak.age_ms, 61_000);
+    assert_eq!(leak.name.as_deref(), Some("mic"));
+    assert_eq!(
+        leak.metadata.get("device").map(String::as_str),
+        Some("null_source")
+    );
+    assert!(
+        leak.site.ends_with(&format!("reports.rs:{line}")),
+        "{}",
+        leak.site
+    );
+    assert_eq!(
+        events.take(),
+        vec![Event::Leak {
+            resource: leak.clone()
+        }]
+    );
+    assert!(tracker.check_leaks().is_empty(), "reported once");
+    assert!(events.take().is_empty());
+
+    clock.advance(secs(30));
+    let leaks = tracker.check_leaks();
+    assert_eq!(leaks.len(), 1);
+    assert_eq!(leaks[0].key.as_deref(), Some("session-7"));
+    assert_eq!((leaks[0].age_ms, leaks[0].size_bytes), (61_000, 64));
+    assert!(leaks[0].site.ends_with(&format!(":{session_line}")));
+    assert!(tracker.check_leaks().is_empty());
+    assert_eq!(tracker.snapshot().leaks_reported, 2);
+
+    let log = captured.text();
+    assert_eq!(log.matches("leak age").count(), 2, "{log}");
+    assert!(
+        log.contains("kind=audio_buf") && log.contains("size_bytes=4096"),
+        "{log}"
+    );
+    assert!(
+        log.contains("age_ms=61000") && log.contains(&format!("reports.rs:{line}")),
+        "{log}"
+    );
+
+    // Turning leak reports off reports nothing more.
+    tracker.set_leak_after(None);
+    clock.advance(secs(1_000));
+    let _new = tracker.track("x", 1).unwrap();
+    assert!(tracker.check_leaks().is_empty());
+}
+
+#[test]
+fn snapshot_lists_largest_and_oldest_and_round_trips_through_json() {
+    let clock = ManualClock::new();
+    let config = TrackerConfig {
+        top_n: 2,
+        ..TrackerConfig::default()
+    };
+    let tracker = Tracker::builder()
+        .config(config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let a = tracker.track("k1", 10).unwrap();
+    clock.advance(secs(1));
+    let b = tracker.track("k2", 30).unwrap();
+    clock.advance(secs(1));
+    let c = tracker.track("k1", 20).unwrap();
+    tracker.track_id("d", "k2", 30).unwrap();
+    clock.advance(secs(1));
+
+    let snap = tracker.snapshot();
+    let sizes: Vec<u64> = snap.largest.iter().map(|r| r.size_bytes).collect();
+    assert_eq!(sizes, vec![30, 30]);
+    assert_eq!(
+        snap.largest[0].id,
+        b.id().get(),
+        "equal sizes: older id first"
+    );
+    let oldest: Vec<u64> = snap.oldest.iter().map(|r| r.id).collect();
+    assert_eq!(oldest, vec![a.id().get(), b.id().get()]);
+    assert_eq!(snap.oldest[0].age_ms, 3_000);
+    assert_eq!(snap.totals.live_count, 4);
+    assert_eq!(snap.totals.live_bytes, 90);
+    let kinds: Vec<(&str, u64)> = snap
+        .kinds
+        .iter()
+        .map(|k| (k.kind.as_str(), k.totals.live_bytes))
+        .collect();
+    assert_eq!(kinds, vec![("k1", 30), ("k2", 60)]);
+
+    let json = serde_json::to_string(&snap).unwrap();
+    let back: Snapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, snap);
+    assert!(json.contains("\"live_bytes\":90"), "{json}");
+
+    drop((a, c));
+    let snap = tracker.snapshot();
+    assert_eq!(snap.largest.len(), 2);
+    assert_eq!(snap.totals.peak_bytes, 90);
+    assert_eq!(snap.totals.released_bytes, 30);
+}
+
+#[test]
+fn config_is_plain_serde_data() {
+    let json = r#"{"top_n": 3, "leak_after_ms": 5000, "budgets": {"ws": {"hard_count": 8}}}"#;
+    let config: TrackerConfig = serde_json::from_str(json).unwrap();
+    assert_eq!(config.budgets["ws"].hard_count, Some(8));
+    let tracker = Tracker::builder().config(config).build().unwrap();
+    assert_eq!(tracker.kind("ws").unwrap().budget.hard_count, Some(8));
+    let defaults: TrackerConfig = serde_json::from_str("{}").unwrap();
+    assert_eq!(defaults, TrackerConfig::default());
+}
