@@ -241,7 +241,10 @@ impl MonitorBuilder {
             config,
         });
         let (stop, stop_rx) = watch::channel(false);
-        let task: JoinHandle<()> = runtime.spawn(run(Arc::clone(&shared), stop_rx));
+        // Made here, not in the task: a task dropped before its first poll
+        // (runtime shut down) still marks the monitor stopped.
+        let guard = StoppedGuard(Arc::clone(&shared));
+        let task: JoinHandle<()> = runtime.spawn(run(guard, stop_rx));
         // The task is watched through `stopped`, not joined.
         drop(task);
         Ok(Monitor {
@@ -662,8 +665,8 @@ impl Shared {
 
 /// The background loop. Ends when a stop is requested or the last handle is
 /// dropped (the stop sender goes away), also in the middle of a check.
-async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let _stopped = StoppedGuard(Arc::clone(&shared));
+async fn run(stopped: StoppedGuard, mut stop: watch::Receiver<bool>) {
+    let shared = &stopped.0;
     let interval = shared.config.interval;
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -439,3 +439,83 @@ async fn wait_until_dropped(weak: &std::sync::Weak<()>) {
     }
     panic!("the monitor task is still alive");
 }
+
+#[test]
+fn runtime_shutdown_marks_the_monitor_stopped() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let monitor = rt.block_on(async { start(config()).0 });
+    assert!(monitor.is_running());
+    drop(rt);
+    assert!(!monitor.is_running());
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use steward_monitor::{LevelMachine, Thresholds};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(128)
+        ))]
+
+        /// The monitor's checks agree with the pure parts: thresholds say the
+        /// raw level, the state machine says the level and when handlers run,
+        /// and exactly the handlers up to that level run.
+        #[test]
+        fn prop_monitor_follows_the_model(
+            cooldown_ms in 0u64..2000,
+            renotify_ms in 1u64..2000,
+            script in prop::collection::vec((0u64..100, 0u64..1500), 1..40),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut c = config();
+                c.cooldown = Duration::from_millis(cooldown_ms);
+                c.critical_renotify = Duration::from_millis(renotify_ms);
+                let thresholds: Thresholds = c.thresholds;
+                let (monitor, fake) = start(c);
+                let log: Log = Arc::default();
+                logger(&monitor, &log, Level::Moderate, 1, "m");
+                logger(&monitor, &log, Level::Critical, 0, "c");
+                let mut model = LevelMachine::new(
+                    Duration::from_millis(cooldown_ms),
+                    Duration::from_millis(renotify_ms),
+                );
+                let mut runs = 0;
+                for &(share, dt) in &script {
+                    tokio::time::advance(Duration::from_millis(dt)).await;
+                    let sample = at(share);
+                    fake.set(sample.clone());
+                    let raw = thresholds.classify(&sample);
+                    let step = model.step(raw, tokio::time::Instant::now());
+                    let report = monitor.check_now().await.expect("check");
+                    prop_assert_eq!(report.raw_level, raw);
+                    prop_assert_eq!(report.level, step.level);
+                    prop_assert_eq!(report.change, step.change);
+                    prop_assert_eq!(report.reason, step.notify);
+                    let expected = match (step.notify, step.level) {
+                        (None, _) => 0,
+                        (Some(_), Level::Critical) => 2,
+                        (Some(_), _) => 1,
+                    };
+                    prop_assert_eq!(report.handlers.len(), expected);
+                    runs += expected;
+                    prop_assert_eq!(monitor.level(), step.level);
+                }
+                prop_assert_eq!(log.lock().unwrap().len(), runs);
+                prop_assert_eq!(monitor.stats().handler_runs, runs as u64);
+                monitor.shutdown().await;
+                Ok(())
+            })?;
+        }
+    }
+}
