@@ -35,16 +35,21 @@ pub(crate) struct Entry<T> {
     reason: AtomicU8,
     /// Detached by its holder rather than closed.
     pub(crate) taken: bool,
+    /// Its place in the live count, given back when the entry is dropped:
+    /// after `obj` (fields drop in order), so the count never runs ahead of
+    /// the objects that really exist.
+    pub(crate) token: LiveToken,
 }
 
 impl<T> Entry<T> {
-    pub(crate) fn new(obj: T, now: Instant) -> Self {
+    pub(crate) fn new(obj: T, now: Instant, token: LiveToken) -> Self {
         Self {
             obj,
             created: now,
             last_used: now,
             reason: AtomicU8::new(CloseReason::Broken.index() as u8),
             taken: false,
+            token,
         }
     }
 
@@ -132,6 +137,44 @@ impl Global {
     }
 }
 
+/// The live count of one pool (non-generic, so entries can carry a token).
+pub(crate) struct Live {
+    /// Live objects (idle, in use, staged) plus places reserved for creates.
+    pub(crate) count: AtomicUsize,
+    pub(crate) global: Option<Arc<Global>>,
+    /// Callers holding a slot that wait for an object to come back.
+    pub(crate) retriers: AtomicUsize,
+    pub(crate) changed: Notify,
+}
+
+impl Live {
+    /// Gives back a reservation or a live object's place.
+    pub(crate) fn release(&self) {
+        self.count.fetch_sub(1, SeqCst);
+        if let Some(g) = &self.global {
+            g.release();
+        }
+        self.wake_retriers();
+    }
+
+    /// Wakes callers that hold a slot and wait for an object to return.
+    #[inline]
+    pub(crate) fn wake_retriers(&self) {
+        if self.retriers.load(SeqCst) > 0 {
+            self.changed.notify_waiters();
+        }
+    }
+}
+
+/// One place in the live count, released on drop.
+pub(crate) struct LiveToken(Arc<Live>);
+
+impl Drop for LiveToken {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 /// Settings copied out of [`PoolConfig`] for the hot path.
 pub(crate) struct Timing {
     pub(crate) wait_timeout: Option<Duration>,
@@ -203,19 +246,14 @@ pub(crate) struct Shared<M: Manager> {
     /// The limit in force: `max_size`, or 0 once closed.
     pub(crate) cap: AtomicUsize,
     pub(crate) closed: AtomicBool,
-    /// Live objects (idle, in use, staged), reserved before creation.
-    pub(crate) live: AtomicUsize,
+    pub(crate) lv: Arc<Live>,
     /// Checkout slots held (guards alive or checkouts in progress).
     pub(crate) used: AtomicUsize,
     /// Callers waiting for a slot.
     pub(crate) waiters: AtomicUsize,
     pub(crate) slot_freed: Notify,
-    /// Callers holding a slot that wait for an object to come back.
-    pub(crate) retriers: AtomicUsize,
-    pub(crate) changed: Notify,
     pub(crate) staged: Mutex<VecDeque<Entry<M::Object>>>,
     pub(crate) counters: Counters,
-    pub(crate) global: Option<Arc<Global>>,
 }
 
 impl<M: Manager> Shared<M> {
@@ -227,15 +265,17 @@ impl<M: Manager> Shared<M> {
             max_size: AtomicUsize::new(config.max_size),
             cap: AtomicUsize::new(config.max_size),
             closed: AtomicBool::new(false),
-            live: AtomicUsize::new(0),
+            lv: Arc::new(Live {
+                count: AtomicUsize::new(0),
+                global,
+                retriers: AtomicUsize::new(0),
+                changed: Notify::new(),
+            }),
             used: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
             slot_freed: Notify::new(),
-            retriers: AtomicUsize::new(0),
-            changed: Notify::new(),
             staged: Mutex::new(VecDeque::new()),
             counters: Counters::default(),
-            global,
         }
     }
 
@@ -270,36 +310,27 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// Wakes callers that hold a slot and wait for an object to return.
     #[inline]
     pub(crate) fn wake_retriers(&self) {
-        if self.retriers.load(SeqCst) > 0 {
-            self.changed.notify_waiters();
-        }
+        self.lv.wake_retriers();
+    }
+
+    pub(crate) fn live(&self) -> usize {
+        self.lv.count.load(SeqCst)
     }
 
     /// Reserves room for one more live object under this pool's cap.
     pub(crate) fn reserve_live(&self) -> bool {
         let cap = self.cap.load(SeqCst);
-        self.live
+        self.lv
+            .count
             .fetch_update(SeqCst, SeqCst, |l| (l < cap).then_some(l + 1))
             .is_ok()
     }
 
-    /// Gives back a reservation or a live object's place.
-    pub(crate) fn unreserve_live(&self) {
-        self.live.fetch_sub(1, SeqCst);
-        if let Some(g) = &self.global {
-            g.release();
-        }
-        self.wake_retriers();
-    }
-
     /// Idle objects, as far as the counters know (a moment's view).
     pub(crate) fn idle(&self) -> usize {
-        self.live
-            .load(SeqCst)
-            .saturating_sub(self.used.load(SeqCst))
+        self.live().saturating_sub(self.used.load(SeqCst))
     }
 
     /// Accounting and the close hook for an object leaving the pool.
@@ -312,13 +343,14 @@ impl<M: Manager> Shared<M> {
             tracing::debug!(pool = %self.name, ?reason, "pooled object closed");
             self.manager.close(&mut entry.obj, reason);
         }
-        self.unreserve_live();
+        // The live place is given back when the entry (its token) drops.
     }
 
     /// Closes an object that is not inside deadpool (staged or new).
     pub(crate) fn discard(&self, mut entry: Entry<M::Object>, reason: CloseReason) {
         entry.set_reason(reason);
         self.on_leave(&mut entry);
+        drop(entry);
     }
 
     /// Checks an idle object before it is handed out: lifetime, then the
@@ -361,7 +393,7 @@ impl<M: Manager> Shared<M> {
     /// `Some(reason)` closes it.
     #[inline]
     pub(crate) fn verdict_on_return(&self, e: &mut Entry<M::Object>) -> Option<CloseReason> {
-        if self.live.load(SeqCst) > self.cap.load(SeqCst) {
+        if self.live() > self.cap.load(SeqCst) {
             let closed = self.is_closed();
             return Some(if closed {
                 CloseReason::Closed
@@ -369,7 +401,7 @@ impl<M: Manager> Shared<M> {
                 CloseReason::Shrink
             });
         }
-        if let Some(g) = &self.global
+        if let Some(g) = &self.lv.global
             && g.waiters.load(SeqCst) > 0
             && self.waiters.load(SeqCst) == 0
         {
@@ -392,12 +424,16 @@ impl<M: Manager> Shared<M> {
 
     /// Calls the manager's `create`, bounded by the create timeout. The
     /// caller has reserved the live place; it is given back on failure.
-    pub(crate) async fn create_entry(&self) -> Result<Entry<M::Object>, AdapterError<M::Error>> {
+    /// Runs in the live place `r` reserved (given back on failure or cancel).
+    pub(crate) async fn create_entry(
+        &self,
+        r: Reservation<'_, M>,
+    ) -> Result<Entry<M::Object>, AdapterError<M::Error>> {
         match with_timeout(self.t.create_timeout, self.manager.create()).await {
             Some(Ok(obj)) => {
                 Counters::bump(&self.counters.created);
                 tracing::debug!(pool = %self.name, "pooled object created");
-                Ok(Entry::new(obj, Instant::now()))
+                Ok(Entry::new(obj, Instant::now(), r.into_token()))
             }
             Some(Err(error)) => {
                 Counters::bump(&self.counters.create_errors);
@@ -451,42 +487,62 @@ impl<M: Manager> Shared<M> {
         }
     }
 
-    /// Reserves a live place (and a global one for keyed pools).
-    pub(crate) async fn reserve(
-        &self,
-        wait_global: bool,
-    ) -> Result<Reservation<'_, M>, AdapterError<M::Error>> {
+    /// Reserves a live place (and a global one for keyed pools, waiting
+    /// or evicting for it).
+    pub(crate) async fn reserve(&self) -> Result<Reservation<'_, M>, AdapterError<M::Error>> {
         if !self.reserve_live() {
             return Err(AdapterError::AtCap);
         }
-        let Some(g) = &self.global else {
-            return Ok(Reservation(Some(self)));
+        let Some(g) = &self.lv.global else {
+            return Ok(Reservation::new(self));
         };
         let local = LocalOnly(Some(self));
-        if wait_global {
-            self.reserve_global(g).await?;
-        } else if !g.try_reserve() {
-            return Err(AdapterError::AtCap);
-        }
+        self.reserve_global(g).await?;
         std::mem::forget(local);
-        Ok(Reservation(Some(self)))
+        Ok(Reservation::new(self))
+    }
+
+    /// Like [`Shared::reserve`] but never waits nor evicts.
+    pub(crate) fn try_reserve(&self) -> Option<Reservation<'_, M>> {
+        if !self.reserve_live() {
+            return None;
+        }
+        if let Some(g) = &self.lv.global
+            && !g.try_reserve()
+        {
+            drop(LocalOnly(Some(self)));
+            return None;
+        }
+        Some(Reservation::new(self))
     }
 }
 
-/// A reserved live place (local and global); given back on drop unless
-/// [`Reservation::keep`] turned it into a live object.
-pub(crate) struct Reservation<'a, M: Manager>(Option<&'a Shared<M>>);
+/// A reserved live place (local and global), given back on drop unless it
+/// became a live object's [`LiveToken`].
+pub(crate) struct Reservation<'a, M: Manager> {
+    shared: &'a Shared<M>,
+    armed: bool,
+}
 
-impl<M: Manager> Reservation<'_, M> {
-    pub(crate) fn keep(mut self) {
-        self.0 = None;
+impl<'a, M: Manager> Reservation<'a, M> {
+    fn new(shared: &'a Shared<M>) -> Self {
+        Self {
+            shared,
+            armed: true,
+        }
+    }
+
+    /// The reserved place, now held by a live object.
+    pub(crate) fn into_token(mut self) -> LiveToken {
+        self.armed = false;
+        LiveToken(self.shared.lv.clone())
     }
 }
 
 impl<M: Manager> Drop for Reservation<'_, M> {
     fn drop(&mut self) {
-        if let Some(s) = self.0 {
-            s.unreserve_live();
+        if self.armed {
+            self.shared.lv.release();
         }
     }
 }
@@ -497,7 +553,7 @@ struct LocalOnly<'a, M: Manager>(Option<&'a Shared<M>>);
 impl<M: Manager> Drop for LocalOnly<'_, M> {
     fn drop(&mut self) {
         if let Some(s) = self.0 {
-            s.live.fetch_sub(1, SeqCst);
+            s.lv.count.fetch_sub(1, SeqCst);
             s.wake_retriers();
         }
     }
@@ -548,10 +604,8 @@ impl<M: Manager> deadpool::managed::Manager for Adapter<M> {
             let reason = entry.reason();
             s.discard(entry, reason);
         }
-        let reservation = s.reserve(true).await?;
-        let entry = s.create_entry().await?;
-        reservation.keep();
-        Ok(entry)
+        let reservation = s.reserve().await?;
+        s.create_entry(reservation).await
     }
 
     async fn recycle(

@@ -410,9 +410,9 @@ impl<M: Manager> Pool<M> {
         // Live objects are at the cap though we hold a slot: one is on its
         // way back (or the pool shrank). Wait for a return or a close.
         let start = started.unwrap_or_else(Instant::now);
-        let _retrying = Count::new(&s.retriers);
+        let _retrying = Count::new(&s.lv.retriers);
         loop {
-            let mut n = pin!(s.changed.notified());
+            let mut n = pin!(s.lv.changed.notified());
             n.as_mut().enable();
             match self.inner.pool.get().await {
                 Ok(o) => return Ok(o),
@@ -472,26 +472,15 @@ impl<M: Manager> Pool<M> {
             });
         }
         let _slot = Slot(s);
-        if !s.reserve_live() {
+        let Some(reservation) = s.try_reserve() else {
             return Err(Refused {
                 object,
                 error: self.full_or_closed(),
             });
-        }
-        if let Some(g) = &s.global
-            && !g.try_reserve()
-        {
-            s.live.fetch_sub(1, SeqCst);
-            s.wake_retriers();
-            return Err(Refused {
-                object,
-                error: self.full_or_closed(),
-            });
-        }
+        };
         Counters::bump(&s.counters.added);
-        s.staged
-            .lock()
-            .push_back(Entry::new(object, Instant::now()));
+        let entry = Entry::new(object, Instant::now(), reservation.into_token());
+        s.staged.lock().push_back(entry);
         s.wake_retriers();
         Ok(())
     }
@@ -530,9 +519,9 @@ impl<M: Manager> Pool<M> {
         };
         if max_size > old {
             s.slot_freed.notify_waiters();
-            s.changed.notify_waiters();
+            s.lv.changed.notify_waiters();
         } else if max_size < old {
-            let excess = s.live.load(SeqCst).saturating_sub(max_size);
+            let excess = s.live().saturating_sub(max_size);
             self.inner
                 .close_idle(CloseReason::Shrink, excess, |_, _| true);
         }
@@ -591,11 +580,13 @@ impl<M: Manager> Pool<M> {
                 break;
             }
             let _slot = Slot(s);
-            let Ok(reservation) = s.reserve(false).await else {
+            let Some(reservation) = s.try_reserve() else {
                 break;
             };
-            let entry = s.create_entry().await.map_err(|e| e.into_error(&s.name))?;
-            reservation.keep();
+            let entry = s
+                .create_entry(reservation)
+                .await
+                .map_err(|e| e.into_error(&s.name))?;
             s.staged.lock().push_back(entry);
             s.wake_retriers();
             made += 1;
@@ -619,7 +610,7 @@ impl<M: Manager> Pool<M> {
             r.abort();
         }
         s.slot_freed.notify_waiters();
-        s.changed.notify_waiters();
+        s.lv.changed.notify_waiters();
         let closed = self
             .inner
             .close_idle(CloseReason::Closed, usize::MAX, |_, _| true);
@@ -636,7 +627,7 @@ impl<M: Manager> Pool<M> {
         let s = &*self.inner.shared;
         let c = &s.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        let live = s.live.load(SeqCst);
+        let live = s.live();
         let used = s.used.load(SeqCst);
         Metrics {
             name: s.name.to_string(),
@@ -679,7 +670,7 @@ impl<M: Manager> Pool<M> {
     /// Whether nothing lives in this pool and nobody but the owner holds it.
     pub(crate) fn is_unused(&self) -> bool {
         let s = &*self.inner.shared;
-        Arc::strong_count(&self.inner) == 1 && s.live.load(SeqCst) == 0 && s.used.load(SeqCst) == 0
+        Arc::strong_count(&self.inner) == 1 && s.live() == 0 && s.used.load(SeqCst) == 0
     }
 
     /// Closes one idle object (least recently used) for another key.
@@ -743,10 +734,12 @@ impl<M: Manager> Pooled<M> {
             .take()
             .expect("pooled object present until the guard is consumed");
         obj.taken = true;
-        let entry = deadpool::managed::Object::take(obj);
-        // `this` now only gives back its slot.
+        let Entry { obj, token, .. } = deadpool::managed::Object::take(obj);
+        // The object has left: free its live place, then (dropping `this`)
+        // its slot.
+        drop(token);
         drop(this);
-        entry.obj
+        obj
     }
 
     /// Closes the object instead of returning it (say it broke while in use).

@@ -1,0 +1,163 @@
+//! Idle timeout, lifetime, min_idle and the reaper, under paused time.
+
+use std::time::Duration;
+
+use steward_pool::{Pool, Pooled};
+
+use crate::common::Counting;
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+#[tokio::test(start_paused = true)]
+async fn reaper_closes_idle_objects_but_keeps_min_idle() {
+    let m = Counting::new();
+    let p = Pool::builder(m.clone())
+        .max_size(4)
+        .min_idle(1)
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .max_lifetime(None)
+        .reaper_interval(Some(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let held: Vec<_> = [
+        p.get().await.unwrap(),
+        p.get().await.unwrap(),
+        p.get().await.unwrap(),
+    ]
+    .into();
+    drop(held);
+    assert_eq!(p.metrics().idle, 3);
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    assert_eq!(p.metrics().idle, 3, "not idle long enough yet");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let metrics = p.metrics();
+    assert_eq!((metrics.idle, metrics.closed.idle), (1, 2), "{metrics:?}");
+    assert_eq!(m.live(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reaper_tops_up_to_min_idle_and_replaces_expired() {
+    let m = Counting::new();
+    let p = Pool::builder(m.clone())
+        .max_size(4)
+        .min_idle(2)
+        .max_lifetime(Some(Duration::from_secs(100)))
+        .reaper_interval(Some(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    assert_eq!(p.metrics().size, 0);
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let metrics = p.metrics();
+    assert_eq!((metrics.idle, metrics.created), (2, 2));
+    // Lifetime expiry closes them; the same pass makes new ones.
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let metrics = p.metrics();
+    assert_eq!(
+        (metrics.idle, metrics.created, metrics.closed.lifetime),
+        (2, 4, 2)
+    );
+    // Pre-created objects are handed out without creating more.
+    let a = p.get().await.unwrap();
+    let b = p.get().await.unwrap();
+    assert_eq!(p.metrics().created, 4);
+    drop((a, b));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reaper_stops_when_last_handle_dropped() {
+    let m = Counting::new();
+    let before = alive_tasks();
+    let p = Pool::builder(m.clone())
+        .max_size(2)
+        .min_idle(1)
+        .reaper_interval(Some(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    assert_eq!(alive_tasks(), before + 1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(m.live(), 1, "the reaper made the min_idle object");
+    let clone = p.clone();
+    drop(p);
+    assert_eq!(alive_tasks(), before + 1, "a handle is still alive");
+    drop(clone);
+    settle(before).await;
+    assert_eq!(alive_tasks(), before, "no task left behind");
+    assert_eq!(m.live(), 0, "idle objects closed with the pool");
+    assert_eq!(m.reasons(), vec![steward_pool::CloseReason::Closed]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_stops_the_reaper() {
+    let before = alive_tasks();
+    let p = Pool::builder(Counting::new())
+        .reaper_interval(Some(Duration::from_secs(1)))
+        .build()
+        .unwrap();
+    assert_eq!(alive_tasks(), before + 1);
+    p.close();
+    settle(before).await;
+    assert_eq!(alive_tasks(), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn recent_window_skips_the_health_check() {
+    let m = Counting::new();
+    let p = Pool::builder(m.clone())
+        .max_size(1)
+        .recent_window(Duration::from_secs(5))
+        .reaper_interval(None)
+        .build()
+        .unwrap();
+    drop(p.get().await.unwrap());
+    let o = p.get().await.unwrap();
+    assert_eq!(o.uses, 0, "used within the window: no check");
+    drop(o);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    let o = p.get().await.unwrap();
+    assert_eq!(o.uses, 1, "idle longer than the window: checked");
+    drop(o);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shrink_to_min_idle_and_reap_report_counts() {
+    let m = Counting::new();
+    let p = Pool::builder(m.clone())
+        .max_size(6)
+        .min_idle(2)
+        .idle_timeout(Some(Duration::from_secs(30)))
+        .reaper_interval(None)
+        .build()
+        .unwrap();
+    let held: Vec<_> = futures(&p, 6).await;
+    let first = Pooled::info(&held[0]);
+    assert_eq!(first.age, Duration::ZERO);
+    drop(held);
+    assert_eq!(p.shrink_to_min_idle(), 4);
+    assert_eq!(p.metrics().idle, 2);
+    assert_eq!(p.shrink_to_min_idle(), 0);
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert_eq!(p.reap_idle(), 0, "min_idle is kept even when idle-expired");
+    assert_eq!(p.metrics().closed.shrink, 4);
+}
+
+async fn futures(p: &Pool<Counting>, n: usize) -> Vec<Pooled<Counting>> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(p.get().await.unwrap());
+    }
+    v
+}
+
+/// Lets the runtime finish aborted tasks (bounded).
+async fn settle(target: usize) {
+    for _ in 0..1000 {
+        if alive_tasks() <= target {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,0 +1,97 @@
+//! Keyed pools: per-key and global caps, eviction, empty sub-pools dropped.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::Duration;
+
+use steward_pool::{Error, KeyedPool, KeyedPoolConfig, PoolConfig};
+
+use crate::common::{KeyedCounting, guard};
+
+fn keyed(m: &KeyedCounting, per_key: usize, total: usize) -> KeyedPool<u32, KeyedCounting> {
+    KeyedPool::new(
+        m.clone(),
+        KeyedPoolConfig {
+            per_key: PoolConfig {
+                name: "urls".into(),
+                max_size: per_key,
+                wait_timeout: Some(Duration::from_secs(30)),
+                reaper_interval: None,
+                ..PoolConfig::default()
+            },
+            max_total: total,
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn per_key_cap_and_global_eviction() {
+    let m = KeyedCounting::default();
+    let p = keyed(&m, 2, 3);
+    let a1 = p.get(&1).await.unwrap();
+    let a2 = p.get(&1).await.unwrap();
+    assert!(matches!(
+        p.try_get(&1).await,
+        Err(Error::Full { max_size: 2, .. })
+    ));
+    drop((a1, a2)); // two idle objects of key 1
+    let b1 = p.get(&2).await.unwrap();
+    assert_eq!(p.size(), 3);
+    // Global cap reached: an idle object of key 1 is closed to make room.
+    let b2 = p.get(&2).await.unwrap();
+    assert_eq!(b2.key, 2);
+    let metrics = p.metrics();
+    assert_eq!(metrics.total.closed.evicted, 1, "{metrics:?}");
+    assert_eq!(metrics.total.size, 3);
+    assert_eq!(m.total.live(), 3);
+    assert_eq!(m.key_tally(1).live(), 1);
+    drop((b1, b2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_waiter_gets_room_when_another_key_returns() {
+    let m = KeyedCounting::default();
+    let p = keyed(&m, 2, 2);
+    let a1 = p.get(&1).await.unwrap();
+    let a2 = p.get(&1).await.unwrap();
+    let p2 = p.clone();
+    let waiter = tokio::spawn(async move { p2.get(&2).await.map(|o| o.key) });
+    // Whether the waiter registers before the return (then the returned
+    // object is closed for it) or after (then it evicts the idle one), it
+    // gets room for key 2.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(a1);
+    let key = guard("waiter", waiter).await.unwrap().unwrap();
+    assert_eq!(key, 2);
+    assert!(m.total.max_seen.load(SeqCst) <= 2);
+    drop(a2);
+}
+
+#[tokio::test]
+async fn empty_sub_pools_are_dropped_with_their_counters_kept() {
+    let m = KeyedCounting::default();
+    let p = keyed(&m, 2, 4);
+    for key in 0..3 {
+        drop(p.get(&key).await.unwrap());
+    }
+    assert_eq!(p.keys(), 3);
+    let held = p.get(&0).await.unwrap();
+    assert_eq!(p.retain(|k, _| *k == 0), 2);
+    assert_eq!(p.keys(), 1, "keys 1 and 2 had nothing left");
+    let metrics = p.metrics();
+    assert_eq!(
+        (metrics.total.created, metrics.total.closed.removed),
+        (3, 2)
+    );
+    assert_eq!(metrics.per_key.len(), 1);
+    drop(held);
+    assert_eq!(p.shrink_to_min_idle(), 1);
+    assert_eq!(p.keys(), 0);
+    assert_eq!(
+        p.metrics().total.created,
+        3,
+        "counters of dropped sub-pools are kept"
+    );
+    p.close();
+    assert!(matches!(p.get(&9).await, Err(Error::Closed { .. })));
+}

@@ -1,0 +1,303 @@
+//! The Python design's lifecycle and the pool's everyday API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::time::Duration;
+
+use steward_pool::{CloseReason, Error, Pool, Pooled};
+
+use crate::common::{Counting, guard};
+
+fn pool(m: &Counting, max: usize) -> Pool<Counting> {
+    Pool::builder(m.clone())
+        .max_size(max)
+        .reaper_interval(None)
+        .build()
+        .unwrap()
+}
+
+/// Python: `max_size=2`; two `add_connection` calls succeed, the third
+/// returns False and nothing is added.
+#[tokio::test]
+async fn python_lifecycle_max_two_third_add_refused() {
+    let m = Counting::new();
+    let p = pool(&m, 2);
+    p.add(m.make()).unwrap();
+    p.add(m.make()).unwrap();
+    let refused = p.add(m.make()).unwrap_err();
+    assert!(
+        matches!(refused.error, Error::Full { max_size: 2, .. }),
+        "{refused}"
+    );
+    assert_eq!(refused.object.id, 2, "the refused object comes back");
+    drop(refused);
+    let metrics = p.metrics();
+    assert_eq!(
+        (metrics.size, metrics.idle, metrics.added, metrics.created),
+        (2, 2, 2, 0)
+    );
+    assert_eq!(
+        m.live(),
+        2,
+        "nothing added: the third object is gone with the error"
+    );
+    // The added objects are handed out; no new object is created.
+    let a = p.get().await.unwrap();
+    let b = p.get().await.unwrap();
+    let mut ids = [a.id, b.id];
+    ids.sort_unstable();
+    assert_eq!(ids, [0, 1]);
+    assert_eq!(p.metrics().created, 0);
+}
+
+/// Python's `add_connection` cleans expired connections before refusing.
+#[tokio::test(start_paused = true)]
+async fn add_succeeds_once_expired_objects_are_dropped() {
+    let m = Counting::new();
+    let p = Pool::builder(m.clone())
+        .max_size(1)
+        .idle_timeout(Some(Duration::from_secs(5)))
+        .reaper_interval(None)
+        .build()
+        .unwrap();
+    p.add(m.make()).unwrap();
+    assert!(p.add(m.make()).is_err());
+    tokio::time::advance(Duration::from_secs(6)).await;
+    p.add(m.make()).expect("the expired object makes room");
+    let metrics = p.metrics();
+    assert_eq!(
+        (metrics.size, metrics.added, metrics.closed.idle),
+        (1, 2, 1)
+    );
+}
+
+#[tokio::test]
+async fn try_get_says_full_at_once() {
+    let m = Counting::new();
+    let p = pool(&m, 2);
+    let a = p.try_get().await.unwrap();
+    let b = p.try_get().await.unwrap();
+    let e = p.try_get().await.unwrap_err();
+    assert!(matches!(e, Error::Full { max_size: 2, .. }));
+    assert!(e.to_string().contains("pool"), "{e}");
+    drop(a);
+    let c = p.try_get().await.unwrap();
+    assert_eq!(p.metrics().created, 2);
+    drop((b, c));
+}
+
+#[tokio::test(start_paused = true)]
+async fn get_times_out_and_counts_it() {
+    let m = Counting::new();
+    let p = Pool::builder(m.clone())
+        .max_size(1)
+        .wait_timeout(Some(Duration::from_millis(250)))
+        .reaper_interval(None)
+        .build()
+        .unwrap();
+    let held = p.get().await.unwrap();
+    let e = p.get().await.unwrap_err();
+    assert!(matches!(e, Error::WaitTimeout { .. }), "{e}");
+    let metrics = p.metrics();
+    assert_eq!((metrics.wait_count, metrics.wait_timeouts), (1, 1));
+    // 250 ms falls in the (100 ms, 1 s] bucket.
+    let bucket = metrics
+        .wait_time
+        .iter()
+        .find(|b| b.le_us == Some(1_000_000))
+        .unwrap();
+    assert_eq!(bucket.count, 1);
+    drop(held);
+}
+
+#[tokio::test]
+async fn broken_objects_are_replaced_by_the_health_check() {
+    let m = Counting::new();
+    let p = pool(&m, 2);
+    let o = p.get().await.unwrap();
+    let id = o.id;
+    drop(o);
+    m.break_id(id);
+    let o = p.get().await.unwrap();
+    assert_ne!(o.id, id, "the broken object was not handed out");
+    let metrics = p.metrics();
+    assert_eq!(
+        (metrics.closed.broken, metrics.created, metrics.size),
+        (1, 2, 1)
+    );
+    assert_eq!(m.reasons(), vec![CloseReason::Broken]);
+    drop(o);
+}
+
+#[tokio::test]
+async fn create_errors_come_back_typed() {
+    let m = Counting::new();
+    m.fail_creates.store(true, SeqCst);
+    let p = pool(&m, 2);
+    match p.get().await {
+        Err(Error::Create { source, .. }) => assert_eq!(source.0, u64::MAX),
+        other => panic!("expected a create error, got {:?}", other.map(|_| ())),
+    }
+    let metrics = p.metrics();
+    assert_eq!(
+        (metrics.create_errors, metrics.size, metrics.in_use),
+        (1, 0, 0)
+    );
+    m.fail_creates.store(false, SeqCst);
+    assert!(p.try_get().await.is_ok(), "a failed create leaks no slot");
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_timeout_is_reported() {
+    let m = Counting::new();
+    m.set_delay(Duration::from_secs(60));
+    let p = Pool::builder(m.clone())
+        .max_size(1)
+        .create_timeout(Some(Duration::from_secs(2)))
+        .reaper_interval(None)
+        .build()
+        .unwrap();
+    let e = p.get().await.unwrap_err();
+    assert!(matches!(e, Error::CreateTimeout { .. }), "{e}");
+    assert_eq!(p.metrics().in_use, 0);
+}
+
+#[tokio::test]
+async fn take_detaches_and_discard_closes() {
+    let m = Counting::new();
+    let p = pool(&m, 1);
+    let o = p.get().await.unwrap();
+    let obj = Pooled::take(o);
+    assert_eq!(p.metrics().size, 0, "taken objects leave the pool");
+    assert_eq!(m.live(), 1, "but stay alive with the caller");
+    drop(obj);
+    let o = p.get().await.unwrap();
+    Pooled::discard(o);
+    let metrics = p.metrics();
+    assert_eq!(
+        (metrics.taken, metrics.closed.broken, metrics.size),
+        (1, 1, 0)
+    );
+    assert!(
+        m.reasons() == vec![CloseReason::Broken],
+        "take does not call the close hook"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_wakes_waiters_and_closes_everything() {
+    let m = Counting::new();
+    let p = Pool::builder(m.clone())
+        .max_size(2)
+        .wait_timeout(None)
+        .reaper_interval(None)
+        .build()
+        .unwrap();
+    let held = p.get().await.unwrap();
+    drop(p.get().await.unwrap()); // one idle
+    let busy = p.get().await.unwrap();
+    let p2 = p.clone();
+    let waiter = tokio::spawn(async move { p2.get().await.map(|_| ()) });
+    guard("waiter registers", async {
+        while p.metrics().waiters == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    p.close();
+    let r = guard("waiter finishes", waiter).await.unwrap();
+    assert!(
+        matches!(r, Err(Error::Closed { .. })),
+        "close wakes the waiter with Closed"
+    );
+    assert_eq!(m.live(), 2, "the idle object was closed at once");
+    drop(busy);
+    assert!(matches!(p.get().await, Err(Error::Closed { .. })));
+    assert!(matches!(p.try_get().await, Err(Error::Closed { .. })));
+    assert!(p.add(m.make()).is_err());
+    drop(held);
+    let metrics = p.metrics();
+    assert_eq!((metrics.size, metrics.max_size), (0, 0));
+    assert_eq!(m.live(), 0, "objects in use are closed when they come back");
+    assert!(p.resize(4).is_err(), "a closed pool stays closed");
+}
+
+/// deadpool #445: `retain` while other threads read the status must not
+/// deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_while_others_read_metrics() {
+    let m = Counting::new();
+    let p = pool(&m, 8);
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (p, stop) = (p.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(SeqCst) {
+                    n += p.metrics().size as u64;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut removed = 0;
+    for round in 0..200 {
+        let held: Vec<_> = futures_lite(&p, 4).await;
+        drop(held);
+        removed += p.retain(|o, _| (o.id + round) % 3 != 0);
+    }
+    stop.store(true, SeqCst);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let metrics = p.metrics();
+    assert_eq!(metrics.closed.removed, removed as u64);
+    assert!(removed > 0);
+    assert_eq!(metrics.size, m.live());
+}
+
+async fn futures_lite(p: &Pool<Counting>, n: usize) -> Vec<Pooled<Counting>> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(p.get().await.unwrap());
+    }
+    v
+}
+
+#[tokio::test]
+async fn metrics_serialize() {
+    let m = Counting::new();
+    let p = pool(&m, 3);
+    drop(p.get().await.unwrap());
+    let json = serde_json::to_value(p.metrics()).unwrap();
+    assert_eq!(json["size"], 1);
+    assert_eq!(json["created"], 1);
+    assert_eq!(json["closed"]["lifetime"], 0);
+    let back: steward_pool::Metrics = serde_json::from_value(json).unwrap();
+    assert_eq!(back, p.metrics());
+}
+
+#[test]
+fn config_round_trips_and_is_checked() {
+    let c = steward_pool::PoolConfig::default();
+    let json = serde_json::to_string(&c).unwrap();
+    let back: steward_pool::PoolConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, c);
+    let partial: steward_pool::PoolConfig = serde_json::from_str(r#"{"max_size": 3}"#).unwrap();
+    assert_eq!(partial.max_size, 3);
+    let bad = Pool::builder(Counting::new())
+        .max_size(0)
+        .reaper_interval(None)
+        .build();
+    assert!(matches!(bad, Err(Error::Config { .. })));
+    let bad = Pool::builder(Counting::new())
+        .max_size(2)
+        .min_idle(3)
+        .reaper_interval(None)
+        .build();
+    assert!(matches!(bad, Err(Error::Config { .. })));
+    // A reaper needs a runtime: no panic outside one.
+    let e = Pool::builder(Counting::new()).build().unwrap_err();
+    assert!(e.to_string().contains("Tokio runtime"), "{e}");
+}
