@@ -237,6 +237,7 @@ impl MonitorBuilder {
             stats: Mutex::new(Stats::default()),
             stopped,
             closing: AtomicBool::new(false),
+            failed_in_a_row: AtomicU64::new(0),
             rss: Mutex::new(RssProbe::new()),
             config,
         });
@@ -437,6 +438,8 @@ struct Shared {
     stats: Mutex<Stats>,
     stopped: watch::Sender<bool>,
     closing: AtomicBool,
+    /// Consecutive failed samples.
+    failed_in_a_row: AtomicU64,
     rss: Mutex<RssProbe>,
 }
 
@@ -448,13 +451,23 @@ impl Shared {
         match result {
             Ok(sample) => {
                 stats.last_sample = Some(sample.clone());
+                drop(stats);
+                let failed = self.failed_in_a_row.swap(0, Ordering::Relaxed);
+                if failed > 0 {
+                    tracing::info!(failed, "memory monitor: sampling works again");
+                }
                 Ok(sample)
             }
             Err(error) => {
                 stats.sample_errors += 1;
                 drop(stats);
                 let message = error_chain(&error);
-                tracing::warn!(error = %message, "memory monitor: sample failed");
+                // A broken source fails every interval: warn once per streak.
+                if self.failed_in_a_row.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(error = %message, "memory monitor: sample failed");
+                } else {
+                    tracing::debug!(error = %message, "memory monitor: sample failed again");
+                }
                 let _ = self.events.send(Event::SampleFailed { error: message });
                 Err(error)
             }
