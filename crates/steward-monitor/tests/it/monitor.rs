@@ -519,3 +519,15 @@ mod props {
         }
     }
 }
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<Monitor>();
+    check::<Event>();
+    check::<steward_monitor::Stats>();
+    check::<Sample>();
+    check::<steward_monitor::SystemSource>();
+    check::<FakeSource>();
+    check::<Error>();
+}
