@@ -1,7 +1,9 @@
 //! The crate's one error type.
 
+use std::sync::Arc;
+
 /// What can go wrong while tracking resources.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A hard budget refused a new resource or a resize. Nothing was
@@ -50,5 +52,14 @@ pub enum Error {
         kind: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// A background thread could not be started.
+    #[error("cannot start the {what} thread")]
+    Spawn {
+        /// Which thread.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: Arc<std::io::Error>,
     },
 }

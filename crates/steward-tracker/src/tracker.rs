@@ -6,7 +6,9 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -452,43 +454,36 @@ impl Tracker {
     /// before: to `tracing` (warn), to subscribers, and in the returned list
     /// (oldest first). Each resource is reported at most once.
     pub fn check_leaks(&self) -> Vec<ResourceInfo> {
-        let inner = self.inner();
-        let leak_after = inner.leak_after_ms.load(Relaxed);
-        if leak_after == u64::MAX {
-            return Vec::new();
-        }
-        let _span = tracing::debug_span!("tracker_check_leaks").entered();
-        let now = inner.clock.now_ms();
-        let mut leaks = Vec::new();
-        inner.for_each(|id, key, record| {
-            if now.saturating_sub(record.created_ms) < leak_after {
-                return;
-            }
-            // swap: exactly one caller reports each resource.
-            if record.leak_reported.swap(true, AcqRel) {
-                return;
-            }
-            let kind = inner.kind_name(record.kind);
-            leaks.push(record.info(id, key, kind, now));
-        });
-        leaks.sort_by(|a, b| b.age_ms.cmp(&a.age_ms).then(a.id.cmp(&b.id)));
-        inner.leaks_reported.fetch_add(leaks.len() as u64, Relaxed);
-        for leak in &leaks {
-            tracing::warn!(
-                id = leak.id,
-                key = leak.key.as_deref(),
-                kind = %leak.kind,
-                name = leak.name.as_deref(),
-                size_bytes = leak.size_bytes,
-                age_ms = leak.age_ms,
-                site = %leak.site,
-                "resource alive longer than the leak age"
-            );
-            inner.notify(&Event::Leak {
-                resource: leak.clone(),
-            });
-        }
-        leaks
+        self.inner().check_leaks()
+    }
+
+    /// Calls [`Tracker::check_leaks`] every `every` on a background thread,
+    /// so that leaks reach `tracing` and subscribers without polling. The
+    /// thread stops when the returned watcher is dropped or the tracker
+    /// closes (it holds only a weak reference).
+    pub fn spawn_leak_watcher(&self, every: Duration) -> Result<LeakWatcher, Error> {
+        let weak = Arc::downgrade(self.inner());
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("steward-leak-watch".into())
+            .spawn(move || {
+                // Any message or a dropped sender ends the loop.
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    let Some(inner) = weak.upgrade() else { break };
+                    if inner.closed.load(Acquire) {
+                        break;
+                    }
+                    inner.check_leaks();
+                }
+            })
+            .map_err(|e| Error::Spawn {
+                what: "leak watcher",
+                source: Arc::new(e),
+            })?;
+        Ok(LeakWatcher {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 
     /// Calls `f` with every event (budget crossings, leaks, unknown ids)
@@ -548,6 +543,46 @@ impl Ord for Ranked {
 }
 
 impl Inner {
+    fn check_leaks(self: &Arc<Self>) -> Vec<ResourceInfo> {
+        let inner = self;
+        let leak_after = inner.leak_after_ms.load(Relaxed);
+        if leak_after == u64::MAX {
+            return Vec::new();
+        }
+        let _span = tracing::debug_span!("tracker_check_leaks").entered();
+        let now = inner.clock.now_ms();
+        let mut leaks = Vec::new();
+        inner.for_each(|id, key, record| {
+            if now.saturating_sub(record.created_ms) < leak_after {
+                return;
+            }
+            // swap: exactly one caller reports each resource.
+            if record.leak_reported.swap(true, AcqRel) {
+                return;
+            }
+            let kind = inner.kind_name(record.kind);
+            leaks.push(record.info(id, key, kind, now));
+        });
+        leaks.sort_by(|a, b| b.age_ms.cmp(&a.age_ms).then(a.id.cmp(&b.id)));
+        inner.leaks_reported.fetch_add(leaks.len() as u64, Relaxed);
+        for leak in &leaks {
+            tracing::warn!(
+                id = leak.id,
+                key = leak.key.as_deref(),
+                kind = %leak.kind,
+                name = leak.name.as_deref(),
+                size_bytes = leak.size_bytes,
+                age_ms = leak.age_ms,
+                site = %leak.site,
+                "resource alive longer than the leak age"
+            );
+            inner.notify(&Event::Leak {
+                resource: leak.clone(),
+            });
+        }
+        leaks
+    }
+
     fn kind_name(&self, index: u16) -> &str {
         self.kinds.get(index).map_or("?", |k| &k.name)
     }
@@ -818,6 +853,29 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         if let Some(inner) = self.inner.upgrade() {
             inner.subscribers.write().retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+/// The background thread of [`Tracker::spawn_leak_watcher`]; dropping it
+/// stops the thread and waits for it.
+#[must_use = "dropping the watcher stops it at once"]
+#[derive(Debug)]
+pub struct LeakWatcher {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for LeakWatcher {
+    fn drop(&mut self) {
+        // Disconnecting wakes the thread at once.
+        drop(self.stop.take());
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // Dropped from its own thread (inside a subscriber): it ends by itself.
+        if thread.thread().id() != std::thread::current().id() {
+            let _ = thread.join();
         }
     }
 }

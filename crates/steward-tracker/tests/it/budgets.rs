@@ -66,16 +66,19 @@ fn hard_byte_budget_refuses_with_kind_and_sizes() {
         .unwrap();
     let _a = tracker.track("ws_conn", 700).unwrap();
     let err = tracker.track("ws_conn", 400).unwrap_err();
-    assert_eq!(
-        err,
+    match &err {
         Error::OverBudget {
-            kind: "ws_conn".into(),
-            unit: "bytes",
-            live: 700,
-            requested: 400,
-            limit: 1_000,
-        }
-    );
+            kind,
+            unit,
+            live,
+            requested,
+            limit,
+        } => assert_eq!(
+            (kind.as_str(), *unit, *live, *requested, *limit),
+            ("ws_conn", "bytes", 700, 400, 1_000)
+        ),
+        other => panic!("{other:?}"),
+    }
     let msg = err.to_string();
     for needle in ["ws_conn", "700", "400", "1000", "bytes"] {
         assert!(msg.contains(needle), "`{msg}` lacks {needle}");

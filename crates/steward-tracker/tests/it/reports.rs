@@ -222,3 +222,38 @@ fn config_is_plain_serde_data() {
     let defaults: TrackerConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(defaults, TrackerConfig::default());
 }
+
+#[test]
+fn leak_watcher_reports_in_the_background_once_and_stops() {
+    let clock = ManualClock::new();
+    let tracker = Tracker::builder()
+        .clock(clock.clone())
+        .leak_after(secs(60))
+        .build()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = Mutex::new(tx);
+    let _sub = tracker.subscribe(move |e| {
+        if let Event::Leak { resource } = e {
+            let _ = tx.lock().unwrap().send(resource.id);
+        }
+    });
+    let g = tracker.track("conn", 1).unwrap();
+    let watcher = tracker
+        .spawn_leak_watcher(Duration::from_millis(2))
+        .unwrap();
+    clock.advance(secs(61));
+    // Generous hang guard: the watcher checks every 2 ms.
+    let id = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(id, g.id().get());
+    drop(watcher); // joins the thread
+    assert_eq!(tracker.snapshot().leaks_reported, 1, "reported once");
+    assert!(rx.try_recv().is_err());
+    // A watcher of a tracker that closes stops by itself.
+    let watcher = tracker
+        .spawn_leak_watcher(Duration::from_millis(1))
+        .unwrap();
+    drop(tracker);
+    drop(watcher);
+    drop(g);
+}
