@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::level::Thresholds;
 
+/// The longest sampling interval accepted.
+const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
+/// The largest event buffer accepted.
+const MAX_EVENT_CAPACITY: usize = 1 << 16;
+
 /// How the monitor samples, classifies and cleans up. Durations are
 /// milliseconds when serialised (`"interval_ms": 2000`).
 ///
@@ -20,7 +25,7 @@ use crate::level::Thresholds;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MonitorConfig {
-    /// Time between two samples. Default 2 s.
+    /// Time between two samples, at most one day. Default 2 s.
     #[serde(rename = "interval_ms", with = "millis")]
     pub interval: Duration,
     /// How long the raw level must stay below the reported one before the
@@ -38,8 +43,8 @@ pub struct MonitorConfig {
     /// After the handlers ran, call glibc's `malloc_trim(0)` to return freed
     /// heap to the OS (Linux with glibc only; a no-op elsewhere). Default off.
     pub malloc_trim: bool,
-    /// Capacity of the event broadcast channel; slow subscribers lag and
-    /// skip events. Default 64.
+    /// Capacity of the event broadcast channel (1 to 65536); slow
+    /// subscribers lag and skip events. Default 64.
     pub event_capacity: usize,
 }
 
@@ -77,11 +82,18 @@ impl MonitorConfig {
                 ));
             }
         }
-        if self.event_capacity == 0 {
+        if self.interval > MAX_INTERVAL {
+            return Err(Error::invalid(
+                "interval_ms",
+                self.interval.as_millis(),
+                "a duration in milliseconds, at most one day (86400000)",
+            ));
+        }
+        if !(1..=MAX_EVENT_CAPACITY).contains(&self.event_capacity) {
             return Err(Error::invalid(
                 "event_capacity",
-                0,
-                "the number of events buffered per subscriber, at least 1",
+                self.event_capacity,
+                format!("the number of events buffered for subscribers, 1 to {MAX_EVENT_CAPACITY}"),
             ));
         }
         self.thresholds.validate()

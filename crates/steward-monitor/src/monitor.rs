@@ -36,6 +36,20 @@ pub struct CleanupContext {
     pub timeout: Duration,
 }
 
+impl CleanupContext {
+    /// A context as the monitor makes it, to call a handler in a unit test.
+    #[must_use]
+    pub fn new(level: Level, reason: Reason, sample: Sample, timeout: Duration) -> Self {
+        Self {
+            level,
+            handler_level: level,
+            reason,
+            sample,
+            timeout,
+        }
+    }
+}
+
 type HandlerFuture = Pin<Box<dyn Future<Output = Result<u64, BoxError>> + Send>>;
 type HandlerFn = Arc<dyn Fn(CleanupContext) -> HandlerFuture + Send + Sync>;
 

@@ -246,6 +246,26 @@ fn config_out_of_range_is_refused_with_units() {
     );
 
     config = MonitorConfig::default();
+    config.interval = Duration::from_secs(u64::MAX);
+    assert!(
+        config
+            .validate()
+            .expect_err("too long")
+            .to_string()
+            .contains("one day")
+    );
+
+    config = MonitorConfig::default();
+    config.event_capacity = usize::MAX;
+    assert!(
+        config
+            .validate()
+            .expect_err("too big")
+            .to_string()
+            .contains("event_capacity")
+    );
+
+    config = MonitorConfig::default();
     config.thresholds.moderate.bytes = Some(0);
     assert!(config.validate().is_err());
 
