@@ -493,6 +493,10 @@ impl Shared {
             return Err(Error::Shutdown);
         }
         let mut machine = self.machine.lock().await;
+        // Shutdown may have come while we waited for another check.
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Error::Shutdown);
+        }
         let sample = self.sample()?;
         let raw_level = self.config.thresholds.classify(&sample);
         let step = machine.step(raw_level, Instant::now());
@@ -512,12 +516,12 @@ impl Shared {
             }
         }
         if let Some((from, to)) = step.change {
-            tracing::info!(
-                %from, %to,
-                rss = sample.rss_bytes,
-                limit = sample.limit_bytes,
-                "memory pressure level changed"
-            );
+            let (rss, limit) = (sample.rss_bytes, sample.limit_bytes);
+            if to == Level::Critical {
+                tracing::warn!(%from, %to, rss, limit, "memory pressure level changed");
+            } else {
+                tracing::info!(%from, %to, rss, limit, "memory pressure level changed");
+            }
             // The event first: whoever wakes on the watch finds it queued.
             let _ = self.events.send(Event::LevelChanged {
                 from,
