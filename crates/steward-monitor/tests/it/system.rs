@@ -65,3 +65,23 @@ fn rss_follows_a_real_allocation() {
     assert!(during >= before + 48 * MIB, "{before} -> {during}");
     drop(std::hint::black_box(block));
 }
+
+#[tokio::test]
+async fn monitor_runs_on_either_real_source() {
+    for source in [
+        SystemSource::new().expect("fast"),
+        SystemSource::sysinfo_only().expect("sysinfo"),
+    ] {
+        let name = source.name().to_owned();
+        let monitor = steward_monitor::Monitor::builder()
+            .source(source)
+            .build()
+            .expect("build");
+        let report = monitor.check_now().await.expect("check");
+        assert!(report.sample.rss_bytes > MIB, "{name}: {report:?}");
+        // A test process is nowhere near 70 % of this machine's memory.
+        assert_eq!(report.level, steward_monitor::Level::None, "{name}");
+        assert_eq!(monitor.last_sample(), Some(report.sample));
+        monitor.shutdown().await;
+    }
+}
