@@ -79,8 +79,10 @@ async fn monitor_runs_on_either_real_source() {
             .expect("build");
         let report = monitor.check_now().await.expect("check");
         assert!(report.sample.rss_bytes > MIB, "{name}: {report:?}");
-        // A test process is nowhere near 70 % of this machine's memory.
-        assert_eq!(report.level, steward_monitor::Level::None, "{name}");
+        assert!(
+            report.sample.limit_bytes >= report.sample.rss_bytes,
+            "{name}"
+        );
         assert_eq!(monitor.last_sample(), Some(report.sample));
         monitor.shutdown().await;
     }
