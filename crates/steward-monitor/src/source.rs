@@ -199,9 +199,11 @@ impl SysinfoProbe {
         self.system
             .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
         let physical = self.system.total_memory();
+        // This process's cgroup, not the machine's root one.
         let cgroup_limit = self
             .system
-            .cgroup_limits()
+            .process(self.pid)
+            .and_then(sysinfo::Process::cgroup_limits)
             .map(|l| l.total_memory)
             .filter(|l| *l > 0 && *l < physical);
         let (limit_bytes, limit_source) = match cgroup_limit {
