@@ -76,7 +76,9 @@ pub use clock::ManualClock;
 pub use config::{Budget, TrackerConfig};
 pub use error::Error;
 pub use report::{Event, KindStats, ResourceInfo, Snapshot, Totals};
-pub use tracker::{LeakWatcher, ResourceId, Subscription, Tracked, Tracker, TrackerBuilder};
+pub use tracker::{
+    LeakWatcher, MAX_SIZE, ResourceId, Subscription, Tracked, Tracker, TrackerBuilder,
+};
 
 /// Most kinds one tracker holds.
 pub const MAX_KINDS: usize = kinds::MAX_KINDS;

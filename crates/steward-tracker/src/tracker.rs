@@ -21,6 +21,15 @@ use crate::{
     Budget, Error, Event, KindStats, ManualClock, ResourceInfo, Snapshot, Totals, TrackerConfig,
 };
 
+/// The largest size one resource is accounted with (256 TiB): larger sizes
+/// are clamped, so that sums of sizes cannot wrap around in practice.
+pub const MAX_SIZE: u64 = 1 << 48;
+
+#[inline]
+fn clamp(size: u64) -> u64 {
+    size.min(MAX_SIZE)
+}
+
 /// The id of a tracked resource: unique within the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ResourceId(u64);
@@ -234,11 +243,13 @@ impl Tracker {
     /// recorded as the creation site (mark wrappers `#[track_caller]` too).
     ///
     /// Fails with [`Error::OverBudget`] when a hard budget of `kind` would be
-    /// exceeded, and with [`Error::TooManyKinds`] past 256 kinds.
+    /// exceeded, and with [`Error::TooManyKinds`] past 256 kinds. Sizes above
+    /// [`MAX_SIZE`] are accounted as `MAX_SIZE`.
     #[track_caller]
     #[inline]
     pub fn track(&self, kind: &str, size_bytes: u64) -> Result<Tracked, Error> {
         let site = Location::caller();
+        let size_bytes = clamp(size_bytes);
         let inner = self.inner();
         let index = inner.kinds.index(kind)?;
         inner.account_new(index, size_bytes)?;
@@ -260,6 +271,7 @@ impl Tracker {
     #[track_caller]
     pub fn track_id(&self, key: &str, kind: &str, size_bytes: u64) -> Result<ResourceId, Error> {
         let site = Location::caller();
+        let size_bytes = clamp(size_bytes);
         let inner = self.inner();
         let index = inner.kinds.index(kind)?;
         let crossing = {
@@ -309,6 +321,7 @@ impl Tracker {
     /// hard byte budget like [`Tracked::resize`].
     pub fn resize_id(&self, key: &str, size_bytes: u64) -> Result<(), Error> {
         let inner = self.inner();
+        let size_bytes = clamp(size_bytes);
         let crossing = {
             // The entry's write lock serialises this with `release_id`.
             let Some(entry) = inner.by_key.get_mut(key) else {
@@ -777,6 +790,7 @@ impl Tracked {
     /// Changes its size. Growing past a hard byte budget fails with
     /// [`Error::OverBudget`] and leaves the size unchanged.
     pub fn resize(&mut self, size_bytes: u64) -> Result<(), Error> {
+        let size_bytes = clamp(size_bytes);
         if self.inner.closed.load(Acquire) {
             self.record.size.store(size_bytes, Relaxed);
             return Ok(());

@@ -154,3 +154,27 @@ fn too_many_kinds_is_an_error_naming_the_kind() {
     drop(tracker.track("kind0", 1).unwrap());
     assert_eq!(tracker.snapshot().kinds.len(), MAX_KINDS);
 }
+
+#[test]
+fn handles_are_send_and_sync_and_huge_sizes_are_clamped() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Tracker>();
+    send_sync::<Tracked>();
+    send_sync::<steward_tracker::Snapshot>();
+    send_sync::<Error>();
+
+    let tracker = Tracker::new();
+    let mut a = tracker.track("big", u64::MAX).unwrap();
+    let _b = tracker.track("big", u64::MAX).unwrap();
+    assert_eq!(a.size(), steward_tracker::MAX_SIZE);
+    let t = tracker.totals();
+    assert_eq!(
+        t.live_bytes,
+        2 * steward_tracker::MAX_SIZE,
+        "no wrap-around"
+    );
+    a.resize(u64::MAX).unwrap();
+    tracker.track_id("k", "big", u64::MAX).unwrap();
+    tracker.resize_id("k", u64::MAX).unwrap();
+    assert_eq!(tracker.totals().live_bytes, 3 * steward_tracker::MAX_SIZE);
+}
