@@ -465,6 +465,20 @@ impl Session {
 // ---------------------------------------------------------------------------
 // The I/O task.
 
+/// Reads and discards until the peer closes the TCP connection. The protocol
+/// layer stops reading after an error, but dropping a socket with unread data
+/// makes the kernel send a reset, which can destroy our close frame before
+/// the peer reads it.
+async fn linger(ws: &mut Ws) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = ws.get_mut().read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
 /// Why one connection's loop stopped.
 enum LinkEnd {
     /// The link failed; the session may reconnect.
@@ -735,7 +749,12 @@ impl Driver {
                             reason: "message too big".into(),
                         };
                         let timeout = self.config().close_timeout;
-                        let _ = tokio::time::timeout(timeout, link.ws.close(Some(frame))).await;
+                        let _ = tokio::time::timeout(timeout, async {
+                            if link.ws.close(Some(frame)).await.is_ok() {
+                                linger(&mut link.ws).await;
+                            }
+                        })
+                        .await;
                     }
                     return self.lost(link, reason);
                 }
@@ -863,10 +882,11 @@ impl Driver {
                     return Poll::Ready(Step::Dead);
                 }
             }
-            if link.ping.poll_tick(cx).is_ready() {
+            if let Poll::Ready(due) = link.ping.poll_tick(cx) {
                 link.ping_due = true;
                 if link.deadline_mark.is_none() {
-                    let at = Instant::now() + self.config().pong_timeout;
+                    // From when the ping was due, even if a long write delays it.
+                    let at = due + self.config().pong_timeout;
                     link.deadline.as_mut().reset(at);
                     link.deadline_mark = Some(link.frames_rx);
                 }

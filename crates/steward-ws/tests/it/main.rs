@@ -1,0 +1,10 @@
+//! Integration tests of steward-ws against real servers on 127.0.0.1: a
+//! tokio-tungstenite server in the test and the independent Python
+//! `websockets` peer (`peer.py`, run from the project's venv).
+
+mod codec;
+mod common;
+mod limits;
+mod link;
+mod reconnect;
+mod tls;
