@@ -300,3 +300,82 @@ pub(crate) fn choose_format(
             && want_fmt.is_none_or(|f| f == d.sample_format)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(channels: u16, fmt: SampleFormat) -> FormatRange {
+        FormatRange {
+            channels,
+            min_sample_rate: 8_000,
+            max_sample_rate: 96_000,
+            sample_format: fmt,
+        }
+    }
+
+    const DEFAULT: DeviceFormat = DeviceFormat {
+        sample_rate: 48_000,
+        channels: 2,
+        sample_format: SampleFormat::F32,
+    };
+
+    #[test]
+    fn prefers_the_target_rate_mono_and_float() {
+        let ranges = [
+            range(2, SampleFormat::I16),
+            range(1, SampleFormat::I16),
+            range(1, SampleFormat::F32),
+        ];
+        let got = choose_format(&ranges, Some(DEFAULT), &AudioConfig::default()).unwrap();
+        assert_eq!(got.sample_rate, 24_000);
+        assert_eq!(got.channels, 1);
+        assert_eq!(got.sample_format, SampleFormat::F32);
+    }
+
+    #[test]
+    fn honours_explicit_requests_or_refuses() {
+        let ranges = [range(2, SampleFormat::I16), range(1, SampleFormat::F32)];
+        let config = AudioConfig {
+            device_sample_rate: Some(44_100),
+            device_channels: Some(2),
+            ..AudioConfig::default()
+        };
+        let got = choose_format(&ranges, Some(DEFAULT), &config).unwrap();
+        assert_eq!(
+            (got.sample_rate, got.channels, got.sample_format),
+            (44_100, 2, SampleFormat::I16)
+        );
+        let config = AudioConfig {
+            device_sample_format: Some(SampleFormat::U8),
+            ..AudioConfig::default()
+        };
+        assert_eq!(choose_format(&ranges, Some(DEFAULT), &config), None);
+    }
+
+    #[test]
+    fn falls_back_to_the_device_rate_when_the_target_is_unsupported() {
+        let ranges = [FormatRange {
+            channels: 2,
+            min_sample_rate: 44_100,
+            max_sample_rate: 48_000,
+            sample_format: SampleFormat::I16,
+        }];
+        let got = choose_format(&ranges, Some(DEFAULT), &AudioConfig::default()).unwrap();
+        assert_eq!(got.sample_rate, 48_000);
+    }
+
+    #[test]
+    fn validate_names_the_field() {
+        let config = AudioConfig {
+            device_channels: Some(0),
+            ..AudioConfig::default()
+        };
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("device_channels"), "{err}");
+        let mut config = AudioConfig::default();
+        config.set_chunk_duration(Duration::from_millis(40));
+        assert_eq!(config.chunk_frames, 960);
+        assert_eq!(config.chunk_duration(), Duration::from_millis(40));
+    }
+}

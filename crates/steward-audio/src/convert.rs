@@ -280,8 +280,18 @@ impl MonoResampler {
                 to,
             });
         }
-        // Chunks of 10 ms on the input side: low delay, and big enough for the FFT.
-        let chunk = (from as usize / 100).max(16);
+        // Chunks of about 10 ms on the input side (low delay), rounded up to
+        // a whole FFT block so every chunk produces output at once. Rates
+        // with a tiny common divisor would need huge blocks: keep 10 ms then
+        // and let rubato split it.
+        let (f, t) = (from as usize, to as usize);
+        let block = f / gcd(f, t);
+        let ten_ms = (f / 100).max(16);
+        let chunk = if block <= f / 10 {
+            ten_ms.div_ceil(block) * block
+        } else {
+            ten_ms
+        };
         let fft = Fft::<f32>::new(from as usize, to as usize, chunk, 1, FixedSync::Input).map_err(
             |e| Error::Resampler {
                 from,
@@ -388,6 +398,13 @@ impl std::fmt::Debug for MonoResampler {
             .field("chunk_in", &self.chunk_in)
             .finish_non_exhaustive()
     }
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.max(1)
 }
 
 /// Scratch size for downmixing, in frames: bounded so a huge device buffer is

@@ -548,3 +548,52 @@ pub(crate) fn block_on_with_timeout<T>(
         std::thread::park_timeout(deadline - now);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_errors_fold_and_a_lost_device_is_terminal() {
+        let counters = Arc::new(Counters::default());
+        let (mut sink, mut parked) = ErrorSink::new(Arc::clone(&counters));
+        for _ in 0..5 {
+            sink.record(cpal::Error::with_message(cpal::ErrorKind::Xrun, "xrun"));
+        }
+        sink.record(cpal::Error::new(cpal::ErrorKind::DeviceNotAvailable));
+        // More than the ring holds: counted, not stored, nothing blocks.
+        for _ in 0..100 {
+            sink.record(cpal::Error::new(cpal::ErrorKind::Other));
+        }
+        assert_eq!(
+            counters.errors.load(std::sync::atomic::Ordering::Relaxed),
+            106
+        );
+        let events = drain_errors(&mut parked, "dev");
+        assert!(events.len() == 3, "{events:?}");
+        assert!(matches!(&events[0], Event::StreamError { count: 5, .. }));
+        assert!(matches!(&events[1], Event::DeviceLost { device, .. } if device == "dev"));
+        let mut status = Status::default();
+        assert!(status.apply(events));
+        assert!(matches!(status.dead("dev"), Some(Error::DeviceLost { .. })));
+        assert_eq!(status.events.len(), 3);
+    }
+
+    #[test]
+    fn the_event_queue_is_bounded() {
+        let mut status = Status::default();
+        for i in 0..(EVENT_QUEUE as u64 + 10) {
+            status.push_event(Event::StreamError {
+                device: "d".into(),
+                message: "m".into(),
+                count: i,
+            });
+        }
+        assert_eq!(status.events.len(), EVENT_QUEUE);
+        // The oldest went first.
+        assert!(matches!(
+            status.events.front(),
+            Some(Event::StreamError { count: 10, .. })
+        ));
+    }
+}

@@ -74,6 +74,27 @@ pub(crate) fn zero_crossing_freq(s: &[i16], rate: u32, floor: i16) -> Option<f64
     Some(f64::from(crossings - 1) / span)
 }
 
+/// Median of [`zero_crossing_freq`] over 100 ms windows: robust to a few
+/// glitched windows (a dropout on a loaded machine).
+pub(crate) fn median_freq(s: &[i16], rate: u32, floor: i16) -> Option<f64> {
+    let window = (rate / 10) as usize;
+    let mut fs: Vec<f64> = s
+        .chunks(window)
+        .filter(|w| {
+            w.iter()
+                .filter(|x| x.unsigned_abs() > floor.unsigned_abs())
+                .count()
+                > w.len() / 2
+        })
+        .filter_map(|w| zero_crossing_freq(w, rate, floor))
+        .collect();
+    if fs.is_empty() {
+        return None;
+    }
+    fs.sort_by(f64::total_cmp);
+    Some(fs[fs.len() / 2])
+}
+
 pub(crate) fn rms(s: &[i16]) -> f64 {
     if s.is_empty() {
         return 0.0;

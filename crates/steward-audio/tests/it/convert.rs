@@ -169,8 +169,17 @@ fn zero_channels_and_zero_rates_are_refused() {
 
 const RATES: [u32; 7] = [8_000, 16_000, 22_050, 24_000, 44_100, 48_000, 96_000];
 
+/// 64 cases by default (the suite stays fast); `PROPTEST_CASES` raises them.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    ProptestConfig::with_cases(cases)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(config())]
 
     #[test]
     fn prop_downmix_of_identical_channels_is_exact(
@@ -248,8 +257,8 @@ proptest! {
         prop_assert_eq!(whole.len() % 2, 0);
         let expected = frames as f64 * 24_000.0 / f64::from(from);
         let got = (whole.len() / 2) as f64;
-        // Held back at most one 10 ms input block plus the FFT's overlap.
-        let slack = 2.0 * 24_000.0 / 100.0 + 64.0;
+        // Held back: at most a partial 10 ms chunk and one FFT block.
+        let slack = 3.0 * 24_000.0 / 100.0 + 64.0;
         prop_assert!(got <= expected + 1.0, "{got} > {expected}");
         prop_assert!(got >= expected - slack, "{got} < {expected} - {slack}");
     }
@@ -271,7 +280,7 @@ proptest! {
             });
         }
         let expected = frames as f64 * f64::from(to) / 24_000.0;
-        let slack = 2.0 * f64::from(to) / 100.0 + 64.0;
+        let slack = 3.0 * f64::from(to) / 100.0 + 64.0;
         prop_assert!(n as f64 <= expected + 1.0);
         prop_assert!(n as f64 >= expected - slack, "{n} < {expected} - {slack}");
     }

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use steward_audio::{AudioConfig, Capture, Error, Playback, SampleFormat, list_devices};
 
-use crate::common::{
-    HANG_GUARD, require_sound_server, rms, run_child, samples, tone, zero_crossing_freq,
-};
+use crate::common::{HANG_GUARD, median_freq, require_sound_server, rms, run_child, samples, tone};
 
 #[test]
 fn devices_are_listed_and_unknown_names_are_refused_with_the_list() {
@@ -281,17 +279,88 @@ impl Drop for OwnSink {
     }
 }
 
-#[test]
-fn tone_round_trips_through_the_null_sink_monitor() {
+/// Runs the child test `name` with a private null sink as its default sink
+/// and that sink's monitor as its default source (libpulse reads
+/// PULSE_SINK and PULSE_SOURCE), so what it plays is what it records.
+fn run_with_own_sink(name: &str) {
     require_sound_server();
     let sink = OwnSink::load();
     let monitor = format!("{}.monitor", sink.name);
-    // The child plays into the sink and records its monitor (libpulse
-    // reads PULSE_SINK and PULSE_SOURCE for the default devices).
     run_child(
-        "streams::child_tone_round_trip",
+        name,
         &[("PULSE_SINK", &sink.name), ("PULSE_SOURCE", &monitor)],
     );
+}
+
+#[test]
+fn tone_round_trips_through_the_null_sink_monitor() {
+    run_with_own_sink("streams::child_tone_round_trip");
+}
+
+#[test]
+fn capture_overflow_drops_the_oldest_audio() {
+    run_with_own_sink("streams::child_overflow_keeps_the_newest_audio");
+}
+
+/// Polls `cond` every 10 ms until it holds; panics after the hang guard.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {HANG_GUARD:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+#[ignore = "helper: run in a child process by capture_overflow_drops_the_oldest_audio"]
+fn child_overflow_keeps_the_newest_audio() {
+    require_sound_server();
+    // A reader that never reads: the queue holds 300 ms.
+    let mut cap = Capture::builder()
+        .config(AudioConfig {
+            capture_queue_ms: 300,
+            ..AudioConfig::default()
+        })
+        .build()
+        .unwrap();
+    let pb = Playback::builder()
+        .queue(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // One second of 300 Hz, then two of 1200 Hz.
+    let mut audio = tone(300.0, 0.5, 24_000, 1.0);
+    audio.extend(tone(1_200.0, 0.5, 24_000, 2.0));
+    pb.try_write(&audio).unwrap();
+    let rate = u64::from(pb.device_format().sample_rate);
+    // Wait until the device played well into the second tone, and the
+    // capture saw another 600 ms after that.
+    wait_until("playback reaches 1.8 s", || {
+        pb.stats().frames_out >= rate * 18 / 10
+    });
+    let seen = cap.stats().frames_out;
+    wait_until("capture records 600 ms more", || {
+        cap.stats().frames_out >= seen + 14_400
+    });
+    let stats = cap.stats();
+    assert!(stats.overflow_frames > 0, "{stats:?}");
+    assert!(stats.queued_frames <= 300 * 24 + 480, "{stats:?}");
+    let mut got = Vec::new();
+    while let Some(c) = cap.try_next_chunk().unwrap() {
+        got.extend(samples(&c));
+    }
+    // Everything left is the newest audio: the second tone only.
+    let f = median_freq(&got, 24_000, 4_000).expect("queued audio is silent");
+    assert!(
+        (f - 1_200.0).abs() < 1_200.0 * 0.03,
+        "queued audio is at {f} Hz"
+    );
+    // Every produced frame is either queued, dropped as overflow, or read.
+    let end = cap.close().unwrap();
+    assert!(end.frames_out >= end.overflow_frames + got.len() as u64);
+    pb.close().unwrap();
 }
 
 #[test]
@@ -325,7 +394,7 @@ fn child_tone_round_trip() {
         }
     }
     pb.drain_blocking(HANG_GUARD).unwrap();
-    let f = zero_crossing_freq(&got, 24_000, 4_000).expect("the tone never arrived");
+    let f = median_freq(&got, 24_000, 4_000).expect("the tone never arrived");
     println!("round trip: {} samples, {f:.1} Hz", got.len());
     assert!((f - 440.0).abs() < 440.0 * 0.02, "measured {f} Hz");
     let cs = cap.close().unwrap();
