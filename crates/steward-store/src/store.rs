@@ -145,29 +145,28 @@ impl StoreBuilder {
         let paths = Paths::new(&self.path);
         let lock = take_lock(&paths.lock)?;
         let opened = recover(&paths)?;
+        let counters = Counters::default();
+        counters.log_bytes.store(opened.log_len, Ordering::Relaxed);
+        let writer = Writer {
+            log: opened.log,
+            log_len: opened.log_len,
+            next_compact_at: self.config.compact_log_bytes,
+            poisoned: false,
+            lock: Some(lock),
+        };
         let shared = Arc::new(Shared {
             map: RwLock::new(opened.map),
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
+            writer: Mutex::new(writer),
             paths: paths.clone(),
             config: self.config,
-            counters: Counters::default(),
+            counters,
         });
-        shared
-            .counters
-            .log_bytes
-            .store(opened.log_len, Ordering::Relaxed);
-        let writer = Writer {
-            shared: Arc::clone(&shared),
-            log: opened.log,
-            log_len: opened.log_len,
-            next_compact_at: shared.config.compact_log_bytes,
-            poisoned: false,
-            lock: Some(lock),
-        };
+        let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("steward-store-writer".into())
-            .spawn(move || writer.run())
+            .spawn(move || writer_thread(&for_thread))
             .map_err(|e| Error::io("starting the writer thread for", &paths.snapshot, e))?;
         tracing::debug!(keys = shared.map.read().len(), "store open");
         Ok(Store {
@@ -322,25 +321,37 @@ struct Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.shared.queue.lock().shutdown = true;
-        self.shared.wake.notify_one();
+        self.shared.wake.notify_all();
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
+        // `shared` drops right after this, with the writer and its lock.
     }
 }
 
 struct Shared {
     map: RwLock<Map<String, Value>>,
     queue: Mutex<Queue>,
+    /// Wakes the writer thread (it waits on `queue`).
     wake: Condvar,
+    /// Only the current leader locks it, so it is never contended.
+    writer: Mutex<Writer>,
     paths: Paths,
     config: StoreConfig,
     counters: Counters,
 }
 
+/// Group commit: whoever finds no leader when queuing a write becomes the
+/// leader and commits everything queued, in one batch per round. A blocking
+/// caller leads on its own thread (no hand-off to another thread for a lone
+/// writer); an async caller hands leadership to the writer thread.
 #[derive(Default)]
 struct Queue {
     requests: Vec<Request>,
+    /// Someone is committing (or about to): new requests just wait.
+    leader: bool,
+    /// Leadership was handed to the writer thread.
+    thread_wanted: bool,
     shutdown: bool,
     closed: bool,
 }
@@ -465,6 +476,10 @@ impl Slot {
         if let Some(w) = waker {
             w.wake();
         }
+    }
+
+    fn is_done(&self) -> bool {
+        self.state.lock().result.is_some()
     }
 
     fn wait(&self) -> Result<bool> {
@@ -683,39 +698,61 @@ impl Store {
         Ok(make(key.to_string(), value, json))
     }
 
-    fn submit(&self, kind: Kind) -> Arc<Slot> {
+    /// Queues a request. Returns its slot and whether the caller must now
+    /// lead (`Some(true)`: lead on this thread) — or `None` if the store is
+    /// closed (the slot holds the error already).
+    fn submit(&self, kind: Kind, blocking: bool) -> (Arc<Slot>, bool) {
         let slot = Arc::new(Slot::default());
         let shared = self.shared();
-        {
-            let mut q = shared.queue.lock();
-            if q.closed {
-                drop(q);
-                slot.complete(Err(Error::Closed {
-                    path: shared.paths.snapshot.clone(),
-                }));
-                return slot;
-            }
-            q.requests.push(Request {
-                kind,
-                reply: Reply {
-                    slot: Some(Arc::clone(&slot)),
-                    path: shared.paths.snapshot.clone(),
-                },
-            });
+        let mut q = shared.queue.lock();
+        if q.closed {
+            drop(q);
+            slot.complete(Err(Error::Closed {
+                path: shared.paths.snapshot.clone(),
+            }));
+            return (slot, false);
         }
-        shared.wake.notify_one();
-        slot
+        q.requests.push(Request {
+            kind,
+            reply: Reply {
+                slot: Some(Arc::clone(&slot)),
+                path: shared.paths.snapshot.clone(),
+            },
+        });
+        if q.leader {
+            return (slot, false);
+        }
+        q.leader = true;
+        if blocking {
+            return (slot, true);
+        }
+        q.thread_wanted = true;
+        drop(q);
+        shared.wake.notify_all();
+        (slot, false)
+    }
+
+    fn run_blocking(&self, kind: Kind) -> Result<bool> {
+        let (slot, lead) = self.submit(kind, true);
+        if lead {
+            lead_commits(self.shared(), Some(&slot));
+        }
+        slot.wait()
+    }
+
+    fn run_async(&self, kind: Kind) -> WriteFuture {
+        WriteFuture {
+            slot: self.submit(kind, false).0,
+        }
     }
 
     fn write_blocking(&self, w: Result<WriteOp>) -> Result<bool> {
-        self.submit(Kind::Write(w?)).wait()
+        self.run_blocking(Kind::Write(w?))
     }
 
     fn write_async(&self, w: Result<WriteOp>) -> WriteFuture {
         match w {
-            Ok(w) => WriteFuture {
-                slot: self.submit(Kind::Write(w)),
-            },
+            Ok(w) => self.run_async(Kind::Write(w)),
             Err(e) => ready(Err(e)),
         }
     }
@@ -791,14 +828,12 @@ impl Store {
     /// Writes the whole map into the snapshot (Python format) and starts an
     /// empty log. Crash-safe at every step. Returns `true`.
     pub fn compact(&self) -> Result<bool> {
-        self.submit(Kind::Compact).wait()
+        self.run_blocking(Kind::Compact)
     }
 
     /// [`compact`](Self::compact) for async code.
     pub fn compact_async(&self) -> WriteFuture {
-        WriteFuture {
-            slot: self.submit(Kind::Compact),
-        }
+        self.run_async(Kind::Compact)
     }
 
     /// Finishes queued writes, compacts (unless
@@ -808,7 +843,7 @@ impl Store {
     /// [`Error::Closed`]; reads still see the final contents. Closing twice
     /// is `Ok`.
     pub fn close(&self) -> Result<()> {
-        let r = self.submit(Kind::Close).wait();
+        let r = self.run_blocking(Kind::Close);
         self.join();
         closed_ok(r)
     }
@@ -816,10 +851,7 @@ impl Store {
     /// [`close`](Self::close) for async code. The writer thread exits on its
     /// own; nothing blocks the runtime.
     pub async fn close_async(&self) -> Result<()> {
-        let r = WriteFuture {
-            slot: self.submit(Kind::Close),
-        }
-        .await;
+        let r = self.run_async(Kind::Close).await;
         closed_ok(r)
     }
 
@@ -844,10 +876,55 @@ fn to_value<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Value> {
     })
 }
 
-/// The writer thread's state: the only code that touches the log or
-/// changes the map.
+/// Leads group commits until the queue is empty, or — for a blocking
+/// caller (`own`) — until its own request is answered, then hands the rest
+/// to the writer thread so no caller leads for long.
+fn lead_commits(shared: &Shared, own: Option<&Slot>) {
+    loop {
+        let requests = {
+            let mut q = shared.queue.lock();
+            if q.requests.is_empty() || q.closed {
+                q.leader = false;
+                return;
+            }
+            if own.is_some_and(Slot::is_done) {
+                q.thread_wanted = true;
+                drop(q);
+                shared.wake.notify_all();
+                return;
+            }
+            std::mem::take(&mut q.requests)
+        };
+        let closed = shared.writer.lock().handle(shared, requests);
+        if closed {
+            shared.queue.lock().leader = false;
+            shared.wake.notify_all();
+            return;
+        }
+    }
+}
+
+/// The writer thread: leads when an async caller (or a blocking leader
+/// handing over) asks it to; exits when the store is closed or dropped.
+fn writer_thread(shared: &Shared) {
+    loop {
+        {
+            let mut q = shared.queue.lock();
+            while !q.thread_wanted && !q.closed && !q.shutdown {
+                shared.wake.wait(&mut q);
+            }
+            if !q.thread_wanted {
+                return;
+            }
+            q.thread_wanted = false;
+        }
+        lead_commits(shared, None);
+    }
+}
+
+/// The log and lock: only the current leader touches them, and only the
+/// leader changes the map.
 struct Writer {
-    shared: Arc<Shared>,
     log: File,
     log_len: u64,
     next_compact_at: u64,
@@ -857,26 +934,8 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self) {
-        loop {
-            let requests = {
-                let mut q = self.shared.queue.lock();
-                while q.requests.is_empty() && !q.shutdown {
-                    self.shared.wake.wait(&mut q);
-                }
-                if q.requests.is_empty() {
-                    return;
-                }
-                std::mem::take(&mut q.requests)
-            };
-            if self.handle(requests) {
-                return;
-            }
-        }
-    }
-
     /// Processes requests in order; returns `true` once the store is closed.
-    fn handle(&mut self, requests: Vec<Request>) -> bool {
+    fn handle(&mut self, shared: &Shared, requests: Vec<Request>) -> bool {
         let mut batch: Vec<(WriteOp, Reply)> = Vec::new();
         let mut batch_bytes = 0usize;
         let mut requests = requests.into_iter();
@@ -884,55 +943,54 @@ impl Writer {
             match req.kind {
                 Kind::Write(w) => {
                     let cost = w.cost();
-                    if !batch.is_empty() && batch_bytes + cost > self.shared.config.max_batch_bytes
-                    {
-                        self.commit(std::mem::take(&mut batch));
+                    if !batch.is_empty() && batch_bytes + cost > shared.config.max_batch_bytes {
+                        self.commit(shared, std::mem::take(&mut batch));
                         batch_bytes = 0;
                     }
                     batch_bytes += cost;
                     batch.push((w, req.reply));
                 }
                 Kind::Compact => {
-                    self.commit(std::mem::take(&mut batch));
+                    self.commit(shared, std::mem::take(&mut batch));
                     batch_bytes = 0;
-                    req.reply.complete(self.compact().map(|()| true));
+                    req.reply.complete(self.compact(shared).map(|()| true));
                 }
                 Kind::Close => {
-                    self.commit(std::mem::take(&mut batch));
-                    self.close(req.reply, requests.collect());
+                    self.commit(shared, std::mem::take(&mut batch));
+                    self.close(shared, req.reply, requests.collect());
                     return true;
                 }
             }
         }
-        self.commit(batch);
+        self.commit(shared, batch);
         if self.log_len >= self.next_compact_at
-            && let Err(e) = self.compact()
+            && let Err(e) = self.compact(shared)
         {
             // The log still holds everything; try again after more growth.
             tracing::warn!(error = %e, "automatic compaction failed");
-            self.next_compact_at = self.log_len + self.shared.config.compact_log_bytes;
+            self.next_compact_at = self.log_len + shared.config.compact_log_bytes;
         }
         false
     }
 
-    fn close(&mut self, reply: Reply, rest: Vec<Request>) {
-        let result = if self.shared.config.compact_on_close && !self.poisoned {
-            self.compact().and_then(|()| {
+    fn close(&mut self, shared: &Shared, reply: Reply, rest: Vec<Request>) {
+        let result = if shared.config.compact_on_close && !self.poisoned {
+            self.compact(shared).and_then(|()| {
                 // The snapshot holds everything: the empty log can go.
-                files::remove_if_exists(&self.shared.paths.log)?;
-                files::fsync_dir(&self.shared.paths.dir)
+                files::remove_if_exists(&shared.paths.log)?;
+                files::fsync_dir(&shared.paths.dir)
             })
         } else {
             Ok(())
         };
         let late = {
-            let mut q = self.shared.queue.lock();
+            let mut q = shared.queue.lock();
             q.closed = true;
             std::mem::take(&mut q.requests)
         };
         // Release the lock before anyone hears the store is closed.
         self.lock = None;
-        let path = &self.shared.paths.snapshot;
+        let path = &shared.paths.snapshot;
         for r in rest.into_iter().chain(late) {
             r.reply.complete(Err(Error::Closed { path: path.clone() }));
         }
@@ -941,23 +999,23 @@ impl Writer {
 
     /// Validates a batch against the map, writes it as one frame, fsyncs,
     /// then applies it and answers every writer.
-    fn commit(&mut self, batch: Vec<(WriteOp, Reply)>) {
+    fn commit(&mut self, shared: &Shared, batch: Vec<(WriteOp, Reply)>) {
         if batch.is_empty() {
             return;
         }
         if self.poisoned {
             for (_, slot) in batch {
                 slot.complete(Err(Error::Poisoned {
-                    path: self.shared.paths.log.clone(),
+                    path: shared.paths.log.clone(),
                 }));
             }
             return;
         }
-        let (payload, effective) = self.encode_batch(&batch);
+        let (payload, effective) = self.encode_batch(shared, &batch);
         if !payload.is_empty()
-            && let Err(e) = self.append(&payload)
+            && let Err(e) = self.append(shared, &payload)
         {
-            self.shared
+            shared
                 .counters
                 .failed_batches
                 .fetch_add(1, Ordering::Relaxed);
@@ -967,7 +1025,7 @@ impl Writer {
             }
             return;
         }
-        let c = &self.shared.counters;
+        let c = &shared.counters;
         let applied = effective.iter().filter(|e| **e).count() as u64;
         c.writes.fetch_add(applied, Ordering::Relaxed);
         c.unchanged
@@ -976,7 +1034,7 @@ impl Writer {
             .fetch_max(batch.len() as u64, Ordering::Relaxed);
         let mut replies = Vec::with_capacity(batch.len());
         {
-            let mut map = self.shared.map.write();
+            let mut map = shared.map.write();
             for ((w, slot), changed) in batch.into_iter().zip(effective) {
                 // Upsert answers "was the key new"; the others "did it change".
                 let answer = apply_write(&mut map, w, changed).unwrap_or(changed);
@@ -990,8 +1048,8 @@ impl Writer {
 
     /// Decides each write's effect (against the map plus earlier writes of
     /// this batch) and encodes the effective ones.
-    fn encode_batch(&self, batch: &[(WriteOp, Reply)]) -> (Vec<u8>, Vec<bool>) {
-        let map = self.shared.map.read();
+    fn encode_batch(&self, shared: &Shared, batch: &[(WriteOp, Reply)]) -> (Vec<u8>, Vec<bool>) {
+        let map = shared.map.read();
         let mut overlay: HashMap<&str, bool> = HashMap::new();
         let mut reset = false;
         let mut payload = Vec::new();
@@ -1040,8 +1098,8 @@ impl Writer {
     /// back so the next batch does not follow garbage; on a failed fsync
     /// the store stops accepting writes (the page cache can no longer be
     /// trusted to match the disk).
-    fn append(&mut self, payload: &[u8]) -> Result<()> {
-        let path = &self.shared.paths.log;
+    fn append(&mut self, shared: &Shared, payload: &[u8]) -> Result<()> {
+        let path = &shared.paths.log;
         let frame = log::frame(payload);
         if let Err(e) = self.log.write_all(&frame) {
             let cut = self
@@ -1058,7 +1116,7 @@ impl Writer {
             return Err(Error::io("fsync of", path, e));
         }
         self.log_len += frame.len() as u64;
-        let c = &self.shared.counters;
+        let c = &shared.counters;
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.log_bytes.store(self.log_len, Ordering::Relaxed);
         Ok(())
@@ -1068,16 +1126,16 @@ impl Writer {
     /// temporary file (fsync), rename the snapshot (fsync dir), rename the
     /// log (fsync dir). A crash before the first rename keeps the old pair;
     /// after it, opening finds the new log waiting and finishes the job.
-    fn compact(&mut self) -> Result<()> {
+    fn compact(&mut self, shared: &Shared) -> Result<()> {
         if self.poisoned {
             return Err(Error::Poisoned {
-                path: self.shared.paths.log.clone(),
+                path: shared.paths.log.clone(),
             });
         }
         let span = tracing::debug_span!("store_compact", log_bytes = self.log_len);
         let _g = span.enter();
-        let p = &self.shared.paths;
-        let text = json::to_python_json(&self.shared.map.read());
+        let p = &shared.paths;
+        let text = json::to_python_json(&shared.map.read());
         let id = SnapshotId::of(Some(text.as_bytes()));
         let staged = files::write_synced(&p.snapshot_tmp, text.as_bytes())
             .and_then(|()| files::write_synced(&p.log_tmp, &log::encode_header(id)));
@@ -1092,8 +1150,8 @@ impl Writer {
         files::fsync_dir(&p.dir)?;
         self.log = open_log(&p.log)?;
         self.log_len = log::HEADER_LEN as u64;
-        self.next_compact_at = self.shared.config.compact_log_bytes;
-        let c = &self.shared.counters;
+        self.next_compact_at = shared.config.compact_log_bytes;
+        let c = &shared.counters;
         c.compactions.fetch_add(1, Ordering::Relaxed);
         c.log_bytes.store(self.log_len, Ordering::Relaxed);
         c.snapshot_bytes.store(text.len() as u64, Ordering::Relaxed);

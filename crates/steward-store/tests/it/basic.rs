@@ -201,3 +201,42 @@ fn too_deep_values_are_refused_and_the_limit_itself_round_trips() {
     s.close().unwrap(); // and from the snapshot
     assert_eq!(Store::open(&path).unwrap().read("deep"), Some(nest(399)));
 }
+
+#[test]
+fn handles_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>() {}
+    send_sync::<Store>();
+    send_sync::<Error>();
+    send::<steward_store::WriteFuture>();
+}
+
+#[test]
+fn check_reports_clean_store_and_modifies_nothing() {
+    let (d, path) = temp_store();
+    let s = Store::open(&path).unwrap();
+    s.upsert("a", json!({"x": [1, 2]})).unwrap();
+    s.compact().unwrap();
+    s.upsert("b", 2).unwrap();
+    let before: Vec<_> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            (p.clone(), std::fs::read(&p).unwrap())
+        })
+        .collect();
+    let report = steward_store::check(&path).unwrap();
+    assert!(report.is_clean(), "{report}");
+    assert_eq!((report.keys, report.log_batches), (2, 1));
+    assert!(report.to_string().ends_with("ok"), "{report}");
+    for (p, bytes) in before {
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "{} changed", p.display());
+    }
+    // Leftover temporary files are reported as repairable and removed by open.
+    std::fs::write(d.path().join("memory.json.tmp"), "{").unwrap();
+    drop(s);
+    let report = steward_store::check(&path).unwrap();
+    assert!(report.is_ok() && !report.is_clean(), "{report}");
+    let _s = Store::open(&path).unwrap();
+    assert!(!d.path().join("memory.json.tmp").exists());
+}
