@@ -43,7 +43,9 @@ impl ProcFile {
     /// Reads the whole file from offset 0 (usually one `pread`).
     pub(crate) fn read(&mut self) -> Result<&str, Error> {
         self.buf.clear();
-        let mut chunk = [0u8; 1024];
+        // Large enough for /proc/meminfo in one read: every further pread
+        // at an offset makes the kernel generate the whole text again.
+        let mut chunk = [0u8; 8192];
         loop {
             let offset = self.buf.len() as u64;
             let n = self
