@@ -781,6 +781,18 @@ impl Tracked {
         self.record.size.load(Relaxed)
     }
 
+    /// Time since it was tracked, on the tracker's clock.
+    pub fn age(&self) -> Duration {
+        let now = self.inner.clock.now_ms();
+        Duration::from_millis(now.saturating_sub(self.record.created_ms))
+    }
+
+    /// Time since it was last touched (or tracked), on the tracker's clock.
+    pub fn idle(&self) -> Duration {
+        let now = self.inner.clock.now_ms();
+        Duration::from_millis(now.saturating_sub(self.record.last_used_ms.load(Relaxed)))
+    }
+
     /// Marks the resource as used now. Lock-free, a few nanoseconds.
     #[inline]
     pub fn touch(&self) {

@@ -35,9 +35,11 @@ fn stale_lists_resources_idle_for_long_enough_longest_first() {
         ]
     );
     assert_eq!(ids(tracker.stale(secs(15))), vec![("a".into(), 20_000)]);
+    assert_eq!((a.age(), a.idle()), (secs(20), secs(20)));
     a.touch();
     tracker.touch_id("c").unwrap();
     clock.advance(secs(5));
+    assert_eq!((a.age(), a.idle()), (secs(25), secs(5)));
     assert_eq!(ids(tracker.stale(secs(15))), vec![("b".into(), 15_000)]);
     assert!(tracker.stale(secs(16)).is_empty());
     // Ages keep counting from creation, not from the last touch.
