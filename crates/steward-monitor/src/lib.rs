@@ -77,8 +77,8 @@ pub use level::{Level, LevelMachine, LevelThresholds, Reason, Step, Thresholds};
 #[cfg(target_os = "linux")]
 pub use linux::read_cgroup_memory;
 pub use monitor::{
-    CheckReport, CleanupContext, Event, HandlerId, HandlerReport, Monitor, MonitorBuilder, Outcome,
-    Stats,
+    CheckReport, CleanupContext, Event, HandlerId, HandlerInfo, HandlerReport, Monitor,
+    MonitorBuilder, Outcome, Stats,
 };
 pub use sample::{CgroupMemory, LimitSource, Sample};
 pub use source::{FakeSource, ProcessMemory, SampleSource, SystemSource};

@@ -61,6 +61,19 @@ struct HandlerEntry {
     run: HandlerFn,
 }
 
+/// A registered handler, as listed by [`Monitor::handlers`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HandlerInfo {
+    /// Its id.
+    pub id: HandlerId,
+    /// Its name.
+    pub name: String,
+    /// The lowest level it runs at.
+    pub level: Level,
+    /// Smaller runs first.
+    pub priority: i32,
+}
+
 /// Identifies a registered handler, to remove it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct HandlerId(u64);
@@ -359,6 +372,26 @@ impl Monitor {
         let before = handlers.len();
         handlers.retain(|h| h.id != id.0);
         handlers.len() != before
+    }
+
+    /// The registered handlers, in the order they run at `Critical`.
+    #[must_use]
+    pub fn handlers(&self) -> Vec<HandlerInfo> {
+        let mut list: Vec<HandlerInfo> = self
+            .handle
+            .shared
+            .handlers
+            .lock()
+            .iter()
+            .map(|h| HandlerInfo {
+                id: HandlerId(h.id),
+                name: h.name.to_string(),
+                level: h.level,
+                priority: h.priority,
+            })
+            .collect();
+        list.sort_by_key(|h| (h.priority, h.id.0));
+        list
     }
 
     /// The reported level.

@@ -70,6 +70,21 @@ async fn handlers_run_in_priority_order_for_their_levels() {
     logger(&monitor, &log, Level::Moderate, -3, "mod-early");
     logger(&monitor, &log, Level::Moderate, 5, "mod-late-2");
 
+    let listed: Vec<(String, i32)> = monitor
+        .handlers()
+        .into_iter()
+        .map(|h| (h.name, h.priority))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("mod-early".to_owned(), -3),
+            ("crit-first".to_owned(), 0),
+            ("mod-late".to_owned(), 5),
+            ("mod-late-2".to_owned(), 5)
+        ]
+    );
+
     fake.set(at(65));
     let report = monitor.check_now().await.expect("check");
     assert_eq!(report.level, Level::Moderate);
