@@ -63,7 +63,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             continue;
         }
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["bench", "-p", krate, "--all-features", "--benches", "--"]);
+        // `--bench *` selects only the bench targets: `--benches` would also run the
+        // library's libtest harness, which rejects criterion flags like `--quick`.
+        cmd.args(["bench", "-p", krate, "--all-features", "--bench", "*", "--"]);
         if quick {
             cmd.arg("--quick");
         }
