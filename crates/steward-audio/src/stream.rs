@@ -412,10 +412,14 @@ impl Worker {
         P: Pump,
     {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (thread_label, device_label) = (thread_name.to_string(), device_hint.to_string());
         let (init_tx, init_rx) = mpsc::channel::<Result<(DeviceFormat, String)>>();
         let thread = std::thread::Builder::new()
             .name(thread_name.to_string())
             .spawn(move || {
+                // One span for the stream's whole life: its logs carry it.
+                let span = tracing::info_span!("audio_stream", thread = %thread_label, device = %device_label);
+                let _entered = span.enter();
                 let (mut pump, format, name) = match setup() {
                     Ok(ok) => ok,
                     Err(e) => {

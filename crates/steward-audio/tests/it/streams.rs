@@ -403,3 +403,91 @@ fn child_tone_round_trip() {
     // (folded into events, counted): errors are allowed, a lost device is not.
     assert!(!cs.device_lost && !ps.device_lost, "{cs:?} {ps:?}");
 }
+
+#[test]
+fn async_writes_are_whole_or_nothing_when_cancelled_by_a_barge_in() {
+    require_sound_server();
+    let pb = std::sync::Arc::new(
+        Playback::builder()
+            .queue(Duration::from_millis(200))
+            .build()
+            .unwrap(),
+    );
+    let piece = tone(440.0, 0.3, 24_000, 0.1); // 100 ms = 2,400 frames
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let writer = {
+            let pb = std::sync::Arc::clone(&pb);
+            let piece = piece.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    pb.write(&piece).await.unwrap();
+                }
+            })
+        };
+        // Barge in once playback is under way: stop the writer mid-wait,
+        // then drop what is queued.
+        let rate = u64::from(pb.device_format().sample_rate);
+        let started = tokio::time::Instant::now();
+        while pb.stats().frames_out < rate * 3 / 10 {
+            assert!(started.elapsed() < HANG_GUARD, "playback did not start");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        writer.abort();
+        let _ = writer.await;
+        pb.clear();
+        tokio::time::timeout(HANG_GUARD, pb.drain())
+            .await
+            .unwrap()
+            .unwrap();
+    });
+    let stats = pb.close().unwrap();
+    // Cancelled writes queued nothing partial: whole pieces only.
+    assert_eq!(stats.frames_in % 2_400, 0, "{stats:?}");
+    assert!(
+        stats.frames_in < 50 * 2_400,
+        "the writer was not stopped: {stats:?}"
+    );
+    assert!(stats.cleared_frames > 0, "{stats:?}");
+}
+
+#[test]
+fn cancelled_reads_lose_no_chunk() {
+    require_sound_server();
+    let mut cap = Capture::builder()
+        .chunk_duration(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut frames_read = 0_u64;
+    rt.block_on(async {
+        let mut reads = 0;
+        let started = tokio::time::Instant::now();
+        while reads < 30 {
+            assert!(started.elapsed() < HANG_GUARD, "chunks stopped arriving");
+            // Most of these time out: the read future is dropped mid-wait.
+            if let Ok(chunk) =
+                tokio::time::timeout(Duration::from_millis(3), cap.next_chunk()).await
+            {
+                frames_read += chunk.unwrap().len() as u64 / 2;
+                reads += 1;
+            }
+        }
+    });
+    let stats = cap.close().unwrap();
+    while let Ok(Some(c)) = cap.try_next_chunk() {
+        frames_read += c.len() as u64 / 2;
+    }
+    assert_eq!(
+        frames_read + stats.overflow_frames,
+        stats.frames_out,
+        "chunks were lost: {stats:?}"
+    );
+}
