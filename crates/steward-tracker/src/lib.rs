@@ -51,7 +51,8 @@
 //! assert!(tracker.release_id("session-42").is_err()); // double release: reported
 //! assert_eq!(tracker.totals().live_bytes, 0);
 //! assert_eq!(tracker.snapshot().totals.peak_bytes, 2_048 + 64);
-//! assert!(events.lock().unwrap().len() >= 3); // exceeded, 2 leaks, recovered, unknown id
+//! // Soft budget exceeded, 2 leaks, soft budget recovered, unknown id.
+//! assert_eq!(events.lock().unwrap().len(), 5);
 //! # Ok::<(), Error>(())
 //! ```
 //!
