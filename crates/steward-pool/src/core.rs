@@ -1,12 +1,13 @@
 //! The shared state of one pool and the adapter that plugs our [`Manager`]
 //! into `deadpool::managed`.
 //!
-//! Why a gate of our own in front of deadpool: deadpool's semaphore cannot
-//! really shrink (its `resize` keeps the permits of objects that do not
-//! exist yet). So deadpool gets a semaphore at least as large as our limit and
-//! never blocks; our gate (`used` against `cap`) decides who may check out,
-//! and every creation reserves a place in `live` first, so live objects never
-//! exceed `cap` whatever the interleaving of cancels and resizes.
+//! deadpool's semaphore stays the fast, fair gate of checkouts, but it cannot
+//! really shrink (its `resize` keeps the permits of objects that do not exist
+//! yet). So every creation also reserves a place in our live count (`Live`)
+//! against our limit first: live objects never exceed `cap` whatever the
+//! interleaving of cancels and resizes. A checkout that got one of those
+//! extra permits finds no room, and waits for an object to come back
+//! (`AdapterError::AtCap`).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -137,8 +138,15 @@ impl Global {
     }
 }
 
-/// The live count of one pool (non-generic, so entries can carry a token).
+/// The live count and limits of one pool (non-generic, so every entry can
+/// reach it through its token without the pool handle).
 pub(crate) struct Live {
+    /// The limit in force: `max_size`, or 0 once closed.
+    pub(crate) cap: AtomicUsize,
+    pub(crate) closed: AtomicBool,
+    pub(crate) max_lifetime: Option<Duration>,
+    /// Whether a return needs the clock (idle stamps, lifetime).
+    pub(crate) clock_on_return: bool,
     /// Live objects (idle, in use, staged) plus places reserved for creates.
     pub(crate) count: AtomicUsize,
     pub(crate) global: Option<Arc<Global>>,
@@ -157,12 +165,55 @@ impl Live {
         self.wake_retriers();
     }
 
-    /// Wakes callers that hold a slot and wait for an object to return.
+    /// Wakes checkouts that wait for an object to come back.
     #[inline]
     pub(crate) fn wake_retriers(&self) {
         if self.retriers.load(SeqCst) > 0 {
             self.changed.notify_waiters();
         }
+    }
+
+    /// What to do with an object coming back: `None` keeps it (stamped),
+    /// `Some(reason)` closes it.
+    #[inline]
+    pub(crate) fn verdict_on_return<T>(e: &mut Entry<T>) -> Option<CloseReason> {
+        let lv = &*e.token.0;
+        if lv.count.load(SeqCst) > lv.cap.load(SeqCst) {
+            let closed = lv.closed.load(SeqCst);
+            return Some(if closed {
+                CloseReason::Closed
+            } else {
+                CloseReason::Shrink
+            });
+        }
+        if let Some(g) = &lv.global
+            && g.waiters.load(SeqCst) > 0
+        {
+            // Another key waits for room under the global cap.
+            return Some(CloseReason::Evicted);
+        }
+        if !lv.clock_on_return {
+            return None;
+        }
+        let now = Instant::now();
+        if lv
+            .max_lifetime
+            .is_some_and(|l| now.saturating_duration_since(e.created) >= l)
+        {
+            return Some(CloseReason::Lifetime);
+        }
+        e.last_used = now;
+        None
+    }
+
+    /// The place an entry holds in this count.
+    pub(crate) fn of<T>(e: &Entry<T>) -> &Live {
+        &e.token.0
+    }
+
+    /// A handle on the count (to wake checkouts after a return).
+    pub(crate) fn handle<T>(e: &Entry<T>) -> Arc<Live> {
+        e.token.0.clone()
     }
 }
 
@@ -187,8 +238,6 @@ pub(crate) struct Timing {
     pub(crate) recent_window: Duration,
     /// Whether a checkout needs the clock (lifetime or recent window).
     clock_on_checkout: bool,
-    /// Whether a return needs the clock (idle stamps, lifetime).
-    clock_on_return: bool,
 }
 
 impl Timing {
@@ -204,9 +253,13 @@ impl Timing {
             health_check: c.health_check,
             recent_window: c.recent_window,
             clock_on_checkout: c.max_lifetime.is_some() || window,
-            clock_on_return: c.max_lifetime.is_some() || c.idle_timeout.is_some() || window,
         }
     }
+}
+
+fn timing_clock_on_return(c: &PoolConfig) -> bool {
+    let window = c.health_check && !c.recent_window.is_zero();
+    c.max_lifetime.is_some() || c.idle_timeout.is_some() || window
 }
 
 /// Why the adapter could not hand deadpool an object.
@@ -243,15 +296,7 @@ pub(crate) struct Shared<M: Manager> {
     pub(crate) t: Timing,
     /// The configured limit.
     pub(crate) max_size: AtomicUsize,
-    /// The limit in force: `max_size`, or 0 once closed.
-    pub(crate) cap: AtomicUsize,
-    pub(crate) closed: AtomicBool,
     pub(crate) lv: Arc<Live>,
-    /// Checkout slots held (guards alive or checkouts in progress).
-    pub(crate) used: AtomicUsize,
-    /// Callers waiting for a slot.
-    pub(crate) waiters: AtomicUsize,
-    pub(crate) slot_freed: Notify,
     pub(crate) staged: Mutex<VecDeque<Entry<M::Object>>>,
     pub(crate) counters: Counters,
 }
@@ -263,51 +308,23 @@ impl<M: Manager> Shared<M> {
             manager,
             t: Timing::new(config),
             max_size: AtomicUsize::new(config.max_size),
-            cap: AtomicUsize::new(config.max_size),
-            closed: AtomicBool::new(false),
             lv: Arc::new(Live {
+                cap: AtomicUsize::new(config.max_size),
+                closed: AtomicBool::new(false),
+                max_lifetime: config.max_lifetime,
+                clock_on_return: timing_clock_on_return(config),
                 count: AtomicUsize::new(0),
                 global,
                 retriers: AtomicUsize::new(0),
                 changed: Notify::new(),
             }),
-            used: AtomicUsize::new(0),
-            waiters: AtomicUsize::new(0),
-            slot_freed: Notify::new(),
             staged: Mutex::new(VecDeque::new()),
             counters: Counters::default(),
         }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(SeqCst)
-    }
-
-    /// Takes a checkout slot if one is free. Never waits.
-    #[inline]
-    pub(crate) fn try_acquire_slot(&self) -> bool {
-        let cap = self.cap.load(SeqCst);
-        let mut used = self.used.load(SeqCst);
-        loop {
-            if used >= cap {
-                return false;
-            }
-            match self
-                .used
-                .compare_exchange_weak(used, used + 1, SeqCst, SeqCst)
-            {
-                Ok(_) => return true,
-                Err(now) => used = now,
-            }
-        }
-    }
-
-    #[inline]
-    pub(crate) fn release_slot(&self) {
-        self.used.fetch_sub(1, SeqCst);
-        if self.waiters.load(SeqCst) > 0 {
-            self.slot_freed.notify_one();
-        }
+        self.lv.closed.load(SeqCst)
     }
 
     #[inline]
@@ -321,16 +338,11 @@ impl<M: Manager> Shared<M> {
 
     /// Reserves room for one more live object under this pool's cap.
     pub(crate) fn reserve_live(&self) -> bool {
-        let cap = self.cap.load(SeqCst);
+        let cap = self.lv.cap.load(SeqCst);
         self.lv
             .count
             .fetch_update(SeqCst, SeqCst, |l| (l < cap).then_some(l + 1))
             .is_ok()
-    }
-
-    /// Idle objects, as far as the counters know (a moment's view).
-    pub(crate) fn idle(&self) -> usize {
-        self.live().saturating_sub(self.used.load(SeqCst))
     }
 
     /// Accounting and the close hook for an object leaving the pool.
@@ -387,39 +399,6 @@ impl<M: Manager> Shared<M> {
             }
         }
         true
-    }
-
-    /// What to do with an object coming back: `None` keeps it (stamped),
-    /// `Some(reason)` closes it.
-    #[inline]
-    pub(crate) fn verdict_on_return(&self, e: &mut Entry<M::Object>) -> Option<CloseReason> {
-        if self.live() > self.cap.load(SeqCst) {
-            let closed = self.is_closed();
-            return Some(if closed {
-                CloseReason::Closed
-            } else {
-                CloseReason::Shrink
-            });
-        }
-        if let Some(g) = &self.lv.global
-            && g.waiters.load(SeqCst) > 0
-            && self.waiters.load(SeqCst) == 0
-        {
-            // Another key waits under the global cap and nobody here needs it.
-            return Some(CloseReason::Evicted);
-        }
-        if self.t.clock_on_return {
-            let now = Instant::now();
-            if self
-                .t
-                .max_lifetime
-                .is_some_and(|l| now.saturating_duration_since(e.created) >= l)
-            {
-                return Some(CloseReason::Lifetime);
-            }
-            e.last_used = now;
-        }
-        None
     }
 
     /// Calls the manager's `create`, bounded by the create timeout. The

@@ -11,19 +11,29 @@ use parking_lot::Mutex;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::core::{Adapter, AdapterError, Count, Entry, Global, Shared};
+use deadpool::managed::{PoolError, Timeouts};
+
+use crate::core::{Adapter, AdapterError, Count, Entry, Global, Live, Shared, with_timeout};
 use crate::metrics::Counters;
 use crate::{CloseReason, Error, Manager, Metrics, PoolConfig, QueueMode, Refused};
 
 type DeadPool<M> = deadpool::managed::Pool<Adapter<M>>;
 type DeadObject<M> = deadpool::managed::Object<Adapter<M>>;
 
+/// deadpool's non-blocking checkout (a zero wait is a plain `try_acquire`).
+const NO_WAIT: Timeouts = Timeouts {
+    wait: Some(Duration::ZERO),
+    create: None,
+    recycle: None,
+};
+/// deadpool's blocking checkout; our own timer bounds it.
+const BLOCK: Timeouts = Timeouts::new();
+
 pub(crate) struct Inner<M: Manager> {
     pub(crate) shared: Arc<Shared<M>>,
     pool: DeadPool<M>,
-    /// deadpool's own size limit (only ever grows) under the lock that
-    /// serializes `resize` and `close`.
-    admin: Mutex<usize>,
+    /// Serializes `resize` and `close`.
+    admin: Mutex<()>,
     reaper: Mutex<Option<AbortHandle>>,
 }
 
@@ -38,6 +48,11 @@ impl<M: Manager> Drop for Inner<M> {
 }
 
 impl<M: Manager> Inner<M> {
+    /// Idle objects: in deadpool's queue plus staged (a moment's view).
+    fn idle(&self) -> usize {
+        self.pool.status().available + self.shared.staged.lock().len()
+    }
+
     /// Closes up to `limit` idle objects `pick` selects, least recently
     /// used first (staged objects before deadpool's queue). Returns how many.
     fn close_idle(
@@ -259,7 +274,7 @@ impl<M: Manager> Pool<M> {
         let inner = Arc::new(Inner {
             shared,
             pool,
-            admin: Mutex::new(config.max_size),
+            admin: Mutex::new(()),
             reaper: Mutex::new(None),
         });
         if let (Some(every), Some(rt)) = (reaper, runtime) {
@@ -301,15 +316,16 @@ impl<M: Manager> Pool<M> {
         self.checkout(wait, false).await
     }
 
-    /// Checks out an object without waiting for a slot: [`Error::Full`] at
-    /// once when every slot is taken. It may still create an object (bounded
-    /// by the create timeout). Cancel safe like [`Pool::get`].
+    /// Checks out an object without waiting: [`Error::Full`] at once when
+    /// every object is in use and no more may be made. It may still create
+    /// an object (bounded by the create timeout). Cancel safe like
+    /// [`Pool::get`].
     ///
     /// # Errors
     /// [`Error::Full`], [`Error::Closed`], [`Error::Create`],
     /// [`Error::CreateTimeout`].
     pub async fn try_get(&self) -> Result<Pooled<M>, Error<M::Error>> {
-        self.checkout(Some(Duration::ZERO), true).await
+        self.checkout(None, true).await
     }
 
     async fn checkout(
@@ -317,21 +333,67 @@ impl<M: Manager> Pool<M> {
         wait: Option<Duration>,
         no_wait: bool,
     ) -> Result<Pooled<M>, Error<M::Error>> {
-        let s = &*self.inner.shared;
-        let mut started = None;
-        if !s.try_acquire_slot() {
-            if no_wait {
-                return Err(self.full_or_closed());
-            }
-            started = Some(self.wait_for_slot(wait).await?);
+        // Fast path: a free permit, no timer armed.
+        match self.inner.pool.timeout_get(&NO_WAIT).await {
+            Ok(obj) => return Ok(Pooled { obj: Some(obj) }),
+            Err(e) => self.must_wait(e)?,
         }
-        let slot = Slot(s);
-        let obj = self.fetch(wait, no_wait, started).await?;
-        std::mem::forget(slot);
-        Ok(Pooled {
-            obj: Some(obj),
-            inner: self.inner.clone(),
-        })
+        if no_wait {
+            return Err(self.full_or_closed());
+        }
+        Box::pin(self.wait_checkout(wait)).await
+    }
+
+    /// `Ok` when deadpool's error means "wait and retry", the caller's
+    /// error otherwise.
+    fn must_wait(&self, e: PoolError<AdapterError<M::Error>>) -> Result<(), Error<M::Error>> {
+        let pool = self.inner.shared.name.clone();
+        match e {
+            PoolError::Timeout(_) | PoolError::Backend(AdapterError::AtCap) => Ok(()),
+            PoolError::Backend(a) => Err(a.into_error(&pool)),
+            PoolError::Closed => Err(Error::Closed { pool }),
+            // We configure no deadpool timeouts that need a runtime, nor
+            // hooks: these cannot happen. Report them as closed.
+            _ => Err(Error::Closed { pool }),
+        }
+    }
+
+    /// The slow path: wait for a permit (deadpool's fair queue), or, when
+    /// live objects are at our cap (after a shrink), for one to come back.
+    async fn wait_checkout(&self, wait: Option<Duration>) -> Result<Pooled<M>, Error<M::Error>> {
+        let s = &*self.inner.shared;
+        Counters::bump(&s.counters.wait_count);
+        let start = Instant::now();
+        let deadline = wait.map(|w| start + w);
+        let _retrying = Count::new(&s.lv.retriers);
+        let outcome = loop {
+            let mut changed = pin!(s.lv.changed.notified());
+            changed.as_mut().enable();
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let got = with_timeout(left, self.inner.pool.timeout_get(&BLOCK)).await;
+            match got {
+                Some(Ok(obj)) => break Ok(Pooled { obj: Some(obj) }),
+                Some(Err(e)) => {
+                    if let Err(e) = self.must_wait(e) {
+                        break Err(e);
+                    }
+                }
+                None => break Err(self.wait_timed_out(start)),
+            }
+            // At our cap: wait for a return or a close, then try again.
+            let woke = match deadline {
+                None => {
+                    changed.await;
+                    true
+                }
+                Some(d) => tokio::time::timeout_at(d, changed).await.is_ok(),
+            };
+            if !woke {
+                break Err(self.wait_timed_out(start));
+            }
+        };
+        s.counters.waited(start.elapsed());
+        outcome
     }
 
     fn full_or_closed(&self) -> Error<M::Error> {
@@ -347,40 +409,6 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    /// Waits for a checkout slot; returns when the wait started.
-    async fn wait_for_slot(&self, wait: Option<Duration>) -> Result<Instant, Error<M::Error>> {
-        let s = &*self.inner.shared;
-        Counters::bump(&s.counters.wait_count);
-        let start = Instant::now();
-        let _waiting = Count::new(&s.waiters);
-        let outcome = loop {
-            let mut n = pin!(s.slot_freed.notified());
-            n.as_mut().enable();
-            if s.is_closed() {
-                break Err(Error::Closed {
-                    pool: s.name.clone(),
-                });
-            }
-            if s.try_acquire_slot() {
-                break Ok(start);
-            }
-            let Some(limit) = wait else {
-                n.await;
-                continue;
-            };
-            let left = limit.saturating_sub(start.elapsed());
-            if tokio::time::timeout(left, n).await.is_err() {
-                // A slot freed right at the deadline still counts.
-                if s.try_acquire_slot() {
-                    break Ok(start);
-                }
-                break Err(self.wait_timed_out(start));
-            }
-        };
-        s.counters.waited(start.elapsed());
-        outcome
-    }
-
     fn wait_timed_out(&self, start: Instant) -> Error<M::Error> {
         let s = &*self.inner.shared;
         let waited = start.elapsed();
@@ -389,63 +417,6 @@ impl<M: Manager> Pool<M> {
         Error::WaitTimeout {
             pool: s.name.clone(),
             waited,
-        }
-    }
-
-    /// Gets an object from deadpool while holding a slot.
-    async fn fetch(
-        &self,
-        wait: Option<Duration>,
-        no_wait: bool,
-        started: Option<Instant>,
-    ) -> Result<DeadObject<M>, Error<M::Error>> {
-        let s = &*self.inner.shared;
-        match self.inner.pool.get().await {
-            Ok(o) => return Ok(o),
-            Err(e) => self.retry_or_fail(e)?,
-        }
-        if no_wait {
-            return Err(self.full_or_closed());
-        }
-        // Live objects are at the cap though we hold a slot: one is on its
-        // way back (or the pool shrank). Wait for a return or a close.
-        let start = started.unwrap_or_else(Instant::now);
-        let _retrying = Count::new(&s.lv.retriers);
-        loop {
-            let mut n = pin!(s.lv.changed.notified());
-            n.as_mut().enable();
-            match self.inner.pool.get().await {
-                Ok(o) => return Ok(o),
-                Err(e) => self.retry_or_fail(e)?,
-            }
-            if s.is_closed() {
-                return Err(Error::Closed {
-                    pool: s.name.clone(),
-                });
-            }
-            let Some(limit) = wait else {
-                n.await;
-                continue;
-            };
-            let left = limit.saturating_sub(start.elapsed());
-            if tokio::time::timeout(left, n).await.is_err() {
-                return Err(self.wait_timed_out(start));
-            }
-        }
-    }
-
-    /// `Ok` when deadpool's error means "retry", the caller's error otherwise.
-    fn retry_or_fail(
-        &self,
-        e: deadpool::managed::PoolError<AdapterError<M::Error>>,
-    ) -> Result<(), Error<M::Error>> {
-        let name = &self.inner.shared.name;
-        match e {
-            deadpool::managed::PoolError::Backend(AdapterError::AtCap) => Ok(()),
-            deadpool::managed::PoolError::Backend(a) => Err(a.into_error(name)),
-            // We configure no deadpool timeouts or hooks and never close its
-            // semaphore, so these cannot happen; report them as closed.
-            _ => Err(Error::Closed { pool: name.clone() }),
         }
     }
 
@@ -458,20 +429,9 @@ impl<M: Manager> Pool<M> {
     /// [`Error::Full`] or [`Error::Closed`], with the object.
     pub fn add(&self, object: M::Object) -> Result<(), Refused<M::Object, M::Error>> {
         let s = &*self.inner.shared;
-        if s.is_closed() {
-            return Err(Refused {
-                object,
-                error: self.full_or_closed(),
-            });
+        if !s.is_closed() {
+            self.reap_idle();
         }
-        self.reap_idle();
-        if !s.try_acquire_slot() {
-            return Err(Refused {
-                object,
-                error: self.full_or_closed(),
-            });
-        }
-        let _slot = Slot(s);
         let Some(reservation) = s.try_reserve() else {
             return Err(Refused {
                 object,
@@ -488,7 +448,7 @@ impl<M: Manager> Pool<M> {
     /// Changes `max_size`. Growing lets waiters in at once. Shrinking closes
     /// idle objects over the new limit now and objects in use when they come
     /// back; no new object is created until the live count is under the
-    /// limit. A no-op on a closed pool.
+    /// limit.
     ///
     /// # Errors
     /// [`Error::Config`] for 0 or below `min_idle`, [`Error::Closed`].
@@ -500,31 +460,25 @@ impl<M: Manager> Pool<M> {
                 reason: format!("cannot resize to {max_size} (min_idle is {})", s.t.min_idle),
             });
         }
-        let old = {
-            let mut deadpool_max = self.inner.admin.lock();
-            if s.is_closed() {
-                return Err(Error::Closed {
-                    pool: s.name.clone(),
-                });
-            }
-            let old = s.max_size.swap(max_size, SeqCst);
-            s.cap.store(max_size, SeqCst);
-            // deadpool's semaphore must never bind before our gate: grow it
-            // with us, never shrink it (its shrink keeps permits anyway).
-            if max_size > *deadpool_max {
-                self.inner.pool.resize(max_size);
-                *deadpool_max = max_size;
-            }
-            old
-        };
-        if max_size > old {
-            s.slot_freed.notify_waiters();
-            s.lv.changed.notify_waiters();
-        } else if max_size < old {
+        let _admin = self.inner.admin.lock();
+        if s.is_closed() {
+            return Err(Error::Closed {
+                pool: s.name.clone(),
+            });
+        }
+        let old = s.max_size.swap(max_size, SeqCst);
+        s.lv.cap.store(max_size, SeqCst);
+        if max_size < old {
+            // Close idle objects over the limit ourselves first (deadpool's
+            // resize drops them without telling the manager).
             let excess = s.live().saturating_sub(max_size);
             self.inner
                 .close_idle(CloseReason::Shrink, excess, |_, _| true);
         }
+        // deadpool's permits follow (a shrink may leave some: our live count
+        // still holds the line).
+        self.inner.pool.resize(max_size);
+        s.lv.changed.notify_waiters();
         tracing::info!(pool = %s.name, old, new = max_size, "pool resized");
         Ok(())
     }
@@ -550,7 +504,7 @@ impl<M: Manager> Pool<M> {
                 .close_idle(CloseReason::Lifetime, usize::MAX, |_, i| i.age >= l);
         }
         if let Some(t) = s.t.idle_timeout {
-            let budget = s.idle().saturating_sub(s.t.min_idle);
+            let budget = self.inner.idle().saturating_sub(s.t.min_idle);
             closed += self
                 .inner
                 .close_idle(CloseReason::IdleTimeout, budget, |_, i| i.idle >= t);
@@ -562,7 +516,7 @@ impl<M: Manager> Pool<M> {
     /// (for memory pressure). Returns how many it closed.
     pub fn shrink_to_min_idle(&self) -> usize {
         let s = &*self.inner.shared;
-        let excess = s.idle().saturating_sub(s.t.min_idle);
+        let excess = self.inner.idle().saturating_sub(s.t.min_idle);
         self.inner
             .close_idle(CloseReason::Shrink, excess, |_, _| true)
     }
@@ -575,11 +529,7 @@ impl<M: Manager> Pool<M> {
     pub async fn top_up(&self) -> Result<usize, Error<M::Error>> {
         let s = &*self.inner.shared;
         let mut made = 0;
-        while !s.is_closed() && s.idle() < s.t.min_idle {
-            if !s.try_acquire_slot() {
-                break;
-            }
-            let _slot = Slot(s);
+        while !s.is_closed() && self.inner.idle() < s.t.min_idle {
             let Some(reservation) = s.try_reserve() else {
                 break;
             };
@@ -601,19 +551,20 @@ impl<M: Manager> Pool<M> {
         let s = &*self.inner.shared;
         {
             let _admin = self.inner.admin.lock();
-            if s.closed.swap(true, SeqCst) {
+            if s.lv.closed.swap(true, SeqCst) {
                 return;
             }
-            s.cap.store(0, SeqCst);
+            s.lv.cap.store(0, SeqCst);
         }
         if let Some(r) = self.inner.reaper.lock().take() {
             r.abort();
         }
-        s.slot_freed.notify_waiters();
-        s.lv.changed.notify_waiters();
         let closed = self
             .inner
             .close_idle(CloseReason::Closed, usize::MAX, |_, _| true);
+        // Fails deadpool's waiters with `Closed`.
+        self.inner.pool.close();
+        s.lv.changed.notify_waiters();
         tracing::info!(pool = %s.name, closed, "pool closed");
     }
 
@@ -622,13 +573,14 @@ impl<M: Manager> Pool<M> {
         self.inner.shared.is_closed()
     }
 
-    /// A snapshot of sizes and counters. Never blocks on the pool's queue.
+    /// A snapshot of sizes and counters.
     pub fn metrics(&self) -> Metrics {
         let s = &*self.inner.shared;
         let c = &s.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        let live = s.live();
-        let used = s.used.load(SeqCst);
+        let status = self.inner.pool.status();
+        let staged = s.staged.lock().len();
+        let in_use = status.size.saturating_sub(status.available);
         Metrics {
             name: s.name.to_string(),
             max_size: if s.is_closed() {
@@ -636,10 +588,10 @@ impl<M: Manager> Pool<M> {
             } else {
                 s.max_size.load(SeqCst)
             },
-            size: live,
-            idle: live.saturating_sub(used),
-            in_use: used,
-            waiters: s.waiters.load(SeqCst),
+            size: s.live(),
+            idle: status.available + staged,
+            in_use,
+            waiters: status.waiting + s.lv.retriers.load(SeqCst),
             created: load(&c.created),
             recycled: load(&c.recycled),
             added: load(&c.added),
@@ -669,8 +621,7 @@ impl<M: Manager> Pool<M> {
 
     /// Whether nothing lives in this pool and nobody but the owner holds it.
     pub(crate) fn is_unused(&self) -> bool {
-        let s = &*self.inner.shared;
-        Arc::strong_count(&self.inner) == 1 && s.live() == 0 && s.used.load(SeqCst) == 0
+        Arc::strong_count(&self.inner) == 1 && self.inner.shared.live() == 0
     }
 
     /// Closes one idle object (least recently used) for another key.
@@ -679,7 +630,7 @@ impl<M: Manager> Pool<M> {
     }
 
     pub(crate) fn idle_count(&self) -> usize {
-        self.inner.shared.idle()
+        self.inner.idle()
     }
 }
 
@@ -695,50 +646,36 @@ async fn reaper_loop<M: Manager>(pool: Weak<Inner<M>>, every: Duration) {
     }
 }
 
-/// A held checkout slot, given back on drop.
-struct Slot<'a, M: Manager>(&'a Shared<M>);
-
-impl<M: Manager> Drop for Slot<'_, M> {
-    fn drop(&mut self) {
-        self.0.release_slot();
-    }
-}
-
 /// A checked-out object. Derefs to the object; goes back to the pool on
 /// drop (or is closed if it expired, the pool shrank or closed).
+///
+/// The guard does not keep the pool alive: an object returned after the
+/// last pool handle is gone is dropped without the close hook.
 #[must_use = "dropping the guard returns the object at once"]
 pub struct Pooled<M: Manager> {
     obj: Option<DeadObject<M>>,
-    inner: Arc<Inner<M>>,
 }
+
+const PRESENT: &str = "pooled object present until the guard is consumed";
 
 impl<M: Manager> Pooled<M> {
     fn entry(&self) -> &Entry<M::Object> {
         // Present from checkout until `drop`/`take`, which consume the guard.
-        self.obj
-            .as_deref()
-            .expect("pooled object present until the guard is consumed")
+        self.obj.as_deref().expect(PRESENT)
     }
 
     fn entry_mut(&mut self) -> &mut Entry<M::Object> {
-        self.obj
-            .as_deref_mut()
-            .expect("pooled object present until the guard is consumed")
+        self.obj.as_deref_mut().expect(PRESENT)
     }
 
     /// Detaches the object from the pool for good: its place is freed and
     /// the close hook is not called.
     pub fn take(mut this: Self) -> M::Object {
-        let mut obj = this
-            .obj
-            .take()
-            .expect("pooled object present until the guard is consumed");
+        let mut obj = this.obj.take().expect(PRESENT);
         obj.taken = true;
         let Entry { obj, token, .. } = deadpool::managed::Object::take(obj);
-        // The object has left: free its live place, then (dropping `this`)
-        // its slot.
+        // The object has left: free its live place.
         drop(token);
-        drop(this);
         obj
     }
 
@@ -754,28 +691,25 @@ impl<M: Manager> Pooled<M> {
     pub fn info(this: &Self) -> ObjectInfo {
         ObjectInfo::of(this.entry(), Instant::now())
     }
-
-    /// The pool's name.
-    pub fn pool_name(this: &Self) -> &str {
-        &this.inner.shared.name
-    }
 }
 
 impl<M: Manager> Drop for Pooled<M> {
     fn drop(&mut self) {
-        let s = &*self.inner.shared;
-        if let Some(mut obj) = self.obj.take() {
-            if let Some(reason) = s.verdict_on_return(&mut obj) {
-                obj.set_reason(reason);
-                drop(deadpool::managed::Object::take(obj));
-            } else {
-                // Back into deadpool's queue before the slot is freed, so a
-                // waiter woken by the slot finds it.
-                drop(obj);
-            }
+        let Some(mut obj) = self.obj.take() else {
+            return;
+        };
+        if let Some(reason) = Live::verdict_on_return(&mut obj) {
+            obj.set_reason(reason);
+            drop(deadpool::managed::Object::take(obj));
+            return;
         }
-        s.release_slot();
-        s.wake_retriers();
+        // Checkouts waiting at the cap need a nudge once it is back in the
+        // queue (rare: only after a shrink).
+        let nudge = (Live::of(&obj).retriers.load(SeqCst) > 0).then(|| Live::handle(&obj));
+        drop(obj);
+        if let Some(live) = nudge {
+            live.wake_retriers();
+        }
     }
 }
 
@@ -798,7 +732,6 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pooled")
-            .field("pool", &self.inner.shared.name)
             .field("object", &self.entry().obj)
             .finish()
     }
