@@ -88,6 +88,17 @@ pub enum Error {
         /// Write batches in the log.
         records: usize,
     },
+    /// Another program rewrote the snapshot while this store had it open.
+    /// Compaction refuses to overwrite it; the store's writes stay safe in
+    /// its log, and the next open reports the conflict.
+    #[error(
+        "{snapshot} was rewritten by another program while the store had it open; \
+         not overwriting it (the store's writes are kept in its log)"
+    )]
+    SnapshotModified {
+        /// The snapshot.
+        snapshot: PathBuf,
+    },
     /// A key is longer than [`StoreConfig::max_key_bytes`](crate::StoreConfig::max_key_bytes).
     #[error("key of {len} bytes is larger than the limit of {limit} bytes (starts {prefix:?})")]
     KeyTooLarge {
@@ -159,7 +170,10 @@ impl Error {
     pub fn is_damage(&self) -> bool {
         matches!(
             self,
-            Error::Corrupt { .. } | Error::Unsupported { .. } | Error::SnapshotChanged { .. }
+            Error::Corrupt { .. }
+                | Error::Unsupported { .. }
+                | Error::SnapshotChanged { .. }
+                | Error::SnapshotModified { .. }
         )
     }
 

@@ -11,6 +11,10 @@
 //!                     key and value as u32 length + bytes (value: compact JSON)
 //! ```
 //!
+//! The file may be longer than its frames: it is preallocated with zeros so
+//! that an fsync after an append need not update the file size. Zeros from
+//! some offset to the end are that unused space, not damage.
+//!
 //! The header names the snapshot the log extends (length and CRC-32 of its
 //! bytes), so a snapshot rewritten by someone else is detected. A frame is
 //! one batch and is applied all or nothing. `len_check` guards the length
@@ -193,6 +197,15 @@ pub(crate) fn scan(bytes: &[u8]) -> Result<Scan, LogError> {
             },
             Err(problem) => problem,
         };
+        // Zeros to the end: the preallocated, never-written rest of the log.
+        if all_zero(&bytes[at..]) {
+            return Ok(Scan {
+                snapshot,
+                frames,
+                valid_len: at as u64,
+                torn_at: None,
+            });
+        }
         // A torn write leaves nothing valid after it; damage followed by a
         // valid frame means acknowledged batches would be lost: refuse.
         if valid_frame_after(bytes, at + 1) {

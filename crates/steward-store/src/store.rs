@@ -150,6 +150,8 @@ impl StoreBuilder {
         let writer = Writer {
             log: opened.log,
             log_len: opened.log_len,
+            file_len: opened.file_len,
+            snapshot: opened.snapshot,
             next_compact_at: self.config.compact_log_bytes,
             poisoned: false,
             lock: Some(lock),
@@ -211,6 +213,10 @@ struct Opened {
     map: Map<String, Value>,
     log: File,
     log_len: u64,
+    /// The log file's size (frames plus preallocated zeros).
+    file_len: u64,
+    /// The snapshot on disk as loaded.
+    snapshot: SnapshotId,
 }
 
 /// Finishes an interrupted compaction, cuts a torn tail, and opens the log
@@ -233,19 +239,24 @@ fn recover(paths: &Paths) -> Result<Opened> {
         let log = open_log(&paths.log)?;
         return Ok(Opened {
             map: loaded.map,
+            file_len: file_size(&log, &paths.log)?,
             log,
             log_len: log::HEADER_LEN as u64,
+            snapshot: loaded.snapshot_id,
         });
     }
     let Some((valid_len, torn_at, file_len)) = reuse else {
         let log = new_log(paths, loaded.snapshot_id)?;
         return Ok(Opened {
             map: loaded.map,
+            file_len: file_size(&log, &paths.log)?,
             log,
             log_len: log::HEADER_LEN as u64,
+            snapshot: loaded.snapshot_id,
         });
     };
     let mut log = open_log(&paths.log)?;
+    let mut file_len = file_len;
     if let Some(at) = torn_at {
         tracing::warn!(
             log = %paths.log.display(),
@@ -257,6 +268,7 @@ fn recover(paths: &Paths) -> Result<Opened> {
             .map_err(|e| Error::io("truncating", &paths.log, e))?;
         log.sync_all()
             .map_err(|e| Error::io("fsync of", &paths.log, e))?;
+        file_len = valid_len;
     }
     log.seek(SeekFrom::Start(valid_len))
         .map_err(|e| Error::io("seeking in", &paths.log, e))?;
@@ -264,8 +276,19 @@ fn recover(paths: &Paths) -> Result<Opened> {
         map: loaded.map,
         log,
         log_len: valid_len,
+        file_len,
+        snapshot: loaded.snapshot_id,
     })
 }
+
+fn file_size(file: &File, path: &Path) -> Result<u64> {
+    file.metadata()
+        .map(|m| m.len())
+        .map_err(|e| Error::io("reading metadata of", path, e))
+}
+
+/// Zeros written ahead of the frames at a time (see [`Writer::append`]).
+const PREALLOCATE: u64 = 1 << 20;
 
 fn open_log(path: &Path) -> Result<File> {
     let mut f = OpenOptions::new()
@@ -926,7 +949,13 @@ fn writer_thread(shared: &Shared) {
 /// leader changes the map.
 struct Writer {
     log: File,
+    /// End of the last frame: where the next one goes.
     log_len: u64,
+    /// The file's size: zeros from `log_len` to here.
+    file_len: u64,
+    /// The snapshot this store last read or wrote: compaction refuses to
+    /// replace a snapshot someone else rewrote meanwhile.
+    snapshot: SnapshotId,
     next_compact_at: u64,
     poisoned: bool,
     /// Held for the thread's life; dropping it releases the lock.
@@ -1094,32 +1123,59 @@ impl Writer {
         (payload, effective)
     }
 
-    /// Appends one frame and fsyncs it. On a failed write the file is cut
-    /// back so the next batch does not follow garbage; on a failed fsync
-    /// the store stops accepting writes (the page cache can no longer be
-    /// trusted to match the disk).
+    /// Appends one frame and fsyncs it (`fdatasync`). The file is kept
+    /// preallocated with zeros ahead of the frames, so that fsync has no
+    /// file size to update, which makes it cheaper. On a failed write the
+    /// file is cut back so the next batch does not follow garbage; on a
+    /// failed fsync the store stops accepting writes (the page cache can no
+    /// longer be trusted to match the disk).
     fn append(&mut self, shared: &Shared, payload: &[u8]) -> Result<()> {
         let path = &shared.paths.log;
         let frame = log::frame(payload);
-        if let Err(e) = self.log.write_all(&frame) {
-            let cut = self
-                .log
-                .set_len(self.log_len)
-                .and_then(|()| self.log.seek(SeekFrom::Start(self.log_len)).map(|_| ()));
-            if cut.is_err() {
+        let end = self.log_len + frame.len() as u64;
+        if end > self.file_len {
+            self.preallocate(path, end + PREALLOCATE);
+        }
+        let written = self
+            .log
+            .seek(SeekFrom::Start(self.log_len))
+            .and_then(|_| self.log.write_all(&frame));
+        if let Err(e) = written {
+            if self.log.set_len(self.log_len).is_err() {
                 self.poisoned = true;
             }
+            self.file_len = self.log_len;
             return Err(Error::io("appending to", path, e));
         }
         if let Err(e) = self.log.sync_data() {
             self.poisoned = true;
             return Err(Error::io("fsync of", path, e));
         }
-        self.log_len += frame.len() as u64;
+        self.log_len = end;
+        self.file_len = self.file_len.max(end);
         let c = &shared.counters;
         c.batches.fetch_add(1, Ordering::Relaxed);
         c.log_bytes.store(self.log_len, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Best effort: extends the file with zeros up to `to` and fsyncs it.
+    /// On failure (a full disk) the extension is undone and appends simply
+    /// grow the file.
+    fn preallocate(&mut self, path: &Path, to: u64) {
+        let zeros = vec![0u8; (to - self.file_len) as usize];
+        let done = self
+            .log
+            .seek(SeekFrom::Start(self.file_len))
+            .and_then(|_| self.log.write_all(&zeros))
+            .and_then(|()| self.log.sync_all());
+        match done {
+            Ok(()) => self.file_len = to,
+            Err(e) => {
+                tracing::debug!(log = %path.display(), error = %e, "could not preallocate the log");
+                let _ = self.log.set_len(self.file_len);
+            }
+        }
     }
 
     /// Snapshot to a temporary file (fsync), new empty log naming it to a
@@ -1135,6 +1191,14 @@ impl Writer {
         let span = tracing::debug_span!("store_compact", log_bytes = self.log_len);
         let _g = span.enter();
         let p = &shared.paths;
+        // Someone (the Python assistant?) rewrote the snapshot while we had
+        // it open: replacing it would silently drop their change.
+        let on_disk = SnapshotId::of(files::read_optional(&p.snapshot)?.as_deref());
+        if on_disk != self.snapshot {
+            return Err(Error::SnapshotModified {
+                snapshot: p.snapshot.clone(),
+            });
+        }
         let text = json::to_python_json(&shared.map.read());
         let id = SnapshotId::of(Some(text.as_bytes()));
         let staged = files::write_synced(&p.snapshot_tmp, text.as_bytes())
@@ -1145,11 +1209,13 @@ impl Writer {
             return Err(e);
         }
         files::rename(&p.snapshot_tmp, &p.snapshot)?;
+        self.snapshot = id;
         files::fsync_dir(&p.dir)?;
         files::rename(&p.log_tmp, &p.log)?;
         files::fsync_dir(&p.dir)?;
         self.log = open_log(&p.log)?;
         self.log_len = log::HEADER_LEN as u64;
+        self.file_len = self.log_len;
         self.next_compact_at = shared.config.compact_log_bytes;
         let c = &shared.counters;
         c.compactions.fetch_add(1, Ordering::Relaxed);

@@ -118,32 +118,38 @@ fn corrupt_log_record_in_the_middle_is_an_error_with_offset() {
 fn torn_tail_is_cut_off_and_the_store_reopens() {
     let (_d, path) = temp_store();
     let log = three_batch_log(&path);
-    for cut in 1..12 {
-        std::fs::write(log_of(&path), &log[..log.len() - cut]).unwrap();
-        let report = steward_store::check(&path).unwrap();
-        assert!(report.is_ok(), "{report}");
-        assert!(!report.is_clean());
-        assert_eq!(
-            read(&log_of(&path)).len(),
-            log.len() - cut,
-            "check modified the log"
-        );
-        let s = Store::builder(&path)
-            .compact_on_close(false)
-            .build()
-            .unwrap();
-        assert_eq!(s.list_keys(), ["a", "b"], "cut {cut}");
-        assert_eq!(s.read("b"), Some(json!("x".repeat(50))));
-        s.upsert("d", 4).unwrap();
-        drop(s);
-        let s = Store::open(&path).unwrap();
-        assert_eq!(
-            s.list_keys(),
-            ["a", "b", "d"],
-            "write after the cut survives"
-        );
-        drop(s);
-        std::fs::write(log_of(&path), &log).unwrap();
+    // Header, then frames of 12 + 11, 12 + 62 and 12 + 11 bytes; the rest of
+    // the file is preallocated zeros.
+    let end = 32 + 23 + 74 + 23;
+    assert!(log[end..].iter().all(|b| *b == 0));
+    for cut in 1..=23 {
+        // A torn append: the file ends inside the last frame, or (in the
+        // preallocated space) the frame's tail never reached the disk, or
+        // reached it as garbage.
+        let mut zeroed = log.clone();
+        zeroed[end - cut..end].fill(0);
+        let mut garbage = log.clone();
+        garbage[end - cut..end].fill(0xA5);
+        for torn in [log[..end - cut].to_vec(), zeroed, garbage] {
+            std::fs::write(log_of(&path), &torn).unwrap();
+            let report = steward_store::check(&path).unwrap();
+            assert!(report.is_ok(), "{report}");
+            assert_eq!(read(&log_of(&path)), torn, "check modified the log");
+            let s = Store::builder(&path)
+                .compact_on_close(false)
+                .build()
+                .unwrap();
+            assert_eq!(s.list_keys(), ["a", "b"], "cut {cut}");
+            assert_eq!(s.read("b"), Some(json!("x".repeat(50))));
+            s.upsert("d", 4).unwrap();
+            drop(s);
+            let s = Store::open(&path).unwrap();
+            assert_eq!(
+                s.list_keys(),
+                ["a", "b", "d"],
+                "write after the cut survives"
+            );
+        }
     }
 }
 
@@ -224,5 +230,30 @@ fn full_disk_is_an_error_and_keeps_the_last_good_state() {
     assert!(
         extra.is_empty(),
         "unacknowledged writes appeared: {extra:?}\n{text}"
+    );
+}
+
+#[test]
+fn compaction_never_overwrites_a_snapshot_rewritten_while_open() {
+    let (_d, path) = temp_store();
+    let s = Store::open(&path).unwrap();
+    s.upsert("ours", 1).unwrap();
+    s.compact().unwrap();
+    s.upsert("ours_too", 2).unwrap();
+    let python = "{\n  \"theirs\": 1\n}";
+    std::fs::write(&path, python).unwrap();
+    let e = s.compact().unwrap_err();
+    assert!(matches!(e, Error::SnapshotModified { .. }), "{e}");
+    assert!(s.close().is_err());
+    assert_eq!(
+        read(&path),
+        python.as_bytes(),
+        "their snapshot was overwritten"
+    );
+    // Our writes are still in the log; opening reports the conflict.
+    let e = Store::open(&path).unwrap_err();
+    assert!(
+        matches!(e, Error::SnapshotChanged { records: 1, .. }),
+        "{e}"
     );
 }
