@@ -41,8 +41,36 @@ struct Shared {
     counters: Arc<Counters>,
 }
 
-/// A running capture stream. Dropping it (or [`close`](Self::close)) stops
-/// the device stream and joins its thread before returning.
+/// A running capture stream: device audio in, PCM16LE mono chunks at
+/// [`AudioConfig::sample_rate`] out.
+///
+/// How audio moves: the audio callback downmixes to mono `f32` at the
+/// device rate and pushes it into a one-second lock-free ring (no
+/// allocation, no lock, no wait). The stream's own thread drains the ring
+/// every 5 ms, resamples, converts to PCM16 and cuts chunks into a bounded
+/// queue ([`AudioConfig::capture_queue_ms`]). When the reader falls behind
+/// and the queue is full, the OLDEST chunk is dropped and counted in
+/// [`Stats::overflow_frames`], so a slow reader always gets the freshest
+/// audio. (The callback itself cannot drop the oldest audio: the ring's read
+/// end belongs to the other thread. Should that thread stall for a whole
+/// second, the callback drops the newest frames and counts them in
+/// [`Stats::ring_overrun_frames`].)
+///
+/// Dropping it (or [`close`](Self::close)) stops the device stream and
+/// joins its thread before returning.
+///
+/// ```no_run
+/// # async fn run() -> steward_audio::Result<()> {
+/// use steward_audio::{Capture, pcm16_to_base64};
+/// let mut mic = Capture::builder().device("default").build()?;
+/// loop {
+///     let chunk = mic.next_chunk().await?; // 20 ms of PCM16 at 24 kHz
+///     let _event = pcm16_to_base64(&chunk); // for input_audio_buffer.append
+/// #   break;
+/// }
+/// println!("{:?}", mic.close()?);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Capture {
     shared: Arc<Shared>,

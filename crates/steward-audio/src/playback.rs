@@ -59,10 +59,35 @@ struct Shared {
     drain_requested: AtomicBool,
 }
 
-/// A running playback stream. Methods take `&self`: share it in an `Arc`
-/// between the task that writes and the one that barges in with
-/// [`clear`](Self::clear). Dropping it (or [`close`](Self::close)) stops the
-/// device stream and joins its thread.
+/// A running playback stream: PCM16LE mono at [`AudioConfig::sample_rate`]
+/// in, device audio out.
+///
+/// How audio moves: [`write`](Self::write) appends to a bounded queue
+/// ([`AudioConfig::playback_queue_ms`]) and waits while it is full
+/// (backpressure). The stream's own thread resamples what the device can
+/// take next into a 200 ms lock-free ring; the audio callback pops from it,
+/// upmixes to the device's channels and sample type, and plays silence when
+/// it runs dry (counted in [`Stats::silence_frames`] and, when audio was
+/// flowing, [`Stats::underruns`]). [`clear`](Self::clear) empties the queue
+/// at once and has the callback drop its ring on its next run (barge-in).
+///
+/// Methods take `&self`: share it in an `Arc` between the task that writes
+/// and the one that barges in. Dropping it (or [`close`](Self::close)) stops
+/// the device stream and joins its thread.
+///
+/// ```no_run
+/// # async fn run(deltas: Vec<String>) -> steward_audio::Result<()> {
+/// use std::sync::Arc;
+/// use steward_audio::{Playback, base64_to_pcm16};
+/// let speaker = Arc::new(Playback::builder().build()?);
+/// for delta in deltas {
+///     // response.audio.delta payloads
+///     speaker.write(&base64_to_pcm16(&delta)?).await?;
+/// }
+/// speaker.drain().await?; // wait until it has all been played
+/// speaker.clear(); // or: the user started talking
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Playback {
     shared: Arc<Shared>,

@@ -491,3 +491,13 @@ fn cancelled_reads_lose_no_chunk() {
         "chunks were lost: {stats:?}"
     );
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync + 'static>() {}
+    check::<Capture>();
+    check::<Playback>();
+    check::<steward_audio::Stats>();
+    check::<steward_audio::Event>();
+    check::<Error>();
+}
