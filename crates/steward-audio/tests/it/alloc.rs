@@ -10,6 +10,15 @@ use crate::common::{HANG_GUARD, require_sound_server, tone};
 use crate::{CALLBACK_ALLOCS, CALLBACKS_SEEN};
 
 #[test]
+fn the_counting_allocator_sees_allocations_on_marked_threads() {
+    let n = crate::count_allocs_in_self_test(|| {
+        let v = std::hint::black_box(vec![1_u8; 64]);
+        drop(v);
+    });
+    assert_eq!(n, 2, "one allocation and one free");
+}
+
+#[test]
 fn callbacks_allocate_nothing() {
     require_sound_server();
     let seen_before = CALLBACKS_SEEN.load(Relaxed);

@@ -16,11 +16,15 @@ mod leaks;
 mod streams;
 
 thread_local! {
-    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+    /// What this thread is doing: 0 nothing, 1 inside an audio callback,
+    /// 2 inside the allocator's own self-test.
+    static MODE: Cell<u8> = const { Cell::new(0) };
 }
 
 /// Allocations (and reallocations) made inside audio callbacks.
 static CALLBACK_ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Allocations made during the self-test (proves the counting works).
+static SELF_TEST_ALLOCS: AtomicU64 = AtomicU64::new(0);
 /// Callbacks observed through the hook.
 static CALLBACKS_SEEN: AtomicU64 = AtomicU64::new(0);
 
@@ -28,9 +32,11 @@ struct CountingAlloc;
 
 fn note_alloc() {
     // `try_with`: never panic inside the allocator, even during thread teardown.
-    if IN_CALLBACK.try_with(Cell::get).unwrap_or(false) {
-        CALLBACK_ALLOCS.fetch_add(1, Relaxed);
-    }
+    match MODE.try_with(Cell::get).unwrap_or(0) {
+        1 => CALLBACK_ALLOCS.fetch_add(1, Relaxed),
+        2 => SELF_TEST_ALLOCS.fetch_add(1, Relaxed),
+        _ => 0,
+    };
 }
 
 // SAFETY: every method forwards to `System` unchanged; the only addition is
@@ -65,11 +71,11 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 
 fn enter_callback() {
     CALLBACKS_SEEN.fetch_add(1, Relaxed);
-    let _ = IN_CALLBACK.try_with(|c| c.set(true));
+    let _ = MODE.try_with(|c| c.set(1));
 }
 
 fn exit_callback() {
-    let _ = IN_CALLBACK.try_with(|c| c.set(false));
+    let _ = MODE.try_with(|c| c.set(0));
 }
 
 /// Installs the hooks (idempotent across tests of this binary).
@@ -78,4 +84,13 @@ pub(crate) fn install_hooks() {
         enter: enter_callback,
         exit: exit_callback,
     });
+}
+
+/// Runs `f` with this thread marked like a callback, counting separately.
+pub(crate) fn count_allocs_in_self_test(f: impl FnOnce()) -> u64 {
+    let before = SELF_TEST_ALLOCS.load(Relaxed);
+    let _ = MODE.try_with(|c| c.set(2));
+    f();
+    let _ = MODE.try_with(|c| c.set(0));
+    SELF_TEST_ALLOCS.load(Relaxed) - before
 }
