@@ -88,7 +88,7 @@ fn child_process_entry() {
 /// "ack" line is printed only after the write returned Ok.
 /// Write numbers start at `base`, so they grow across child processes.
 fn crash_writer(path: &Path, base: usize) {
-    let store = match Store::builder(path).compact_log_bytes(6 << 10).build() {
+    let store = match Store::builder(path).compact_log_bytes(4 << 10).build() {
         Ok(s) => s,
         Err(e) => {
             out(&format!("open-error {e}"));
