@@ -180,7 +180,7 @@ fn track_drop(c: &mut Criterion) {
         group.throughput(Throughput::Elements(OPS_PER_ITER));
         group.sample_size(20);
         group.warm_up_time(Duration::from_secs(1));
-        group.measurement_time(Duration::from_secs(4));
+        group.measurement_time(Duration::from_secs(6));
 
         let tracker = Tracker::new();
         let _live: Vec<Tracked> = (0..PREFILL)
