@@ -239,9 +239,9 @@ pub fn pcm16_to_base64(pcm16: &[u8]) -> String {
 pub fn base64_to_pcm16(b64: &str) -> Result<Vec<u8>> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
-        .map_err(|source| Error::Base64 {
+        .map_err(|e| Error::Base64 {
             len: b64.len(),
-            source,
+            source: crate::error::BackendError::from_display(&e),
         })?;
     if !bytes.len().is_multiple_of(2) {
         return Err(Error::OddPcm16Length { len: bytes.len() });

@@ -74,7 +74,7 @@ pub enum Error {
         len: usize,
         /// The decoder's error.
         #[source]
-        source: base64::DecodeError,
+        source: BackendError,
     },
     /// The device disappeared while the stream was running.
     #[error("audio device `{device}` was lost: {message}")]
@@ -100,21 +100,21 @@ pub enum Error {
     },
 }
 
-/// An error reported by the audio backend, kept opaque so the backend's own
-/// types stay out of this crate's API.
+/// An error reported by a dependency (the audio backend, the base64
+/// decoder), kept opaque so their types stay out of this crate's API.
 #[derive(Debug, Clone)]
 pub struct BackendError {
     message: String,
 }
 
 impl BackendError {
-    pub(crate) fn from_cpal(err: &cpal::Error) -> Self {
+    pub(crate) fn from_display(err: &impl std::fmt::Display) -> Self {
         Self {
             message: err.to_string(),
         }
     }
 
-    /// The backend's message.
+    /// The dependency's message.
     #[must_use]
     pub fn message(&self) -> &str {
         &self.message
@@ -142,7 +142,7 @@ impl Error {
         Self::Backend {
             device: device.to_string(),
             action,
-            source: BackendError::from_cpal(err),
+            source: BackendError::from_display(err),
         }
     }
 }
