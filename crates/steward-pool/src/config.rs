@@ -32,8 +32,11 @@ pub struct PoolConfig {
     pub create_timeout: Option<Duration>,
     /// Bound on the manager's `recycle` (health check).
     pub recycle_timeout: Option<Duration>,
-    /// Objects older than this are closed on checkout, on return and by the
-    /// reaper, even when in constant use.
+    /// Objects older than this are closed, even when in constant use: on
+    /// return (by the clock), by the reaper, and on checkout (by the pool's
+    /// coarse clock, the time of its latest return, create or reap: a clock
+    /// read costs as much as a whole checkout on some machines). An idle
+    /// object can thus be handed out at most one reaper interval past it.
     pub max_lifetime: Option<Duration>,
     /// Idle objects unused for this long are closed by the reaper (never
     /// below `min_idle`).

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
@@ -147,6 +147,12 @@ pub(crate) struct Live {
     pub(crate) max_lifetime: Option<Duration>,
     /// Whether a return needs the clock (idle stamps, lifetime).
     pub(crate) clock_on_return: bool,
+    /// The pool's coarse clock: the latest time any of its operations read
+    /// (returns, creates, reaps), as nanoseconds since `base`. Checkouts
+    /// judge lifetimes by it instead of reading the clock again (a clock
+    /// read costs as much as the rest of a checkout on some machines).
+    base: Instant,
+    recent: AtomicU64,
     /// Live objects (idle, in use, staged) plus places reserved for creates.
     pub(crate) count: AtomicUsize,
     pub(crate) global: Option<Arc<Global>>,
@@ -163,6 +169,22 @@ impl Live {
             g.release();
         }
         self.wake_retriers();
+    }
+
+    /// Advances the coarse clock to `now` (never backwards).
+    #[inline]
+    pub(crate) fn note(&self, now: Instant) {
+        let n =
+            u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
+        if n > self.recent.load(Relaxed) {
+            self.recent.store(n, Relaxed);
+        }
+    }
+
+    /// The coarse clock: at most "now", as of the pool's last activity.
+    #[inline]
+    pub(crate) fn recent(&self) -> Instant {
+        self.base + Duration::from_nanos(self.recent.load(Relaxed))
     }
 
     /// Wakes checkouts that wait for an object to come back.
@@ -196,6 +218,7 @@ impl Live {
             return None;
         }
         let now = Instant::now();
+        lv.note(now);
         if lv
             .max_lifetime
             .is_some_and(|l| now.saturating_duration_since(e.created) >= l)
@@ -236,7 +259,7 @@ pub(crate) struct Timing {
     pub(crate) min_idle: usize,
     pub(crate) health_check: bool,
     pub(crate) recent_window: Duration,
-    /// Whether a checkout needs the clock (lifetime or recent window).
+    /// Whether a checkout reads the clock (for the recent window).
     clock_on_checkout: bool,
 }
 
@@ -252,7 +275,7 @@ impl Timing {
             min_idle: c.min_idle,
             health_check: c.health_check,
             recent_window: c.recent_window,
-            clock_on_checkout: c.max_lifetime.is_some() || window,
+            clock_on_checkout: window,
         }
     }
 }
@@ -313,6 +336,8 @@ impl<M: Manager> Shared<M> {
                 closed: AtomicBool::new(false),
                 max_lifetime: config.max_lifetime,
                 clock_on_return: timing_clock_on_return(config),
+                base: Instant::now(),
+                recent: AtomicU64::new(0),
                 count: AtomicUsize::new(0),
                 global,
                 retriers: AtomicUsize::new(0),
@@ -371,15 +396,25 @@ impl<M: Manager> Shared<M> {
     pub(crate) async fn check_out(&self, e: &mut Entry<M::Object>) -> bool {
         let t = &self.t;
         let mut check = t.health_check;
-        if t.clock_on_checkout {
+        // Lifetime by the coarse clock unless the window needs the real one.
+        let now = if t.clock_on_checkout {
             let now = Instant::now();
+            self.lv.note(now);
+            Some(now)
+        } else {
+            t.max_lifetime.map(|_| self.lv.recent())
+        };
+        if let Some(now) = now {
             if t.max_lifetime
                 .is_some_and(|l| now.saturating_duration_since(e.created) >= l)
             {
                 e.set_reason(CloseReason::Lifetime);
                 return false;
             }
-            if check && now.saturating_duration_since(e.last_used) < t.recent_window {
+            if t.clock_on_checkout
+                && check
+                && now.saturating_duration_since(e.last_used) < t.recent_window
+            {
                 check = false;
             }
         }
@@ -412,7 +447,9 @@ impl<M: Manager> Shared<M> {
             Some(Ok(obj)) => {
                 Counters::bump(&self.counters.created);
                 tracing::debug!(pool = %self.name, "pooled object created");
-                Ok(Entry::new(obj, Instant::now(), r.into_token()))
+                let now = Instant::now();
+                self.lv.note(now);
+                Ok(Entry::new(obj, now, r.into_token()))
             }
             Some(Err(error)) => {
                 Counters::bump(&self.counters.create_errors);

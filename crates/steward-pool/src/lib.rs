@@ -44,7 +44,7 @@
 //!   keyed pools), also under cancellation and `resize`.
 //! - A cancelled `get` leaks nothing; a returned object wakes a waiter.
 //! - Objects in constant use still expire by `max_lifetime`: it is checked
-//!   on checkout and on return.
+//!   on return, on checkout and by the reaper.
 //! - The reaper holds only a weak reference: dropping the last handle or
 //!   calling `close` stops it.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]

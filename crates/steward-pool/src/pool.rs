@@ -66,6 +66,7 @@ impl<M: Manager> Inner<M> {
         }
         let now = Instant::now();
         let s = &*self.shared;
+        s.lv.note(now);
         let mut closed = 0;
         let doomed: Vec<Entry<M::Object>> = {
             let mut staged = s.staged.lock();
@@ -439,7 +440,9 @@ impl<M: Manager> Pool<M> {
             });
         };
         Counters::bump(&s.counters.added);
-        let entry = Entry::new(object, Instant::now(), reservation.into_token());
+        let now = Instant::now();
+        s.lv.note(now);
+        let entry = Entry::new(object, now, reservation.into_token());
         s.staged.lock().push_back(entry);
         s.wake_retriers();
         Ok(())
