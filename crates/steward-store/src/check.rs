@@ -153,6 +153,10 @@ fn from_error(e: &Error, fallback: &Path) -> Problem {
 /// ```
 pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
     let paths = Paths::new(path.as_ref());
+    files::stable_read(&paths, || check_once(&paths))
+}
+
+fn check_once(paths: &Paths) -> Result<CheckReport> {
     let mut report = CheckReport {
         snapshot: paths.snapshot.clone(),
         snapshot_exists: false,
@@ -200,7 +204,7 @@ pub fn check(path: impl AsRef<Path>) -> Result<CheckReport> {
     if let Some(bytes) = files::read_optional(&paths.log)? {
         report.log_exists = true;
         check_log(
-            &paths,
+            paths,
             &bytes,
             snapshot_id,
             roll_forward,

@@ -228,7 +228,8 @@ pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
 
 /// Reads a store's current contents (snapshot plus log) without taking its
 /// lock and without modifying any file, so it works while another process
-/// has the store open. A torn last log record is ignored, as opening would.
+/// has the store open (it re-reads if a compaction there swaps the files
+/// meanwhile). A torn last log record is ignored, as opening would.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -239,5 +240,22 @@ pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn load(path: impl AsRef<Path>) -> Result<Map<String, Value>> {
-    Ok(load_files(&Paths::new(path.as_ref()))?.map)
+    let paths = Paths::new(path.as_ref());
+    stable_read(&paths, || Ok(load_files(&paths)?.map))
+}
+
+/// Runs a read of the store's files again (up to a few times) if the
+/// snapshot changed while it ran: a compaction in another process may swap
+/// the files between the reads of snapshot and log.
+pub(crate) fn stable_read<T>(paths: &Paths, read: impl Fn() -> Result<T>) -> Result<T> {
+    let mut attempts = 0;
+    loop {
+        let before = SnapshotId::of(read_optional(&paths.snapshot)?.as_deref());
+        let result = read();
+        let after = SnapshotId::of(read_optional(&paths.snapshot)?.as_deref());
+        attempts += 1;
+        if before == after || attempts >= 5 {
+            return result;
+        }
+    }
 }

@@ -76,3 +76,36 @@ fn concurrent_creates_of_one_key_have_one_winner() {
     });
     assert_eq!(wins, 1);
 }
+
+#[test]
+fn load_and_check_see_consistent_state_during_writes_and_compactions() {
+    let (_d, path) = crate::temp_store();
+    let store = Store::builder(&path)
+        .compact_log_bytes(2 << 10)
+        .build()
+        .unwrap();
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            for i in 0..300 {
+                store
+                    .upsert(&format!("k{i:03}"), json!({ "i": i }))
+                    .unwrap();
+            }
+        });
+        let mut last = 0;
+        while !writer.is_finished() {
+            // Keys are only added, so what a reader sees never shrinks.
+            let map = steward_store::load(&path).unwrap();
+            assert!(
+                map.len() >= last,
+                "load went back from {last} to {}",
+                map.len()
+            );
+            last = map.len();
+            let report = steward_store::check(&path).unwrap();
+            assert!(report.is_ok(), "{report}");
+        }
+    });
+    assert!(store.stats().compactions > 0);
+    assert_eq!(steward_store::load(&path).unwrap().len(), 300);
+}
