@@ -257,3 +257,42 @@ fn compaction_never_overwrites_a_snapshot_rewritten_while_open() {
         "{e}"
     );
 }
+
+#[test]
+fn crash_between_compaction_renames_is_rolled_forward() {
+    let (d, path) = temp_store();
+    let log = log_of(&path);
+    let log_tmp = d.path().join("memory.json.log.tmp");
+    let s = Store::builder(&path)
+        .compact_on_close(false)
+        .build()
+        .unwrap();
+    s.upsert("a", 1).unwrap();
+    s.compact().unwrap();
+    s.upsert("b", 2).unwrap();
+    let old_log = read(&log); // names the snapshot {"a": 1} and holds "b"
+    s.compact().unwrap();
+    let new_log = read(&log); // names the snapshot {"a": 1, "b": 2}, empty
+    drop(s);
+    // The state a crash leaves after the snapshot rename but before the log rename.
+    std::fs::write(&log, &old_log).unwrap();
+    std::fs::write(&log_tmp, &new_log).unwrap();
+    let report = steward_store::check(&path).unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.keys, 2);
+    assert_eq!(steward_store::load(&path).unwrap().len(), 2);
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.list_keys(), ["a", "b"]);
+    assert!(!log_tmp.exists());
+    s.upsert("c", 3).unwrap();
+    drop(s);
+    assert_eq!(Store::open(&path).unwrap().list_keys(), ["a", "b", "c"]);
+    // Before the snapshot rename, the temporary log names a snapshot that is
+    // not there: it is discarded and the old pair stays in force.
+    let (_d2, path2) = temp_store();
+    std::fs::write(&path2, b"{\n  \"a\": 1\n}").unwrap();
+    std::fs::write(log_of(&path2), &old_log).unwrap();
+    std::fs::write(_d2.path().join("memory.json.log.tmp"), &new_log).unwrap();
+    let s = Store::open(&path2).unwrap();
+    assert_eq!(s.list_keys(), ["a", "b"]);
+}
