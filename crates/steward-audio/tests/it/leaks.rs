@@ -1,9 +1,11 @@
 //! Open/close cycles leave no thread, file descriptor or memory behind.
 //!
 //! Run in a child process so the counts are not disturbed by other tests.
-//! Most cycles use ALSA's `null` device (not paced, fast); a smaller number
-//! go through the PulseAudio default devices, whose connection set-up costs
-//! tens of milliseconds per stream.
+//! A cycle opens and closes one stream (capture and playback alternate).
+//! The 1,000 cycles use ALSA's `null` device (not paced, fast); 100 more go
+//! through the PulseAudio default devices, whose connection set-up costs
+//! tens of milliseconds per stream (1,000 of those would take minutes on a
+//! loaded machine).
 
 use std::time::{Duration, Instant};
 
@@ -26,17 +28,25 @@ fn env_count(key: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn cycle(device: &str, read: bool) {
-    let mut cap = Capture::builder().device(device).build().unwrap();
-    let pb = Playback::builder().device(device).build().unwrap();
-    if read {
-        pb.try_write(&[0u8; 960]).unwrap();
-        cap.next_chunk_blocking(HANG_GUARD)
-            .unwrap()
-            .expect("a chunk");
+/// One open/close cycle of one stream: even `i` capture, odd `i` playback.
+/// Every `read_every`-th cycle also moves audio before closing.
+fn cycle(device: &str, i: usize, read_every: usize) {
+    let read = i % read_every < 2;
+    if i.is_multiple_of(2) {
+        let mut cap = Capture::builder().device(device).build().unwrap();
+        if read {
+            cap.next_chunk_blocking(HANG_GUARD)
+                .unwrap()
+                .expect("a chunk");
+        }
+        cap.close().unwrap();
+    } else {
+        let pb = Playback::builder().device(device).build().unwrap();
+        if read {
+            pb.write_blocking(&[0u8; 960], HANG_GUARD).unwrap();
+        }
+        drop(pb); // Drop must clean up as well as close() does.
     }
-    cap.close().unwrap();
-    drop(pb); // Drop must clean up as well as close() does.
 }
 
 #[test]
@@ -46,19 +56,19 @@ fn child_open_close_cycles() {
     let null_cycles = env_count("STEWARD_AUDIO_NULL_CYCLES", 1_000);
     let pulse_cycles = env_count("STEWARD_AUDIO_PULSE_CYCLES", 100);
     // Warm-up: the backends load their configuration once per process.
-    for _ in 0..3 {
-        cycle("null", true);
-        cycle("default", true);
+    for i in 0..4 {
+        cycle("null", i, 1);
+        cycle("default", i, 1);
     }
     let (threads, fds, rss) = (thread_count(), fd_count(), rss_bytes());
     let started = Instant::now();
     for i in 0..null_cycles {
-        cycle("null", i % 50 == 0);
+        cycle("null", i, 50);
     }
     let null_time = started.elapsed();
     let started = Instant::now();
     for i in 0..pulse_cycles {
-        cycle("default", i % 10 == 0);
+        cycle("default", i, 10);
     }
     let pulse_time = started.elapsed();
     // Joined threads are gone from /proc at once; allow the kernel a moment.
