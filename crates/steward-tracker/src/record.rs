@@ -1,8 +1,9 @@
 //! The per-resource record shared by the map and the guard.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::panic::Location;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 
 use parking_lot::Mutex;
@@ -40,6 +41,52 @@ impl Record {
             leak_reported: AtomicBool::new(false),
             extra: Mutex::new(None),
         }
+    }
+
+    /// A shared record, reusing a spare allocation of this thread if any:
+    /// saves a malloc/free pair per resource in track-and-drop churn.
+    #[inline]
+    pub(crate) fn new_shared(
+        kind: u16,
+        size: u64,
+        now_ms: u64,
+        site: &'static Location<'static>,
+    ) -> Arc<Self> {
+        let fresh = Self::new(kind, size, now_ms, site);
+        let spare = SPARE
+            .try_with(|spare| spare.try_borrow_mut().ok().and_then(|mut v| v.pop()))
+            .ok()
+            .flatten();
+        match spare {
+            Some(mut arc) => match Arc::get_mut(&mut arc) {
+                Some(slot) => {
+                    *slot = fresh;
+                    arc
+                }
+                None => Arc::new(fresh),
+            },
+            None => Arc::new(fresh),
+        }
+    }
+
+    /// Keeps a released record's allocation for this thread's next one, if
+    /// nobody else holds it (a snapshot may, briefly) and the pool has room.
+    #[inline]
+    pub(crate) fn recycle(mut record: Arc<Self>) {
+        let Some(r) = Arc::get_mut(&mut record) else {
+            return;
+        };
+        // Do not keep names and metadata alive in the pool.
+        if r.extra.get_mut().is_some() {
+            *r.extra.get_mut() = None;
+        }
+        let _ = SPARE.try_with(|spare| {
+            if let Ok(mut v) = spare.try_borrow_mut()
+                && v.len() < SPARE_MAX
+            {
+                v.push(record);
+            }
+        });
     }
 
     /// Lock-free; skips the store when the value is unchanged so that a hot
@@ -112,8 +159,12 @@ impl Record {
 static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
 const BLOCK: u64 = 1024;
 
+/// Spare record allocations per thread (at most `SPARE_MAX` × 72 bytes).
+const SPARE_MAX: usize = 64;
+
 thread_local! {
     static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    static SPARE: RefCell<Vec<Arc<Record>>> = const { RefCell::new(Vec::new()) };
 }
 
 #[inline]

@@ -253,13 +253,13 @@ impl Tracker {
         let inner = self.inner();
         let index = inner.kinds.index(kind)?;
         inner.account_new(index, size_bytes)?;
-        let record = Arc::new(Record::new(index, size_bytes, inner.clock.now_ms(), site));
+        let record = Record::new_shared(index, size_bytes, inner.clock.now_ms(), site);
         let id = next_id();
         inner.map.insert(id, Arc::clone(&record));
         Ok(Tracked {
             inner: Arc::clone(inner),
             id,
-            record,
+            record: Some(record),
         })
     }
 
@@ -284,7 +284,7 @@ impl Tracker {
                 dashmap::Entry::Vacant(v) => v,
             };
             let crossing = inner.kinds_admit(index, 1, size_bytes)?;
-            let record = Arc::new(Record::new(index, size_bytes, inner.clock.now_ms(), site));
+            let record = Record::new_shared(index, size_bytes, inner.clock.now_ms(), site);
             let id = next_id();
             entry.insert(ById { id, record });
             (id, crossing)
@@ -303,6 +303,7 @@ impl Tracker {
             return Err(inner.unknown("release", key));
         };
         let crossing = inner.account_release(&entry.record);
+        Record::recycle(entry.record);
         inner.emit_crossing(crossing);
         Ok(())
     }
@@ -752,7 +753,8 @@ impl Inner {
 pub struct Tracked {
     inner: Arc<Inner>,
     id: u64,
-    record: Arc<Record>,
+    /// `None` only while dropping (the record goes back to a spare pool).
+    record: Option<Arc<Record>>,
 }
 
 impl fmt::Debug for Tracked {
@@ -773,48 +775,62 @@ impl Tracked {
 
     /// The resource's kind.
     pub fn kind(&self) -> &str {
-        self.inner.kind_name(self.record.kind)
+        self.rec().map_or("?", |r| self.inner.kind_name(r.kind))
+    }
+
+    #[inline]
+    fn rec(&self) -> Option<&Record> {
+        self.record.as_deref()
     }
 
     /// Its size in bytes now.
     pub fn size(&self) -> u64 {
-        self.record.size.load(Relaxed)
+        self.rec().map_or(0, |r| r.size.load(Relaxed))
     }
 
     /// Time since it was tracked, on the tracker's clock.
     pub fn age(&self) -> Duration {
         let now = self.inner.clock.now_ms();
-        Duration::from_millis(now.saturating_sub(self.record.created_ms))
+        let created = self.rec().map_or(now, |r| r.created_ms);
+        Duration::from_millis(now.saturating_sub(created))
     }
 
     /// Time since it was last touched (or tracked), on the tracker's clock.
     pub fn idle(&self) -> Duration {
         let now = self.inner.clock.now_ms();
-        Duration::from_millis(now.saturating_sub(self.record.last_used_ms.load(Relaxed)))
+        let last = self.rec().map_or(now, |r| r.last_used_ms.load(Relaxed));
+        Duration::from_millis(now.saturating_sub(last))
     }
 
     /// Marks the resource as used now. Lock-free, a few nanoseconds.
     #[inline]
     pub fn touch(&self) {
-        self.record.touch(self.inner.clock.now_ms());
+        if let Some(r) = self.rec() {
+            r.touch(self.inner.clock.now_ms());
+        }
     }
 
     /// Changes its size. Growing past a hard byte budget fails with
     /// [`Error::OverBudget`] and leaves the size unchanged.
     pub fn resize(&mut self, size_bytes: u64) -> Result<(), Error> {
         let size_bytes = clamp(size_bytes);
+        let Some(record) = self.rec() else {
+            return Ok(());
+        };
         if self.inner.closed.load(Acquire) {
-            self.record.size.store(size_bytes, Relaxed);
+            record.size.store(size_bytes, Relaxed);
             return Ok(());
         }
-        let crossing = self.inner.account_resize(&self.record, size_bytes)?;
+        let crossing = self.inner.account_resize(record, size_bytes)?;
         self.inner.emit_crossing(crossing);
         Ok(())
     }
 
     /// Sets its name (shown in reports).
     pub fn set_name(&self, name: &str) {
-        self.record.set_name(name);
+        if let Some(r) = self.rec() {
+            r.set_name(name);
+        }
     }
 
     /// Sets its name, builder style.
@@ -825,13 +841,15 @@ impl Tracked {
 
     /// Its name, if set.
     pub fn name(&self) -> Option<String> {
-        self.record.name()
+        self.rec().and_then(Record::name)
     }
 
     /// Sets one metadata entry (replacing the value of an existing key).
     /// Meant for a few small entries.
     pub fn set_meta(&self, key: &str, value: &str) {
-        self.record.set_meta(key, value);
+        if let Some(r) = self.rec() {
+            r.set_meta(key, value);
+        }
     }
 
     /// Sets one metadata entry, builder style.
@@ -842,7 +860,7 @@ impl Tracked {
 
     /// One metadata value.
     pub fn meta(&self, key: &str) -> Option<String> {
-        self.record.meta(key)
+        self.rec().and_then(|r| r.meta(key))
     }
 
     /// Releases now (same as dropping).
@@ -854,15 +872,21 @@ impl Tracked {
 impl Drop for Tracked {
     #[inline]
     fn drop(&mut self) {
+        let Some(record) = self.record.take() else {
+            return;
+        };
         if self.inner.closed.load(Acquire) {
             return;
         }
         // Only the guard removes its id, so this runs once per resource and
         // never underflows a total.
-        if self.inner.map.remove(&self.id).is_some() {
-            let crossing = self.inner.account_release(&self.record);
-            self.inner.emit_crossing(crossing);
-        }
+        let Some((_, in_map)) = self.inner.map.remove(&self.id) else {
+            return;
+        };
+        drop(in_map);
+        let crossing = self.inner.account_release(&record);
+        Record::recycle(record);
+        self.inner.emit_crossing(crossing);
     }
 }
 
