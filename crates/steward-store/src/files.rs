@@ -28,7 +28,15 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 }
 
 impl Paths {
+    /// The files of the store whose snapshot is `snapshot`. A symlinked
+    /// snapshot is followed (as Python's `open(path, "w")` would), so the
+    /// log, the lock and the renames all happen beside the real file.
     pub(crate) fn new(snapshot: &Path) -> Self {
+        let resolved = std::fs::symlink_metadata(snapshot)
+            .ok()
+            .filter(|m| m.file_type().is_symlink())
+            .and_then(|_| std::fs::canonicalize(snapshot).ok());
+        let snapshot = resolved.as_deref().unwrap_or(snapshot);
         let dir = match snapshot.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -73,6 +81,17 @@ pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(|e| Error::io("fsync of", path, e))
 }
 
+/// Gives `tmp` the permissions of `target` if it exists, so replacing a
+/// private (say 0600) memory file does not make it world-readable.
+pub(crate) fn copy_permissions(target: &Path, tmp: &Path) -> Result<()> {
+    match std::fs::metadata(target) {
+        Ok(m) => std::fs::set_permissions(tmp, m.permissions())
+            .map_err(|e| Error::io("setting permissions of", tmp, e)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("reading metadata of", target, e)),
+    }
+}
+
 pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(from, to).map_err(|e| Error::io("renaming into place", to, e))
 }
@@ -96,7 +115,9 @@ pub fn write_snapshot(path: impl AsRef<Path>, map: &Map<String, Value>) -> Resul
     let paths = Paths::new(path.as_ref());
     let text = json::to_python_json(map);
     let tmp = &paths.snapshot_tmp;
-    if let Err(e) = write_synced(tmp, text.as_bytes()) {
+    let staged =
+        write_synced(tmp, text.as_bytes()).and_then(|()| copy_permissions(&paths.snapshot, tmp));
+    if let Err(e) = staged {
         let _ = std::fs::remove_file(tmp);
         return Err(e);
     }

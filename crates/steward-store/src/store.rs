@@ -567,7 +567,7 @@ impl Store {
         &self.handle.shared
     }
 
-    /// The snapshot's path (`memory.json`).
+    /// The snapshot's path (`memory.json`; a symlink is resolved to its target).
     pub fn path(&self) -> &Path {
         &self.shared().paths.snapshot
     }
@@ -1003,7 +1003,11 @@ impl Writer {
     }
 
     fn close(&mut self, shared: &Shared, reply: Reply, rest: Vec<Request>) {
-        let result = if shared.config.compact_on_close && !self.poisoned {
+        let result = if self.poisoned {
+            Err(Error::Poisoned {
+                path: shared.paths.log.clone(),
+            })
+        } else if shared.config.compact_on_close {
             self.compact(shared).and_then(|()| {
                 // The snapshot holds everything: the empty log can go.
                 files::remove_if_exists(&shared.paths.log)?;
@@ -1202,6 +1206,7 @@ impl Writer {
         let text = json::to_python_json(&shared.map.read());
         let id = SnapshotId::of(Some(text.as_bytes()));
         let staged = files::write_synced(&p.snapshot_tmp, text.as_bytes())
+            .and_then(|()| files::copy_permissions(&p.snapshot, &p.snapshot_tmp))
             .and_then(|()| files::write_synced(&p.log_tmp, &log::encode_header(id)));
         if let Err(e) = staged {
             let _ = std::fs::remove_file(&p.snapshot_tmp);

@@ -240,3 +240,30 @@ fn check_reports_clean_store_and_modifies_nothing() {
     let _s = Store::open(&path).unwrap();
     assert!(!d.path().join("memory.json.tmp").exists());
 }
+
+#[test]
+fn compaction_keeps_file_permissions_and_follows_symlinks() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, path) = temp_store();
+    std::fs::write(&path, "{}").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let s = Store::open(&path).unwrap();
+    s.upsert("secret", "x").unwrap();
+    s.close().unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a private memory file became {mode:o}");
+    // A symlinked memory.json stays a symlink; the real file is updated.
+    let link = d.path().join("link.json");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    let s = Store::open(&link).unwrap();
+    s.upsert("via_link", 1).unwrap();
+    s.close().unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(steward_store::load(&path).unwrap().len(), 2);
+    assert_eq!(steward_store::load(&link).unwrap().len(), 2);
+}
