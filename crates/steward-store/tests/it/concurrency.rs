@@ -109,3 +109,38 @@ fn load_and_check_see_consistent_state_during_writes_and_compactions() {
     assert!(store.stats().compactions > 0);
     assert_eq!(steward_store::load(&path).unwrap().len(), 300);
 }
+
+#[test]
+fn async_writes_leave_the_runtime_free() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    // One thread only: if a write blocked it (doing the fsync inline),
+    // the other task could not run until all writes were done.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (_d, path) = crate::temp_store();
+    let store = Store::open(&path).unwrap();
+    let ticks = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = rt.block_on(async {
+        let (t, s) = (Arc::clone(&ticks), Arc::clone(&stop));
+        let ticker = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                t.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        });
+        for i in 0..20 {
+            store.upsert_async("k", i).await.unwrap();
+        }
+        let seen = ticks.load(Ordering::Relaxed);
+        stop.store(true, Ordering::Relaxed);
+        ticker.await.unwrap();
+        seen
+    });
+    assert!(
+        seen > 0,
+        "the runtime's other task never ran during 20 writes"
+    );
+    assert_eq!(store.read("k"), Some(json!(19)));
+}
