@@ -315,11 +315,12 @@ fn new_log(paths: &Paths, snapshot: SnapshotId) -> Result<File> {
 ///
 /// Reads come from memory and never wait for disk. Every write returns only
 /// once it is durable (its log record fsynced); concurrent writers share
-/// fsyncs (group commit). Each write has a blocking form for threads and an
+/// fsyncs (group commit). The map changes only after the fsync, so a read
+/// never shows a write that a crash could still take back. Each write has a blocking form for threads and an
 /// `_async` form for async code that never blocks the runtime.
 ///
-/// Dropping the last handle stops the writer thread after it has finished
-/// queued writes, and releases the lock; it does not compact (the log is
+/// Dropping the last handle waits for queued writes, stops the writer
+/// thread and releases the lock; it does not compact (the log is
 /// replayed at the next open). [`Store::close`] compacts.
 #[derive(Clone)]
 pub struct Store {
