@@ -33,12 +33,14 @@ pub enum Error {
         message: String,
     },
     /// The audio backend refused an operation on a device.
-    #[error("audio backend failed to {action} on device `{device}`")]
+    #[error("audio backend failed to {action} on device `{device}`{hint}")]
     Backend {
         /// The device's name.
         device: String,
         /// What we were doing (`open the input stream`, `start the stream`, ...).
         action: &'static str,
+        /// What to check, when we can tell (empty otherwise).
+        hint: &'static str,
         /// The backend's error.
         #[source]
         source: BackendError,
@@ -139,9 +141,16 @@ impl Error {
                 message: err.to_string(),
             };
         }
+        // A missing device is most often a sound server that is not running.
+        let hint = if err.kind() == cpal::ErrorKind::DeviceNotAvailable {
+            " (is the device present and the sound server, such as PulseAudio, running?)"
+        } else {
+            ""
+        };
         Self::Backend {
             device: device.to_string(),
             action,
+            hint,
             source: BackendError::from_display(err),
         }
     }

@@ -501,3 +501,25 @@ fn handles_are_send_and_sync() {
     check::<steward_audio::Event>();
     check::<Error>();
 }
+
+#[test]
+fn without_a_sound_server_open_fails_saying_why() {
+    require_sound_server();
+    // libpulse (inside ALSA's default device) connects where PULSE_SERVER says.
+    run_child(
+        "streams::child_open_without_server",
+        &[("PULSE_SERVER", "unix:/nonexistent/steward-no-server")],
+    );
+}
+
+#[test]
+#[ignore = "helper: run in a child process by without_a_sound_server_open_fails_saying_why"]
+fn child_open_without_server() {
+    let err = Capture::open(&AudioConfig::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("`default`"), "{text}");
+    assert!(text.contains("sound server"), "{text}");
+    assert!(std::error::Error::source(&err).is_some(), "{text}");
+    let err = Playback::open(&AudioConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("sound server"), "{err}");
+}
