@@ -33,13 +33,14 @@ pub struct PoolConfig {
     /// Bound on the manager's `recycle` (health check).
     pub recycle_timeout: Option<Duration>,
     /// Objects older than this are closed, even when in constant use: on
-    /// return (by the clock), by the reaper, and on checkout (by the pool's
-    /// coarse clock, the time of its latest return, create or reap: a clock
-    /// read costs as much as a whole checkout on some machines). An idle
-    /// object can thus be handed out at most one reaper interval past it.
+    /// checkout, on return and by the reaper. Checkouts and returns judge it
+    /// by the pool's coarse clock (advanced by reaper passes, creates and
+    /// every 16th return of an object: a clock read costs as much as a whole
+    /// checkout on some machines), so it holds within one reaper interval.
     pub max_lifetime: Option<Duration>,
     /// Idle objects unused for this long are closed by the reaper (never
-    /// below `min_idle`).
+    /// below `min_idle`). Return times come from the coarse clock (see
+    /// `max_lifetime`): within one reaper interval.
     pub idle_timeout: Option<Duration>,
     /// Idle objects the reaper keeps ready (created ahead of demand).
     pub min_idle: usize,

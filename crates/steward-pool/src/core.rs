@@ -26,6 +26,11 @@ use crate::{CloseReason, Error, Manager, PoolConfig};
 
 use Ordering::{Relaxed, SeqCst};
 
+/// Every this many returns of one object, the return reads the real clock
+/// (the others use the pool's coarse clock): keeps the coarse clock fresh in
+/// busy pools without the reaper.
+pub(crate) const EXACT_EVERY: u32 = 16;
+
 /// One pooled object with the timestamps our expiry needs (deadpool's own
 /// metrics use the std clock, which Tokio's paused time cannot move).
 pub(crate) struct Entry<T> {
@@ -36,6 +41,8 @@ pub(crate) struct Entry<T> {
     reason: AtomicU8,
     /// Detached by its holder rather than closed.
     pub(crate) taken: bool,
+    /// Returns so far; every [`EXACT_EVERY`]th reads the real clock.
+    uses: u32,
     /// Its place in the live count, given back when the entry is dropped:
     /// after `obj` (fields drop in order), so the count never runs ahead of
     /// the objects that really exist.
@@ -50,6 +57,7 @@ impl<T> Entry<T> {
             last_used: now,
             reason: AtomicU8::new(CloseReason::Broken.index() as u8),
             taken: false,
+            uses: 0,
             token,
         }
     }
@@ -148,9 +156,10 @@ pub(crate) struct Live {
     /// Whether a return needs the clock (idle stamps, lifetime).
     pub(crate) clock_on_return: bool,
     /// The pool's coarse clock: the latest time any of its operations read
-    /// (returns, creates, reaps), as nanoseconds since `base`. Checkouts
-    /// judge lifetimes by it instead of reading the clock again (a clock
-    /// read costs as much as the rest of a checkout on some machines).
+    /// (reaper passes, creates, adds, checkouts with a recent window, every
+    /// few returns), as nanoseconds since `base`. Checkouts and returns judge
+    /// expiry by it: a clock read costs as much as a whole checkout on some
+    /// machines.
     base: Instant,
     recent: AtomicU64,
     /// Live objects (idle, in use, staged) plus places reserved for creates.
@@ -217,8 +226,14 @@ impl Live {
         if !lv.clock_on_return {
             return None;
         }
-        let now = Instant::now();
-        lv.note(now);
+        e.uses = e.uses.wrapping_add(1);
+        let now = if e.uses.is_multiple_of(EXACT_EVERY) {
+            let now = Instant::now();
+            lv.note(now);
+            now
+        } else {
+            lv.recent()
+        };
         if lv
             .max_lifetime
             .is_some_and(|l| now.saturating_duration_since(e.created) >= l)

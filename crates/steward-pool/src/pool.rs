@@ -61,12 +61,12 @@ impl<M: Manager> Inner<M> {
         limit: usize,
         mut pick: impl FnMut(&M::Object, &ObjectInfo) -> bool,
     ) -> usize {
-        if limit == 0 {
-            return 0;
-        }
         let now = Instant::now();
         let s = &*self.shared;
         s.lv.note(now);
+        if limit == 0 {
+            return 0;
+        }
         let mut closed = 0;
         let doomed: Vec<Entry<M::Object>> = {
             let mut staged = s.staged.lock();
