@@ -23,8 +23,8 @@ use crate::convert::{CaptureConverter, PcmSample, mix_frame};
 use crate::error::{Error, Result};
 use crate::stats::{Counters, Stats, bump};
 use crate::stream::{
-    Direction, ErrorSink, Event, Pump, Status, Worker, block_on_with_timeout, callback_hook,
-    drain_errors, find_device, host, pick_format, stream_config,
+    Direction, ErrorSink, Event, LogLimiter, Pump, Status, Worker, block_on_with_timeout,
+    callback_hook, drain_errors, find_device, host, pick_format, stream_config,
 };
 
 /// State shared by the handle and the stream thread.
@@ -157,6 +157,7 @@ struct CapturePump {
     _stream: cpal::Stream,
     consumer: rtrb::Consumer<f32>,
     errors: rtrb::Consumer<cpal::Error>,
+    log: LogLimiter,
     converter: CaptureConverter,
     partial: Vec<u8>,
     chunk_bytes: usize,
@@ -169,7 +170,7 @@ struct CapturePump {
 impl Pump for CapturePump {
     fn tick(&mut self) {
         if !self.errors.is_empty() {
-            let events = drain_errors(&mut self.errors, &self.device);
+            let events = drain_errors(&mut self.errors, &self.device, &mut self.log);
             let mut st = self.shared.state.lock();
             if st.status.apply(events)
                 && let Some(w) = st.reader.take()
@@ -286,6 +287,7 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(CapturePump, Devic
             _stream: stream,
             consumer,
             errors,
+            log: LogLimiter::new(),
             converter,
             partial: Vec::with_capacity(config.chunk_bytes() * 4),
             chunk_bytes: config.chunk_bytes(),

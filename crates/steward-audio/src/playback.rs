@@ -22,8 +22,8 @@ use crate::convert::{PcmSample, PlaybackConverter};
 use crate::error::{Error, Result};
 use crate::stats::{Counters, Stats, bump};
 use crate::stream::{
-    Direction, ErrorSink, Event, Pump, Status, Worker, block_on_with_timeout, callback_hook,
-    drain_errors, find_device, host, pick_format, stream_config,
+    Direction, ErrorSink, Event, LogLimiter, Pump, Status, Worker, block_on_with_timeout,
+    callback_hook, drain_errors, find_device, host, pick_format, stream_config,
 };
 
 /// After the writer pauses this long, the resampler's held-back tail is
@@ -200,6 +200,7 @@ struct PlaybackPump {
     producer: rtrb::Producer<f32>,
     ring_capacity: usize,
     errors: rtrb::Consumer<cpal::Error>,
+    log: LogLimiter,
     converter: PlaybackConverter,
     /// Device-rate audio waiting for room in the ring.
     staged: Vec<f32>,
@@ -273,7 +274,7 @@ impl PlaybackPump {
 impl Pump for PlaybackPump {
     fn tick(&mut self) {
         if !self.errors.is_empty() {
-            let events = drain_errors(&mut self.errors, &self.device);
+            let events = drain_errors(&mut self.errors, &self.device, &mut self.log);
             let mut st = self.shared.state.lock();
             if st.status.apply(events) {
                 if let Some(w) = st.writer.take() {
@@ -405,6 +406,7 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(PlaybackPump, Devi
             producer,
             ring_capacity,
             errors,
+            log: LogLimiter::new(),
             converter,
             staged: Vec::with_capacity(ring_capacity),
             scratch: Vec::new(),

@@ -126,7 +126,11 @@ impl ErrorSink {
 /// repeats of one message into one event: some backends report the same
 /// transient error thousands of times (the ALSA PulseAudio plugin returns
 /// EIO while its stream starts up).
-pub(crate) fn drain_errors(errors: &mut rtrb::Consumer<cpal::Error>, device: &str) -> Vec<Event> {
+pub(crate) fn drain_errors(
+    errors: &mut rtrb::Consumer<cpal::Error>,
+    device: &str,
+    log: &mut LogLimiter,
+) -> Vec<Event> {
     let mut out: Vec<Event> = Vec::new();
     while let Ok(err) = errors.pop() {
         let message = err.to_string();
@@ -152,7 +156,7 @@ pub(crate) fn drain_errors(errors: &mut rtrb::Consumer<cpal::Error>, device: &st
                 message,
             });
         } else {
-            tracing::warn!(device, error = %message, "audio stream error");
+            log.warn(device, &message);
             out.push(Event::StreamError {
                 device: device.to_string(),
                 message,
@@ -161,6 +165,45 @@ pub(crate) fn drain_errors(errors: &mut rtrb::Consumer<cpal::Error>, device: &st
         }
     }
     out
+}
+
+/// Logs a repeated stream error at most once a second, with the number of
+/// repeats left out meanwhile.
+#[derive(Debug)]
+pub(crate) struct LogLimiter {
+    last: String,
+    at: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    pub(crate) fn new() -> Self {
+        Self {
+            last: String::new(),
+            at: None,
+            suppressed: 0,
+        }
+    }
+
+    fn warn(&mut self, device: &str, message: &str) {
+        let now = Instant::now();
+        let recent = self
+            .at
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1));
+        if recent && self.last == message {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            device,
+            error = %message,
+            repeats_not_logged = self.suppressed,
+            "audio stream error"
+        );
+        message.clone_into(&mut self.last);
+        self.at = Some(now);
+        self.suppressed = 0;
+    }
 }
 
 impl Status {
@@ -573,7 +616,7 @@ mod tests {
             counters.errors.load(std::sync::atomic::Ordering::Relaxed),
             106
         );
-        let events = drain_errors(&mut parked, "dev");
+        let events = drain_errors(&mut parked, "dev", &mut LogLimiter::new());
         assert!(events.len() == 3, "{events:?}");
         assert!(matches!(&events[0], Event::StreamError { count: 5, .. }));
         assert!(matches!(&events[1], Event::DeviceLost { device, .. } if device == "dev"));
