@@ -238,6 +238,64 @@ fn reads(c: &mut Criterion) {
     g.finish();
 }
 
+/// The disk of a shared machine changes speed from second to second, and
+/// criterion measures one function after the other. This measures the three
+/// single-writer contenders in alternating rounds, so each sees the same
+/// disk, and records the ratios in the summary's format.
+fn interleaved(keys: usize, rounds: usize, extra: &Mutex<Vec<Value>>) {
+    let counter = AtomicU64::new(0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_store(dir.path(), keys);
+    let conn = sqlite(dir.path(), keys);
+    let mut stmt = conn.prepare(SQLITE_UPSERT).expect("prepare");
+    let mut whole = WholeFile {
+        path: dir.path().join("whole.json"),
+        tmp: dir.path().join("whole.json.tmp"),
+        map: initial_map(keys),
+    };
+    let (mut ours, mut lite, mut file) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (n_fast, n_slow) = (100u32, 4u32);
+    let mut i = 0u64;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..n_fast {
+            i += 1;
+            store
+                .upsert(&key(i, keys), value(&counter))
+                .expect("upsert");
+        }
+        ours += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..n_fast {
+            i += 1;
+            stmt.execute((key(i, keys), value(&counter).to_string()))
+                .expect("upsert");
+        }
+        lite += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..n_slow {
+            i += 1;
+            whole.upsert(key(i, keys), value(&counter));
+        }
+        file += t.elapsed();
+    }
+    let per_s = |n: u32, d: Duration| f64::from(n) * rounds as f64 / d.as_secs_f64().max(1e-9);
+    let ours_per_s = per_s(n_fast, ours);
+    let group = format!("store/upsert_{}k_1writer_interleaved", keys / 1000);
+    for (baseline, base_per_s) in [
+        ("sqlite_wal_full", per_s(n_fast, lite)),
+        ("whole_file_rewrite", per_s(n_slow, file)),
+    ] {
+        extra.lock().expect("extra").push(json!({
+            "name": format!("{group} vs {baseline}"),
+            "ours_per_s": ours_per_s.round(),
+            "baseline": baseline,
+            "baseline_per_s": (base_per_s * 10.0).round() / 10.0,
+            "ratio": (ours_per_s / base_per_s * 100.0).round() / 100.0,
+        }));
+    }
+}
+
 fn write_extra(extra: Vec<Value>) {
     let dir = std::env::var_os("STEWARD_BENCH_DIR")
         .map(PathBuf::from)
@@ -256,6 +314,13 @@ fn benches(c: &mut Criterion) {
     upserts_64writers(c, 1_000, &extra);
     upserts_64writers(c, 10_000, &extra);
     reads(c);
+    let rounds = if std::env::args().any(|a| a == "--quick") {
+        3
+    } else {
+        10
+    };
+    interleaved(1_000, rounds, &extra);
+    interleaved(10_000, rounds, &extra);
     let map = initial_map(10_000);
     extra.lock().expect("extra").push(json!({
         "name": "store/snapshot_bytes_10k_keys",
