@@ -8,17 +8,74 @@
 //! | `store` (default) | [`steward-store`](store) | crash-safe persistent memory, `memory.json` compatible |
 //! | `pool` | `steward-pool` | a generic async pool on deadpool |
 //! | `tracker` | `steward-tracker` | live resources, budgets, leak reports |
-//! | `monitor` | `steward-monitor` | memory pressure levels and cleanup |
+//! | `monitor` | `steward-monitor` | memory pressure levels and cleanup, **plus the wiring below** |
 //! | `ws` | `steward-ws` | robust WebSocket sessions |
 //! | `audio` | `steward-audio` | capture and playback on cpal |
+//! | `http` | (hyper) | `/health` JSON and `/metrics` Prometheus endpoint for the wiring |
+//! | `full` | all of the above | |
 //!
 //! Enabling a feature never changes default behaviour: it only makes another
-//! module available.
+//! module (and, with `monitor`, the wiring types) available.
 //!
 //! ```
 //! # #[cfg(feature = "store")]
 //! assert_eq!(steward::store::NAME, "steward-store");
 //! ```
+//!
+//! # The wiring (feature `monitor`)
+//!
+//! [`Steward::builder()`] takes the parts to look after and starts the
+//! memory monitor with cleanup handlers connected to them:
+//!
+//! - at `Moderate`: pools reap idle objects (idle timeout, lifetime), the
+//!   store compacts its log into `memory.json`, the tracker reports
+//!   resources idle longer than [`StewardConfig::stale_after`];
+//! - at `Critical` (which also runs the moderate handlers): pools shrink to
+//!   `min_idle`, then freed heap goes back to the OS (`malloc_trim`, glibc).
+//!
+//! [`Steward::tracked_manager`] wraps a pool manager so that pooled objects
+//! are tracked without the user writing it. [`Steward::health`] is one serde
+//! snapshot of every part; with feature `http`, `/health` serves it as JSON
+//! and `/metrics` as Prometheus text.
+//!
+//! ```
+//! # #[cfg(all(feature = "monitor", feature = "store", feature = "tracker"))]
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use steward::{Steward, monitor::Level, store::Store, tracker::Tracker};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path().join("memory.json"))?;
+//! store.upsert("user_name", "Ada")?; // in the log until compacted
+//!
+//! let mut config = steward::StewardConfig::default();
+//! // Thresholds so low that this process is under moderate pressure.
+//! config.monitor.thresholds.moderate.fraction = None;
+//! config.monitor.thresholds.moderate.bytes = Some(1);
+//! config.monitor.thresholds.critical.fraction = None;
+//!
+//! let steward = Steward::builder()
+//!     .config(config)
+//!     .store(store.clone())
+//!     .tracker(Tracker::new())
+//!     .build()?;
+//! let report = steward.monitor().check_now().await?;
+//! assert_eq!(report.level, Level::Moderate);
+//!
+//! let health = steward.health();
+//! assert_eq!(health.cleanup.store_compactions, 1); // log folded into memory.json
+//! assert!(std::fs::read_to_string(dir.path().join("memory.json"))?.contains("Ada"));
+//! assert!(steward.metrics_text().contains("steward_memory_pressure_level 1"));
+//! println!("{}", serde_json::to_string_pretty(&health)?);
+//!
+//! steward.shutdown().await;
+//! store.close()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! `ws` and `audio` are re-exports only for now: those crates do not yet
+//! expose a hook to drop queued buffers beyond a floor, so the wiring does
+//! not reach them.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 #[cfg(feature = "store")]
@@ -44,3 +101,29 @@ pub use steward_ws as ws;
 #[cfg(feature = "audio")]
 #[doc(inline)]
 pub use steward_audio as audio;
+
+#[cfg(feature = "monitor")]
+mod error;
+#[cfg(feature = "monitor")]
+mod health;
+#[cfg(feature = "http")]
+mod http;
+#[cfg(feature = "monitor")]
+mod prometheus;
+#[cfg(feature = "monitor")]
+mod steward;
+#[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
+mod tracked;
+
+#[cfg(feature = "monitor")]
+pub use error::Error;
+#[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
+pub use error::TrackedError;
+#[cfg(all(feature = "monitor", feature = "store"))]
+pub use health::StoreHealth;
+#[cfg(feature = "monitor")]
+pub use health::{CleanupStats, Health};
+#[cfg(feature = "monitor")]
+pub use steward::{Steward, StewardBuilder, StewardConfig};
+#[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
+pub use tracked::{TrackedManager, TrackedObject};

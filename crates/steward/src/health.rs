@@ -1,0 +1,89 @@
+//! The one snapshot of every part.
+
+use serde::Serialize;
+use steward_monitor::{Level, Sample};
+
+/// Everything the steward knows, as plain serde data: what `/health` serves
+/// as JSON and `/metrics` renders for Prometheus.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// When the snapshot was taken, milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// Milliseconds since the steward was built.
+    pub uptime_ms: u64,
+    /// The reported memory pressure level.
+    pub level: Level,
+    /// Whether the monitor task still runs.
+    pub running: bool,
+    /// The monitor's last sample (RSS, limit, PSI), if one was taken.
+    pub sample: Option<Sample>,
+    /// The monitor's counters.
+    pub monitor: steward_monitor::Stats,
+    /// What the wiring's cleanup handlers did.
+    pub cleanup: CleanupStats,
+    /// Metrics of every pool under the wiring.
+    #[cfg(feature = "pool")]
+    pub pools: Vec<steward_pool::Metrics>,
+    /// The tracker's snapshot, when a tracker was handed in.
+    #[cfg(feature = "tracker")]
+    pub tracker: Option<steward_tracker::Snapshot>,
+    /// The store's stats, when a store was handed in.
+    #[cfg(feature = "store")]
+    pub store: Option<StoreHealth>,
+}
+
+/// What the wiring's cleanup handlers did since the start.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CleanupStats {
+    /// Cleanup rounds at `Moderate`.
+    pub moderate_rounds: u64,
+    /// Cleanup rounds at `Critical` (re-notifications included).
+    pub critical_rounds: u64,
+    /// Idle pool objects closed by `reap_idle` (idle timeout or lifetime).
+    pub pool_objects_reaped: u64,
+    /// Idle pool objects closed by `shrink_to_min_idle`.
+    pub pool_objects_shrunk: u64,
+    /// Store compactions (log folded into the snapshot).
+    pub store_compactions: u64,
+    /// Store compactions that failed.
+    pub store_compaction_failures: u64,
+    /// Stale reports made by the tracker handler.
+    pub stale_reports: u64,
+    /// Stale resources in the last report.
+    pub stale_resources: u64,
+    /// The longest idle resources of the last report.
+    #[cfg(feature = "tracker")]
+    pub stale: Vec<steward_tracker::ResourceInfo>,
+    /// `malloc_trim` calls at `Critical`.
+    pub malloc_trims: u64,
+    /// Sum of the RSS drops measured around them, in bytes.
+    pub malloc_trim_freed_bytes: u64,
+}
+
+/// A store's file and counters.
+#[cfg(feature = "store")]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct StoreHealth {
+    /// The snapshot's file name (not the whole path).
+    pub file: String,
+    /// Its counters.
+    pub stats: steward_store::Stats,
+}
+
+#[cfg(feature = "store")]
+impl StoreHealth {
+    pub(crate) fn of(store: &steward_store::Store) -> Self {
+        let file = store
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self {
+            file,
+            stats: store.stats(),
+        }
+    }
+}

@@ -1,0 +1,704 @@
+//! The wiring: one handle that owns the memory monitor and connects it to
+//! the parts the user handed in.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use steward_monitor::{
+    BoxError, CleanupContext, Level, Monitor, MonitorBuilder, MonitorConfig, SampleSource,
+};
+
+use crate::error::Error;
+use crate::health::{CleanupStats, Health};
+
+/// The wiring's settings: plain data. Durations are milliseconds when
+/// serialised.
+///
+/// ```
+/// let config: steward::StewardConfig = serde_json::from_str(
+///     r#"{"stale_after_ms": 60000, "monitor": {"interval_ms": 500}}"#,
+/// ).unwrap();
+/// assert_eq!(config.stale_after.as_secs(), 60);
+/// assert!(config.trim_on_critical);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StewardConfig {
+    /// The memory monitor's settings (interval, thresholds, cooldowns).
+    pub monitor: MonitorConfig,
+    /// At `Moderate`, the tracker reports resources untouched for this long.
+    /// Default 5 minutes.
+    #[serde(rename = "stale_after_ms", with = "millis")]
+    pub stale_after: Duration,
+    /// How many stale resources [`Health`] keeps (longest idle first).
+    /// Default 16.
+    pub stale_report_max: usize,
+    /// At `Critical`, after the other handlers, return freed heap to the OS
+    /// with glibc's `malloc_trim(0)` (a no-op where glibc is not the C
+    /// library). Default on. Unlike the monitor's own `malloc_trim` setting
+    /// (every level), this trims at `Critical` only.
+    pub trim_on_critical: bool,
+    /// Where the HTTP endpoint listens (`/health` JSON, `/metrics`
+    /// Prometheus text). `None` (the default) serves nothing. Needs the
+    /// `http` feature; without it a set address is refused by `build`.
+    pub http_addr: Option<std::net::SocketAddr>,
+}
+
+impl Default for StewardConfig {
+    fn default() -> Self {
+        Self {
+            monitor: MonitorConfig::default(),
+            stale_after: Duration::from_secs(300),
+            stale_report_max: 16,
+            trim_on_critical: true,
+            http_addr: None,
+        }
+    }
+}
+
+/// `Duration` as whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// A pool of any manager type, as the wiring sees it.
+#[cfg(feature = "pool")]
+pub(crate) trait PoolPart: Send + Sync {
+    fn reap_idle(&self) -> usize;
+    fn shrink_to_min_idle(&self) -> usize;
+    fn metrics(&self) -> steward_pool::Metrics;
+    fn is_closed(&self) -> bool;
+}
+
+#[cfg(feature = "pool")]
+impl<M: steward_pool::Manager> PoolPart for steward_pool::Pool<M> {
+    fn reap_idle(&self) -> usize {
+        steward_pool::Pool::reap_idle(self)
+    }
+
+    fn shrink_to_min_idle(&self) -> usize {
+        steward_pool::Pool::shrink_to_min_idle(self)
+    }
+
+    fn metrics(&self) -> steward_pool::Metrics {
+        steward_pool::Pool::metrics(self)
+    }
+
+    fn is_closed(&self) -> bool {
+        steward_pool::Pool::is_closed(self)
+    }
+}
+
+/// Cleanup counters, bumped by the handlers.
+#[derive(Default)]
+struct Counters {
+    moderate_rounds: AtomicU64,
+    critical_rounds: AtomicU64,
+    pool_objects_reaped: AtomicU64,
+    pool_objects_shrunk: AtomicU64,
+    store_compactions: AtomicU64,
+    store_compaction_failures: AtomicU64,
+    stale_reports: AtomicU64,
+    stale_resources: AtomicU64,
+    malloc_trims: AtomicU64,
+    malloc_trim_freed_bytes: AtomicU64,
+}
+
+/// What the cleanup handlers act on. Never holds the monitor: a handler
+/// holding a monitor handle would keep its task alive forever.
+pub(crate) struct Parts {
+    config: StewardConfig,
+    #[cfg(feature = "store")]
+    pub(crate) store: Option<steward_store::Store>,
+    #[cfg(feature = "tracker")]
+    pub(crate) tracker: Option<steward_tracker::Tracker>,
+    #[cfg(feature = "pool")]
+    pools: Mutex<Vec<Arc<dyn PoolPart>>>,
+    counters: Counters,
+    /// The last stale report, longest idle first.
+    #[cfg(feature = "tracker")]
+    last_stale: Mutex<Vec<steward_tracker::ResourceInfo>>,
+    /// Log size right after our last compaction: no new write, no compaction.
+    #[cfg(feature = "store")]
+    log_after_compaction: AtomicU64,
+    /// RSS reader for the trim's measured drop.
+    rss: Mutex<Option<steward_monitor::SystemSource>>,
+}
+
+impl Parts {
+    /// The live pools; closed ones are let go here.
+    #[cfg(feature = "pool")]
+    fn pools(&self) -> Vec<Arc<dyn PoolPart>> {
+        let mut pools = self.pools.lock();
+        pools.retain(|p| !p.is_closed());
+        pools.clone()
+    }
+
+    fn rss_bytes(&self) -> Option<u64> {
+        let mut rss = self.rss.lock();
+        rss.as_mut()?.read_memory().ok().map(|m| m.rss_bytes)
+    }
+}
+
+/// The handle of the wiring. Cheap to clone; clones share everything.
+///
+/// The monitor task and the HTTP endpoint stop on [`Steward::shutdown`] or
+/// when the last handle is dropped. The parts handed in (store, tracker,
+/// pools) stay the caller's: shutdown neither closes nor flushes them.
+#[derive(Clone)]
+pub struct Steward {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    monitor: Monitor,
+    parts: Arc<Parts>,
+    started: Instant,
+    #[cfg(feature = "http")]
+    http: Mutex<Option<crate::http::Server>>,
+    #[cfg(feature = "http")]
+    http_addr: Option<std::net::SocketAddr>,
+}
+
+impl std::fmt::Debug for Steward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Steward")
+            .field("monitor", &self.inner.monitor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Steward`]: hand in the parts to look after, then `build`.
+#[must_use]
+pub struct StewardBuilder {
+    config: StewardConfig,
+    monitor: MonitorBuilder,
+    #[cfg(feature = "store")]
+    store: Option<steward_store::Store>,
+    #[cfg(feature = "tracker")]
+    tracker: Option<steward_tracker::Tracker>,
+    #[cfg(feature = "pool")]
+    pools: Vec<Arc<dyn PoolPart>>,
+}
+
+impl std::fmt::Debug for StewardBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StewardBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for StewardBuilder {
+    fn default() -> Self {
+        Self {
+            config: StewardConfig::default(),
+            monitor: Monitor::builder(),
+            #[cfg(feature = "store")]
+            store: None,
+            #[cfg(feature = "tracker")]
+            tracker: None,
+            #[cfg(feature = "pool")]
+            pools: Vec::new(),
+        }
+    }
+}
+
+impl StewardBuilder {
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: StewardConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Replaces the monitor's settings.
+    pub fn monitor_config(mut self, config: MonitorConfig) -> Self {
+        self.config.monitor = config;
+        self
+    }
+
+    /// Samples from `source` instead of the real process (a
+    /// [`steward_monitor::FakeSource`] in tests).
+    pub fn source(mut self, source: impl SampleSource) -> Self {
+        self.monitor = self.monitor.source(source);
+        self
+    }
+
+    /// See [`StewardConfig::stale_after`].
+    pub fn stale_after(mut self, idle_for: Duration) -> Self {
+        self.config.stale_after = idle_for;
+        self
+    }
+
+    /// See [`StewardConfig::trim_on_critical`].
+    pub fn trim_on_critical(mut self, yes: bool) -> Self {
+        self.config.trim_on_critical = yes;
+        self
+    }
+
+    /// Serves `/health` and `/metrics` on `addr` (`127.0.0.1:0` picks a free
+    /// port; [`Steward::http_addr`] tells which).
+    #[cfg(feature = "http")]
+    pub fn http(mut self, addr: std::net::SocketAddr) -> Self {
+        self.config.http_addr = Some(addr);
+        self
+    }
+
+    /// The store compacts at `Moderate` and its stats join [`Health`].
+    #[cfg(feature = "store")]
+    pub fn store(mut self, store: steward_store::Store) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The tracker reports stale resources at `Moderate`, its snapshot joins
+    /// [`Health`], and [`Steward::tracked_manager`] tracks pooled objects
+    /// with it.
+    #[cfg(feature = "tracker")]
+    pub fn tracker(mut self, tracker: steward_tracker::Tracker) -> Self {
+        self.tracker = Some(tracker);
+        self
+    }
+
+    /// The pool reaps idle objects at `Moderate`, shrinks to `min_idle` at
+    /// `Critical`, and its metrics join [`Health`]. More pools can be added
+    /// later with [`Steward::add_pool`].
+    #[cfg(feature = "pool")]
+    pub fn pool<M: steward_pool::Manager>(mut self, pool: &steward_pool::Pool<M>) -> Self {
+        self.pools.push(Arc::new(pool.clone()));
+        self
+    }
+
+    /// Starts the monitor, registers the cleanup handlers and, when an
+    /// address is set, the HTTP endpoint. Call it inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::NoRuntime`] outside a runtime, [`Error::Monitor`] for an
+    /// invalid monitor config, [`Error::InvalidConfig`], [`Error::Bind`]
+    /// (feature `http`) when the address is taken.
+    pub fn build(self) -> Result<Steward, Error> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoRuntime);
+        }
+        #[cfg(not(feature = "http"))]
+        if self.config.http_addr.is_some() {
+            return Err(Error::InvalidConfig {
+                field: "http_addr",
+                reason: "the HTTP endpoint needs the `http` feature of steward".into(),
+            });
+        }
+        let monitor = self
+            .monitor
+            .config(self.config.monitor.clone())
+            .build()
+            .map_err(Error::Monitor)?;
+        let parts = Arc::new(Parts {
+            config: self.config.clone(),
+            #[cfg(feature = "store")]
+            store: self.store,
+            #[cfg(feature = "tracker")]
+            tracker: self.tracker,
+            #[cfg(feature = "pool")]
+            pools: Mutex::new(self.pools),
+            counters: Counters::default(),
+            #[cfg(feature = "tracker")]
+            last_stale: Mutex::new(Vec::new()),
+            #[cfg(feature = "store")]
+            log_after_compaction: AtomicU64::new(0),
+            rss: Mutex::new(steward_monitor::SystemSource::new().ok()),
+        });
+        register_handlers(&monitor, &parts)?;
+        #[cfg(feature = "http")]
+        let listener = match self.config.http_addr {
+            Some(addr) => Some(crate::http::bind(addr)?),
+            None => None,
+        };
+        let inner = Arc::new_cyclic(|_weak| {
+            #[cfg(feature = "http")]
+            let (http, http_addr) = match listener {
+                Some((listener, addr)) => (
+                    Some(crate::http::Server::start(listener, _weak.clone())),
+                    Some(addr),
+                ),
+                None => (None, None),
+            };
+            Inner {
+                monitor,
+                parts,
+                started: Instant::now(),
+                #[cfg(feature = "http")]
+                http: Mutex::new(http),
+                #[cfg(feature = "http")]
+                http_addr,
+            }
+        });
+        tracing::info!(handlers = inner.monitor.handlers().len(), "steward started");
+        Ok(Steward { inner })
+    }
+}
+
+/// Handler names, as listed by [`Monitor::handlers`] and in reports.
+#[cfg(feature = "pool")]
+const POOLS_REAP: &str = "steward.pools.reap_idle";
+#[cfg(feature = "pool")]
+const POOLS_SHRINK: &str = "steward.pools.shrink_to_min_idle";
+#[cfg(feature = "store")]
+const STORE_COMPACT: &str = "steward.store.compact";
+#[cfg(feature = "tracker")]
+const TRACKER_STALE: &str = "steward.tracker.stale";
+const ROUND_COUNT: &str = "steward.rounds";
+const MALLOC_TRIM: &str = "steward.malloc_trim";
+
+/// Registers one handler that gets a clone of `parts`.
+fn on<F, Fut>(
+    monitor: &Monitor,
+    parts: &Arc<Parts>,
+    level: Level,
+    priority: i32,
+    name: &'static str,
+    run: F,
+) -> Result<(), Error>
+where
+    F: Fn(Arc<Parts>, CleanupContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<u64, BoxError>> + Send + 'static,
+{
+    let parts = Arc::clone(parts);
+    monitor
+        .on(level, priority, name, move |ctx| {
+            run(Arc::clone(&parts), ctx)
+        })
+        .map(drop)
+        .map_err(|source| Error::Handler { name, source })
+}
+
+/// The cleanup the issue asks for. Moderate handlers also run at Critical
+/// (the monitor runs every handler up to the level), smallest priority
+/// first: cheap in-memory work, then disk, then reporting, then the trim.
+fn register_handlers(monitor: &Monitor, parts: &Arc<Parts>) -> Result<(), Error> {
+    on(
+        monitor,
+        parts,
+        Level::Moderate,
+        -100,
+        ROUND_COUNT,
+        |p, ctx| async move {
+            let counter = if ctx.level >= Level::Critical {
+                &p.counters.critical_rounds
+            } else {
+                &p.counters.moderate_rounds
+            };
+            counter.fetch_add(1, Relaxed);
+            Ok(0)
+        },
+    )?;
+    #[cfg(feature = "pool")]
+    {
+        on(
+            monitor,
+            parts,
+            Level::Moderate,
+            0,
+            POOLS_REAP,
+            |p, _| async move {
+                let closed: usize = p.pools().iter().map(|pool| pool.reap_idle()).sum();
+                p.counters
+                    .pool_objects_reaped
+                    .fetch_add(as_u64(closed), Relaxed);
+                Ok(0)
+            },
+        )?;
+        on(
+            monitor,
+            parts,
+            Level::Critical,
+            10,
+            POOLS_SHRINK,
+            |p, _| async move {
+                let closed: usize = p.pools().iter().map(|pool| pool.shrink_to_min_idle()).sum();
+                p.counters
+                    .pool_objects_shrunk
+                    .fetch_add(as_u64(closed), Relaxed);
+                Ok(0)
+            },
+        )?;
+    }
+    #[cfg(feature = "store")]
+    if parts.store.is_some() {
+        on(
+            monitor,
+            parts,
+            Level::Moderate,
+            100,
+            STORE_COMPACT,
+            |p, _| compact_store(p),
+        )?;
+    }
+    #[cfg(feature = "tracker")]
+    if parts.tracker.is_some() {
+        on(
+            monitor,
+            parts,
+            Level::Moderate,
+            200,
+            TRACKER_STALE,
+            |p, _| async move {
+                report_stale(&p);
+                Ok(0)
+            },
+        )?;
+    }
+    if parts.config.trim_on_critical && steward_monitor::MALLOC_TRIM_SUPPORTED {
+        on(
+            monitor,
+            parts,
+            Level::Critical,
+            i32::MAX,
+            MALLOC_TRIM,
+            |p, _| trim(p),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(any(feature = "pool", feature = "tracker"))]
+fn as_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Folds the store's log into its snapshot, when something was written
+/// since the last time. Disk work happens on the store's writer thread.
+#[cfg(feature = "store")]
+async fn compact_store(p: Arc<Parts>) -> Result<u64, BoxError> {
+    let Some(store) = p.store.as_ref() else {
+        return Ok(0);
+    };
+    let log_bytes = store.stats().log_bytes;
+    if log_bytes == 0 || log_bytes == p.log_after_compaction.load(Relaxed) {
+        return Ok(0);
+    }
+    match store.compact_async().await {
+        Ok(_) => {
+            p.counters.store_compactions.fetch_add(1, Relaxed);
+            p.log_after_compaction
+                .store(store.stats().log_bytes, Relaxed);
+            Ok(0)
+        }
+        Err(e) => {
+            p.counters.store_compaction_failures.fetch_add(1, Relaxed);
+            Err(Box::new(e))
+        }
+    }
+}
+
+/// Lists resources idle past `stale_after`, keeps the longest idle for
+/// [`Health`] and logs a summary (kinds and counts, no names or metadata:
+/// those may be user data).
+#[cfg(feature = "tracker")]
+fn report_stale(p: &Parts) {
+    let Some(tracker) = p.tracker.as_ref() else {
+        return;
+    };
+    let mut stale = tracker.stale(p.config.stale_after);
+    let count = as_u64(stale.len());
+    p.counters.stale_reports.fetch_add(1, Relaxed);
+    p.counters.stale_resources.store(count, Relaxed);
+    if count > 0 {
+        let bytes: u64 = stale.iter().map(|r| r.size_bytes).sum();
+        let oldest_idle_ms = stale.first().map_or(0, |r| r.idle_ms);
+        tracing::warn!(
+            count,
+            bytes,
+            oldest_idle_ms,
+            "stale resources under memory pressure"
+        );
+    }
+    stale.truncate(p.config.stale_report_max);
+    *p.last_stale.lock() = stale;
+}
+
+/// `malloc_trim(0)` off the runtime's threads, with the RSS drop measured.
+async fn trim(p: Arc<Parts>) -> Result<u64, BoxError> {
+    let before = p.rss_bytes();
+    tokio::task::spawn_blocking(steward_monitor::malloc_trim).await?;
+    let after = p.rss_bytes();
+    let freed = match (before, after) {
+        (Some(b), Some(a)) => b.saturating_sub(a),
+        _ => 0,
+    };
+    p.counters.malloc_trims.fetch_add(1, Relaxed);
+    p.counters.malloc_trim_freed_bytes.fetch_add(freed, Relaxed);
+    Ok(freed)
+}
+
+impl Steward {
+    #[cfg(feature = "http")]
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    /// A builder with the default config, the real process sampler and no
+    /// parts.
+    pub fn builder() -> StewardBuilder {
+        StewardBuilder::default()
+    }
+
+    /// The memory monitor (to subscribe to events, watch the level, or
+    /// register more handlers; a handler must not hold a `Steward`).
+    #[must_use]
+    pub fn monitor(&self) -> &Monitor {
+        &self.inner.monitor
+    }
+
+    /// The store handed in.
+    #[cfg(feature = "store")]
+    #[must_use]
+    pub fn store(&self) -> Option<&steward_store::Store> {
+        self.inner.parts.store.as_ref()
+    }
+
+    /// The tracker handed in.
+    #[cfg(feature = "tracker")]
+    #[must_use]
+    pub fn tracker(&self) -> Option<&steward_tracker::Tracker> {
+        self.inner.parts.tracker.as_ref()
+    }
+
+    /// Puts a pool under the wiring (see [`StewardBuilder::pool`]). The
+    /// steward keeps a handle until the pool is closed.
+    #[cfg(feature = "pool")]
+    pub fn add_pool<M: steward_pool::Manager>(&self, pool: &steward_pool::Pool<M>) {
+        self.inner.parts.pools.lock().push(Arc::new(pool.clone()));
+    }
+
+    /// Wraps a pool manager so that every object it makes is tracked by this
+    /// steward's tracker as `kind`, `size_bytes` each. `None` when no tracker
+    /// was handed in.
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # struct Conn;
+    /// # impl steward::pool::Manager for Conn {
+    /// #     type Object = Vec<u8>;
+    /// #     type Error = Infallible;
+    /// #     async fn create(&self) -> Result<Vec<u8>, Infallible> { Ok(vec![0; 64]) }
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use steward::{Steward, pool::Pool, tracker::Tracker};
+    ///
+    /// let steward = Steward::builder().tracker(Tracker::new()).build()?;
+    /// let manager = steward.tracked_manager(Conn, "conn", 64).expect("a tracker");
+    /// let pool = Pool::builder(manager).max_size(4).build()?;
+    /// steward.add_pool(&pool);
+    /// let conn = pool.get().await?;
+    /// assert_eq!(conn.len(), 64); // derefs through to the object
+    /// assert_eq!(steward.tracker().unwrap().totals().live_count, 1);
+    /// # drop(conn);
+    /// steward.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(all(feature = "pool", feature = "tracker"))]
+    #[must_use]
+    pub fn tracked_manager<M: steward_pool::Manager>(
+        &self,
+        manager: M,
+        kind: &str,
+        size_bytes: u64,
+    ) -> Option<crate::TrackedManager<M>> {
+        let tracker = self.inner.parts.tracker.clone()?;
+        Some(crate::TrackedManager::new(
+            manager, tracker, kind, size_bytes,
+        ))
+    }
+
+    /// One snapshot of every part: monitor level, sample and counters,
+    /// cleanup counters, pool metrics, tracker snapshot and store stats.
+    #[must_use]
+    pub fn health(&self) -> Health {
+        let p = &self.inner.parts;
+        let c = &p.counters;
+        let monitor = self.inner.monitor.stats();
+        Health {
+            unix_ms: unix_ms(),
+            uptime_ms: u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            level: self.inner.monitor.level(),
+            running: self.inner.monitor.is_running(),
+            sample: monitor.last_sample.clone(),
+            monitor,
+            cleanup: CleanupStats {
+                moderate_rounds: c.moderate_rounds.load(Relaxed),
+                critical_rounds: c.critical_rounds.load(Relaxed),
+                pool_objects_reaped: c.pool_objects_reaped.load(Relaxed),
+                pool_objects_shrunk: c.pool_objects_shrunk.load(Relaxed),
+                store_compactions: c.store_compactions.load(Relaxed),
+                store_compaction_failures: c.store_compaction_failures.load(Relaxed),
+                stale_reports: c.stale_reports.load(Relaxed),
+                stale_resources: c.stale_resources.load(Relaxed),
+                #[cfg(feature = "tracker")]
+                stale: p.last_stale.lock().clone(),
+                malloc_trims: c.malloc_trims.load(Relaxed),
+                malloc_trim_freed_bytes: c.malloc_trim_freed_bytes.load(Relaxed),
+            },
+            #[cfg(feature = "pool")]
+            pools: p.pools().iter().map(|pool| pool.metrics()).collect(),
+            #[cfg(feature = "tracker")]
+            tracker: p.tracker.as_ref().map(steward_tracker::Tracker::snapshot),
+            #[cfg(feature = "store")]
+            store: p.store.as_ref().map(crate::health::StoreHealth::of),
+        }
+    }
+
+    /// [`Steward::health`] in the Prometheus text exposition format (what
+    /// `/metrics` serves).
+    #[must_use]
+    pub fn metrics_text(&self) -> String {
+        crate::prometheus::render(&self.health())
+    }
+
+    /// Where the HTTP endpoint listens, when it was asked for.
+    #[cfg(feature = "http")]
+    #[must_use]
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.http_addr
+    }
+
+    /// Stops the HTTP endpoint (open connections finish their request, for
+    /// at most a few seconds) and the monitor, and waits for both.
+    /// Idempotent. The parts handed in stay open: close the store yourself.
+    ///
+    /// Cancel safety: the stop is requested on the first poll; dropping the
+    /// future afterwards only skips the wait.
+    pub async fn shutdown(&self) {
+        #[cfg(feature = "http")]
+        {
+            let server = self.inner.http.lock().take();
+            if let Some(server) = server {
+                server.shutdown().await;
+            }
+        }
+        self.inner.monitor.shutdown().await;
+        tracing::info!("steward stopped");
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
