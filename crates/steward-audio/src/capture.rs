@@ -106,6 +106,13 @@ impl CaptureBuilder {
         self
     }
 
+    /// Captured audio kept for a slow reader before the oldest is dropped.
+    pub fn queue(mut self, d: Duration) -> Self {
+        let ms = d.as_millis().clamp(1, 600_000);
+        self.config.capture_queue_ms = u32::try_from(ms).unwrap_or(600_000);
+        self
+    }
+
     /// Forces the device-side rate, channels and sample type.
     pub fn device_format(mut self, rate: u32, channels: u16, format: SampleFormat) -> Self {
         self.config.device_sample_rate = Some(rate);

@@ -320,10 +320,7 @@ fn child_overflow_keeps_the_newest_audio() {
     require_sound_server();
     // A reader that never reads: the queue holds 300 ms.
     let mut cap = Capture::builder()
-        .config(AudioConfig {
-            capture_queue_ms: 300,
-            ..AudioConfig::default()
-        })
+        .queue(Duration::from_millis(300))
         .build()
         .unwrap();
     let pb = Playback::builder()
