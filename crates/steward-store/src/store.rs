@@ -1138,7 +1138,8 @@ impl Writer {
         let path = &shared.paths.log;
         let frame = log::frame(payload);
         let end = self.log_len + frame.len() as u64;
-        if end > self.file_len {
+        // A huge frame is simply appended: no point zero-filling for it.
+        if end > self.file_len && frame.len() as u64 <= PREALLOCATE / 2 {
             self.preallocate(path, end + PREALLOCATE);
         }
         let written = self

@@ -267,3 +267,22 @@ fn compaction_keeps_file_permissions_and_follows_symlinks() {
     assert_eq!(steward_store::load(&path).unwrap().len(), 2);
     assert_eq!(steward_store::load(&link).unwrap().len(), 2);
 }
+
+#[test]
+fn large_values_mixed_with_small_ones_survive_reopen() {
+    let (_d, path) = temp_store();
+    let s = Store::open(&path).unwrap();
+    let big = "b".repeat(900 << 10);
+    for i in 0..3 {
+        s.upsert(&format!("small{i}"), i).unwrap();
+        s.upsert(&format!("big{i}"), big.clone()).unwrap();
+    }
+    s.upsert("last", true).unwrap();
+    drop(s);
+    let report = steward_store::check(&path).unwrap();
+    assert!(report.is_clean(), "{report}");
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.len(), 7);
+    assert_eq!(s.read("big2"), Some(json!(big)));
+    assert_eq!(s.read("last"), Some(json!(true)));
+}
