@@ -1,5 +1,6 @@
 //! Echo round trips over loopback: a steward-ws session against raw
-//! tokio-tungstenite, same server, same message, same client runtime.
+//! tokio-tungstenite, same server, same message, same runtime (one worker
+//! thread shared by server and client tasks).
 //! Also event decoding: the typed realtime codec against parsing to a
 //! `serde_json::Value`.
 
@@ -16,34 +17,30 @@ use tokio_tungstenite::tungstenite;
 /// Size of the echoed text message: a typical realtime event.
 const MESSAGE: usize = 1024;
 
-/// A tokio-tungstenite echo server on its own thread and runtime.
-fn start_echo_server() -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("server runtime");
-        rt.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            tx.send(listener.local_addr().expect("addr"))
-                .expect("send addr");
-            while let Ok((tcp, _)) = listener.accept().await {
-                let _ = tcp.set_nodelay(true);
-                tokio::spawn(async move {
-                    let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                        return;
-                    };
-                    while let Some(Ok(m)) = ws.next().await {
-                        if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
-                            break;
-                        }
+/// A tokio-tungstenite echo server, spawned on the benchmark's runtime: with
+/// one worker, server and client tasks share a thread, so a round trip
+/// measures the work of each layer rather than the wake-up latency of
+/// threads on a loaded machine.
+fn start_echo_server(rt: &tokio::runtime::Runtime) -> String {
+    let listener = rt
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    rt.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let _ = tcp.set_nodelay(true);
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        break;
                     }
-                });
-            }
-        });
+                }
+            });
+        }
     });
-    let addr = rx.recv().expect("server address");
     format!("ws://{addr}/")
 }
 
@@ -56,8 +53,8 @@ fn client_runtime() -> tokio::runtime::Runtime {
 }
 
 fn echo_roundtrip(c: &mut Criterion) {
-    let url = start_echo_server();
     let rt = client_runtime();
+    let url = start_echo_server(&rt);
     let text = "x".repeat(MESSAGE);
 
     let session = rt.block_on(async {
