@@ -67,15 +67,19 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync of directory", dir, e))
 }
 
-/// Creates (or truncates) `path` with `bytes` and fsyncs it. Not yet visible
+/// Creates (or truncates) `path` with `bytes` and fsyncs it, giving it
+/// the permissions of `like` first when that file exists. Not yet visible
 /// under its final name: the caller renames it.
-pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8], like: Option<&Path>) -> Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(path)
         .map_err(|e| Error::io("creating", path, e))?;
+    if let Some(like) = like {
+        copy_permissions(like, path)?;
+    }
     f.write_all(bytes)
         .map_err(|e| Error::io("writing", path, e))?;
     f.sync_all().map_err(|e| Error::io("fsync of", path, e))
@@ -115,9 +119,7 @@ pub fn write_snapshot(path: impl AsRef<Path>, map: &Map<String, Value>) -> Resul
     let paths = Paths::new(path.as_ref());
     let text = json::to_python_json(map);
     let tmp = &paths.snapshot_tmp;
-    let staged =
-        write_synced(tmp, text.as_bytes()).and_then(|()| copy_permissions(&paths.snapshot, tmp));
-    if let Err(e) = staged {
+    if let Err(e) = write_synced(tmp, text.as_bytes(), Some(&paths.snapshot)) {
         let _ = std::fs::remove_file(tmp);
         return Err(e);
     }

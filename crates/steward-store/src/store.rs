@@ -304,7 +304,7 @@ fn open_log(path: &Path) -> Result<File> {
 /// Writes a fresh log (header only) for `snapshot` through a temporary file
 /// and renames it into place, so the log file always has a whole header.
 fn new_log(paths: &Paths, snapshot: SnapshotId) -> Result<File> {
-    files::write_synced(&paths.log_tmp, &log::encode_header(snapshot))?;
+    files::write_synced(&paths.log_tmp, &log::encode_header(snapshot), None)?;
     files::rename(&paths.log_tmp, &paths.log)?;
     files::fsync_dir(&paths.dir)?;
     open_log(&paths.log)
@@ -1207,9 +1207,8 @@ impl Writer {
         }
         let text = json::to_python_json(&shared.map.read());
         let id = SnapshotId::of(Some(text.as_bytes()));
-        let staged = files::write_synced(&p.snapshot_tmp, text.as_bytes())
-            .and_then(|()| files::copy_permissions(&p.snapshot, &p.snapshot_tmp))
-            .and_then(|()| files::write_synced(&p.log_tmp, &log::encode_header(id)));
+        let staged = files::write_synced(&p.snapshot_tmp, text.as_bytes(), Some(&p.snapshot))
+            .and_then(|()| files::write_synced(&p.log_tmp, &log::encode_header(id), None));
         if let Err(e) = staged {
             let _ = std::fs::remove_file(&p.snapshot_tmp);
             let _ = std::fs::remove_file(&p.log_tmp);
