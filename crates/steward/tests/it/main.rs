@@ -1,1 +1,25 @@
-//! Integration tests of the steward facade.
+//! Integration tests of the steward facade: the wiring with real parts (the
+//! real process sampler, real deadpool pools, real store files with fsync,
+//! a real tracker) and the HTTP endpoint over 127.0.0.1.
+
+#[cfg(all(
+    feature = "monitor",
+    feature = "pool",
+    feature = "tracker",
+    feature = "store"
+))]
+mod common;
+#[cfg(all(
+    feature = "http",
+    feature = "pool",
+    feature = "tracker",
+    feature = "store"
+))]
+mod http;
+#[cfg(all(
+    feature = "monitor",
+    feature = "pool",
+    feature = "tracker",
+    feature = "store"
+))]
+mod wiring;

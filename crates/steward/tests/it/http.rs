@@ -1,0 +1,341 @@
+//! The `/health` and `/metrics` endpoint, scraped over 127.0.0.1 with a raw
+//! HTTP/1.1 client.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use steward::pool::Pool;
+use steward::store::Store;
+use steward::tracker::Tracker;
+use steward::{Error, Steward};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::{Buffers, eventually, pressure};
+
+const WEIRD_POOL: &str = "we\"ird\\pool\nname";
+const WEIRD_KIND: &str = "kind \"quoted\"";
+
+struct Reply {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+/// One request on a fresh connection (`Connection: close`).
+async fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("reply within the hang guard")
+        .unwrap();
+    let raw = String::from_utf8(raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_ascii_lowercase(), v.trim().to_owned())
+        })
+        .collect::<BTreeMap<_, _>>();
+    // HEAD announces the length of a body it does not send.
+    if let Some(len) = headers.get("content-length")
+        && method != "HEAD"
+    {
+        assert_eq!(body.len(), len.parse::<usize>().unwrap(), "whole body read");
+    }
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+async fn parts() -> (
+    Steward,
+    Pool<steward::TrackedManager<Buffers>>,
+    Store,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("memory.json")).unwrap();
+    store.upsert("user_name", "Ada").unwrap();
+    let tracker = Tracker::new();
+    let _kept = tracker.track_id("session-1", WEIRD_KIND, 10).unwrap();
+    let steward = Steward::builder()
+        .config(pressure(false, Duration::from_millis(50)))
+        .tracker(tracker)
+        .store(store.clone())
+        .http("127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap();
+    let pool = Pool::builder(
+        steward
+            .tracked_manager(Buffers, "pool.buffer", 4096)
+            .unwrap(),
+    )
+    .name(WEIRD_POOL)
+    .reaper_interval(None)
+    .build()
+    .unwrap();
+    steward.add_pool(&pool);
+    drop(pool.get().await.unwrap());
+    (steward, pool, store, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_are_served_then_shutdown_leaves_nothing() {
+    let (steward, pool, store, _dir) = parts().await;
+    let addr = steward.http_addr().unwrap();
+    assert_ne!(addr.port(), 0);
+    eventually("a moderate round", || {
+        steward.health().cleanup.moderate_rounds >= 1
+    })
+    .await;
+
+    let health = request(addr, "GET", "/health").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.headers["content-type"], "application/json");
+    let json: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(json["level"], "moderate");
+    assert_eq!(json["pools"][0]["name"], WEIRD_POOL);
+    assert_eq!(json["store"]["stats"]["keys"], 1);
+    assert!(json["monitor"]["samples"].as_u64().unwrap() >= 1);
+    assert!(json["tracker"]["totals"]["live_count"].as_u64().unwrap() >= 2);
+
+    let metrics = request(addr, "GET", "/metrics").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.headers["content-type"].starts_with("text/plain; version=0.0.4"));
+    let series = check_exposition(&metrics.body);
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        series[&(name.to_owned(), labels)]
+    };
+    assert_eq!(value("steward_memory_pressure_level", &[]), 1.0);
+    assert_eq!(
+        value(
+            "steward_pool_objects",
+            &[("pool", WEIRD_POOL), ("state", "idle")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value("steward_pool_created_total", &[("pool", WEIRD_POOL)]),
+        1.0
+    );
+    assert_eq!(
+        value("steward_tracker_live_resources", &[("kind", WEIRD_KIND)]),
+        1.0
+    );
+    assert_eq!(
+        value("steward_store_keys", &[("store", "memory.json")]),
+        1.0
+    );
+    assert!(value("steward_process_resident_memory_bytes", &[]) > 0.0);
+    assert!(value("steward_cleanup_moderate_rounds_total", &[]) >= 1.0);
+
+    assert_eq!(request(addr, "GET", "/nope").await.status, 404);
+    let post = request(addr, "POST", "/health").await;
+    assert_eq!(
+        (post.status, post.headers["allow"].as_str()),
+        (405, "GET, HEAD")
+    );
+    let head = request(addr, "HEAD", "/metrics").await;
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+    assert!(head.headers["content-length"].parse::<usize>().unwrap() > 0);
+
+    // An idle keep-alive connection must not hold the shutdown up.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), steward.shutdown())
+        .await
+        .expect("shutdown within the hang guard");
+    let mut buf = [0_u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(30), idle.read(&mut buf))
+        .await
+        .expect("the idle connection is closed")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without a reply");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the port stops accepting"
+    );
+    // Nothing left on this runtime: no server, connection or monitor task.
+    let runtime = tokio::runtime::Handle::current();
+    eventually("every task to end", || {
+        runtime.metrics().num_alive_tasks() == 0
+    })
+    .await;
+
+    pool.close();
+    store.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_stops_the_endpoint() {
+    let (steward, pool, store, _dir) = parts().await;
+    let addr = steward.http_addr().unwrap();
+    assert_eq!(request(addr, "GET", "/health").await.status, 200);
+    drop(steward);
+    let runtime = tokio::runtime::Handle::current();
+    eventually("every task to end", || {
+        runtime.metrics().num_alive_tasks() == 0
+    })
+    .await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the port stops accepting"
+    );
+    pool.close();
+    store.close().unwrap();
+}
+
+#[tokio::test]
+async fn a_taken_address_fails_build() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = Steward::builder().http(addr).build().unwrap_err();
+    assert!(
+        matches!(err, Error::Bind { addr: a, .. } if a == addr),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&addr.to_string()));
+}
+
+type Series = BTreeMap<(String, BTreeMap<String, String>), f64>;
+
+/// A strict check of the Prometheus text format 0.0.4: HELP and TYPE once
+/// per family and before its samples, valid names, escaped label values,
+/// numeric values, no duplicate series, a family's samples together.
+fn check_exposition(text: &str) -> Series {
+    assert!(text.ends_with('\n'), "ends with a line feed");
+    let mut typed = BTreeMap::<String, String>::new();
+    let mut helped = BTreeSet::<String>::new();
+    let mut finished = BTreeSet::<String>::new();
+    let mut current: Option<String> = None;
+    let mut series = Series::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, _help) = rest.split_once(' ').expect("HELP has text");
+            assert!(valid_name(name), "{line}");
+            assert!(helped.insert(name.to_owned()), "HELP twice: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE has a kind");
+            assert!(valid_name(name), "{line}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            assert!(
+                typed.insert(name.to_owned(), kind.to_owned()).is_none(),
+                "TYPE twice: {line}"
+            );
+            if let Some(prev) = current.replace(name.to_owned()) {
+                finished.insert(prev);
+            }
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "unexpected line: {line:?}"
+        );
+        let (name, labels, value) = parse_sample(line);
+        assert!(name.starts_with("steward_"), "{line}");
+        assert_eq!(
+            current.as_deref(),
+            Some(name.as_str()),
+            "sample outside its family: {line}"
+        );
+        assert!(!finished.contains(&name));
+        if typed[&name] == "counter" {
+            assert!(
+                name.ends_with("_total"),
+                "counter names end in _total: {name}"
+            );
+            assert!(value >= 0.0);
+        }
+        assert!(
+            series.insert((name, labels), value).is_none(),
+            "duplicate series: {line}"
+        );
+    }
+    assert_eq!(
+        helped,
+        typed.keys().cloned().collect(),
+        "every family has HELP and TYPE"
+    );
+    series
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn parse_sample(line: &str) -> (String, BTreeMap<String, String>, f64) {
+    let name_end = line.find(['{', ' ']).expect("a value");
+    let name = &line[..name_end];
+    assert!(valid_name(name), "{line}");
+    let mut labels = BTreeMap::new();
+    let mut rest = &line[name_end..];
+    if let Some(mut inner) = rest.strip_prefix('{') {
+        loop {
+            let (label, after) = inner.split_once("=\"").expect("label=\"value\"");
+            assert!(valid_name(label) && !label.contains(':'), "{line}");
+            let (value, after) = unescape_until_quote(after, line);
+            assert!(labels.insert(label.to_owned(), value).is_none(), "{line}");
+            if let Some(more) = after.strip_prefix(',') {
+                inner = more;
+            } else if let Some(tail) = after.strip_prefix('}') {
+                rest = tail;
+                break;
+            } else {
+                panic!("unexpected text after a label value in {line}");
+            }
+        }
+    }
+    let value = rest.strip_prefix(' ').expect("one space before the value");
+    (name.to_owned(), labels, parse_value(value, line))
+}
+
+/// A label value up to its closing quote, unescaped; and the text after it.
+fn unescape_until_quote<'a>(text: &'a str, line: &str) -> (String, &'a str) {
+    let mut value = String::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next().map(|(_, c)| c) {
+                Some('\\') => value.push('\\'),
+                Some('"') => value.push('"'),
+                Some('n') => value.push('\n'),
+                other => panic!("bad escape {other:?} in {line}"),
+            },
+            '"' => return (value, &text[i + 1..]),
+            '\n' => panic!("raw line feed in {line}"),
+            c => value.push(c),
+        }
+    }
+    panic!("unclosed label value in {line}");
+}
+
+fn parse_value(v: &str, line: &str) -> f64 {
+    match v {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+    }
+}
