@@ -87,6 +87,23 @@ pub(crate) async fn with_timeout<F: Future>(limit: Option<Duration>, fut: F) -> 
     }
 }
 
+/// Runs `fut` until `deadline`; `None` when it passed. Polls once before
+/// arming a timer, like [`with_timeout`].
+pub(crate) async fn with_deadline<F: Future>(
+    deadline: Option<Instant>,
+    fut: F,
+) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    if let Poll::Ready(out) = first {
+        return Some(out);
+    }
+    match deadline {
+        None => Some(fut.await),
+        Some(d) => tokio::time::timeout_at(d, fut).await.ok(),
+    }
+}
+
 /// Increments a counter for as long as it lives (waiters, retriers).
 pub(crate) struct Count<'a>(&'a AtomicUsize);
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use deadpool::managed::{PoolError, Timeouts};
 
-use crate::core::{Adapter, AdapterError, Count, Entry, Global, Live, Shared, with_timeout};
+use crate::core::{Adapter, AdapterError, Count, Entry, Global, Live, Shared, with_deadline};
 use crate::metrics::Counters;
 use crate::{CloseReason, Error, Manager, Metrics, PoolConfig, QueueMode, Refused};
 
@@ -26,6 +26,9 @@ const NO_WAIT: Timeouts = Timeouts {
     create: None,
     recycle: None,
 };
+/// One wait in this many is timed for the wait-time histogram (and counts
+/// this many times there).
+const WAIT_SAMPLE: u64 = 8;
 /// deadpool's blocking checkout; our own timer bounds it.
 const BLOCK: Timeouts = Timeouts::new();
 
@@ -363,16 +366,17 @@ impl<M: Manager> Pool<M> {
     /// live objects are at our cap (after a shrink), for one to come back.
     async fn wait_checkout(&self, wait: Option<Duration>) -> Result<Pooled<M>, Error<M::Error>> {
         let s = &*self.inner.shared;
-        Counters::bump(&s.counters.wait_count);
-        let start = Instant::now();
-        let deadline = wait.map(|w| start + w);
-        let _retrying = Count::new(&s.lv.retriers);
+        let n = s
+            .counters
+            .wait_count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A clock read costs as much as a checkout here: time one wait in
+        // `WAIT_SAMPLE` for the histogram (plus every wait with a deadline).
+        let sampled = n.is_multiple_of(WAIT_SAMPLE);
+        let start = (sampled || wait.is_some()).then(Instant::now);
+        let deadline = wait.zip(start).map(|(w, t)| t + w);
         let outcome = loop {
-            let mut changed = pin!(s.lv.changed.notified());
-            changed.as_mut().enable();
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let got = with_timeout(left, self.inner.pool.timeout_get(&BLOCK)).await;
-            match got {
+            match with_deadline(deadline, self.inner.pool.timeout_get(&BLOCK)).await {
                 Some(Ok(obj)) => break Ok(Pooled { obj: Some(obj) }),
                 Some(Err(e)) => {
                     if let Err(e) = self.must_wait(e) {
@@ -381,19 +385,26 @@ impl<M: Manager> Pool<M> {
                 }
                 None => break Err(self.wait_timed_out(start)),
             }
-            // At our cap: wait for a return or a close, then try again.
-            let woke = match deadline {
-                None => {
-                    changed.await;
-                    true
+            // At our cap: register for returns and closes, look once more
+            // (one may have come back meanwhile), then sleep.
+            let _retrying = Count::new(&s.lv.retriers);
+            let mut changed = pin!(s.lv.changed.notified());
+            changed.as_mut().enable();
+            match self.inner.pool.timeout_get(&NO_WAIT).await {
+                Ok(obj) => break Ok(Pooled { obj: Some(obj) }),
+                Err(e) => {
+                    if let Err(e) = self.must_wait(e) {
+                        break Err(e);
+                    }
                 }
-                Some(d) => tokio::time::timeout_at(d, changed).await.is_ok(),
-            };
-            if !woke {
+            }
+            if with_deadline(deadline, changed).await.is_none() {
                 break Err(self.wait_timed_out(start));
             }
         };
-        s.counters.waited(start.elapsed());
+        if let Some(t) = start.filter(|_| sampled) {
+            s.counters.waited(t.elapsed(), WAIT_SAMPLE);
+        }
         outcome
     }
 
@@ -410,9 +421,9 @@ impl<M: Manager> Pool<M> {
         }
     }
 
-    fn wait_timed_out(&self, start: Instant) -> Error<M::Error> {
+    fn wait_timed_out(&self, start: Option<Instant>) -> Error<M::Error> {
         let s = &*self.inner.shared;
-        let waited = start.elapsed();
+        let waited = start.map(|t| t.elapsed()).unwrap_or_default();
         Counters::bump(&s.counters.wait_timeouts);
         tracing::warn!(pool = %s.name, ?waited, "timed out waiting for a pooled object");
         Error::WaitTimeout {
