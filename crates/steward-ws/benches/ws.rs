@@ -22,9 +22,7 @@ const MESSAGE: usize = 1024;
 /// measures the work of each layer rather than the wake-up latency of
 /// threads on a loaded machine.
 fn start_echo_server(rt: &tokio::runtime::Runtime) -> String {
-    let listener = rt
-        .block_on(TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
+    let listener = rt.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
     let addr = listener.local_addr().expect("addr");
     rt.spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {

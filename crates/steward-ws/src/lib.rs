@@ -20,6 +20,7 @@
 //!   drains or abandons the queue.
 //! - **Stats** as a plain [`Stats`] struct.
 //! - A **realtime-API event codec** in [`realtime`], with PCM16 ↔ base64 helpers.
+//! - With the `pool` feature, steward-pool managers that pool sessions keyed by URL.
 //!
 //! `ws://` and `wss://` (rustls; system roots with the default `native-roots`
 //! feature, Mozilla roots with `webpki-roots`, plus any root given to the
@@ -69,6 +70,8 @@ mod client;
 mod config;
 mod error;
 mod message;
+#[cfg(feature = "pool")]
+pub mod pool;
 pub mod realtime;
 mod session;
 mod tls;

@@ -327,6 +327,11 @@ impl Session {
         self.shared.connected.load(Relaxed)
     }
 
+    /// True once the session no longer accepts messages (shut down, or gave up).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Relaxed)
+    }
+
     /// The event stream. Clones share one queue.
     pub fn events(&self) -> Events {
         self.events.clone()

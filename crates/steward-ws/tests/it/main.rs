@@ -6,5 +6,7 @@ mod codec;
 mod common;
 mod limits;
 mod link;
+#[cfg(feature = "pool")]
+mod pool;
 mod reconnect;
 mod tls;
