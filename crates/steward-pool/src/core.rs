@@ -36,7 +36,11 @@ pub(crate) const EXACT_EVERY: u32 = 16;
 pub(crate) struct Entry<T> {
     pub(crate) obj: T,
     pub(crate) created: Instant,
-    pub(crate) last_used: Instant,
+    /// When it came back last, on the pool's coarse clock (nanoseconds
+    /// since the pool's base): integers keep the hot path cheap.
+    last_used_ns: u64,
+    /// When its lifetime ends, same clock (`u64::MAX`: never).
+    expires_ns: u64,
     /// Why the pool is closing it: set right before it leaves the pool.
     reason: AtomicU8,
     /// Detached by its holder rather than closed.
@@ -54,7 +58,11 @@ impl<T> Entry<T> {
         Self {
             obj,
             created: now,
-            last_used: now,
+            last_used_ns: token.0.ns(now),
+            expires_ns: token
+                .0
+                .max_lifetime
+                .map_or(u64::MAX, |l| token.0.ns(now).saturating_add(nanos(l))),
             reason: AtomicU8::new(CloseReason::Broken.index() as u8),
             taken: false,
             uses: 0,
@@ -64,6 +72,11 @@ impl<T> Entry<T> {
 
     pub(crate) fn set_reason(&self, reason: CloseReason) {
         self.reason.store(reason.index() as u8, Relaxed);
+    }
+
+    /// When it came back last (the coarse clock's reading then).
+    pub(crate) fn last_used(&self) -> Instant {
+        self.token.0.base + Duration::from_nanos(self.last_used_ns)
     }
 
     pub(crate) fn reason(&self) -> CloseReason {
@@ -85,6 +98,10 @@ pub(crate) async fn with_timeout<F: Future>(limit: Option<Duration>, fut: F) -> 
         None => Some(fut.await),
         Some(d) => tokio::time::timeout(d, fut).await.ok(),
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Runs `fut` until `deadline`; `None` when it passed. Polls once before
@@ -197,20 +214,27 @@ impl Live {
         self.wake_retriers();
     }
 
-    /// Advances the coarse clock to `now` (never backwards).
+    /// `t` on the coarse clock's scale.
+    pub(crate) fn ns(&self, t: Instant) -> u64 {
+        nanos(t.saturating_duration_since(self.base))
+    }
+
+    /// Advances the coarse clock to `now` (never backwards); returns `now`
+    /// on its scale.
     #[inline]
-    pub(crate) fn note(&self, now: Instant) {
-        let n =
-            u64::try_from(now.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX);
+    pub(crate) fn note(&self, now: Instant) -> u64 {
+        let n = self.ns(now);
         if n > self.recent.load(Relaxed) {
             self.recent.store(n, Relaxed);
         }
+        n
     }
 
-    /// The coarse clock: at most "now", as of the pool's last activity.
+    /// The coarse clock's reading, on its own scale: at most "now", as of
+    /// the pool's last activity.
     #[inline]
-    pub(crate) fn recent(&self) -> Instant {
-        self.base + Duration::from_nanos(self.recent.load(Relaxed))
+    pub(crate) fn recent_ns(&self) -> u64 {
+        self.recent.load(Relaxed)
     }
 
     /// Wakes checkouts that wait for an object to come back.
@@ -245,19 +269,14 @@ impl Live {
         }
         e.uses = e.uses.wrapping_add(1);
         let now = if e.uses.is_multiple_of(EXACT_EVERY) {
-            let now = Instant::now();
-            lv.note(now);
-            now
+            lv.note(Instant::now())
         } else {
-            lv.recent()
+            lv.recent_ns()
         };
-        if lv
-            .max_lifetime
-            .is_some_and(|l| now.saturating_duration_since(e.created) >= l)
-        {
+        if now >= e.expires_ns {
             return Some(CloseReason::Lifetime);
         }
-        e.last_used = now;
+        e.last_used_ns = now;
         None
     }
 
@@ -430,25 +449,19 @@ impl<M: Manager> Shared<M> {
         let mut check = t.health_check;
         // Lifetime by the coarse clock unless the window needs the real one.
         let now = if t.clock_on_checkout {
-            let now = Instant::now();
-            self.lv.note(now);
-            Some(now)
+            self.lv.note(Instant::now())
         } else {
-            t.max_lifetime.map(|_| self.lv.recent())
+            self.lv.recent_ns()
         };
-        if let Some(now) = now {
-            if t.max_lifetime
-                .is_some_and(|l| now.saturating_duration_since(e.created) >= l)
-            {
-                e.set_reason(CloseReason::Lifetime);
-                return false;
-            }
-            if t.clock_on_checkout
-                && check
-                && now.saturating_duration_since(e.last_used) < t.recent_window
-            {
-                check = false;
-            }
+        if now >= e.expires_ns {
+            e.set_reason(CloseReason::Lifetime);
+            return false;
+        }
+        if t.clock_on_checkout
+            && check
+            && now.saturating_sub(e.last_used_ns) < nanos(t.recent_window)
+        {
+            check = false;
         }
         if check {
             match with_timeout(t.recycle_timeout, self.manager.recycle(&mut e.obj)).await {

@@ -125,7 +125,7 @@ impl ObjectInfo {
     fn of<T>(e: &Entry<T>, now: Instant) -> Self {
         Self {
             age: now.saturating_duration_since(e.created),
-            idle: now.saturating_duration_since(e.last_used),
+            idle: now.saturating_duration_since(e.last_used()),
         }
     }
 }
