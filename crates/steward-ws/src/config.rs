@@ -35,6 +35,10 @@ pub struct ClientConfig {
     /// The peer is declared dead when no frame of any kind (pong or data)
     /// arrives within this time after a ping. Must not exceed
     /// `ping_interval`, so a silent peer is found within 2× the interval.
+    /// While the application lags and the inbound queue is full the socket is
+    /// not read, and that time does not count as silence. A ping queued
+    /// behind a large outgoing message still counts from when it was due, so
+    /// keep the timeout above the upload time of your largest message.
     /// Default 10 s.
     #[serde(rename = "pong_timeout_ms", with = "millis")]
     pub pong_timeout: Duration,

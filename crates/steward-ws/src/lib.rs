@@ -22,6 +22,12 @@
 //! - A **realtime-API event codec** in [`realtime`], with PCM16 ↔ base64 helpers.
 //! - With the `pool` feature, steward-pool managers that pool sessions keyed by URL.
 //!
+//! Defaults ([`ClientConfig::default`]): ping every 15 s, peer dead after
+//! 10 s without an answer, connect timeout 10 s, close timeout 5 s, drain
+//! timeout 10 s, messages and frames up to 16 MiB, outbound and inbound
+//! queues of 1024 messages / 32 MiB each, 256 events, reconnect up to 10
+//! attempts from 250 ms doubling to 30 s with 20 % jitter.
+//!
 //! `ws://` and `wss://` (rustls; system roots with the default `native-roots`
 //! feature, Mozilla roots with `webpki-roots`, plus any root given to the
 //! builder). Headers such as `Authorization` are never logged, and URLs lose

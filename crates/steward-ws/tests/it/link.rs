@@ -512,3 +512,27 @@ async fn connect_timeout_is_reported() {
     assert!(matches!(err, Error::ConnectTimeout { .. }), "{err:?}");
     hold.abort();
 }
+
+#[test]
+fn config_is_plain_serde_data_with_explicit_units() {
+    let config = steward_ws::ClientConfig {
+        url: "wss://example.test/v1".into(),
+        headers: vec![("Authorization".into(), "Bearer sk-1".into())],
+        ..Default::default()
+    };
+    let json = serde_json::to_value(&config).unwrap();
+    assert_eq!(json["ping_interval_ms"], 15_000);
+    assert_eq!(json["pong_timeout_ms"], 10_000);
+    assert_eq!(json["max_message_size"], 16 << 20);
+    assert_eq!(json["reconnect"]["max_attempts"], 10);
+    let back: steward_ws::ClientConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(back, config);
+    // A file may name only the URL; unknown keys are refused by name.
+    let minimal: steward_ws::ClientConfig =
+        serde_json::from_str(r#"{"url":"ws://127.0.0.1:1/"}"#).unwrap();
+    assert_eq!(minimal.max_frame_size, 16 << 20);
+    let err =
+        serde_json::from_str::<steward_ws::ClientConfig>(r#"{"ping_intervl_ms":1}"#).unwrap_err();
+    assert!(err.to_string().contains("ping_intervl_ms"), "{err}");
+    assert!(!format!("{config:?}").contains("sk-1"));
+}
