@@ -31,6 +31,9 @@ pub struct Health {
     /// The store's stats, when a store was handed in.
     #[cfg(feature = "store")]
     pub store: Option<StoreHealth>,
+    /// The open WebSocket sessions under the wiring.
+    #[cfg(feature = "ws")]
+    pub ws: Vec<crate::ws_part::WsHealth>,
 }
 
 /// What the wiring's cleanup handlers did since the start.

@@ -114,6 +114,8 @@ mod prometheus;
 mod steward;
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
 mod tracked;
+#[cfg(all(feature = "monitor", feature = "ws"))]
+mod ws_part;
 
 #[cfg(feature = "monitor")]
 pub use error::Error;
@@ -127,3 +129,5 @@ pub use health::{CleanupStats, Health};
 pub use steward::{Steward, StewardBuilder, StewardConfig};
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
 pub use tracked::{TrackedManager, TrackedObject};
+#[cfg(all(feature = "monitor", feature = "ws"))]
+pub use ws_part::{WS_SESSION_KIND, WsHealth};

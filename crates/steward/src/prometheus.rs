@@ -79,7 +79,7 @@ fn escape_help(v: &str) -> String {
 
 /// Makes label values unique: a second pool named `db` becomes `db#2`, so
 /// no two series collide.
-#[cfg(feature = "pool")]
+#[cfg(any(feature = "pool", feature = "ws"))]
 fn unique(names: impl Iterator<Item = String>) -> Vec<String> {
     let mut seen = std::collections::HashMap::<String, usize>::new();
     names
@@ -132,6 +132,8 @@ pub(crate) fn render(h: &Health) -> String {
     tracker(&mut o, h);
     #[cfg(feature = "store")]
     store(&mut o, h);
+    #[cfg(feature = "ws")]
+    ws(&mut o, h);
     o.text
 }
 
@@ -522,6 +524,107 @@ fn store(o: &mut Out, h: &Health) {
     for (name, kind, help, v) in rows {
         o.family(name, kind, help);
         o.sample(name, &[("store", label)], f(v));
+    }
+}
+
+#[cfg(feature = "ws")]
+fn ws(o: &mut Out, h: &Health) {
+    if h.ws.is_empty() {
+        return;
+    }
+    let names = unique(h.ws.iter().map(|w| w.name.clone()));
+    let rows: Vec<(&str, &steward_ws::Stats)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(h.ws.iter().map(|w| &w.stats))
+        .collect();
+    type Get = fn(&steward_ws::Stats) -> u64;
+    let families: [(&str, &str, &str, Get); 8] = [
+        (
+            "steward_ws_connected",
+            "gauge",
+            "1 while the session's link is up.",
+            |s| u64::from(s.connected),
+        ),
+        (
+            "steward_ws_reconnects_total",
+            "counter",
+            "Successful reconnects.",
+            |s| s.reconnects,
+        ),
+        (
+            "steward_ws_disconnects_total",
+            "counter",
+            "Links lost.",
+            |s| s.disconnects,
+        ),
+        (
+            "steward_ws_dead_peers_total",
+            "counter",
+            "Links declared dead by the heartbeat.",
+            |s| s.dead_peers,
+        ),
+        (
+            "steward_ws_messages_sent_total",
+            "counter",
+            "Messages written to the socket.",
+            |s| s.messages_sent,
+        ),
+        (
+            "steward_ws_messages_received_total",
+            "counter",
+            "Data messages received.",
+            |s| s.messages_received,
+        ),
+        (
+            "steward_ws_bytes_sent_total",
+            "counter",
+            "Payload bytes sent.",
+            |s| s.bytes_sent,
+        ),
+        (
+            "steward_ws_events_dropped_total",
+            "counter",
+            "Events dropped because the event queue was full.",
+            |s| s.events_dropped,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        o.family(name, kind, help);
+        for (session, s) in &rows {
+            o.sample(name, &[("session", session)], f(get(s)));
+        }
+    }
+    o.family(
+        "steward_ws_rtt_seconds",
+        "gauge",
+        "Round trip of the latest answered ping.",
+    );
+    for (session, s) in &rows {
+        if let Some(us) = s.last_rtt_us {
+            o.sample(
+                "steward_ws_rtt_seconds",
+                &[("session", session)],
+                f(us) / 1e6,
+            );
+        }
+    }
+    o.family(
+        "steward_ws_queued_bytes",
+        "gauge",
+        "Bytes waiting in the session's queues, by direction.",
+    );
+    for (session, s) in &rows {
+        o.sample(
+            "steward_ws_queued_bytes",
+            &[("session", session), ("direction", "outbound")],
+            f(s.outbound_queued_bytes),
+        );
+        o.sample(
+            "steward_ws_queued_bytes",
+            &[("session", session), ("direction", "inbound")],
+            f(s.inbound_queued_bytes),
+        );
     }
 }
 

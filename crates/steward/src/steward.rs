@@ -129,6 +129,8 @@ pub(crate) struct Parts {
     pub(crate) tracker: Option<steward_tracker::Tracker>,
     #[cfg(feature = "pool")]
     pools: Mutex<Vec<Arc<dyn PoolPart>>>,
+    #[cfg(feature = "ws")]
+    ws: Mutex<Vec<Arc<crate::ws_part::WsPart>>>,
     counters: Counters,
     /// The last stale report, longest idle first.
     #[cfg(feature = "tracker")]
@@ -141,12 +143,32 @@ pub(crate) struct Parts {
 }
 
 impl Parts {
+    #[cfg(feature = "ws")]
+    fn add_ws(&self, name: &str, session: &steward_ws::Session) {
+        let part = crate::ws_part::WsPart::new(
+            name,
+            session,
+            #[cfg(feature = "tracker")]
+            self.tracker.as_ref(),
+        );
+        self.ws.lock().push(Arc::new(part));
+    }
+
     /// The live pools; closed ones are let go here.
     #[cfg(feature = "pool")]
     fn pools(&self) -> Vec<Arc<dyn PoolPart>> {
         let mut pools = self.pools.lock();
         pools.retain(|p| !p.is_closed());
         pools.clone()
+    }
+
+    /// The open WebSocket sessions; closed ones are let go here (their
+    /// tracker entries with them).
+    #[cfg(feature = "ws")]
+    fn ws(&self) -> Vec<Arc<crate::ws_part::WsPart>> {
+        let mut sessions = self.ws.lock();
+        sessions.retain(|s| !s.is_closed());
+        sessions.clone()
     }
 
     fn rss_bytes(&self) -> Option<u64> {
@@ -194,6 +216,8 @@ pub struct StewardBuilder {
     tracker: Option<steward_tracker::Tracker>,
     #[cfg(feature = "pool")]
     pools: Vec<Arc<dyn PoolPart>>,
+    #[cfg(feature = "ws")]
+    ws: Vec<(String, steward_ws::Session)>,
 }
 
 impl std::fmt::Debug for StewardBuilder {
@@ -215,6 +239,8 @@ impl Default for StewardBuilder {
             tracker: None,
             #[cfg(feature = "pool")]
             pools: Vec::new(),
+            #[cfg(feature = "ws")]
+            ws: Vec::new(),
         }
     }
 }
@@ -284,6 +310,16 @@ impl StewardBuilder {
         self
     }
 
+    /// The session's stats join [`Health`] under `name`, and (with a
+    /// tracker) it is tracked as `ws.session` while open, sized by the bytes
+    /// it has queued. More sessions can be added later with
+    /// [`Steward::add_ws_session`].
+    #[cfg(feature = "ws")]
+    pub fn ws_session(mut self, name: &str, session: &steward_ws::Session) -> Self {
+        self.ws.push((name.to_owned(), session.clone()));
+        self
+    }
+
     /// Starts the monitor, registers the cleanup handlers and, when an
     /// address is set, the HTTP endpoint. Call it inside a tokio runtime.
     ///
@@ -315,6 +351,8 @@ impl StewardBuilder {
             tracker: self.tracker,
             #[cfg(feature = "pool")]
             pools: Mutex::new(self.pools),
+            #[cfg(feature = "ws")]
+            ws: Mutex::new(Vec::new()),
             counters: Counters::default(),
             #[cfg(feature = "tracker")]
             last_stale: Mutex::new(Vec::new()),
@@ -322,6 +360,10 @@ impl StewardBuilder {
             log_after_compaction: AtomicU64::new(0),
             rss: Mutex::new(steward_monitor::SystemSource::new().ok()),
         });
+        #[cfg(feature = "ws")]
+        for (name, session) in &self.ws {
+            parts.add_ws(name, session);
+        }
         register_handlers(&monitor, &parts)?;
         #[cfg(feature = "http")]
         let listener = match self.config.http_addr {
@@ -513,6 +555,11 @@ fn report_stale(p: &Parts) {
     let Some(tracker) = p.tracker.as_ref() else {
         return;
     };
+    // Sessions with traffic since the last look are not stale.
+    #[cfg(feature = "ws")]
+    for session in p.ws() {
+        let _ = session.health();
+    }
     let mut stale = tracker.stale(p.config.stale_after);
     let count = as_u64(stale.len());
     p.counters.stale_reports.fetch_add(1, Relaxed);
@@ -585,6 +632,13 @@ impl Steward {
         self.inner.parts.pools.lock().push(Arc::new(pool.clone()));
     }
 
+    /// Puts a WebSocket session under the wiring (see
+    /// [`StewardBuilder::ws_session`]); it leaves once closed.
+    #[cfg(feature = "ws")]
+    pub fn add_ws_session(&self, name: &str, session: &steward_ws::Session) {
+        self.inner.parts.add_ws(name, session);
+    }
+
     /// Wraps a pool manager so that every object it makes is tracked by this
     /// steward's tracker as `kind`, `size_bytes` each. `None` when no tracker
     /// was handed in.
@@ -633,6 +687,9 @@ impl Steward {
         let p = &self.inner.parts;
         let c = &p.counters;
         let monitor = self.inner.monitor.stats();
+        // Before the tracker snapshot: this refreshes the sessions' entries.
+        #[cfg(feature = "ws")]
+        let ws = p.ws().iter().map(|s| s.health()).collect();
         Health {
             unix_ms: unix_ms(),
             uptime_ms: u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -660,6 +717,8 @@ impl Steward {
             tracker: p.tracker.as_ref().map(steward_tracker::Tracker::snapshot),
             #[cfg(feature = "store")]
             store: p.store.as_ref().map(crate::health::StoreHealth::of),
+            #[cfg(feature = "ws")]
+            ws,
         }
     }
 

@@ -23,3 +23,5 @@ mod http;
     feature = "store"
 ))]
 mod wiring;
+#[cfg(all(feature = "monitor", feature = "tracker", feature = "ws"))]
+mod ws;
