@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use steward_pool::{KeyedManager, KeyedPool, KeyedPoolConfig, Manager, Pool, PoolConfig};
 
 /// Pool size for every contender.
@@ -245,4 +245,100 @@ fn keyed_get(c: &mut Criterion) {
 }
 
 criterion_group!(benches, get_return_1task, get_return_16tasks, keyed_get);
-criterion_main!(benches);
+
+/// Best-of-N per-cycle times with the contenders interleaved round by
+/// round: on a loaded machine this is steadier than criterion's one-after-
+/// the-other groups. Written to `$STEWARD_BENCH_DIR/extra/pool.json`.
+fn interleaved(rounds: u32) {
+    let rt = current_thread();
+    let ours = rt.block_on(async { steward_pool() });
+    let lean = rt.block_on(async { steward_lean() });
+    let dp = deadpool_pool();
+    let bb = rt.block_on(bb8_pool());
+    let n = 100_000u64;
+    let mut one = [f64::MAX; 4];
+    for _ in 0..rounds {
+        one[0] = one[0].min(one_task!(rt, n, ours.get()).as_nanos() as f64 / n as f64);
+        one[1] = one[1].min(one_task!(rt, n, lean.get()).as_nanos() as f64 / n as f64);
+        one[2] = one[2].min(one_task!(rt, n, dp.get()).as_nanos() as f64 / n as f64);
+        one[3] = one[3].min(one_task!(rt, n, bb.get()).as_nanos() as f64 / n as f64);
+    }
+    let mt = multi_thread();
+    let ours = mt.block_on(async { steward_pool() });
+    let dp = deadpool_pool();
+    let bb = mt.block_on(bb8_pool());
+    let per = 10_000u64;
+    let ops = (per * TASKS) as f64;
+    let mut many = [f64::MAX; 3];
+    for _ in 0..rounds {
+        many[0] = many[0].min(many_tasks!(mt, per, ours, |p| p.get()).as_nanos() as f64 / ops);
+        many[1] = many[1].min(many_tasks!(mt, per, dp, |p| p.get()).as_nanos() as f64 / ops);
+        many[2] = many[2].min(many_tasks!(mt, per, bb, |p| p.get()).as_nanos() as f64 / ops);
+    }
+    let entry = |name: &str, ours: f64, base: &str, theirs: f64| {
+        serde_json::json!({
+            "name": name,
+            "ours_per_s": (1e9 / ours).round(),
+            "baseline_per_s": (1e9 / theirs).round(),
+            "ours_ns_per_op": ours.round(),
+            "baseline": base,
+            "baseline_ns_per_op": theirs.round(),
+            "ratio": ((theirs / ours) * 1000.0).round() / 1000.0,
+        })
+    };
+    let figures = serde_json::json!([
+        entry(
+            "pool/interleaved_1task/steward vs raw_deadpool",
+            one[0],
+            "raw_deadpool",
+            one[2]
+        ),
+        entry(
+            "pool/interleaved_1task/steward vs bb8",
+            one[0],
+            "bb8",
+            one[3]
+        ),
+        entry(
+            "pool/interleaved_1task/steward_no_expiry vs raw_deadpool",
+            one[1],
+            "raw_deadpool",
+            one[2]
+        ),
+        entry(
+            "pool/interleaved_1task/steward_no_expiry vs bb8",
+            one[1],
+            "bb8",
+            one[3]
+        ),
+        entry(
+            "pool/interleaved_16tasks/steward vs raw_deadpool",
+            many[0],
+            "raw_deadpool",
+            many[1]
+        ),
+        entry(
+            "pool/interleaved_16tasks/steward vs bb8",
+            many[0],
+            "bb8",
+            many[2]
+        ),
+    ]);
+    println!("interleaved best-of-{rounds} (ns/op): {figures}");
+    let dir = std::env::var_os("STEWARD_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("target/bench"))
+        .join("extra");
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("pool.json"), figures.to_string()));
+    if let Err(e) = written {
+        eprintln!("pool bench: cannot write {}: {e}", dir.display());
+    }
+}
+
+fn main() {
+    benches();
+    let quick = std::env::args().any(|a| a == "--quick");
+    interleaved(if quick { 3 } else { 10 });
+    Criterion::default().configure_from_args().final_summary();
+}
