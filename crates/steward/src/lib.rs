@@ -24,17 +24,17 @@
 //!
 //! # The wiring (feature `monitor`)
 //!
-//! [`Steward::builder()`] takes the parts to look after and starts the
+//! `Steward::builder()` takes the parts to look after and starts the
 //! memory monitor with cleanup handlers connected to them:
 //!
 //! - at `Moderate`: pools reap idle objects (idle timeout, lifetime), the
 //!   store compacts its log into `memory.json`, the tracker reports
-//!   resources idle longer than [`StewardConfig::stale_after`];
+//!   resources idle longer than `StewardConfig::stale_after`;
 //! - at `Critical` (which also runs the moderate handlers): pools shrink to
 //!   `min_idle`, then freed heap goes back to the OS (`malloc_trim`, glibc).
 //!
-//! [`Steward::tracked_manager`] wraps a pool manager so that pooled objects
-//! are tracked without the user writing it. [`Steward::health`] is one serde
+//! `Steward::tracked_manager` wraps a pool manager so that pooled objects
+//! are tracked without the user writing it. `Steward::health` is one serde
 //! snapshot of every part; with feature `http`, `/health` serves it as JSON
 //! and `/metrics` as Prometheus text.
 //!
@@ -73,9 +73,14 @@
 //! # }).unwrap();
 //! ```
 //!
-//! `ws` and `audio` are re-exports only for now: those crates do not yet
-//! expose a hook to drop queued buffers beyond a floor, so the wiring does
-//! not reach them.
+//! With `ws`, sessions handed in (`StewardBuilder::ws_session`) join the
+//! snapshot (link state, RTT, queues, reconnects) and are tracked as
+//! `ws.session` while open. Neither steward-ws nor steward-audio exposes a
+//! hook to drop queued buffers beyond a floor yet, so `Critical` does not
+//! touch their queues; `audio` is a re-export only.
+//!
+//! The HTTP endpoint has no authentication and the snapshot names tracked
+//! resources: bind it to a loopback address (or behind your own proxy).
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 #[cfg(feature = "store")]
