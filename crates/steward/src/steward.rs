@@ -104,6 +104,31 @@ impl<M: steward_pool::Manager> PoolPart for steward_pool::Pool<M> {
     }
 }
 
+#[cfg(feature = "pool")]
+impl<K, M> PoolPart for steward_pool::KeyedPool<K, M>
+where
+    K: Eq + std::hash::Hash + Clone + std::fmt::Debug + Send + Sync + 'static,
+    M: steward_pool::KeyedManager<K>,
+{
+    fn reap_idle(&self) -> usize {
+        steward_pool::KeyedPool::reap_idle(self)
+    }
+
+    fn shrink_to_min_idle(&self) -> usize {
+        steward_pool::KeyedPool::shrink_to_min_idle(self)
+    }
+
+    /// All keys together; `max_size` is the per-key cap.
+    fn metrics(&self) -> steward_pool::Metrics {
+        steward_pool::KeyedPool::metrics(self).total
+    }
+
+    fn is_closed(&self) -> bool {
+        // The global cap reads 0 once the keyed pool is closed.
+        steward_pool::KeyedPool::metrics(self).max_total == 0
+    }
+}
+
 /// Cleanup counters, bumped by the handlers.
 #[derive(Default)]
 struct Counters {
@@ -317,6 +342,18 @@ impl StewardBuilder {
     #[cfg(feature = "ws")]
     pub fn ws_session(mut self, name: &str, session: &steward_ws::Session) -> Self {
         self.ws.push((name.to_owned(), session.clone()));
+        self
+    }
+
+    /// Like [`StewardBuilder::pool`], for a keyed pool: every key's
+    /// sub-pool reaps and shrinks; [`Health`] shows all keys together.
+    #[cfg(feature = "pool")]
+    pub fn keyed_pool<K, M>(mut self, pool: &steward_pool::KeyedPool<K, M>) -> Self
+    where
+        K: Eq + std::hash::Hash + Clone + std::fmt::Debug + Send + Sync + 'static,
+        M: steward_pool::KeyedManager<K>,
+    {
+        self.pools.push(Arc::new(pool.clone()));
         self
     }
 
@@ -629,6 +666,16 @@ impl Steward {
     /// steward keeps a handle until the pool is closed.
     #[cfg(feature = "pool")]
     pub fn add_pool<M: steward_pool::Manager>(&self, pool: &steward_pool::Pool<M>) {
+        self.inner.parts.pools.lock().push(Arc::new(pool.clone()));
+    }
+
+    /// Puts a keyed pool under the wiring (see [`StewardBuilder::keyed_pool`]).
+    #[cfg(feature = "pool")]
+    pub fn add_keyed_pool<K, M>(&self, pool: &steward_pool::KeyedPool<K, M>)
+    where
+        K: Eq + std::hash::Hash + Clone + std::fmt::Debug + Send + Sync + 'static,
+        M: steward_pool::KeyedManager<K>,
+    {
         self.inner.parts.pools.lock().push(Arc::new(pool.clone()));
     }
 

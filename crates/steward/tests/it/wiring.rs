@@ -271,3 +271,59 @@ async fn no_pressure_no_cleanup_and_shutdown_is_idempotent() {
     clone.shutdown().await;
     assert!(!clone.monitor().is_running());
 }
+
+struct PerKey;
+
+impl steward::pool::KeyedManager<String> for PerKey {
+    type Object = Vec<u8>;
+    type Error = std::convert::Infallible;
+
+    async fn create(&self, key: &String) -> Result<Vec<u8>, Self::Error> {
+        Ok(key.as_bytes().to_vec())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_pools_reap_every_key() {
+    use steward::pool::{KeyedPool, KeyedPoolConfig, PoolConfig};
+    let config = KeyedPoolConfig {
+        per_key: PoolConfig {
+            name: "per-host".into(),
+            idle_timeout: Some(Duration::from_millis(1)),
+            reaper_interval: None,
+            ..PoolConfig::default()
+        },
+        max_total: 8,
+    };
+    let pool = KeyedPool::new(PerKey, config).unwrap();
+    for key in ["a", "b", "c"] {
+        drop(pool.get(&key.to_owned()).await.unwrap());
+    }
+    assert_eq!(pool.metrics().total.idle, 3);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let steward = Steward::builder()
+        .config(pressure(false, Duration::from_secs(86_400)))
+        .keyed_pool(&pool)
+        .build()
+        .unwrap();
+    assert_eq!(
+        steward.monitor().check_now().await.unwrap().level,
+        Level::Moderate
+    );
+    let h = steward.health();
+    assert_eq!(h.cleanup.pool_objects_reaped, 3);
+    assert_eq!(
+        (
+            h.pools[0].name.as_str(),
+            h.pools[0].idle,
+            h.pools[0].closed.idle
+        ),
+        ("per-host", 0, 3)
+    );
+    pool.close();
+    assert!(
+        steward.health().pools.is_empty(),
+        "a closed keyed pool leaves"
+    );
+    steward.shutdown().await;
+}
