@@ -16,6 +16,9 @@ use crate::error::BoxError;
 use crate::session::Session;
 use crate::tls::{self, Transport};
 
+/// Bytes read from the socket per attempt.
+const READ_BUFFER: usize = 32 * 1024;
+
 /// A checked configuration that opens [`Session`]s. Cheap to clone.
 ///
 /// Built by [`ClientBuilder`]; holds the TLS roots, so building it once and
@@ -118,7 +121,11 @@ impl Client {
             // Our outbound queue is the bound; tungstenite's buffer holds at
             // most the message being written plus a ping and a pong.
             .max_write_buffer_size(config.max_message_size.saturating_add(256 * 1024))
-            .write_buffer_size(0);
+            .write_buffer_size(0)
+            // The protocol layer zero-fills this much before every read
+            // attempt; realtime events are small, so 32 KiB (not 128) keeps
+            // that cost low while large messages still read in big chunks.
+            .read_buffer_size(READ_BUFFER);
         Ok(Self {
             inner: Arc::new(ClientInner {
                 config,

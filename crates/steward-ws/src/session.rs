@@ -852,6 +852,10 @@ impl Driver {
     /// One pass over everything the link waits for. Returns `Pending` only
     /// when nothing can make progress (every source registered the waker).
     fn poll_step(&mut self, link: &mut Link, cx: &mut Context<'_>) -> Poll<Step> {
+        // Once the read side said Pending (its waker is registered) it is not
+        // polled again in this pass: each read attempt costs the protocol
+        // layer a buffer fill, and it cannot have changed meanwhile.
+        let mut read_pending = false;
         loop {
             let mut progress = false;
 
@@ -982,7 +986,7 @@ impl Driver {
             }
 
             // Read side, paused while a message waits for room in the inbound queue.
-            if link.pending_in.is_none() {
+            if link.pending_in.is_none() && !read_pending {
                 match Pin::new(&mut link.ws).poll_next(cx) {
                     Poll::Ready(Some(Ok(msg))) => {
                         link.frames_rx += 1;
@@ -1001,7 +1005,7 @@ impl Driver {
                         };
                         return Poll::Ready(Step::Lost(reason));
                     }
-                    Poll::Pending => {}
+                    Poll::Pending => read_pending = true,
                 }
             }
 
