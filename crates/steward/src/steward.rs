@@ -395,7 +395,13 @@ impl StewardBuilder {
             last_stale: Mutex::new(Vec::new()),
             #[cfg(feature = "store")]
             log_after_compaction: AtomicU64::new(0),
-            rss: Mutex::new(steward_monitor::SystemSource::new().ok()),
+            // Only the trim measures RSS; no files opened without it.
+            rss: Mutex::new(
+                self.config
+                    .trim_on_critical
+                    .then(steward_monitor::SystemSource::new)
+                    .and_then(Result::ok),
+            ),
         });
         #[cfg(feature = "ws")]
         for (name, session) in &self.ws {
