@@ -96,8 +96,26 @@ pub(crate) async fn with_timeout<F: Future>(limit: Option<Duration>, fut: F) -> 
     }
     match limit {
         None => Some(fut.await),
-        Some(d) => tokio::time::timeout(d, fut).await.ok(),
+        Some(d) => race(fut, Box::pin(tokio::time::sleep(d))).await,
     }
+}
+
+/// `fut` or the timer, whichever is first. The timer is boxed so that the
+/// futures embedding this one (every checkout's) stay small.
+async fn race<F: Future>(
+    mut fut: std::pin::Pin<&mut F>,
+    mut timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -117,7 +135,7 @@ pub(crate) async fn with_deadline<F: Future>(
     }
     match deadline {
         None => Some(fut.await),
-        Some(d) => tokio::time::timeout_at(d, fut).await.ok(),
+        Some(d) => race(fut, Box::pin(tokio::time::sleep_until(d))).await,
     }
 }
 
@@ -642,6 +660,31 @@ impl<M: Manager> deadpool::managed::Manager for Adapter<M> {
     type Error = AdapterError<M::Error>;
 
     async fn create(&self) -> Result<Self::Type, Self::Error> {
+        // Boxed: creates are rare, and a small future here keeps every
+        // checkout's future (which embeds this one) small.
+        Box::pin(self.create_slow()).await
+    }
+
+    async fn recycle(
+        &self,
+        entry: &mut Self::Type,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Self::Error> {
+        if self.0.check_out(entry).await {
+            Counters::bump(&self.0.counters.recycled);
+            Ok(())
+        } else {
+            Err(deadpool::managed::RecycleError::message(""))
+        }
+    }
+
+    fn detach(&self, entry: &mut Self::Type) {
+        self.0.on_leave(entry);
+    }
+}
+
+impl<M: Manager> Adapter<M> {
+    async fn create_slow(&self) -> Result<Entry<M::Object>, AdapterError<M::Error>> {
         let s = &*self.0;
         // Idle objects added from outside or created ahead of demand first.
         loop {
@@ -667,22 +710,5 @@ impl<M: Manager> deadpool::managed::Manager for Adapter<M> {
         }
         let reservation = s.reserve().await?;
         s.create_entry(reservation).await
-    }
-
-    async fn recycle(
-        &self,
-        entry: &mut Self::Type,
-        _: &deadpool::managed::Metrics,
-    ) -> deadpool::managed::RecycleResult<Self::Error> {
-        if self.0.check_out(entry).await {
-            Counters::bump(&self.0.counters.recycled);
-            Ok(())
-        } else {
-            Err(deadpool::managed::RecycleError::message(""))
-        }
-    }
-
-    fn detach(&self, entry: &mut Self::Type) {
-        self.0.on_leave(entry);
     }
 }
