@@ -34,6 +34,9 @@ pub struct Health {
     /// The open WebSocket sessions under the wiring.
     #[cfg(feature = "ws")]
     pub ws: Vec<crate::ws_part::WsHealth>,
+    /// The playback streams under the wiring.
+    #[cfg(feature = "audio")]
+    pub audio: Vec<crate::audio_part::AudioHealth>,
 }
 
 /// What the wiring's cleanup handlers did since the start.

@@ -77,7 +77,11 @@
 //! snapshot (link state, RTT, queues, reconnects) and are tracked as
 //! `ws.session` while open. Neither steward-ws nor steward-audio exposes a
 //! hook to drop queued buffers beyond a floor yet, so `Critical` does not
-//! touch their queues; `audio` is a re-export only.
+//! touch their queues. With `audio`, playback streams handed in
+//! (`StewardBuilder::playback`, held weakly) join the snapshot (underruns,
+//! queued audio, device state) and their queued audio is tracked as
+//! `audio.playback`; capture streams are read through `&mut` and stay the
+//! caller's.
 //!
 //! The HTTP endpoint has no authentication and the snapshot names tracked
 //! resources: bind it to a loopback address (or behind your own proxy).
@@ -107,6 +111,8 @@ pub use steward_ws as ws;
 #[doc(inline)]
 pub use steward_audio as audio;
 
+#[cfg(all(feature = "monitor", feature = "audio"))]
+mod audio_part;
 #[cfg(feature = "monitor")]
 mod error;
 #[cfg(feature = "monitor")]
@@ -122,6 +128,8 @@ mod tracked;
 #[cfg(all(feature = "monitor", feature = "ws"))]
 mod ws_part;
 
+#[cfg(all(feature = "monitor", feature = "audio"))]
+pub use audio_part::{AUDIO_PLAYBACK_KIND, AudioHealth};
 #[cfg(feature = "monitor")]
 pub use error::Error;
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]

@@ -79,7 +79,7 @@ fn escape_help(v: &str) -> String {
 
 /// Makes label values unique: a second pool named `db` becomes `db#2`, so
 /// no two series collide.
-#[cfg(any(feature = "pool", feature = "ws"))]
+#[cfg(any(feature = "pool", feature = "ws", feature = "audio"))]
 fn unique(names: impl Iterator<Item = String>) -> Vec<String> {
     let mut seen = std::collections::HashMap::<String, usize>::new();
     names
@@ -134,6 +134,8 @@ pub(crate) fn render(h: &Health) -> String {
     store(&mut o, h);
     #[cfg(feature = "ws")]
     ws(&mut o, h);
+    #[cfg(feature = "audio")]
+    audio(&mut o, h);
     o.text
 }
 
@@ -625,6 +627,70 @@ fn ws(o: &mut Out, h: &Health) {
             &[("session", session), ("direction", "inbound")],
             f(s.inbound_queued_bytes),
         );
+    }
+}
+
+#[cfg(feature = "audio")]
+fn audio(o: &mut Out, h: &Health) {
+    if h.audio.is_empty() {
+        return;
+    }
+    let names = unique(h.audio.iter().map(|a| a.name.clone()));
+    let rows: Vec<(&str, &steward_audio::Stats)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(h.audio.iter().map(|a| &a.stats))
+        .collect();
+    type Get = fn(&steward_audio::Stats) -> u64;
+    let families: [(&str, &str, &str, Get); 7] = [
+        (
+            "steward_audio_queued_frames",
+            "gauge",
+            "PCM16 frames waiting to be played.",
+            |s| s.queued_frames,
+        ),
+        (
+            "steward_audio_device_lost",
+            "gauge",
+            "1 once the device was lost.",
+            |s| u64::from(s.device_lost),
+        ),
+        (
+            "steward_audio_frames_in_total",
+            "counter",
+            "PCM16 frames accepted by write.",
+            |s| s.frames_in,
+        ),
+        (
+            "steward_audio_underruns_total",
+            "counter",
+            "Callbacks that ran out of audio while it was flowing.",
+            |s| s.underruns,
+        ),
+        (
+            "steward_audio_underrun_frames_total",
+            "counter",
+            "Device frames of silence played by underruns.",
+            |s| s.underrun_frames,
+        ),
+        (
+            "steward_audio_cleared_frames_total",
+            "counter",
+            "PCM16 frames dropped by clear (barge-in).",
+            |s| s.cleared_frames,
+        ),
+        (
+            "steward_audio_errors_total",
+            "counter",
+            "Errors the audio backend reported.",
+            |s| s.errors,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        o.family(name, kind, help);
+        for (stream, s) in &rows {
+            o.sample(name, &[("stream", stream)], f(get(s)));
+        }
     }
 }
 

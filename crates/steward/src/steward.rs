@@ -156,6 +156,8 @@ pub(crate) struct Parts {
     pools: Mutex<Vec<Arc<dyn PoolPart>>>,
     #[cfg(feature = "ws")]
     ws: Mutex<Vec<Arc<crate::ws_part::WsPart>>>,
+    #[cfg(feature = "audio")]
+    playbacks: Mutex<Vec<Arc<crate::audio_part::PlaybackPart>>>,
     counters: Counters,
     /// The last stale report, longest idle first.
     #[cfg(feature = "tracker")]
@@ -194,6 +196,25 @@ impl Parts {
         let mut sessions = self.ws.lock();
         sessions.retain(|s| !s.is_closed());
         sessions.clone()
+    }
+
+    /// The live playback streams; dropped ones are let go here.
+    #[cfg(feature = "audio")]
+    fn playbacks(&self) -> Vec<Arc<crate::audio_part::PlaybackPart>> {
+        let mut streams = self.playbacks.lock();
+        streams.retain(|s| !s.is_gone());
+        streams.clone()
+    }
+
+    #[cfg(feature = "audio")]
+    fn add_playback(&self, name: &str, playback: &Arc<steward_audio::Playback>) {
+        let part = crate::audio_part::PlaybackPart::new(
+            name,
+            playback,
+            #[cfg(feature = "tracker")]
+            self.tracker.as_ref(),
+        );
+        self.playbacks.lock().push(Arc::new(part));
     }
 
     fn rss_bytes(&self) -> Option<u64> {
@@ -243,6 +264,8 @@ pub struct StewardBuilder {
     pools: Vec<Arc<dyn PoolPart>>,
     #[cfg(feature = "ws")]
     ws: Vec<(String, steward_ws::Session)>,
+    #[cfg(feature = "audio")]
+    playbacks: Vec<(String, Arc<steward_audio::Playback>)>,
 }
 
 impl std::fmt::Debug for StewardBuilder {
@@ -266,6 +289,8 @@ impl Default for StewardBuilder {
             pools: Vec::new(),
             #[cfg(feature = "ws")]
             ws: Vec::new(),
+            #[cfg(feature = "audio")]
+            playbacks: Vec::new(),
         }
     }
 }
@@ -357,6 +382,17 @@ impl StewardBuilder {
         self
     }
 
+    /// The playback stream's stats join [`Health`] under `name`, and (with a
+    /// tracker) its queued audio is tracked as `audio.playback`. The steward
+    /// holds it weakly: dropping your last `Arc` closes the device as usual
+    /// and the stream leaves the wiring. More can be added later with
+    /// [`Steward::add_playback`].
+    #[cfg(feature = "audio")]
+    pub fn playback(mut self, name: &str, playback: &Arc<steward_audio::Playback>) -> Self {
+        self.playbacks.push((name.to_owned(), Arc::clone(playback)));
+        self
+    }
+
     /// Starts the monitor, registers the cleanup handlers and, when an
     /// address is set, the HTTP endpoint. Call it inside a tokio runtime.
     ///
@@ -390,6 +426,8 @@ impl StewardBuilder {
             pools: Mutex::new(self.pools),
             #[cfg(feature = "ws")]
             ws: Mutex::new(Vec::new()),
+            #[cfg(feature = "audio")]
+            playbacks: Mutex::new(Vec::new()),
             counters: Counters::default(),
             #[cfg(feature = "tracker")]
             last_stale: Mutex::new(Vec::new()),
@@ -407,6 +445,13 @@ impl StewardBuilder {
         for (name, session) in &self.ws {
             parts.add_ws(name, session);
         }
+        #[cfg(feature = "audio")]
+        for (name, playback) in &self.playbacks {
+            parts.add_playback(name, playback);
+        }
+        // The builder's strong handles go now: the wiring holds streams weakly.
+        #[cfg(feature = "audio")]
+        drop(self.playbacks);
         register_handlers(&monitor, &parts)?;
         #[cfg(feature = "http")]
         let listener = match self.config.http_addr {
@@ -603,6 +648,10 @@ fn report_stale(p: &Parts) {
     for session in p.ws() {
         let _ = session.health();
     }
+    #[cfg(feature = "audio")]
+    for stream in p.playbacks() {
+        let _ = stream.health();
+    }
     let mut stale = tracker.stale(p.config.stale_after);
     let count = as_u64(stale.len());
     p.counters.stale_reports.fetch_add(1, Relaxed);
@@ -685,6 +734,13 @@ impl Steward {
         self.inner.parts.pools.lock().push(Arc::new(pool.clone()));
     }
 
+    /// Puts a playback stream under the wiring (see
+    /// [`StewardBuilder::playback`]).
+    #[cfg(feature = "audio")]
+    pub fn add_playback(&self, name: &str, playback: &Arc<steward_audio::Playback>) {
+        self.inner.parts.add_playback(name, playback);
+    }
+
     /// Puts a WebSocket session under the wiring (see
     /// [`StewardBuilder::ws_session`]); it leaves once closed.
     #[cfg(feature = "ws")]
@@ -743,6 +799,8 @@ impl Steward {
         // Before the tracker snapshot: this refreshes the sessions' entries.
         #[cfg(feature = "ws")]
         let ws = p.ws().iter().map(|s| s.health()).collect();
+        #[cfg(feature = "audio")]
+        let audio = p.playbacks().iter().filter_map(|s| s.health()).collect();
         Health {
             unix_ms: unix_ms(),
             uptime_ms: u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -772,6 +830,8 @@ impl Steward {
             store: p.store.as_ref().map(crate::health::StoreHealth::of),
             #[cfg(feature = "ws")]
             ws,
+            #[cfg(feature = "audio")]
+            audio,
         }
     }
 

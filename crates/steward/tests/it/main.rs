@@ -2,6 +2,8 @@
 //! real process sampler, real deadpool pools, real store files with fsync,
 //! a real tracker) and the HTTP endpoint over 127.0.0.1.
 
+#[cfg(all(feature = "monitor", feature = "tracker", feature = "audio"))]
+mod audio;
 #[cfg(all(
     feature = "monitor",
     feature = "pool",
