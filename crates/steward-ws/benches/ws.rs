@@ -50,6 +50,58 @@ fn client_runtime() -> tokio::runtime::Runtime {
         .expect("client runtime")
 }
 
+async fn steward_roundtrip(session: &steward_ws::Session, text: &str) {
+    session
+        .send(Message::Text(text.to_owned()))
+        .await
+        .expect("send");
+    black_box(session.recv().await.expect("echo"));
+}
+
+async fn raw_roundtrip(raw: &mut Raw, text: &str) {
+    raw.send(tungstenite::Message::text(text.to_owned()))
+        .await
+        .expect("send");
+    black_box(raw.next().await.expect("echo").expect("echo ok"));
+}
+
+type Raw = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// Runs `iters` timed round trips of one client in batches, each preceded by
+/// as many untimed ones of the other; returns the timed total.
+async fn interleaved(
+    iters: u64,
+    session: &steward_ws::Session,
+    raw: &mut Raw,
+    text: &str,
+    time_steward: bool,
+) -> Duration {
+    const BATCH: u64 = 32;
+    let mut timed = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = (iters - done).min(BATCH);
+        for _ in 0..n {
+            if time_steward {
+                raw_roundtrip(raw, text).await;
+            } else {
+                steward_roundtrip(session, text).await;
+            }
+        }
+        let start = Instant::now();
+        for _ in 0..n {
+            if time_steward {
+                steward_roundtrip(session, text).await;
+            } else {
+                raw_roundtrip(raw, text).await;
+            }
+        }
+        timed += start.elapsed();
+        done += n;
+    }
+    timed
+}
+
 fn echo_roundtrip(c: &mut Criterion) {
     let rt = client_runtime();
     let url = start_echo_server(&rt);
@@ -79,43 +131,27 @@ fn echo_roundtrip(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.sample_size(40);
     group.warm_up_time(Duration::from_secs(1));
-    group.measurement_time(Duration::from_secs(8));
-    // Both loops run in a spawned task, as an application's would, so the
-    // session's I/O task shares the worker with it.
+    group.measurement_time(Duration::from_secs(6));
+    // Both loops run in a spawned task, as an application's would. The
+    // machine is shared and its load drifts over seconds, so each function
+    // interleaves batches of both clients and times only its own: both see
+    // the same conditions.
     group.bench_function("steward", |b| {
         b.iter_custom(|iters| {
-            let session = session.clone();
-            let text = text.clone();
+            let (session, raw, text) = (session.clone(), raw.clone(), text.clone());
             rt.block_on(rt.spawn(async move {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    session
-                        .send(Message::Text(text.clone()))
-                        .await
-                        .expect("send");
-                    let back = session.recv().await.expect("echo");
-                    black_box(back);
-                }
-                start.elapsed()
+                let mut raw = raw.lock().await;
+                interleaved(iters, &session, &mut raw, &text, true).await
             }))
             .expect("bench task")
         })
     });
     group.bench_function("raw_tokio_tungstenite", |b| {
         b.iter_custom(|iters| {
-            let raw = raw.clone();
-            let text = text.clone();
+            let (session, raw, text) = (session.clone(), raw.clone(), text.clone());
             rt.block_on(rt.spawn(async move {
                 let mut raw = raw.lock().await;
-                let start = Instant::now();
-                for _ in 0..iters {
-                    raw.send(tungstenite::Message::text(text.clone()))
-                        .await
-                        .expect("send");
-                    let back = raw.next().await.expect("echo").expect("echo ok");
-                    black_box(back);
-                }
-                start.elapsed()
+                interleaved(iters, &session, &mut raw, &text, false).await
             }))
             .expect("bench task")
         })
