@@ -20,7 +20,7 @@ tasks:
   bench [NAME] [--quick]    criterion benches (store, pool, tracker, monitor, ws, audio);
                             ratios are written to target/bench/summary.json
   fuzz [TARGET] [--seconds N]  run cargo-fuzz targets (default: all, 30 s each)
-  proptest [--cases N]      the property tests with many more cases (default 10000)
+  proptest [--cases N]      the property tests with many more cases (default 2000)
 ";
 
 fn main() -> Result<()> {
@@ -134,7 +134,7 @@ fn test(extra: &[String]) -> Result<()> {
 }
 
 fn proptest(args: &[String]) -> Result<()> {
-    let mut cases = "10000".to_string();
+    let mut cases = "2000".to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
