@@ -1,11 +1,12 @@
 //! The [`Tracker`], its builder, the [`Tracked`] guard and subscriptions.
 
+use std::cell::Cell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
@@ -123,9 +124,49 @@ impl fmt::Debug for Inner {
 
 /// Closes the shared state when the last [`Tracker`] handle goes: guards
 /// still alive then release into nothing.
-#[derive(Debug)]
 struct Handle {
     inner: Arc<Inner>,
+    /// Reference holders for guards, one per thread slot: a guard clones the
+    /// stripe of the thread that tracks it instead of `inner`, which would
+    /// make every tracking thread write the same reference count.
+    stripes: Box<[Arc<Stripe>]>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The stripes only repeat `inner`.
+        self.inner.fmt(f)
+    }
+}
+
+/// A reference to the shared state that guards clone; alone on its cache
+/// lines (the `Arc` counts sit right before it).
+#[derive(Debug)]
+#[repr(align(128))]
+struct Stripe {
+    inner: Arc<Inner>,
+}
+
+/// How many stripes a tracker has (threads share them beyond that).
+const STRIPES: usize = 8;
+
+/// This thread's stripe slot, handed out round-robin on first use.
+#[inline]
+fn stripe_slot() -> usize {
+    static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SLOT.try_with(|slot| {
+        let mut s = slot.get();
+        if s == usize::MAX {
+            s = NEXT_SLOT.fetch_add(1, Relaxed) % STRIPES;
+            slot.set(s);
+        }
+        s
+    })
+    // During thread teardown: any stripe is correct, only slower.
+    .unwrap_or(0)
 }
 
 impl Drop for Handle {
@@ -233,10 +274,16 @@ impl Tracker {
             subscribers: RwLock::new(Vec::new()),
             next_subscriber: AtomicU64::new(0),
         };
+        let inner = Arc::new(inner);
+        let stripes = (0..STRIPES)
+            .map(|_| {
+                Arc::new(Stripe {
+                    inner: Arc::clone(&inner),
+                })
+            })
+            .collect();
         Self {
-            handle: Arc::new(Handle {
-                inner: Arc::new(inner),
-            }),
+            handle: Arc::new(Handle { inner, stripes }),
         }
     }
 
@@ -263,8 +310,14 @@ impl Tracker {
         let record = Record::new_shared(index, size_bytes, inner.clock.now_ms(), site);
         let id = next_id();
         inner.map.insert(id, Arc::clone(&record));
+        let stripe = match self.handle.stripes.get(stripe_slot()) {
+            Some(stripe) => Arc::clone(stripe),
+            None => Arc::new(Stripe {
+                inner: Arc::clone(inner),
+            }),
+        };
         Ok(Tracked {
-            inner: Arc::clone(inner),
+            stripe,
             id,
             record: Some(record),
         })
@@ -758,7 +811,9 @@ impl Inner {
 /// into nothing.
 #[must_use = "dropping the guard releases the resource at once"]
 pub struct Tracked {
-    inner: Arc<Inner>,
+    /// Keeps the shared state alive through a per-thread stripe, so that
+    /// threads tracking at once do not bounce one reference count.
+    stripe: Arc<Stripe>,
     id: u64,
     /// `None` only while dropping (the record goes back to a spare pool).
     record: Option<Arc<Record>>,
@@ -782,7 +837,8 @@ impl Tracked {
 
     /// The resource's kind.
     pub fn kind(&self) -> &str {
-        self.rec().map_or("?", |r| self.inner.kind_name(r.kind))
+        self.rec()
+            .map_or("?", |r| self.stripe.inner.kind_name(r.kind))
     }
 
     #[inline]
@@ -797,14 +853,14 @@ impl Tracked {
 
     /// Time since it was tracked, on the tracker's clock.
     pub fn age(&self) -> Duration {
-        let now = self.inner.clock.now_ms();
+        let now = self.stripe.inner.clock.now_ms();
         let created = self.rec().map_or(now, |r| r.created_ms);
         Duration::from_millis(now.saturating_sub(created))
     }
 
     /// Time since it was last touched (or tracked), on the tracker's clock.
     pub fn idle(&self) -> Duration {
-        let now = self.inner.clock.now_ms();
+        let now = self.stripe.inner.clock.now_ms();
         let last = self.rec().map_or(now, |r| r.last_used_ms.load(Relaxed));
         Duration::from_millis(now.saturating_sub(last))
     }
@@ -813,7 +869,7 @@ impl Tracked {
     #[inline]
     pub fn touch(&self) {
         if let Some(r) = self.rec() {
-            r.touch(self.inner.clock.now_ms());
+            r.touch(self.stripe.inner.clock.now_ms());
         }
     }
 
@@ -824,12 +880,12 @@ impl Tracked {
         let Some(record) = self.rec() else {
             return Ok(());
         };
-        if self.inner.closed.load(Acquire) {
+        if self.stripe.inner.closed.load(Acquire) {
             record.size.store(size_bytes, Relaxed);
             return Ok(());
         }
-        let crossing = self.inner.account_resize(record, size_bytes)?;
-        self.inner.emit_crossing(crossing);
+        let crossing = self.stripe.inner.account_resize(record, size_bytes)?;
+        self.stripe.inner.emit_crossing(crossing);
         Ok(())
     }
 
@@ -882,18 +938,18 @@ impl Drop for Tracked {
         let Some(record) = self.record.take() else {
             return;
         };
-        if self.inner.closed.load(Acquire) {
+        if self.stripe.inner.closed.load(Acquire) {
             return;
         }
         // Only the guard removes its id, so this runs once per resource and
         // never underflows a total.
-        let Some((_, in_map)) = self.inner.map.remove(&self.id) else {
+        let Some((_, in_map)) = self.stripe.inner.map.remove(&self.id) else {
             return;
         };
         drop(in_map);
-        let crossing = self.inner.account_release(&record);
+        let crossing = self.stripe.inner.account_release(&record);
         Record::recycle(record);
-        self.inner.emit_crossing(crossing);
+        self.stripe.inner.emit_crossing(crossing);
     }
 }
 
