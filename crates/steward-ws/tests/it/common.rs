@@ -31,6 +31,22 @@ pub(crate) fn builder(url: &str) -> ClientBuilder {
         .close_timeout(Duration::from_secs(2))
 }
 
+/// Builds and connects, failing the test with the error: every test's first step.
+pub(crate) trait ConnectedExt {
+    /// The session after its first connection succeeded.
+    async fn connected(self) -> steward_ws::Session;
+}
+
+impl ConnectedExt for ClientBuilder {
+    async fn connected(self) -> steward_ws::Session {
+        self.build()
+            .expect("valid client config")
+            .connect()
+            .await
+            .expect("first connection")
+    }
+}
+
 /// A tokio-tungstenite server: every connection runs `handler`.
 pub(crate) async fn rust_server<F, Fut>(handler: F) -> String
 where

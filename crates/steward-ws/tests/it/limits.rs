@@ -19,11 +19,8 @@ async fn oversize_incoming_closes_with_1009_python_peer() {
     let session = builder(&peer.url())
         .max_message_size(MIB)
         .no_reconnect()
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     let events = session.events();
     next_event(&events).await;
     let Event::Disconnected { reason, .. } = next_event(&events).await else {
@@ -66,11 +63,8 @@ async fn oversize_incoming_closes_with_1009_rust_server() {
     let session = builder(&url)
         .max_message_size(2 * MIB)
         .no_reconnect()
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     assert_eq!(within("close", code_rx.recv()).await, Some(Some(1009)));
     assert_eq!(within("recv end", session.recv()).await, None);
     let stats = session.stats();
@@ -81,13 +75,7 @@ async fn oversize_incoming_closes_with_1009_rust_server() {
 #[tokio::test]
 async fn oversize_outgoing_is_refused_locally_and_the_link_lives_on() {
     let peer = PyPeer::start(&["echo"], 0).await;
-    let session = builder(&peer.url())
-        .max_message_size(MIB)
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let session = builder(&peer.url()).max_message_size(MIB).connected().await;
     let err = session
         .send(Message::binary(vec![0u8; MIB + 1]))
         .await
@@ -143,13 +131,7 @@ async fn slow_reader_keeps_queue_and_memory_bounded_rust_server() {
     })
     .await;
     let rss_before = statm_rss_bytes();
-    let session = builder(&url)
-        .inbound_queue(4, 4 * MIB)
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let session = builder(&url).inbound_queue(4, 4 * MIB).connected().await;
     // Not reading: wait until the server cannot push any more.
     within("server blocked", async {
         let mut last = usize::MAX;
@@ -196,11 +178,8 @@ async fn slow_reader_is_not_declared_dead_python_peer() {
     let session = builder(&peer.url())
         .heartbeat(interval, interval)
         .inbound_queue(2, MIB)
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     for i in 0..10u8 {
         session.send(Message::binary(vec![i; 1000])).await.unwrap();
     }
@@ -222,11 +201,8 @@ async fn full_outbound_queue_says_full_and_send_waits_python_peer() {
     let peer = PyPeer::start(&["silent"], 0).await;
     let session = builder(&peer.url())
         .outbound_queue(4, 64 * MIB)
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     let mut queued = 0;
     let full = within("queue fills", async {
         loop {
@@ -272,11 +248,8 @@ async fn byte_limit_bounds_the_outbound_queue_python_peer() {
     let peer = PyPeer::start(&["silent"], 0).await;
     let session = builder(&peer.url())
         .outbound_queue(10_000, 2 * MIB)
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     let full = within("queue fills", async {
         loop {
             if let Err(e) = session.try_send(Message::binary(vec![3u8; 256 * 1024])) {

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use crate::common::*;
 
 async fn echo_suite(url: &str) {
-    let session = builder(url).build().unwrap().connect().await.unwrap();
+    let session = builder(url).connected().await;
     roundtrip(&session, Message::text("hello")).await;
     roundtrip(&session, Message::text("héllo ✓ 音")).await;
     roundtrip(&session, Message::binary(vec![0u8, 1, 2, 255])).await;
@@ -50,12 +50,7 @@ async fn echo_text_and_binary_python_peer() {
 #[tokio::test]
 async fn fragmented_messages_are_reassembled_python_peer() {
     let peer = PyPeer::start(&["fragment", "7"], 0).await;
-    let session = builder(&peer.url())
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let session = builder(&peer.url()).connected().await;
     roundtrip(
         &session,
         Message::text("fragmented text message, seven parts"),
@@ -72,11 +67,8 @@ async fn fragments_beyond_the_message_limit_are_refused_python_peer() {
     let session = builder(&peer.url())
         .max_message_size(64 * 1024)
         .no_reconnect()
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     let events = session.events();
     assert!(matches!(next_event(&events).await, Event::Connected { .. }));
     match next_event(&events).await {
@@ -100,11 +92,8 @@ async fn heartbeat_measures_rtt_rust_server() {
     let url = rust_server(echo).await;
     let session = builder(&url)
         .heartbeat(Duration::from_millis(100), Duration::from_millis(100))
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     within("two pongs", async {
         while session.stats().pongs_received < 2 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -122,12 +111,7 @@ async fn heartbeat_measures_rtt_rust_server() {
 #[tokio::test]
 async fn server_pings_are_answered_python_peer() {
     let mut peer = PyPeer::start(&["ping"], 0).await;
-    let session = builder(&peer.url())
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let session = builder(&peer.url()).connected().await;
     assert_eq!(peer.line().await, "PONG");
     roundtrip(&session, Message::text("still fine")).await;
 }
@@ -135,13 +119,7 @@ async fn server_pings_are_answered_python_peer() {
 #[tokio::test]
 async fn peer_close_code_and_reason_are_reported_python_peer() {
     let peer = PyPeer::start(&["close", "4001", "bye now"], 0).await;
-    let session = builder(&peer.url())
-        .no_reconnect()
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let session = builder(&peer.url()).no_reconnect().connected().await;
     let events = session.events();
     assert!(matches!(next_event(&events).await, Event::Connected { .. }));
     match next_event(&events).await {
@@ -183,13 +161,7 @@ async fn peer_close_code_is_reported_rust_server() {
         while ws.next().await.is_some() {}
     })
     .await;
-    let session = builder(&url)
-        .no_reconnect()
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let session = builder(&url).no_reconnect().connected().await;
     let events = session.events();
     next_event(&events).await;
     let Event::Disconnected { reason, .. } = next_event(&events).await else {
@@ -205,12 +177,7 @@ async fn peer_close_code_is_reported_rust_server() {
 #[tokio::test]
 async fn our_close_uses_code_1000_python_peer() {
     let mut peer = PyPeer::start(&["echo"], 0).await;
-    let session = builder(&peer.url())
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let session = builder(&peer.url()).connected().await;
     roundtrip(&session, Message::text("one")).await;
     assert!(session.shutdown(ShutdownMode::Drain).await.is_empty());
     assert_eq!(peer.line().await, "CLOSED 1000");
@@ -226,12 +193,7 @@ async fn our_close_uses_code_1000_python_peer() {
 #[tokio::test]
 async fn dropping_every_handle_writes_the_queue_and_closes_python_peer() {
     let mut peer = PyPeer::start(&["echo"], 0).await;
-    let session = builder(&peer.url())
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let session = builder(&peer.url()).connected().await;
     let events = session.events();
     for i in 0..20 {
         session.try_send(format!("m{i}")).unwrap();
@@ -253,11 +215,8 @@ async fn dead_peer_suite(url: &str) {
     let session = builder(url)
         .heartbeat(interval, interval)
         .no_reconnect()
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     let events = session.events();
     assert!(matches!(next_event(&events).await, Event::Connected { .. }));
     let sender = session.clone();
@@ -322,11 +281,8 @@ async fn a_busy_peer_is_not_declared_dead() {
     .await;
     let session = builder(&url)
         .heartbeat(Duration::from_millis(200), Duration::from_millis(200))
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     for i in 0..30u32 {
         let m = within("data", session.recv()).await.unwrap();
         assert_eq!(m, Message::binary(i.to_be_bytes().to_vec()));
@@ -357,7 +313,7 @@ async fn shutdown_drain_writes_everything_rust_server() {
         }
     })
     .await;
-    let session = builder(&url).build().unwrap().connect().await.unwrap();
+    let session = builder(&url).connected().await;
     for _ in 0..50 {
         session
             .send(Message::binary(payload(10_000, 2)))
@@ -381,11 +337,8 @@ async fn shutdown_abandon_hands_back_the_queue_rust_server() {
     let session = builder(&url)
         .close_timeout(Duration::from_millis(300))
         .outbound_queue(1000, 256 << 20)
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     let total = 64;
     for i in 0..total {
         let mut m = payload(1 << 20, i as u8);

@@ -26,11 +26,8 @@ async fn killed_and_restarted_server_reconnects_and_hands_back_python_peer() {
     let session = builder(&first.url())
         .outbound_queue(16, 64 << 20)
         .reconnect(fast_reconnect(None))
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     let events = session.events();
     assert!(matches!(
         next_event(&events).await,
@@ -113,11 +110,8 @@ async fn gives_up_after_the_attempt_cap_python_peer() {
     let peer = PyPeer::start(&["echo"], 0).await;
     let session = builder(&peer.url())
         .reconnect(fast_reconnect(Some(3)))
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     let events = session.events();
     next_event(&events).await;
     peer.kill().await;
@@ -161,11 +155,8 @@ async fn messages_sent_while_reconnecting_go_out_on_the_new_link_python_peer() {
             initial_delay: Duration::from_millis(300),
             ..fast_reconnect(None)
         })
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     let events = session.events();
     next_event(&events).await;
     first.kill().await;

@@ -62,11 +62,8 @@ async fn wss_with_a_custom_root_der() {
     let server = tls_echo_server().await;
     let session = Client::builder(&server.url)
         .add_root_certificate_der(server.cert_der.to_vec())
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     roundtrip(&session, Message::text("over tls")).await;
     roundtrip(&session, Message::binary(payload(1 << 20, 5))).await;
 }
@@ -83,11 +80,8 @@ async fn wss_with_a_custom_root_pem_file_from_config() {
         ..Default::default()
     };
     let session = steward_ws::ClientBuilder::from_config(config)
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+        .connected()
+        .await;
     roundtrip(&session, Message::text("pem from config")).await;
 }
 
