@@ -1,11 +1,12 @@
 //! Playback streams under the wiring: their stats join [`crate::Health`]
 //! and each stream's queued audio is tracked without the user writing it.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
 
 use serde::Serialize;
 use steward_audio::Playback;
+
+use crate::part_entry::PartEntry;
 
 /// Tracker kind of a playback stream's queued audio.
 pub const AUDIO_PLAYBACK_KIND: &str = "audio.playback";
@@ -15,10 +16,8 @@ pub const AUDIO_PLAYBACK_KIND: &str = "audio.playback";
 pub(crate) struct PlaybackPart {
     name: String,
     playback: Weak<Playback>,
-    #[cfg(feature = "tracker")]
-    tracked: parking_lot::Mutex<Option<steward_tracker::Tracked>>,
-    /// Frames written at the last look: new audio touches the entry.
-    last_frames_in: AtomicU64,
+    /// Tracked by queued audio; new audio (frames in) touches the entry.
+    entry: PartEntry,
 }
 
 impl PlaybackPart {
@@ -27,23 +26,17 @@ impl PlaybackPart {
         playback: &Arc<Playback>,
         #[cfg(feature = "tracker")] tracker: Option<&steward_tracker::Tracker>,
     ) -> Self {
-        #[cfg(feature = "tracker")]
-        let tracked = tracker.and_then(|t| {
-            let bytes = queued_bytes(&playback.stats());
-            match t.track(AUDIO_PLAYBACK_KIND, bytes) {
-                Ok(guard) => Some(guard.with_name(name)),
-                Err(error) => {
-                    tracing::warn!(%error, stream = name, "the tracker refused a playback stream");
-                    None
-                }
-            }
-        });
+        let entry = PartEntry::new(
+            AUDIO_PLAYBACK_KIND,
+            name,
+            queued_bytes(&playback.stats()),
+            #[cfg(feature = "tracker")]
+            tracker,
+        );
         Self {
             name: name.to_owned(),
             playback: Arc::downgrade(playback),
-            #[cfg(feature = "tracker")]
-            tracked: parking_lot::Mutex::new(tracked),
-            last_frames_in: AtomicU64::new(0),
+            entry,
         }
     }
 
@@ -57,17 +50,7 @@ impl PlaybackPart {
     /// once the stream is gone.
     pub(crate) fn health(&self) -> Option<AudioHealth> {
         let stats = self.playback.upgrade()?.stats();
-        let moved = self.last_frames_in.swap(stats.frames_in, Relaxed) != stats.frames_in;
-        #[cfg(feature = "tracker")]
-        if let Some(guard) = self.tracked.lock().as_mut() {
-            // Over a budget: keep the old size, the tracker reports it.
-            let _ = guard.resize(queued_bytes(&stats));
-            if moved {
-                guard.touch();
-            }
-        }
-        #[cfg(not(feature = "tracker"))]
-        let _ = moved;
+        self.entry.refresh(queued_bytes(&stats), stats.frames_in);
         Some(AudioHealth {
             name: self.name.clone(),
             stats,
@@ -76,7 +59,6 @@ impl PlaybackPart {
 }
 
 /// PCM16 mono: two bytes a frame.
-#[cfg(feature = "tracker")]
 fn queued_bytes(stats: &steward_audio::Stats) -> u64 {
     stats.queued_frames.saturating_mul(2)
 }

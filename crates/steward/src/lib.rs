@@ -119,6 +119,8 @@ mod error;
 mod health;
 #[cfg(feature = "http")]
 mod http;
+#[cfg(all(feature = "monitor", any(feature = "ws", feature = "audio")))]
+mod part_entry;
 #[cfg(feature = "monitor")]
 mod prometheus;
 #[cfg(feature = "monitor")]

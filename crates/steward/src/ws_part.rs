@@ -1,10 +1,10 @@
 //! WebSocket sessions under the wiring: their stats join [`crate::Health`]
 //! and each session is tracked by the tracker without the user writing it.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
 use serde::Serialize;
 use steward_ws::Session;
+
+use crate::part_entry::PartEntry;
 
 /// Tracker kind of a WebSocket session.
 pub const WS_SESSION_KIND: &str = "ws.session";
@@ -13,10 +13,8 @@ pub const WS_SESSION_KIND: &str = "ws.session";
 pub(crate) struct WsPart {
     name: String,
     session: Session,
-    #[cfg(feature = "tracker")]
-    tracked: parking_lot::Mutex<Option<steward_tracker::Tracked>>,
-    /// Messages moved at the last look: traffic since then touches the entry.
-    last_traffic: AtomicU64,
+    /// Tracked by queued bytes; traffic (messages moved) touches the entry.
+    entry: PartEntry,
 }
 
 impl WsPart {
@@ -25,23 +23,17 @@ impl WsPart {
         session: &Session,
         #[cfg(feature = "tracker")] tracker: Option<&steward_tracker::Tracker>,
     ) -> Self {
-        #[cfg(feature = "tracker")]
-        let tracked = tracker.and_then(|t| {
-            let stats = session.stats();
-            match t.track(WS_SESSION_KIND, queued_bytes(&stats)) {
-                Ok(guard) => Some(guard.with_name(name)),
-                Err(error) => {
-                    tracing::warn!(%error, session = name, "the tracker refused a WebSocket session");
-                    None
-                }
-            }
-        });
+        let entry = PartEntry::new(
+            WS_SESSION_KIND,
+            name,
+            queued_bytes(&session.stats()),
+            #[cfg(feature = "tracker")]
+            tracker,
+        );
         Self {
             name: name.to_owned(),
             session: session.clone(),
-            #[cfg(feature = "tracker")]
-            tracked: parking_lot::Mutex::new(tracked),
-            last_traffic: AtomicU64::new(0),
+            entry,
         }
     }
 
@@ -54,17 +46,7 @@ impl WsPart {
     pub(crate) fn health(&self) -> WsHealth {
         let stats = self.session.stats();
         let traffic = stats.messages_sent.saturating_add(stats.messages_received);
-        let moved = self.last_traffic.swap(traffic, Relaxed) != traffic;
-        #[cfg(feature = "tracker")]
-        if let Some(guard) = self.tracked.lock().as_mut() {
-            // Over a budget: keep the old size, the tracker reports it.
-            let _ = guard.resize(queued_bytes(&stats));
-            if moved {
-                guard.touch();
-            }
-        }
-        #[cfg(not(feature = "tracker"))]
-        let _ = moved;
+        self.entry.refresh(queued_bytes(&stats), traffic);
         WsHealth {
             name: self.name.clone(),
             stats,
@@ -72,7 +54,6 @@ impl WsPart {
     }
 }
 
-#[cfg(feature = "tracker")]
 fn queued_bytes(stats: &steward_ws::Stats) -> u64 {
     stats
         .outbound_queued_bytes
