@@ -1,0 +1,107 @@
+//! This process's threads, open file descriptors and resident memory, read
+//! from `/proc/self` (Linux; `None` elsewhere).
+
+use std::path::Path;
+
+fn count_entries(dir: &str) -> Option<usize> {
+    Some(std::fs::read_dir(Path::new(dir)).ok()?.count())
+}
+
+/// Threads of this process (`/proc/self/task`).
+pub fn threads() -> Option<usize> {
+    count_entries("/proc/self/task")
+}
+
+/// Open file descriptors of this process (`/proc/self/fd`; the directory
+/// handle used to list it is counted too, consistently every time).
+pub fn fds() -> Option<usize> {
+    count_entries("/proc/self/fd")
+}
+
+/// Open file descriptors with what they point to (for failure messages).
+pub fn fd_targets() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = dir
+        .flatten()
+        .map(|e| {
+            let target = std::fs::read_link(e.path())
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            format!("{} -> {target}", e.file_name().to_string_lossy())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Thread names of this process (for failure messages).
+pub fn thread_names() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = dir
+        .flatten()
+        .map(|e| {
+            std::fs::read_to_string(e.path().join("comm"))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "?".into())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Resident set size in bytes (`VmRSS` of `/proc/self/status`, so no page
+/// size is assumed).
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_follow_real_threads_files_and_memory() {
+        let _serial = crate::serial();
+        let threads_before = threads().unwrap();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let (up_tx, up_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            up_tx.send(()).unwrap();
+            stop_rx.recv().ok();
+        });
+        up_rx.recv().unwrap();
+        assert!(threads().unwrap() > threads_before);
+        stop_tx.send(()).unwrap();
+        t.join().unwrap();
+
+        let fds_before = fds().unwrap();
+        let file = tempfile::tempfile().unwrap();
+        assert_eq!(fds().unwrap(), fds_before + 1);
+        drop(file);
+        assert_eq!(fds().unwrap(), fds_before);
+        assert!(!fd_targets().is_empty());
+        assert!(!thread_names().is_empty());
+
+        let rss_before = rss_bytes().unwrap();
+        let big = vec![1_u8; 64 << 20];
+        let rss_after = rss_bytes().unwrap();
+        assert!(
+            rss_after >= rss_before + (32 << 20),
+            "{rss_before} -> {rss_after}"
+        );
+        drop(big);
+    }
+}
