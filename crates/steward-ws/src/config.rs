@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::client::Client;
+use crate::shed::ShedFloor;
 
 /// One MiB.
 const MIB: usize = 1024 * 1024;
@@ -71,6 +72,10 @@ pub struct ClientConfig {
     /// PEM files with extra root certificates trusted for wss:// (on top of the
     /// roots chosen by feature).
     pub root_certificates: Vec<PathBuf>,
+    /// What [`Session::shed_queued`](crate::Session::shed_queued) keeps of
+    /// each queue (memory pressure). Default: the newest 256 messages /
+    /// 256 KiB of audio.
+    pub shed_floor: ShedFloor,
 }
 
 impl Default for ClientConfig {
@@ -92,6 +97,7 @@ impl Default for ClientConfig {
             event_queue: 256,
             reconnect: ReconnectConfig::default(),
             root_certificates: Vec::new(),
+            shed_floor: ShedFloor::default(),
         }
     }
 }
@@ -120,6 +126,7 @@ impl fmt::Debug for ClientConfig {
             .field("event_queue", &self.event_queue)
             .field("reconnect", &self.reconnect)
             .field("root_certificates", &self.root_certificates)
+            .field("shed_floor", &self.shed_floor)
             .finish()
     }
 }
@@ -298,6 +305,12 @@ impl ClientBuilder {
     /// Replaces the reconnect policy.
     pub fn reconnect(mut self, reconnect: ReconnectConfig) -> Self {
         self.config.reconnect = reconnect;
+        self
+    }
+
+    /// See [`ClientConfig::shed_floor`].
+    pub fn shed_floor(mut self, floor: ShedFloor) -> Self {
+        self.config.shed_floor = floor;
         self
     }
 

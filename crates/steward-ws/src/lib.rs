@@ -18,6 +18,9 @@
 //!   delivery (the socket is not read while the application lags).
 //! - **Close handshake** with code 1000 and a timeout; [`Session::shutdown`]
 //!   drains or abandons the queue.
+//! - **Shedding under memory pressure**: [`Session::shed_queued`] drops
+//!   queued audio beyond a floor ([`ShedFloor`]), oldest first, both ways,
+//!   counted in [`Stats`]; other messages and control frames stay.
 //! - **Stats** as a plain [`Stats`] struct.
 //! - A **realtime-API event codec** in [`realtime`], with PCM16 ↔ base64 helpers.
 //! - With the `pool` feature, steward-pool managers that pool sessions keyed by URL.
@@ -80,6 +83,7 @@ mod message;
 pub mod pool;
 pub mod realtime;
 mod session;
+mod shed;
 mod tls;
 
 pub use client::Client;
@@ -87,3 +91,4 @@ pub use config::{ClientBuilder, ClientConfig, ReconnectConfig};
 pub use error::{BoxError, Direction, Error};
 pub use message::{Event, Message, ShutdownMode};
 pub use session::{Events, Session, Stats};
+pub use shed::{Shed, ShedFloor, Sheddable};

@@ -1,5 +1,6 @@
 //! `Session`: the application's handle, and the one I/O task that owns the socket.
 
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tracing::Instrument;
 
 use crate::client::ClientInner;
 use crate::error::Direction;
+use crate::shed::{Shed, ShedFloor, Sheddable, plan};
 use crate::tls::Transport;
 use crate::{Error, Event, Message, ShutdownMode};
 
@@ -42,6 +44,10 @@ struct Counters {
     oversize_outgoing: AtomicU64,
     oversize_incoming: AtomicU64,
     events_dropped: AtomicU64,
+    shed_outbound_messages: AtomicU64,
+    shed_outbound_bytes: AtomicU64,
+    shed_inbound_messages: AtomicU64,
+    shed_inbound_bytes: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -91,6 +97,14 @@ pub struct Stats {
     pub inbound_queued_bytes: u64,
     /// Events dropped because the event queue was full.
     pub events_dropped: u64,
+    /// Outbound messages dropped by [`Session::shed_queued`] (never written).
+    pub shed_outbound_messages: u64,
+    /// Payload bytes of those messages.
+    pub shed_outbound_bytes: u64,
+    /// Inbound messages dropped by [`Session::shed_queued`] (never read).
+    pub shed_inbound_messages: u64,
+    /// Payload bytes of those messages.
+    pub shed_inbound_bytes: u64,
 }
 
 impl Stats {
@@ -212,10 +226,79 @@ impl Outgoing {
 
 type Incoming = (Message, Ticket);
 
+/// The application's end of the inbound queue. Shedding drains the channel
+/// into `backlog` (the channel cannot drop from its middle); readers take
+/// the backlog first, so the order stays that of arrival.
+struct Inbox {
+    backlog: VecDeque<Incoming>,
+    rx: mpsc::UnboundedReceiver<Incoming>,
+}
+
+impl Inbox {
+    /// Cancel safe: the channel's `recv` is.
+    async fn recv(&mut self) -> Option<Incoming> {
+        if let Some(item) = self.backlog.pop_front() {
+            return Some(item);
+        }
+        self.rx.recv().await
+    }
+
+    fn try_recv(&mut self) -> Option<Incoming> {
+        self.backlog.pop_front().or_else(|| self.rx.try_recv().ok())
+    }
+}
+
+/// Whether shedding may drop a queued wire message (control frames: never).
+fn wire_sheddable(wire: &tungstenite::Message, kind: Sheddable) -> bool {
+    match wire {
+        tungstenite::Message::Text(t) => kind.text(t.as_str()),
+        tungstenite::Message::Binary(_) => true,
+        _ => false,
+    }
+}
+
+fn message_sheddable(message: &Message, kind: Sheddable) -> bool {
+    match message {
+        Message::Text(t) => kind.text(t),
+        Message::Binary(_) => true,
+    }
+}
+
+/// Keeps the queue's items that `plan` keeps; returns (messages, bytes) dropped.
+fn shed_queue<T>(
+    queue: &mut VecDeque<T>,
+    floor: &ShedFloor,
+    describe: impl Fn(&T) -> (usize, bool),
+) -> (u64, u64) {
+    let items: Vec<(usize, bool)> = queue.iter().map(&describe).collect();
+    let keep = plan(&items, floor);
+    if keep.iter().all(|&k| k) {
+        return (0, 0);
+    }
+    let mut kept = VecDeque::with_capacity(queue.len());
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    for (item, k) in queue.drain(..).zip(keep) {
+        if k {
+            kept.push_back(item);
+        } else {
+            messages += 1;
+            bytes += describe(&item).0 as u64;
+            // The item's ticket goes with it: room for new messages.
+        }
+    }
+    *queue = kept;
+    (messages, bytes)
+}
+
 enum Command {
     Shutdown {
         mode: ShutdownMode,
         reply: oneshot::Sender<Vec<Message>>,
+    },
+    /// Drop queued outbound messages beyond the floor; answers (messages, bytes).
+    Shed {
+        floor: ShedFloor,
+        reply: oneshot::Sender<(u64, u64)>,
     },
 }
 
@@ -234,12 +317,13 @@ enum Command {
 /// # Cancel safety
 /// `recv` and `Events::recv` are cancel safe. `send` is not: if its future is
 /// dropped while waiting for room, the message is dropped with it (use
-/// `try_send` to keep it).
+/// `try_send` to keep it). `shed_queued` may be dropped at any point: what it
+/// already dropped stays dropped and counted in [`Stats`], the rest is not done.
 #[derive(Clone)]
 pub struct Session {
     shared: Arc<Shared>,
     out_tx: mpsc::UnboundedSender<Outgoing>,
-    in_rx: Arc<Mutex<mpsc::UnboundedReceiver<Incoming>>>,
+    in_rx: Arc<Mutex<Inbox>>,
     cmd_tx: mpsc::Sender<Command>,
     events: Events,
 }
@@ -297,6 +381,7 @@ impl Session {
         let driver = Driver {
             shared: shared.clone(),
             out_rx,
+            backlog: VecDeque::new(),
             out_closed: false,
             in_tx,
             cmd_rx,
@@ -309,7 +394,10 @@ impl Session {
         Self {
             shared,
             out_tx,
-            in_rx: Arc::new(Mutex::new(in_rx)),
+            in_rx: Arc::new(Mutex::new(Inbox {
+                backlog: VecDeque::new(),
+                rx: in_rx,
+            })),
             cmd_tx,
             events: Events {
                 rx: Arc::new(Mutex::new(ev_rx)),
@@ -415,7 +503,7 @@ impl Session {
 
     /// The next message if one is waiting.
     pub fn try_recv(&self) -> Option<Message> {
-        let (message, _ticket) = self.in_rx.try_lock().ok()?.try_recv().ok()?;
+        let (message, _ticket) = self.in_rx.try_lock().ok()?.try_recv()?;
         Some(message)
     }
 
@@ -435,6 +523,73 @@ impl Session {
             return Vec::new();
         }
         answer.await.unwrap_or_default()
+    }
+
+    /// Memory pressure: drops queued messages beyond the configured floor
+    /// ([`ClientConfig::shed_floor`](crate::ClientConfig::shed_floor)), both
+    /// ways. See [`shed_queued_to`](Self::shed_queued_to).
+    pub async fn shed_queued(&self) -> Shed {
+        let floor = self.shared.client.config.shed_floor.clone();
+        self.shed_queued_to(&floor).await
+    }
+
+    /// Memory pressure: drops the oldest sheddable messages (audio, by
+    /// default) of the outbound queue (not yet written) and of the inbound
+    /// queue (not yet read) so that each keeps at most `floor`; other
+    /// messages stay, and the order of what stays is unchanged. Counted in
+    /// [`Stats`] (`shed_*`) and logged. The session goes on as before.
+    ///
+    /// The message being written when this runs, and one read from the
+    /// socket while the inbound queue was full, are not queued and stay. The
+    /// inbound queue is skipped while a reader waits in `recv` (it is then
+    /// being emptied anyway). Returns what was dropped.
+    ///
+    /// Cancel safe in the sense that nothing is lost by dropping the future:
+    /// what it dropped is counted, what it did not reach stays queued.
+    pub async fn shed_queued_to(&self, floor: &ShedFloor) -> Shed {
+        let (inbound_messages, inbound_bytes) = self.shed_inbound(floor);
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Shed {
+            floor: floor.clone(),
+            reply,
+        };
+        let (outbound_messages, outbound_bytes) = match self.cmd_tx.send(command).await {
+            Ok(()) => answer.await.unwrap_or_default(),
+            // The session has ended: nothing is queued any more.
+            Err(_) => (0, 0),
+        };
+        Shed {
+            outbound_messages,
+            outbound_bytes,
+            inbound_messages,
+            inbound_bytes,
+        }
+    }
+
+    fn shed_inbound(&self, floor: &ShedFloor) -> (u64, u64) {
+        let Ok(mut inbox) = self.in_rx.try_lock() else {
+            return (0, 0);
+        };
+        let inbox = &mut *inbox;
+        while let Ok(item) = inbox.rx.try_recv() {
+            inbox.backlog.push_back(item);
+        }
+        let kind = floor.sheddable;
+        let (messages, bytes) = shed_queue(&mut inbox.backlog, floor, |(m, _)| {
+            (m.len(), message_sheddable(m, kind))
+        });
+        if messages > 0 {
+            let c = &self.shared.counters;
+            bump(&c.shed_inbound_messages, messages);
+            bump(&c.shed_inbound_bytes, bytes);
+            tracing::info!(
+                url = %self.shared.url(),
+                messages,
+                bytes,
+                "inbound messages beyond the floor dropped"
+            );
+        }
+        (messages, bytes)
     }
 
     /// A snapshot of the counters.
@@ -463,6 +618,10 @@ impl Session {
             inbound_queued_messages: in_m,
             inbound_queued_bytes: in_b,
             events_dropped: c.events_dropped.load(Relaxed),
+            shed_outbound_messages: c.shed_outbound_messages.load(Relaxed),
+            shed_outbound_bytes: c.shed_outbound_bytes.load(Relaxed),
+            shed_inbound_messages: c.shed_inbound_messages.load(Relaxed),
+            shed_inbound_bytes: c.shed_inbound_bytes.load(Relaxed),
         }
     }
 }
@@ -536,6 +695,9 @@ struct Link {
 struct Driver {
     shared: Arc<Shared>,
     out_rx: mpsc::UnboundedReceiver<Outgoing>,
+    /// Outbound messages taken off `out_rx` by a shed, written before the
+    /// channel's (they are older).
+    backlog: VecDeque<Outgoing>,
     out_closed: bool,
     in_tx: mpsc::UnboundedSender<Incoming>,
     cmd_rx: mpsc::Receiver<Command>,
@@ -606,7 +768,11 @@ impl Driver {
     }
 
     fn take_queued(&mut self) -> Vec<Message> {
-        let mut out = Vec::new();
+        let mut out: Vec<Message> = self
+            .backlog
+            .drain(..)
+            .filter_map(Outgoing::into_message)
+            .collect();
         while let Ok(o) = self.out_rx.try_recv() {
             out.extend(o.into_message());
         }
@@ -678,20 +844,58 @@ impl Driver {
     }
 
     /// Runs `fut` unless a shutdown arrives (answered here) or every handle
-    /// is dropped; `None` then.
+    /// is dropped; `None` then. Sheds are answered on the way.
     async fn wait_or_command<T>(&mut self, fut: impl Future<Output = T>) -> Option<T> {
-        tokio::select! {
-            out = fut => Some(out),
-            cmd = self.cmd_rx.recv(), if !self.cmd_closed => {
-                match cmd {
-                    Some(Command::Shutdown { reply, .. }) => {
-                        let undelivered = self.close_queue();
-                        let _ = reply.send(undelivered);
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            tokio::select! {
+                out = &mut fut => return Some(out),
+                cmd = self.cmd_rx.recv(), if !self.cmd_closed => {
+                    match cmd {
+                        Some(Command::Shutdown { reply, .. }) => {
+                            let undelivered = self.close_queue();
+                            let _ = reply.send(undelivered);
+                        }
+                        Some(Command::Shed { floor, reply }) => {
+                            let _ = reply.send(self.shed_outbound(&floor));
+                            continue;
+                        }
+                        None => self.cmd_closed = true,
                     }
-                    None => self.cmd_closed = true,
+                    return None;
                 }
-                None
             }
+        }
+    }
+
+    /// Drops outbound messages beyond the floor. The channel cannot drop
+    /// from its middle, so its content moves to `backlog` first.
+    fn shed_outbound(&mut self, floor: &ShedFloor) -> (u64, u64) {
+        while let Ok(out) = self.out_rx.try_recv() {
+            self.backlog.push_back(out);
+        }
+        let kind = floor.sheddable;
+        let (messages, bytes) = shed_queue(&mut self.backlog, floor, |o| {
+            (o.len, wire_sheddable(&o.wire, kind))
+        });
+        if messages > 0 {
+            let c = &self.shared.counters;
+            bump(&c.shed_outbound_messages, messages);
+            bump(&c.shed_outbound_bytes, bytes);
+            tracing::info!(
+                messages,
+                bytes,
+                "outbound messages beyond the floor dropped"
+            );
+        }
+        (messages, bytes)
+    }
+
+    /// The next message to write: the backlog first (older), then the channel.
+    fn poll_next_out(&mut self, cx: &mut Context<'_>) -> Poll<Option<Outgoing>> {
+        match self.backlog.pop_front() {
+            Some(out) => Poll::Ready(Some(out)),
+            None => self.out_rx.poll_recv(cx),
         }
     }
 
@@ -864,6 +1068,10 @@ impl Driver {
                     Poll::Ready(Some(Command::Shutdown { mode, reply })) => {
                         return Poll::Ready(Step::Shutdown(mode, reply));
                     }
+                    Poll::Ready(Some(Command::Shed { floor, reply })) => {
+                        let _ = reply.send(self.shed_outbound(&floor));
+                        progress = true;
+                    }
                     // Every handle is gone; `out_rx` ends too once drained.
                     Poll::Ready(None) => {
                         self.cmd_closed = true;
@@ -954,7 +1162,7 @@ impl Driver {
                     queue_empty = true;
                 } else {
                     match Pin::new(&mut link.ws).poll_ready(cx) {
-                        Poll::Ready(Ok(())) => match self.out_rx.poll_recv(cx) {
+                        Poll::Ready(Ok(())) => match self.poll_next_out(cx) {
                             Poll::Ready(Some(out)) => {
                                 if let Err(e) = Pin::new(&mut link.ws).start_send(out.wire.clone())
                                 {

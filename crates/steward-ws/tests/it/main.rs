@@ -9,4 +9,5 @@ mod link;
 #[cfg(feature = "pool")]
 mod pool;
 mod reconnect;
+mod shed;
 mod tls;
