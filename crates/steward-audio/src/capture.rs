@@ -59,6 +59,13 @@ struct Shared {
 /// Dropping it (or [`close`](Self::close)) stops the device stream and
 /// joins its thread before returning.
 ///
+/// Sharing: every method also exists with `&self` ([`recv_chunk`](Self::recv_chunk),
+/// [`try_recv_chunk`](Self::try_recv_chunk), [`recv_chunk_blocking`](Self::recv_chunk_blocking),
+/// [`shed_queued`](Self::shed_queued)), so a `Capture` can sit in an `Arc`
+/// that a memory-pressure handler also holds. The queue's lock is never
+/// taken by the audio callback. Read from one task at a time: a second
+/// concurrent reader takes over the wake-up of the first.
+///
 /// ```no_run
 /// # async fn run() -> steward_audio::Result<()> {
 /// use steward_audio::{Capture, pcm16_to_base64};
@@ -408,12 +415,86 @@ impl Capture {
         Poll::Pending
     }
 
+    /// [`next_chunk`](Self::next_chunk) through a shared reference (for a
+    /// `Capture` in an `Arc`). Cancel safe.
+    ///
+    /// # Errors
+    /// As [`next_chunk`](Self::next_chunk).
+    pub async fn recv_chunk(&self) -> Result<Vec<u8>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx.waker())).await
+    }
+
+    /// [`try_next_chunk`](Self::try_next_chunk) through a shared reference.
+    ///
+    /// # Errors
+    /// As [`next_chunk`](Self::next_chunk).
+    pub fn try_recv_chunk(&self) -> Result<Option<Vec<u8>>> {
+        let mut st = self.shared.state.lock();
+        if let Some(c) = st.chunks.pop_front() {
+            return Ok(Some(c));
+        }
+        match st.status.dead(&self.device) {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
+    }
+
+    /// [`next_chunk_blocking`](Self::next_chunk_blocking) through a shared reference.
+    ///
+    /// # Errors
+    /// As [`next_chunk`](Self::next_chunk).
+    pub fn recv_chunk_blocking(&self, timeout: Duration) -> Result<Option<Vec<u8>>> {
+        block_on_with_timeout(timeout, |cx| self.poll_chunk(cx.waker())).transpose()
+    }
+
     /// Drops every queued chunk (say, after the assistant stopped listening);
     /// returns how many frames were dropped. Not counted as overflow.
     pub fn discard_queued(&mut self) -> usize {
+        self.discard()
+    }
+
+    /// [`discard_queued`](Self::discard_queued) through a shared reference.
+    pub fn discard(&self) -> usize {
         let mut st = self.shared.state.lock();
         let frames = st.chunks.iter().map(|c| c.len() / 2).sum();
         st.chunks.clear();
+        frames
+    }
+
+    /// Memory pressure: keeps the newest [`AudioConfig::shed_floor_ms`] of
+    /// queued chunks. See [`shed_queued_to`](Self::shed_queued_to).
+    pub fn shed_queued(&self) -> usize {
+        let floor = Duration::from_millis(u64::from(self.config.shed_floor_ms));
+        self.shed_queued_to(floor)
+    }
+
+    /// Memory pressure: drops the oldest queued chunks until at most `keep`
+    /// of audio is left (whole chunks), counted in [`Stats::shed_frames`]
+    /// and logged; returns the frames dropped. The reader then gets the
+    /// newest audio, as after an overflow. Takes the queue's lock (never
+    /// taken by the audio callback) for a moment.
+    pub fn shed_queued_to(&self, keep: Duration) -> usize {
+        let keep = self.config.duration_to_frames(keep);
+        let mut st = self.shared.state.lock();
+        let mut queued: usize = st.chunks.iter().map(|c| c.len() / 2).sum();
+        let mut frames = 0;
+        while queued > keep {
+            let Some(chunk) = st.chunks.pop_front() else {
+                break;
+            };
+            queued -= chunk.len() / 2;
+            frames += chunk.len() / 2;
+        }
+        drop(st);
+        if frames > 0 {
+            bump(&self.shared.counters.shed_frames, frames);
+            tracing::info!(
+                device = %self.device,
+                frames,
+                keep_frames = keep,
+                "captured audio beyond the floor dropped"
+            );
+        }
         frames
     }
 

@@ -40,6 +40,10 @@ pub struct AudioConfig {
     /// Playback audio accepted ahead of the device, in ms; `write` waits
     /// (and `try_write` refuses) beyond it.
     pub playback_queue_ms: u32,
+    /// What `shed_queued` keeps under memory pressure, in ms: the newest
+    /// queued audio up to this much stays, older audio is dropped and
+    /// counted in [`Stats::shed_frames`](crate::Stats). Default 500 ms.
+    pub shed_floor_ms: u32,
 }
 
 impl Default for AudioConfig {
@@ -55,6 +59,7 @@ impl Default for AudioConfig {
             device_buffer_frames: None,
             capture_queue_ms: 2_000,
             playback_queue_ms: 2_000,
+            shed_floor_ms: 500,
         }
     }
 }
@@ -117,6 +122,12 @@ impl AudioConfig {
     #[must_use]
     pub fn chunk_bytes(&self) -> usize {
         self.chunk_frames as usize * 2
+    }
+
+    /// Frames at `sample_rate` in `d` (rounded down).
+    pub(crate) fn duration_to_frames(&self, d: Duration) -> usize {
+        let frames = d.as_micros().saturating_mul(u128::from(self.sample_rate)) / 1_000_000;
+        usize::try_from(frames).unwrap_or(usize::MAX)
     }
 
     pub(crate) fn ms_to_frames(&self, ms: u32) -> usize {

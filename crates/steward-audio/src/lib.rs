@@ -10,6 +10,11 @@
 //!   stream's own thread through bounded lock-free ring buffers. Capture
 //!   overflow drops the oldest audio and counts it; playback underrun plays
 //!   silence and counts it ([`Stats`]).
+//! - Under memory pressure, `shed_queued` keeps the newest
+//!   [`AudioConfig::shed_floor_ms`] of queued audio on either kind of stream
+//!   and drops the older part, counted in [`Stats::shed_frames`]; the
+//!   playback callback takes its share through an atomic, lock-free.
+//!   [`Capture`] reads through `&self` too, so it can be shared in an `Arc`.
 //! - Each stream owns one thread that builds, owns and drops the backend
 //!   stream; [`Capture::close`], [`Playback::close`] and `Drop` stop it and
 //!   join the thread. Backend errors become [`Event`]s, never panics.

@@ -7,6 +7,14 @@
 //! upmixes to the device's channels and sample type, and plays silence
 //! (counted) when the ring runs dry. `clear()` empties the queue at once and
 //! tells the callback to drop its ring on its next run (barge-in).
+//!
+//! Shedding (memory pressure) keeps the newest `floor` of queued audio: the
+//! handle drops the oldest part of the queue under its lock; what must go
+//! beyond that (the floor is shorter than what already left the queue) is a
+//! frame count handed to the stream thread through an atomic, which drops
+//! it from its staging buffer and hands the ring's share to the callback
+//! through another atomic. The callback skips that many frames with the
+//! ring's own read: no lock, no allocation.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -57,6 +65,11 @@ struct Shared {
     /// Frames (PCM16 rate) staged or in the ring, for `stats`.
     downstream: AtomicU64,
     drain_requested: AtomicBool,
+    /// Frames (PCM16 rate) to drop downstream of the queue, oldest first:
+    /// set by `shed_queued`, taken by the stream thread.
+    shed_downstream: AtomicU64,
+    /// Device frames the callback skips at the front of the ring (a shed).
+    ring_skip: AtomicU64,
 }
 
 /// A running playback stream: PCM16LE mono at [`AudioConfig::sample_rate`]
@@ -164,8 +177,23 @@ impl OutputCallback {
                 chunk.commit_all();
             }
             bump(&counters.cleared_device_frames, n);
+            // The ring is empty: a pending skip would eat post-clear audio.
+            self.shared.ring_skip.store(0, SeqCst);
             self.seen_flush = req;
             self.shared.flush_ack.store(req, SeqCst);
+        }
+        if self.shared.ring_skip.load(SeqCst) > 0 {
+            // A shed: the oldest frames of the ring go unplayed.
+            let skip = self.shared.ring_skip.swap(0, SeqCst);
+            let n = usize::try_from(skip)
+                .unwrap_or(usize::MAX)
+                .min(self.consumer.slots());
+            if n > 0
+                && let Ok(chunk) = self.consumer.read_chunk(n)
+            {
+                chunk.commit_all();
+                bump(&counters.shed_device_frames, n);
+            }
         }
         let frames = out.len() / self.channels;
         let avail = self.consumer.slots().min(frames);
@@ -218,6 +246,35 @@ struct PlaybackPump {
 impl PlaybackPump {
     fn dev_to_src(&self, frames: usize) -> u64 {
         frames as u64 * self.src_rate / self.dev_rate.max(1)
+    }
+
+    fn src_to_dev(&self, frames: u64) -> usize {
+        let dev = frames.saturating_mul(self.dev_rate) / self.src_rate.max(1);
+        usize::try_from(dev).unwrap_or(usize::MAX)
+    }
+
+    /// Drops `frames` (PCM16 rate) of the oldest audio past the queue: the
+    /// ring's (by the callback, on its next run), then the staging buffer's.
+    fn shed_downstream(&mut self, frames: u64) {
+        let mut dev = self.src_to_dev(frames);
+        let in_ring = self.ring_capacity - self.producer.slots();
+        let from_ring = dev.min(in_ring);
+        if from_ring > 0 {
+            self.shared.ring_skip.fetch_add(from_ring as u64, SeqCst);
+        }
+        dev -= from_ring;
+        let from_staged = dev.min(self.staged.len());
+        if from_staged > 0 {
+            self.staged.drain(..from_staged);
+            let at_rate = self.dev_to_src(from_staged);
+            self.shared.counters.shed_frames.fetch_add(at_rate, SeqCst);
+        }
+        tracing::debug!(
+            device = %self.device,
+            ring = from_ring,
+            staged = from_staged,
+            "playback shed past the queue"
+        );
     }
 
     fn take_input(&mut self) -> usize {
@@ -284,6 +341,10 @@ impl Pump for PlaybackPump {
                     w.wake();
                 }
             }
+        }
+        let shed = self.shared.shed_downstream.swap(0, SeqCst);
+        if shed > 0 {
+            self.shed_downstream(shed);
         }
         let remaining = self.take_input();
         let now = Instant::now();
@@ -454,6 +515,8 @@ impl Playback {
             upstream: AtomicU64::new(0),
             downstream: AtomicU64::new(0),
             drain_requested: AtomicBool::new(false),
+            shed_downstream: AtomicU64::new(0),
+            ring_skip: AtomicU64::new(0),
         });
         let hint = config
             .output_device
@@ -578,6 +641,8 @@ impl Playback {
         let mut st = self.shared.state.lock();
         let frames = st.input.len() / 2;
         st.input.clear();
+        // Everything goes anyway; a pending shed must not eat new audio.
+        self.shared.shed_downstream.store(0, SeqCst);
         self.shared.generation.fetch_add(1, SeqCst);
         self.shared.flush_req.fetch_add(1, SeqCst);
         bump(&self.shared.counters.cleared_frames, frames);
@@ -585,6 +650,55 @@ impl Playback {
             w.wake();
         }
         tracing::debug!(device = %self.device, frames, "playback cleared");
+        frames
+    }
+
+    /// Memory pressure: keeps the newest [`AudioConfig::shed_floor_ms`] of
+    /// queued audio and drops the rest. See [`shed_queued_to`](Self::shed_queued_to).
+    pub fn shed_queued(&self) -> usize {
+        let floor = Duration::from_millis(u64::from(self.config.shed_floor_ms));
+        self.shed_queued_to(floor)
+    }
+
+    /// Memory pressure: keeps the newest `keep` of queued audio (the end of
+    /// what was written) and drops the older part, oldest first, counted in
+    /// [`Stats::shed_frames`]. Unlike [`clear`](Self::clear) playback goes
+    /// on: the device jumps ahead to the audio kept. Returns the frames
+    /// (PCM16 rate) to drop: those in the queue are gone when it returns;
+    /// those already past it (staged or in the device ring, at most a few
+    /// hundred ms) are dropped by the stream thread and the callback on
+    /// their next run, without a lock or an allocation in the callback. A
+    /// writer waiting for room is woken. Never blocks on the device.
+    pub fn shed_queued_to(&self, keep: Duration) -> usize {
+        let keep = self.config.duration_to_frames(keep);
+        let mut st = self.shared.state.lock();
+        let queued = st.input.len() / 2;
+        let downstream = usize::try_from(self.shared.downstream.load(SeqCst)).unwrap_or(usize::MAX);
+        // The newest audio is at the queue's end: it stays first.
+        let from_queue = queued.saturating_sub(keep);
+        let from_downstream = downstream.saturating_sub(keep.saturating_sub(queued));
+        if from_queue > 0 {
+            st.input.drain(..from_queue * 2);
+            bump(&self.shared.counters.shed_frames, from_queue);
+            if let Some(w) = st.writer.take() {
+                w.wake();
+            }
+        }
+        if from_downstream > 0 {
+            self.shared
+                .shed_downstream
+                .fetch_add(from_downstream as u64, SeqCst);
+        }
+        drop(st);
+        let frames = from_queue + from_downstream;
+        if frames > 0 {
+            tracing::info!(
+                device = %self.device,
+                frames,
+                keep_frames = keep,
+                "playback audio beyond the floor dropped"
+            );
+        }
         frames
     }
 

@@ -42,6 +42,10 @@ pub struct Stats {
     pub silence_frames: u64,
     /// Playback: PCM16-rate frames dropped by `clear()`.
     pub cleared_frames: u64,
+    /// PCM16-rate frames dropped by `shed_queued` (memory pressure): the
+    /// oldest queued audio beyond the floor. Playback counts what the stream
+    /// thread and the callback drop when they get to it.
+    pub shed_frames: u64,
     /// Capture: chunks waiting for the reader, in PCM16-rate frames.
     /// Playback: audio waiting to be played, in PCM16-rate frames.
     pub queued_frames: u64,
@@ -68,6 +72,9 @@ pub(crate) struct Counters {
     pub(crate) cleared_frames: AtomicU64,
     /// Device-rate frames the callback dropped on `clear()`.
     pub(crate) cleared_device_frames: AtomicU64,
+    pub(crate) shed_frames: AtomicU64,
+    /// Device-rate frames the callback skipped for a shed.
+    pub(crate) shed_device_frames: AtomicU64,
     pub(crate) errors: AtomicU64,
 }
 
@@ -86,14 +93,16 @@ impl Counters {
         s.underruns = self.underruns.load(Relaxed);
         s.underrun_frames = self.underrun_frames.load(Relaxed);
         s.silence_frames = self.silence_frames.load(Relaxed);
-        let dev = self.cleared_device_frames.load(Relaxed);
-        let dev_at_rate = match s.format {
+        let at_rate = |dev: u64| match s.format {
             Some(f) if f.sample_rate > 0 => {
                 dev.saturating_mul(u64::from(rate)) / u64::from(f.sample_rate)
             }
             _ => dev,
         };
-        s.cleared_frames = self.cleared_frames.load(Relaxed) + dev_at_rate;
+        s.cleared_frames =
+            self.cleared_frames.load(Relaxed) + at_rate(self.cleared_device_frames.load(Relaxed));
+        s.shed_frames =
+            self.shed_frames.load(Relaxed) + at_rate(self.shed_device_frames.load(Relaxed));
         s.errors = self.errors.load(Relaxed);
     }
 }

@@ -23,7 +23,7 @@ fn callbacks_allocate_nothing() {
     require_sound_server();
     let seen_before = CALLBACKS_SEEN.load(Relaxed);
     // Every callback path: mixing f32 stereo, i16 mono at the target rate,
-    // playback with upmixing, underrun silence, and a barge-in clear.
+    // playback with upmixing, underrun silence, a shed and a barge-in clear.
     let mut cap_f32 = Capture::builder()
         .device_format(48_000, 2, SampleFormat::F32)
         .build()
@@ -55,6 +55,14 @@ fn callbacks_allocate_nothing() {
             .unwrap()
             .expect("i16 chunk");
     }
+    // A shed below the ring's content: the callback skips frames of its ring.
+    pb_f32.shed_queued_to(Duration::from_millis(50));
+    for _ in 0..5 {
+        cap_f32
+            .next_chunk_blocking(HANG_GUARD)
+            .unwrap()
+            .expect("f32 chunk");
+    }
     pb_f32.clear();
     for _ in 0..5 {
         cap_f32
@@ -77,7 +85,7 @@ fn callbacks_allocate_nothing() {
         "seen {seen}, counted {counted}"
     );
     assert!(
-        stats[3].frames_out > 0 && stats[2].cleared_frames > 0,
+        stats[3].frames_out > 0 && stats[2].cleared_frames > 0 && stats[2].shed_frames > 0,
         "{stats:?}"
     );
     assert_eq!(
