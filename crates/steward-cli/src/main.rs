@@ -1,13 +1,19 @@
-//! The `steward` command: inspect, check and repair an assistant's memory file.
+//! The `steward` command: run the realtime assistant (against a local
+//! stand-in for the model service by default), run the stand-in alone, and
+//! inspect, check and repair an assistant's memory file.
 //!
-//! Exit codes: 0 success, 1 a missing key, 2 bad input or a damaged file
-//! (with a one-line message on stderr).
+//! Exit codes: 0 success, 1 a missing key, 2 bad input, a damaged file or a
+//! failed run (with a one-line message on stderr).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use steward_cli::assistant::{Assistant, AssistantConfig, Input};
+use steward_cli::standin::{Standin, StandinConfig};
 use steward_store::{Map, Store, Value};
 
 /// Keeps a realtime assistant's memory healthy.
@@ -23,9 +29,75 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the realtime voice assistant: capture, stream, play, run tools,
+    /// print a live status line and a final report. Without --url it talks
+    /// to a local stand-in for the model service.
+    Assistant(AssistantArgs),
+    /// Run the local stand-in for the realtime model service alone (not the
+    /// model service: a tone, a canned transcript and scripted tool calls).
+    Standin(StandinArgs),
     /// Read and change a memory file (`memory.json` and its log).
     #[command(subcommand)]
     Store(StoreCommand),
+}
+
+#[derive(Debug, Args)]
+struct AssistantArgs {
+    /// Listen to this WAV file (any rate and channels) instead of the input
+    /// device; silence follows once it ends.
+    #[arg(long, value_name = "FILE.wav", conflicts_with = "silence")]
+    input: Option<PathBuf>,
+    /// Listen to generated silence instead of the input device.
+    #[arg(long)]
+    silence: bool,
+    /// The realtime service's URL (wss://...); the API key is read from
+    /// OPENAI_API_KEY. Default: a local stand-in.
+    #[arg(long)]
+    url: Option<String>,
+    /// The memory file the tools use.
+    #[arg(long, value_name = "PATH", default_value = "memory.json")]
+    memory: PathBuf,
+    /// How long to run (30s, 10m, 1h). Default: until Ctrl-C (or, with
+    /// --input, until the file ended and the last answer came).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Split the duration into this many sessions (fresh connections).
+    #[arg(long, default_value_t = 1)]
+    sessions: u32,
+    /// Commit a turn this often.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    turn: Duration,
+    /// Serve /health (JSON) and /metrics (Prometheus) here, e.g. 127.0.0.1:9898.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Record RSS every second to DIR/rss.csv and draw DIR/rss.png at the end.
+    #[arg(long, value_name = "DIR")]
+    soak_dir: Option<PathBuf>,
+    /// Also write the final report as JSON here.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+    /// Do not play the answers (they are still received and counted).
+    #[arg(long)]
+    no_playback: bool,
+    /// No live status line.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Stand-in only: every Nth audio turn asks to remember something (0: never).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    remember_every: u32,
+}
+
+#[derive(Debug, Args)]
+struct StandinArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    addr: SocketAddr,
+    /// Length of each answer in ms (0: half the committed audio).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    reply_ms: u32,
+    /// Every Nth audio turn asks to remember something (0: never).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    remember_every: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,7 +191,107 @@ fn init_logging(verbose: bool) {
 }
 
 fn run(command: Command) -> Result<Outcome> {
-    let Command::Store(cmd) = command;
+    match command {
+        Command::Assistant(args) => runtime()?.block_on(assistant(args)),
+        Command::Standin(args) => runtime()?.block_on(standin(args)),
+        Command::Store(cmd) => store(cmd),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("steward-rt")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Resolves on Ctrl-C or (Unix) SIGTERM.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn assistant(args: AssistantArgs) -> Result<Outcome> {
+    let mut config = AssistantConfig::default();
+    config.input = match (args.input, args.silence) {
+        (Some(path), _) => Input::Wav(path),
+        (None, true) => Input::Silence,
+        (None, false) => Input::Device,
+    };
+    if args.url.is_some() {
+        // Read here, handed over, never printed.
+        config.api_key = std::env::var("OPENAI_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty());
+        if config.api_key.is_none() {
+            eprintln!("steward: OPENAI_API_KEY is not set; connecting without a key");
+        }
+    }
+    config.url = args.url;
+    config.memory = args.memory;
+    config.duration = args.duration;
+    config.sessions = args.sessions;
+    config.turn_ms = u32::try_from(args.turn.as_millis()).unwrap_or(u32::MAX);
+    config.http_addr = args.http;
+    config.soak_dir = args.soak_dir;
+    config.playback = !args.no_playback;
+    config.status_line = !args.quiet;
+    config.standin.remember_every = args.remember_every;
+
+    let assistant = Assistant::start(config).await?;
+    if let Some(url) = assistant.standin_url() {
+        eprintln!("steward: talking to the local stand-in for the model service at {url}");
+    }
+    if let Some(addr) = assistant.http_addr() {
+        eprintln!("steward: serving http://{addr}/health and http://{addr}/metrics");
+    }
+    let stop = assistant.stop_handle();
+    let signals = tokio::spawn(async move {
+        interrupted().await;
+        stop.stop();
+    });
+    let report = assistant.wait().await;
+    signals.abort();
+    let report = report?;
+    println!("{report}");
+    if let Some(path) = args.report {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, json + "\n")
+            .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    Ok(Outcome::Done)
+}
+
+async fn standin(args: StandinArgs) -> Result<Outcome> {
+    let mut config = StandinConfig::default();
+    config.addr = args.addr;
+    config.reply_audio_ms = args.reply_ms;
+    config.remember_every = args.remember_every;
+    let standin = Standin::start(config).await?;
+    println!(
+        "stand-in realtime server (a local stand-in, not the model service) on {}",
+        standin.url()
+    );
+    interrupted().await;
+    let stats = standin.stats();
+    standin.close().await;
+    println!("{}", serde_json::to_string_pretty(&stats)?);
+    Ok(Outcome::Done)
+}
+
+fn store(cmd: StoreCommand) -> Result<Outcome> {
     match cmd {
         StoreCommand::List { file } => {
             let keys: Vec<String> = load(&file)?.keys().cloned().collect();

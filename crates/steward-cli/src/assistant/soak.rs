@@ -1,0 +1,194 @@
+//! Soak-run output: `rss.csv` written as samples come in, `rss.png` drawn at
+//! the end with plotters (bitmap backend; text only when a system font is
+//! found, since no font is bundled).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::prelude::*;
+
+use crate::Error;
+
+/// The CSV header.
+pub(crate) const CSV_HEADER: &str = "seconds,rss_bytes,level,session";
+
+/// Where a TrueType font is commonly found on Linux systems; the first one
+/// present labels the plot.
+const FONT_CANDIDATES: &[&str] = &[
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/noto/NotoSans-Regular.ttf",
+    "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+];
+
+/// One RSS sample of the run.
+#[derive(Clone, Debug)]
+pub(crate) struct Row {
+    pub(crate) seconds: f64,
+    pub(crate) rss_bytes: u64,
+    pub(crate) level: String,
+    pub(crate) session: u32,
+}
+
+/// Appends rows to `rss.csv` as they come (flushed each time, so a run cut
+/// short still leaves its data).
+pub(crate) struct CsvWriter {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl CsvWriter {
+    pub(crate) fn create(dir: &Path) -> Result<Self, Error> {
+        let io = |path: &Path, source| Error::Output {
+            path: path.to_path_buf(),
+            message: "cannot create".into(),
+            source: Some(source),
+        };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let path = dir.join("rss.csv");
+        let file = std::fs::File::create(&path).map_err(|e| io(&path, e))?;
+        let mut writer = Self {
+            path,
+            file: std::io::BufWriter::new(file),
+        };
+        writer.line(CSV_HEADER)?;
+        Ok(writer)
+    }
+
+    pub(crate) fn push(&mut self, row: &Row) -> Result<(), Error> {
+        let line = format!(
+            "{:.3},{},{},{}",
+            row.seconds, row.rss_bytes, row.level, row.session
+        );
+        self.line(&line)
+    }
+
+    fn line(&mut self, line: &str) -> Result<(), Error> {
+        writeln!(self.file, "{line}")
+            .and_then(|()| self.file.flush())
+            .map_err(|source| Error::Output {
+                path: self.path.clone(),
+                message: "cannot write".into(),
+                source: Some(source),
+            })
+    }
+}
+
+/// Registers the first system font found under the name `sans-serif`;
+/// false when there is none (the plot is then drawn without text).
+fn font_available() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        for candidate in FONT_CANDIDATES {
+            let Ok(bytes) = std::fs::read(candidate) else {
+                continue;
+            };
+            // plotters keeps fonts for the life of the process: leak the
+            // one file once.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                tracing::debug!(font = candidate, "plot font registered");
+                return true;
+            }
+        }
+        tracing::info!("no system font found: rss.png is drawn without text");
+        false
+    })
+}
+
+/// Draws `rows` as RSS (MiB) over time (s) into `path` (PNG, 1000×600),
+/// with a vertical line at each session change.
+pub(crate) fn plot(path: &Path, rows: &[Row], title: &str) -> Result<(), Error> {
+    let fail = |message: String| Error::Output {
+        path: path.to_path_buf(),
+        message,
+        source: None,
+    };
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let t_max = rows.last().map_or(1.0, |r| r.seconds).max(1.0);
+    let y_max = rows.iter().map(|r| mib(r.rss_bytes)).fold(1.0, f64::max) * 1.15;
+    let text = font_available();
+
+    let root = BitMapBackend::new(path, (1000, 600)).into_drawing_area();
+    root.fill(&WHITE)
+        .map_err(|e| fail(format!("cannot draw: {e}")))?;
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(20);
+    if text {
+        builder
+            .caption(title, ("sans-serif", 22))
+            .x_label_area_size(45)
+            .y_label_area_size(70);
+    }
+    let mut chart = builder
+        .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+        .map_err(|e| fail(format!("cannot draw: {e}")))?;
+    if text {
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_desc("RSS (MiB)")
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(|e| fail(format!("cannot draw the axes: {e}")))?;
+    }
+    // Session changes as light vertical lines.
+    let changes = rows
+        .windows(2)
+        .filter(|w| w[0].session != w[1].session)
+        .map(|w| w[1].seconds);
+    for t in changes {
+        chart
+            .draw_series(LineSeries::new(
+                [(t, 0.0), (t, y_max)],
+                RGBColor(200, 200, 200),
+            ))
+            .map_err(|e| fail(format!("cannot draw: {e}")))?;
+    }
+    let series = chart
+        .draw_series(LineSeries::new(
+            rows.iter().map(|r| (r.seconds, mib(r.rss_bytes))),
+            BLUE.stroke_width(2),
+        ))
+        .map_err(|e| fail(format!("cannot draw the series: {e}")))?;
+    if text {
+        series.label("RSS");
+    }
+    root.present()
+        .map_err(|e| fail(format!("cannot write: {e}")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_and_plot_are_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut csv = CsvWriter::create(dir.path()).expect("csv");
+        let rows: Vec<Row> = (0..120)
+            .map(|i| Row {
+                seconds: f64::from(i),
+                rss_bytes: 20_000_000 + u64::from(i % 10) * 100_000,
+                level: "none".into(),
+                session: i / 40,
+            })
+            .collect();
+        for row in &rows {
+            csv.push(row).expect("row");
+        }
+        let text = std::fs::read_to_string(dir.path().join("rss.csv")).expect("csv");
+        assert_eq!(text.lines().count(), 121);
+        assert!(text.starts_with(CSV_HEADER));
+        let png = dir.path().join("rss.png");
+        plot(&png, &rows, "test").expect("plot");
+        let bytes = std::fs::read(&png).expect("png");
+        assert_eq!(&bytes[1..4], b"PNG");
+    }
+}

@@ -1,0 +1,165 @@
+//! The assistant's tools, run against the memory store: `remember`,
+//! `recall`, `forget`. Every call answers the model with a JSON text, errors
+//! included, so a bad call never stops the session.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use steward::store::Store;
+
+/// Longest key accepted from the model.
+const MAX_KEY_CHARS: usize = 256;
+
+/// Tool calls by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ToolCounts {
+    /// `remember` calls that stored their value.
+    pub remember: u64,
+    /// `recall` calls answered (found or not).
+    pub recall: u64,
+    /// `forget` calls answered (deleted or not there).
+    pub forget: u64,
+    /// Calls that failed: unknown tool, bad arguments, or a store error.
+    pub failed: u64,
+}
+
+impl ToolCounts {
+    /// All calls, failed ones included.
+    #[must_use]
+    pub fn total(&self) -> u64 {
+        self.remember + self.recall + self.forget + self.failed
+    }
+}
+
+/// The tool definitions sent in `session.update`.
+pub(crate) fn definitions() -> Vec<Value> {
+    let key = json!({"type": "string", "description": "a short snake_case key"});
+    vec![
+        json!({
+            "type": "function", "name": "remember",
+            "description": "Store a fact about the user under a key, for later sessions.",
+            "parameters": {"type": "object", "properties": {"key": key, "value": {"type": "string"}}, "required": ["key", "value"]},
+        }),
+        json!({
+            "type": "function", "name": "recall",
+            "description": "Read a fact stored with remember.",
+            "parameters": {"type": "object", "properties": {"key": key}, "required": ["key"]},
+        }),
+        json!({
+            "type": "function", "name": "forget",
+            "description": "Delete a fact stored with remember.",
+            "parameters": {"type": "object", "properties": {"key": key}, "required": ["key"]},
+        }),
+    ]
+}
+
+/// Runs one call; returns the output to send back to the model.
+pub(crate) async fn run(
+    store: &Store,
+    name: &str,
+    arguments: &str,
+    counts: &mut ToolCounts,
+) -> String {
+    match execute(store, name, arguments).await {
+        Ok(output) => {
+            match name {
+                "remember" => counts.remember += 1,
+                "recall" => counts.recall += 1,
+                _ => counts.forget += 1,
+            }
+            output.to_string()
+        }
+        Err(message) => {
+            counts.failed += 1;
+            tracing::warn!(tool = name, %message, "tool call failed");
+            json!({"error": message}).to_string()
+        }
+    }
+}
+
+async fn execute(store: &Store, name: &str, arguments: &str) -> Result<Value, String> {
+    let args: Value =
+        serde_json::from_str(arguments).map_err(|_| "the arguments are not JSON".to_string())?;
+    let key = args
+        .get("key")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.chars().count() <= MAX_KEY_CHARS)
+        .ok_or_else(|| format!("`key` must be a string of 1 to {MAX_KEY_CHARS} characters"))?
+        .to_string();
+    match name {
+        "remember" => {
+            let value = match args.get("value") {
+                Some(Value::Null) | None => return Err("`value` is missing".into()),
+                Some(v) => v.clone(),
+            };
+            // Returns once the write is durable (fsynced).
+            store
+                .upsert_async(&key, value)
+                .await
+                .map_err(|e| format!("cannot store {key:?}: {e}"))?;
+            tracing::info!(%key, "remembered");
+            Ok(json!({"ok": true, "key": key}))
+        }
+        "recall" => Ok(match store.read(&key) {
+            Some(value) => json!({"key": key, "found": true, "value": value}),
+            None => json!({"key": key, "found": false}),
+        }),
+        "forget" => {
+            let existed = store
+                .delete_async(&key)
+                .await
+                .map_err(|e| format!("cannot delete {key:?}: {e}"))?;
+            tracing::info!(%key, existed, "forgotten");
+            Ok(json!({"ok": true, "key": key, "existed": existed}))
+        }
+        other => Err(format!(
+            "unknown tool {:?}",
+            other.chars().take(64).collect::<String>()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn remember_recall_forget_against_a_real_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("memory.json")).expect("store");
+        let mut counts = ToolCounts::default();
+        let out = run(
+            &store,
+            "remember",
+            r#"{"key":"color","value":"blue"}"#,
+            &mut counts,
+        )
+        .await;
+        assert!(out.contains("\"ok\":true"), "{out}");
+        let out = run(&store, "recall", r#"{"key":"color"}"#, &mut counts).await;
+        assert!(out.contains("blue"), "{out}");
+        let out = run(&store, "forget", r#"{"key":"color"}"#, &mut counts).await;
+        assert!(out.contains("\"existed\":true"), "{out}");
+        let out = run(&store, "recall", r#"{"key":"color"}"#, &mut counts).await;
+        assert!(out.contains("\"found\":false"), "{out}");
+        for (name, args) in [
+            ("launch", "{}"),
+            ("remember", "nope"),
+            ("recall", r#"{"key":""}"#),
+        ] {
+            let out = run(&store, name, args, &mut counts).await;
+            assert!(out.contains("error"), "{out}");
+        }
+        assert_eq!(
+            counts,
+            ToolCounts {
+                remember: 1,
+                recall: 2,
+                forget: 1,
+                failed: 3
+            }
+        );
+        store.close().expect("close");
+    }
+}

@@ -1,0 +1,104 @@
+//! The crate's one error type.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// What can go wrong while running the stand-in or the assistant. Each
+/// message names the thing involved (address, URL, file, device).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stand-in could not listen on its address.
+    #[error("stand-in server: cannot listen on {addr}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A WAV input could not be opened or read.
+    #[error("input {path}: {message}")]
+    Wav {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+        /// The decoder's error, when there is one.
+        #[source]
+        source: Option<hound::Error>,
+    },
+    /// The memory store failed (open, write, close).
+    #[error("memory store {path}")]
+    Store {
+        /// The memory file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: steward::store::Error,
+    },
+    /// An audio device could not be opened or failed.
+    #[error("audio {what}")]
+    Audio {
+        /// Which stream (`capture`, `playback`) and device.
+        what: String,
+        /// Why.
+        #[source]
+        source: steward::audio::Error,
+    },
+    /// The WebSocket session to the model service failed.
+    #[error("realtime session {url}")]
+    Ws {
+        /// The URL, without its query string.
+        url: String,
+        /// Why.
+        #[source]
+        source: steward::ws::Error,
+    },
+    /// The session pool failed to hand out a session.
+    #[error("session pool for {url}: {message}")]
+    Pool {
+        /// The URL, without its query string.
+        url: String,
+        /// What the pool said.
+        message: String,
+    },
+    /// The steward wiring (monitor, HTTP endpoint) could not start.
+    #[error("steward wiring")]
+    Steward(#[source] steward::Error),
+    /// A soak file (`rss.csv`, `rss.png`, a report) could not be written.
+    #[error("soak file {path}: {message}")]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+        /// The I/O error, when there is one.
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    /// The configuration is not usable.
+    #[error("invalid configuration: {field}: {message}")]
+    Config {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A task of the assistant panicked or was cancelled.
+    #[error("assistant task {name} failed: {message}")]
+    Task {
+        /// The task.
+        name: &'static str,
+        /// The panic message, as far as known.
+        message: String,
+    },
+}
+
+/// URL without its query string (which may carry secrets), for messages.
+pub(crate) fn redact_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_string(),
+    }
+}

@@ -1,0 +1,52 @@
+//! The library behind the `steward` command: a runnable realtime voice
+//! assistant built on the steward facade, and a local **stand-in** for the
+//! realtime model service to run it against with no network.
+//!
+//! - [`standin`]: a small WebSocket server on 127.0.0.1 that speaks enough
+//!   of the realtime protocol (session updates, input audio, committed
+//!   turns answered with a generated tone, a transcript and scripted
+//!   `remember`/`recall`/`forget` tool calls) to drive every code path. It
+//!   is a stand-in, not the model service.
+//! - [`assistant`]: captures audio (the default input device, a WAV file or
+//!   generated silence), streams it as PCM16 24 kHz over a steward-ws
+//!   session, plays the answers through steward-audio, runs the tool calls
+//!   against a steward-store `memory.json`, and watches itself through the
+//!   facade (`Steward::health`, optional `/metrics` endpoint). With a
+//!   duration and several sessions it is a soak run that records RSS over
+//!   time (`rss.csv`, `rss.png`).
+//!
+//! A whole session against the stand-in, with generated silence as input
+//! and no sound card:
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use steward_cli::assistant::{Assistant, AssistantConfig, Input};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let mut config = AssistantConfig::default();
+//! config.input = Input::Silence;
+//! config.playback = false; // no speaker needed for this example
+//! config.memory = dir.path().join("memory.json");
+//! config.duration = Some(Duration::from_millis(1500));
+//! config.turn_ms = 200;
+//! config.standin.remember_every = 1; // every audio turn remembers something
+//!
+//! let assistant = Assistant::start(config).await?;
+//! assert!(assistant.standin_url().is_some()); // it started its own stand-in
+//! let report = assistant.wait().await?;
+//! assert!(report.turns >= 1);
+//! assert!(report.tool_calls.remember >= 1);
+//! let memory = std::fs::read_to_string(dir.path().join("memory.json"))?;
+//! assert!(memory.contains("turn_1"));
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod assistant;
+mod error;
+pub mod standin;
+
+pub use error::Error;
