@@ -1,4 +1,9 @@
-//! Integration tests of the `steward` binary: real files, real processes.
+//! Integration tests of the `steward` binary and the `steward_cli`
+//! library: real files, real processes, real sockets on 127.0.0.1, the
+//! sound server's null devices.
+
+mod assistant;
+mod standin;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
