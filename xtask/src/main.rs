@@ -3,6 +3,7 @@
 //! Kept light on purpose: std, anyhow and serde_json only.
 
 mod bench;
+mod soak;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,10 @@ tasks:
                             ratios are written to target/bench/summary.json
   fuzz [TARGET] [--seconds N]  run cargo-fuzz targets (default: all, 30 s each)
   proptest [--cases N]      the property tests with many more cases (default 2000)
+  soak [--duration 1h] [--sessions N]
+                            a long assistant run against the local stand-in: RSS every
+                            second to target/soak/rss.csv and rss.png, growth after the
+                            warm-up in target/soak/summary.json
 ";
 
 fn main() -> Result<()> {
@@ -37,6 +42,7 @@ fn main() -> Result<()> {
         "bench" => bench::run(&rest),
         "fuzz" => fuzz(&rest),
         "proptest" => proptest(&rest),
+        "soak" => soak::run_soak(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

@@ -1,0 +1,227 @@
+//! `cargo xtask soak [--duration 1h] [--sessions N]`: a long assistant run
+//! against the local stand-in, with RSS recorded every second.
+//!
+//! Builds the release binary, runs `steward assistant --duration D
+//! --sessions N --soak-dir <target>/soak --report <target>/soak/report.json`
+//! (audio from the default input device: the sound server's null source on
+//! a machine without a sound card), then prints and writes
+//! `<target>/soak/summary.json`: RSS after the warm-up (the first 10 % of
+//! the run, at most 60 s), RSS at the end, the growth in bytes and in % per
+//! hour, turns, reconnects and sessions. `rss.csv` and `rss.png` are beside
+//! it.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::{cargo, root, run, setup};
+
+const HELP: &str = "\
+cargo xtask soak [--duration 1h] [--sessions N]
+
+  --duration D   how long (humantime: 60s, 10m, 1h); default 1h
+  --sessions N   sessions over the duration (fresh connections); default 6
+";
+
+/// Longest warm-up excluded from the growth figure.
+const WARMUP_MAX_S: f64 = 60.0;
+
+pub(crate) fn run_soak(args: &[String]) -> Result<()> {
+    let mut duration = "1h".to_string();
+    let mut sessions = "6".to_string();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--duration" => duration = it.next().context("--duration needs a value")?.clone(),
+            "--sessions" => sessions = it.next().context("--sessions needs a value")?.clone(),
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return Ok(());
+            }
+            other => bail!("unknown argument `{other}`\n\n{HELP}"),
+        }
+    }
+    sessions
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .with_context(|| format!("--sessions must be a positive number, not {sessions:?}"))?;
+
+    setup()?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "steward-cli",
+        "--bin",
+        "steward",
+    ]))?;
+    let target = target_dir();
+    let dir = target.join("soak");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let report_path = dir.join("report.json");
+    let binary = target.join("release").join("steward");
+    run(std::process::Command::new(&binary)
+        .args([
+            "assistant",
+            "--duration",
+            &duration,
+            "--sessions",
+            &sessions,
+        ])
+        .arg("--soak-dir")
+        .arg(&dir)
+        .arg("--report")
+        .arg(&report_path)
+        .arg("--memory")
+        .arg(dir.join("memory.json")))?;
+
+    let text = std::fs::read_to_string(&report_path)
+        .with_context(|| format!("cannot read {}", report_path.display()))?;
+    let report: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON", report_path.display()))?;
+    let summary = summarize(&report)?;
+    let path = dir.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    print_summary(&summary);
+    eprintln!(
+        "soak: {} (rss.csv, rss.png, report.json beside it)",
+        path.display()
+    );
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The median of the RSS samples with `from <= t < to` (`None` if none).
+fn median_between(samples: &[(f64, f64)], from: f64, to: f64) -> Option<f64> {
+    let mut window: Vec<f64> = samples
+        .iter()
+        .filter(|(t, _)| *t >= from && *t < to)
+        .map(|(_, rss)| *rss)
+        .collect();
+    if window.is_empty() {
+        return None;
+    }
+    window.sort_by(f64::total_cmp);
+    Some(window[window.len() / 2])
+}
+
+/// The figures that matter from the assistant's report.
+pub(crate) fn summarize(report: &Value) -> Result<Value> {
+    let samples: Vec<(f64, f64)> = report["rss_samples"]
+        .as_array()
+        .context("the report has no rss_samples")?
+        .iter()
+        .filter_map(|s| Some((s.get(0)?.as_f64()?, s.get(1)?.as_f64()?)))
+        .collect();
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        bail!("the report has no RSS samples");
+    };
+    let span = (last.0 - first.0).max(0.0);
+    let warmup = (span * 0.1).min(WARMUP_MAX_S);
+    // Medians over short windows, so one noisy sample does not decide.
+    let window = (span * 0.02).clamp(3.0, 60.0);
+    let start_at = first.0 + warmup;
+    let after_warmup = median_between(&samples, start_at, start_at + window).unwrap_or(first.1);
+    let at_end = median_between(&samples, last.0 - window, f64::INFINITY).unwrap_or(last.1);
+    let measured_s = (last.0 - start_at).max(1.0);
+    let growth = at_end - after_warmup;
+    let pct_per_hour = if after_warmup > 0.0 {
+        growth / after_warmup * 100.0 * 3600.0 / measured_s
+    } else {
+        0.0
+    };
+    let peak = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+    Ok(json!({
+        "duration_s": report["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
+        "samples": samples.len(),
+        "warmup_s": warmup,
+        "rss_after_warmup_bytes": after_warmup as u64,
+        "rss_end_bytes": at_end as u64,
+        "rss_peak_bytes": peak as u64,
+        "rss_growth_bytes": growth as i64,
+        "rss_growth_pct_per_hour": (pct_per_hour * 100.0).round() / 100.0,
+        "turns": report["turns"],
+        "responses": report["responses"],
+        "sessions": report["sessions"],
+        "reconnects": report["reconnects"],
+        "tool_calls": report["tool_calls"],
+        "audio_bytes_captured": report["audio_bytes_captured"],
+        "audio_bytes_dropped": report["audio_bytes_dropped"],
+        "underruns": report["underruns"],
+        "overflows": report["overflows"],
+        "threads": [report["threads_start"], report["threads_end"]],
+        "fds": [report["fds_start"], report["fds_end"]],
+        "errors": report["errors"].as_array().map_or(0, Vec::len),
+    }))
+}
+
+fn print_summary(s: &Value) {
+    let mib = |v: &Value| v.as_f64().unwrap_or(0.0) / (1024.0 * 1024.0);
+    println!(
+        "soak: {:.0} s, {} RSS samples",
+        s["duration_s"].as_f64().unwrap_or(0.0),
+        s["samples"]
+    );
+    println!(
+        "  RSS after warm-up ({:.0} s): {:.2} MiB; at end: {:.2} MiB; peak {:.2} MiB",
+        s["warmup_s"].as_f64().unwrap_or(0.0),
+        mib(&s["rss_after_warmup_bytes"]),
+        mib(&s["rss_end_bytes"]),
+        mib(&s["rss_peak_bytes"])
+    );
+    println!(
+        "  growth: {} bytes ({} %/h)",
+        s["rss_growth_bytes"], s["rss_growth_pct_per_hour"]
+    );
+    println!(
+        "  turns {}, responses {}, sessions {}, reconnects {}, errors {}",
+        s["turns"], s["responses"], s["sessions"], s["reconnects"], s["errors"]
+    );
+    println!("  threads {}, fds {}", s["threads"], s["fds"]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_is_measured_after_the_warmup() {
+        // 100 s: 10 MiB during a 10 s warm-up, then 20 MiB growing to 21 MiB.
+        let mib = 1024.0 * 1024.0;
+        let samples: Vec<Value> = (0..=100)
+            .map(|t| {
+                let t = f64::from(t);
+                let rss = if t < 10.0 {
+                    10.0 * mib
+                } else {
+                    20.0 * mib + (t - 10.0) / 90.0 * mib
+                };
+                json!([t, rss as u64])
+            })
+            .collect();
+        let report = json!({"rss_samples": samples, "duration_ms": 100_000, "turns": 5});
+        let s = summarize(&report).expect("summary");
+        assert_eq!(s["warmup_s"], 10.0);
+        let after = s["rss_after_warmup_bytes"].as_f64().expect("after") / mib;
+        let end = s["rss_end_bytes"].as_f64().expect("end") / mib;
+        assert!((20.0..20.1).contains(&after), "{after}");
+        assert!((20.9..=21.0).contains(&end), "{end}");
+        let pct = s["rss_growth_pct_per_hour"].as_f64().expect("pct");
+        assert!(pct > 100.0, "{pct}"); // ~5 % in 90 s is ~200 %/h
+        assert_eq!(s["turns"], 5);
+    }
+
+    #[test]
+    fn a_report_without_samples_is_an_error() {
+        assert!(summarize(&json!({"rss_samples": []})).is_err());
+        assert!(summarize(&json!({})).is_err());
+    }
+}
