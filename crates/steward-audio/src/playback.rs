@@ -300,6 +300,10 @@ impl PlaybackPump {
         let take = budget.min(st.input.len()) & !1;
         if take > 0 {
             self.scratch.extend(st.input.drain(..take));
+            // Under the lock, so queue + downstream never misses these
+            // frames (what `stats` and `shed_queued_to` read); the end of
+            // the tick stores the exact figure.
+            self.shared.downstream.fetch_add((take / 2) as u64, SeqCst);
             if let Some(w) = st.writer.take() {
                 w.wake();
             }

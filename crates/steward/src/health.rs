@@ -37,6 +37,9 @@ pub struct Health {
     /// The playback streams under the wiring.
     #[cfg(feature = "audio")]
     pub audio: Vec<crate::audio_part::AudioHealth>,
+    /// The capture streams under the wiring.
+    #[cfg(feature = "audio")]
+    pub capture: Vec<crate::audio_part::AudioHealth>,
 }
 
 /// What the wiring's cleanup handlers did since the start.
@@ -66,6 +69,18 @@ pub struct CleanupStats {
     pub malloc_trims: u64,
     /// Sum of the RSS drops measured around them, in bytes.
     pub malloc_trim_freed_bytes: u64,
+    /// Queued WebSocket messages dropped beyond their floor at `Critical`
+    /// (both ways, every session).
+    #[cfg(feature = "ws")]
+    pub ws_shed_messages: u64,
+    /// Their payload bytes.
+    #[cfg(feature = "ws")]
+    pub ws_shed_bytes: u64,
+    /// Queued audio frames (PCM16 rate) dropped beyond their floor at
+    /// `Critical` (playback and capture). For playback this is what the
+    /// handler asked for; the streams' `shed_frames` count what went.
+    #[cfg(feature = "audio")]
+    pub audio_shed_frames: u64,
 }
 
 /// A store's file and counters.

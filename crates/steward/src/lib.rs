@@ -31,7 +31,9 @@
 //!   store compacts its log into `memory.json`, the tracker reports
 //!   resources idle longer than `StewardConfig::stale_after`;
 //! - at `Critical` (which also runs the moderate handlers): pools shrink to
-//!   `min_idle`, then freed heap goes back to the OS (`malloc_trim`, glibc).
+//!   `min_idle`, queued WebSocket messages and audio beyond their floor are
+//!   dropped and counted (`ws`, `audio`), then freed heap goes back to the
+//!   OS (`malloc_trim`, glibc).
 //!
 //! `Steward::tracked_manager` wraps a pool manager so that pooled objects
 //! are tracked without the user writing it. `Steward::health` is one serde
@@ -74,14 +76,17 @@
 //! ```
 //!
 //! With `ws`, sessions handed in (`StewardBuilder::ws_session`) join the
-//! snapshot (link state, RTT, queues, reconnects) and are tracked as
-//! `ws.session` while open. Neither steward-ws nor steward-audio exposes a
-//! hook to drop queued buffers beyond a floor yet, so `Critical` does not
-//! touch their queues. With `audio`, playback streams handed in
-//! (`StewardBuilder::playback`, held weakly) join the snapshot (underruns,
-//! queued audio, device state) and their queued audio is tracked as
-//! `audio.playback`; capture streams are read through `&mut` and stay the
-//! caller's.
+//! snapshot (link state, RTT, queues, reconnects, shed messages) and are
+//! tracked as `ws.session` while open; at `Critical` each drops queued
+//! audio beyond its floor (`ClientConfig::shed_floor`: the newest 256
+//! messages / 256 KiB by default; session events and control frames stay).
+//! With `audio`, playback and capture streams handed in
+//! (`StewardBuilder::playback`, `StewardBuilder::capture`, held weakly)
+//! join the snapshot (underruns or overflows, queued audio, device state),
+//! their queued audio is tracked as `audio.playback` / `audio.capture`, and
+//! at `Critical` each keeps only the newest `AudioConfig::shed_floor_ms`
+//! (500 ms by default). Counts land in `CleanupStats` and in each part's
+//! stats.
 //!
 //! The HTTP endpoint has no authentication and the snapshot names tracked
 //! resources: bind it to a loopback address (or behind your own proxy).
@@ -131,7 +136,7 @@ mod tracked;
 mod ws_part;
 
 #[cfg(all(feature = "monitor", feature = "audio"))]
-pub use audio_part::{AUDIO_PLAYBACK_KIND, AudioHealth};
+pub use audio_part::{AUDIO_CAPTURE_KIND, AUDIO_PLAYBACK_KIND, AudioHealth};
 #[cfg(feature = "monitor")]
 pub use error::Error;
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]

@@ -275,6 +275,28 @@ fn cleanup(o: &mut Out, h: &Health) {
     for (name, help, v) in counters {
         o.single(name, "counter", help, f(v));
     }
+    #[cfg(feature = "ws")]
+    {
+        o.single(
+            "steward_cleanup_ws_shed_messages_total",
+            "counter",
+            "Queued WebSocket messages dropped beyond their floor under critical pressure.",
+            f(c.ws_shed_messages),
+        );
+        o.single(
+            "steward_cleanup_ws_shed_bytes_total",
+            "counter",
+            "Payload bytes of those messages.",
+            f(c.ws_shed_bytes),
+        );
+    }
+    #[cfg(feature = "audio")]
+    o.single(
+        "steward_cleanup_audio_shed_frames_total",
+        "counter",
+        "Queued audio frames (PCM16 rate) dropped beyond their floor under critical pressure.",
+        f(c.audio_shed_frames),
+    );
     o.single(
         "steward_cleanup_stale_resources",
         "gauge",
@@ -611,38 +633,70 @@ fn ws(o: &mut Out, h: &Health) {
             );
         }
     }
-    o.family(
-        "steward_ws_queued_bytes",
-        "gauge",
-        "Bytes waiting in the session's queues, by direction.",
-    );
-    for (session, s) in &rows {
-        o.sample(
+    type Directions = fn(&steward_ws::Stats) -> [u64; 2];
+    let by_direction: [(&str, &str, &str, Directions); 3] = [
+        (
             "steward_ws_queued_bytes",
-            &[("session", session), ("direction", "outbound")],
-            f(s.outbound_queued_bytes),
-        );
-        o.sample(
-            "steward_ws_queued_bytes",
-            &[("session", session), ("direction", "inbound")],
-            f(s.inbound_queued_bytes),
-        );
+            "gauge",
+            "Bytes waiting in the session's queues, by direction.",
+            |s| [s.outbound_queued_bytes, s.inbound_queued_bytes],
+        ),
+        (
+            "steward_ws_shed_messages_total",
+            "counter",
+            "Queued messages dropped beyond the floor (memory pressure), by direction.",
+            |s| [s.shed_outbound_messages, s.shed_inbound_messages],
+        ),
+        (
+            "steward_ws_shed_bytes_total",
+            "counter",
+            "Payload bytes of those messages, by direction.",
+            |s| [s.shed_outbound_bytes, s.shed_inbound_bytes],
+        ),
+    ];
+    for (name, kind, help, get) in by_direction {
+        o.family(name, kind, help);
+        for (session, s) in &rows {
+            let [outbound, inbound] = get(s);
+            o.sample(
+                name,
+                &[("session", session), ("direction", "outbound")],
+                f(outbound),
+            );
+            o.sample(
+                name,
+                &[("session", session), ("direction", "inbound")],
+                f(inbound),
+            );
+        }
+    }
+}
+
+#[cfg(feature = "audio")]
+type AudioGet = fn(&steward_audio::Stats) -> u64;
+
+/// One family per row of `families`, one sample per stream.
+#[cfg(feature = "audio")]
+fn audio_families(
+    o: &mut Out,
+    streams: &[crate::audio_part::AudioHealth],
+    families: &[(&str, &str, &str, AudioGet)],
+) {
+    if streams.is_empty() {
+        return;
+    }
+    let names = unique(streams.iter().map(|a| a.name.clone()));
+    for &(name, kind, help, get) in families {
+        o.family(name, kind, help);
+        for (stream, a) in names.iter().zip(streams) {
+            o.sample(name, &[("stream", stream)], f(get(&a.stats)));
+        }
     }
 }
 
 #[cfg(feature = "audio")]
 fn audio(o: &mut Out, h: &Health) {
-    if h.audio.is_empty() {
-        return;
-    }
-    let names = unique(h.audio.iter().map(|a| a.name.clone()));
-    let rows: Vec<(&str, &steward_audio::Stats)> = names
-        .iter()
-        .map(String::as_str)
-        .zip(h.audio.iter().map(|a| &a.stats))
-        .collect();
-    type Get = fn(&steward_audio::Stats) -> u64;
-    let families: [(&str, &str, &str, Get); 7] = [
+    let families: [(&str, &str, &str, AudioGet); 8] = [
         (
             "steward_audio_queued_frames",
             "gauge",
@@ -680,18 +734,64 @@ fn audio(o: &mut Out, h: &Health) {
             |s| s.cleared_frames,
         ),
         (
+            "steward_audio_shed_frames_total",
+            "counter",
+            "PCM16 frames dropped beyond the floor (memory pressure).",
+            |s| s.shed_frames,
+        ),
+        (
             "steward_audio_errors_total",
             "counter",
             "Errors the audio backend reported.",
             |s| s.errors,
         ),
     ];
-    for (name, kind, help, get) in families {
-        o.family(name, kind, help);
-        for (stream, s) in &rows {
-            o.sample(name, &[("stream", stream)], f(get(s)));
-        }
-    }
+    audio_families(o, &h.audio, &families);
+    let capture: [(&str, &str, &str, AudioGet); 7] = [
+        (
+            "steward_audio_capture_queued_frames",
+            "gauge",
+            "PCM16 frames captured and waiting for the reader.",
+            |s| s.queued_frames,
+        ),
+        (
+            "steward_audio_capture_device_lost",
+            "gauge",
+            "1 once the device was lost.",
+            |s| u64::from(s.device_lost),
+        ),
+        (
+            "steward_audio_capture_frames_total",
+            "counter",
+            "PCM16 frames cut into chunks.",
+            |s| s.frames_out,
+        ),
+        (
+            "steward_audio_capture_overflow_frames_total",
+            "counter",
+            "PCM16 frames dropped, oldest first, because the reader fell behind.",
+            |s| s.overflow_frames,
+        ),
+        (
+            "steward_audio_capture_ring_overrun_frames_total",
+            "counter",
+            "Device frames the callback could not store (the stream thread stalled).",
+            |s| s.ring_overrun_frames,
+        ),
+        (
+            "steward_audio_capture_shed_frames_total",
+            "counter",
+            "PCM16 frames dropped beyond the floor (memory pressure).",
+            |s| s.shed_frames,
+        ),
+        (
+            "steward_audio_capture_errors_total",
+            "counter",
+            "Errors the audio backend reported.",
+            |s| s.errors,
+        ),
+    ];
+    audio_families(o, &h.capture, &capture);
 }
 
 #[cfg(test)]

@@ -142,7 +142,16 @@ struct Counters {
     stale_resources: AtomicU64,
     malloc_trims: AtomicU64,
     malloc_trim_freed_bytes: AtomicU64,
+    #[cfg(feature = "ws")]
+    ws_shed_messages: AtomicU64,
+    #[cfg(feature = "ws")]
+    ws_shed_bytes: AtomicU64,
+    #[cfg(feature = "audio")]
+    audio_shed_frames: AtomicU64,
 }
+
+#[cfg(feature = "audio")]
+type StreamParts<S> = Mutex<Vec<Arc<crate::audio_part::StreamPart<S>>>>;
 
 /// What the cleanup handlers act on. Never holds the monitor: a handler
 /// holding a monitor handle would keep its task alive forever.
@@ -157,7 +166,9 @@ pub(crate) struct Parts {
     #[cfg(feature = "ws")]
     ws: Mutex<Vec<Arc<crate::ws_part::WsPart>>>,
     #[cfg(feature = "audio")]
-    playbacks: Mutex<Vec<Arc<crate::audio_part::PlaybackPart>>>,
+    playbacks: StreamParts<steward_audio::Playback>,
+    #[cfg(feature = "audio")]
+    captures: StreamParts<steward_audio::Capture>,
     counters: Counters,
     /// The last stale report, longest idle first.
     #[cfg(feature = "tracker")]
@@ -167,6 +178,10 @@ pub(crate) struct Parts {
     log_after_compaction: AtomicU64,
     /// RSS reader for the trim's measured drop.
     rss: Mutex<Option<steward_monitor::SystemSource>>,
+    /// The shed handler is registered with the first session or stream,
+    /// so the features alone change nothing.
+    #[cfg(any(feature = "ws", feature = "audio"))]
+    shed_registered: std::sync::atomic::AtomicBool,
 }
 
 impl Parts {
@@ -200,27 +215,54 @@ impl Parts {
 
     /// The live playback streams; dropped ones are let go here.
     #[cfg(feature = "audio")]
-    fn playbacks(&self) -> Vec<Arc<crate::audio_part::PlaybackPart>> {
-        let mut streams = self.playbacks.lock();
-        streams.retain(|s| !s.is_gone());
-        streams.clone()
+    fn playbacks(&self) -> Vec<Arc<crate::audio_part::StreamPart<steward_audio::Playback>>> {
+        live(&self.playbacks)
+    }
+
+    /// The live capture streams; dropped ones are let go here.
+    #[cfg(feature = "audio")]
+    fn captures(&self) -> Vec<Arc<crate::audio_part::StreamPart<steward_audio::Capture>>> {
+        live(&self.captures)
     }
 
     #[cfg(feature = "audio")]
     fn add_playback(&self, name: &str, playback: &Arc<steward_audio::Playback>) {
-        let part = crate::audio_part::PlaybackPart::new(
+        self.playbacks.lock().push(self.stream_part(name, playback));
+    }
+
+    #[cfg(feature = "audio")]
+    fn add_capture(&self, name: &str, capture: &Arc<steward_audio::Capture>) {
+        self.captures.lock().push(self.stream_part(name, capture));
+    }
+
+    #[cfg(feature = "audio")]
+    fn stream_part<S: crate::audio_part::Stream>(
+        &self,
+        name: &str,
+        stream: &Arc<S>,
+    ) -> Arc<crate::audio_part::StreamPart<S>> {
+        Arc::new(crate::audio_part::StreamPart::new(
             name,
-            playback,
+            stream,
             #[cfg(feature = "tracker")]
             self.tracker.as_ref(),
-        );
-        self.playbacks.lock().push(Arc::new(part));
+        ))
     }
 
     fn rss_bytes(&self) -> Option<u64> {
         let mut rss = self.rss.lock();
         rss.as_mut()?.read_memory().ok().map(|m| m.rss_bytes)
     }
+}
+
+/// The streams still alive; those whose last `Arc` was dropped leave.
+#[cfg(feature = "audio")]
+fn live<S: crate::audio_part::Stream>(
+    streams: &StreamParts<S>,
+) -> Vec<Arc<crate::audio_part::StreamPart<S>>> {
+    let mut streams = streams.lock();
+    streams.retain(|s| !s.is_gone());
+    streams.clone()
 }
 
 /// The handle of the wiring. Cheap to clone; clones share everything.
@@ -266,6 +308,8 @@ pub struct StewardBuilder {
     ws: Vec<(String, steward_ws::Session)>,
     #[cfg(feature = "audio")]
     playbacks: Vec<(String, Arc<steward_audio::Playback>)>,
+    #[cfg(feature = "audio")]
+    captures: Vec<(String, Arc<steward_audio::Capture>)>,
 }
 
 impl std::fmt::Debug for StewardBuilder {
@@ -291,6 +335,8 @@ impl Default for StewardBuilder {
             ws: Vec::new(),
             #[cfg(feature = "audio")]
             playbacks: Vec::new(),
+            #[cfg(feature = "audio")]
+            captures: Vec::new(),
         }
     }
 }
@@ -393,6 +439,18 @@ impl StewardBuilder {
         self
     }
 
+    /// The capture stream's stats join [`Health::capture`] under `name`,
+    /// (with a tracker) its queued chunks are tracked as `audio.capture`,
+    /// and at `Critical` it keeps only the newest
+    /// `AudioConfig::shed_floor_ms` of them. Held weakly like playback; read
+    /// it through the shared-reference methods (`Capture::recv_chunk`).
+    /// More can be added later with [`Steward::add_capture`].
+    #[cfg(feature = "audio")]
+    pub fn capture(mut self, name: &str, capture: &Arc<steward_audio::Capture>) -> Self {
+        self.captures.push((name.to_owned(), Arc::clone(capture)));
+        self
+    }
+
     /// Starts the monitor, registers the cleanup handlers and, when an
     /// address is set, the HTTP endpoint. Call it inside a tokio runtime.
     ///
@@ -428,11 +486,15 @@ impl StewardBuilder {
             ws: Mutex::new(Vec::new()),
             #[cfg(feature = "audio")]
             playbacks: Mutex::new(Vec::new()),
+            #[cfg(feature = "audio")]
+            captures: Mutex::new(Vec::new()),
             counters: Counters::default(),
             #[cfg(feature = "tracker")]
             last_stale: Mutex::new(Vec::new()),
             #[cfg(feature = "store")]
             log_after_compaction: AtomicU64::new(0),
+            #[cfg(any(feature = "ws", feature = "audio"))]
+            shed_registered: std::sync::atomic::AtomicBool::new(false),
             // Only the trim measures RSS; no files opened without it.
             rss: Mutex::new(
                 self.config
@@ -449,10 +511,24 @@ impl StewardBuilder {
         for (name, playback) in &self.playbacks {
             parts.add_playback(name, playback);
         }
+        #[cfg(feature = "audio")]
+        for (name, capture) in &self.captures {
+            parts.add_capture(name, capture);
+        }
+        #[cfg(any(feature = "ws", feature = "audio"))]
+        let buffers: usize = 0;
+        #[cfg(feature = "ws")]
+        let buffers = buffers + self.ws.len();
+        #[cfg(feature = "audio")]
+        let buffers = buffers + self.playbacks.len() + self.captures.len();
         // The builder's strong handles go now: the wiring holds streams weakly.
         #[cfg(feature = "audio")]
-        drop(self.playbacks);
+        drop((self.playbacks, self.captures));
         register_handlers(&monitor, &parts)?;
+        #[cfg(any(feature = "ws", feature = "audio"))]
+        if buffers > 0 {
+            register_shed(&monitor, &parts)?;
+        }
         #[cfg(feature = "http")]
         let listener = match self.config.http_addr {
             Some(addr) => Some(crate::http::bind(addr)?),
@@ -491,6 +567,8 @@ const POOLS_SHRINK: &str = "steward.pools.shrink_to_min_idle";
 const STORE_COMPACT: &str = "steward.store.compact";
 #[cfg(feature = "tracker")]
 const TRACKER_STALE: &str = "steward.tracker.stale";
+#[cfg(any(feature = "ws", feature = "audio"))]
+const BUFFERS_SHED: &str = "steward.buffers.shed";
 const ROUND_COUNT: &str = "steward.rounds";
 const MALLOC_TRIM: &str = "steward.malloc_trim";
 
@@ -610,6 +688,61 @@ fn as_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
+/// Registers the shed handler once (with the first session or stream).
+#[cfg(any(feature = "ws", feature = "audio"))]
+fn register_shed(monitor: &Monitor, parts: &Arc<Parts>) -> Result<(), Error> {
+    if parts.shed_registered.swap(true, Relaxed) {
+        return Ok(());
+    }
+    on(monitor, parts, Level::Critical, 20, BUFFERS_SHED, |p, _| {
+        shed_buffers(p)
+    })
+}
+
+/// Drops queued WebSocket messages and audio beyond each part's floor;
+/// returns the bytes dropped (payload bytes, PCM16 bytes) as freed.
+#[cfg(any(feature = "ws", feature = "audio"))]
+async fn shed_buffers(p: Arc<Parts>) -> Result<u64, BoxError> {
+    let mut freed = 0u64;
+    #[cfg(feature = "ws")]
+    {
+        let (mut messages, mut bytes) = (0u64, 0u64);
+        for session in p.ws() {
+            let shed = session.shed().await;
+            messages = messages.saturating_add(shed.messages());
+            bytes = bytes.saturating_add(shed.bytes());
+            // Counted as it goes: a timeout midway keeps what was done.
+            p.counters
+                .ws_shed_messages
+                .fetch_add(shed.messages(), Relaxed);
+            p.counters.ws_shed_bytes.fetch_add(shed.bytes(), Relaxed);
+        }
+        freed = freed.saturating_add(bytes);
+        if messages > 0 {
+            tracing::warn!(
+                messages,
+                bytes,
+                "critical pressure: WebSocket queues shed to their floor"
+            );
+        }
+    }
+    #[cfg(feature = "audio")]
+    {
+        let frames: usize = p.playbacks().iter().map(|s| s.shed()).sum::<usize>()
+            + p.captures().iter().map(|s| s.shed()).sum::<usize>();
+        let frames = u64::try_from(frames).unwrap_or(u64::MAX);
+        p.counters.audio_shed_frames.fetch_add(frames, Relaxed);
+        freed = freed.saturating_add(frames.saturating_mul(2));
+        if frames > 0 {
+            tracing::warn!(
+                frames,
+                "critical pressure: audio queues shed to their floor"
+            );
+        }
+    }
+    Ok(freed)
+}
+
 /// Folds the store's log into its snapshot, when something was written
 /// since the last time. Disk work happens on the store's writer thread.
 #[cfg(feature = "store")]
@@ -650,6 +783,10 @@ fn report_stale(p: &Parts) {
     }
     #[cfg(feature = "audio")]
     for stream in p.playbacks() {
+        let _ = stream.health();
+    }
+    #[cfg(feature = "audio")]
+    for stream in p.captures() {
         let _ = stream.health();
     }
     let mut stale = tracker.stale(p.config.stale_after);
@@ -739,6 +876,24 @@ impl Steward {
     #[cfg(feature = "audio")]
     pub fn add_playback(&self, name: &str, playback: &Arc<steward_audio::Playback>) {
         self.inner.parts.add_playback(name, playback);
+        self.ensure_shed();
+    }
+
+    /// Puts a capture stream under the wiring (see
+    /// [`StewardBuilder::capture`]).
+    #[cfg(feature = "audio")]
+    pub fn add_capture(&self, name: &str, capture: &Arc<steward_audio::Capture>) {
+        self.inner.parts.add_capture(name, capture);
+        self.ensure_shed();
+    }
+
+    /// The shed handler, from the first session or stream on. A refusal
+    /// (the monitor has stopped) is logged: there is nothing to shed for.
+    #[cfg(any(feature = "ws", feature = "audio"))]
+    fn ensure_shed(&self) {
+        if let Err(error) = register_shed(&self.inner.monitor, &self.inner.parts) {
+            tracing::warn!(%error, "the buffer shed handler could not be registered");
+        }
     }
 
     /// Puts a WebSocket session under the wiring (see
@@ -746,6 +901,7 @@ impl Steward {
     #[cfg(feature = "ws")]
     pub fn add_ws_session(&self, name: &str, session: &steward_ws::Session) {
         self.inner.parts.add_ws(name, session);
+        self.ensure_shed();
     }
 
     /// Wraps a pool manager so that every object it makes is tracked by this
@@ -801,6 +957,8 @@ impl Steward {
         let ws = p.ws().iter().map(|s| s.health()).collect();
         #[cfg(feature = "audio")]
         let audio = p.playbacks().iter().filter_map(|s| s.health()).collect();
+        #[cfg(feature = "audio")]
+        let capture = p.captures().iter().filter_map(|s| s.health()).collect();
         Health {
             unix_ms: unix_ms(),
             uptime_ms: u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -821,6 +979,12 @@ impl Steward {
                 stale: p.last_stale.lock().clone(),
                 malloc_trims: c.malloc_trims.load(Relaxed),
                 malloc_trim_freed_bytes: c.malloc_trim_freed_bytes.load(Relaxed),
+                #[cfg(feature = "ws")]
+                ws_shed_messages: c.ws_shed_messages.load(Relaxed),
+                #[cfg(feature = "ws")]
+                ws_shed_bytes: c.ws_shed_bytes.load(Relaxed),
+                #[cfg(feature = "audio")]
+                audio_shed_frames: c.audio_shed_frames.load(Relaxed),
             },
             #[cfg(feature = "pool")]
             pools: p.pools().iter().map(|pool| pool.metrics()).collect(),
@@ -832,6 +996,8 @@ impl Steward {
             ws,
             #[cfg(feature = "audio")]
             audio,
+            #[cfg(feature = "audio")]
+            capture,
         }
     }
 

@@ -41,6 +41,16 @@ impl WsPart {
         self.session.is_closed()
     }
 
+    /// Drops queued audio beyond the session's floor (its
+    /// `ClientConfig::shed_floor`), both ways; the tracker entry shrinks with it.
+    pub(crate) async fn shed(&self) -> steward_ws::Shed {
+        let shed = self.session.shed_queued().await;
+        let stats = self.session.stats();
+        let traffic = stats.messages_sent.saturating_add(stats.messages_received);
+        self.entry.refresh(queued_bytes(&stats), traffic);
+        shed
+    }
+
     /// The session's stats; refreshes its tracker entry on the way (size =
     /// bytes queued either way, touched when messages moved).
     pub(crate) fn health(&self) -> WsHealth {

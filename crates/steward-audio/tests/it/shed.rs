@@ -25,15 +25,21 @@ fn playback_shed_keeps_the_newest_floor_and_plays_on() {
         .unwrap();
     let audio = tone(440.0, 0.3, 24_000, 4.0);
     assert_eq!(pb.try_write(&audio).unwrap(), audio.len());
-    // The floor is above what the ring and the stream thread hold: all of
-    // it comes off the queue, at once.
+    // The newest second stays, all of it in the queue: the queue's older
+    // part goes at once, and what already left the queue (the stream
+    // thread's staging and the device ring, up to 200 ms each) goes on the
+    // stream thread's and the callback's next run.
     let dropped = pb.shed_queued_to(Duration::from_secs(1));
     let stats = pb.stats();
     println!("dropped {dropped}: {stats:?}");
     assert!(dropped > 0);
-    assert_eq!(stats.shed_frames, dropped as u64);
-    // At most the floor is left, plus what a callback may have in hand.
-    assert!(stats.queued_frames <= RATE + RATE / 10, "{stats:?}");
+    assert!(stats.shed_frames <= dropped as u64);
+    assert!(
+        stats.shed_frames + 2 * RATE / 5 >= dropped as u64,
+        "{stats:?}"
+    );
+    // At most the floor is left, plus what waits for the callback's skip.
+    assert!(stats.queued_frames <= RATE + 2 * RATE / 5, "{stats:?}");
     let underruns = stats.underruns;
     // Playback goes on with the newest second and ends normally.
     assert!(pb.drain_blocking(HANG_GUARD).unwrap());

@@ -101,10 +101,13 @@ async fn outbound_shed_against_a_server_that_stops_reading() {
                     seq += 1;
                 }
                 Err(Error::Full { .. }) => {
-                    if session.stats().outbound_queued_messages == 64 {
+                    // Full, and staying full: the socket took all it will take.
+                    let written = session.stats().messages_sent;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let now = session.stats();
+                    if now.outbound_queued_messages == 64 && now.messages_sent == written {
                         break;
                     }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Err(e) => panic!("send: {e}"),
             }

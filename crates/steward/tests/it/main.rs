@@ -22,6 +22,15 @@ mod http;
     feature = "monitor",
     feature = "pool",
     feature = "tracker",
+    feature = "store",
+    feature = "ws",
+    feature = "audio"
+))]
+mod shed;
+#[cfg(all(
+    feature = "monitor",
+    feature = "pool",
+    feature = "tracker",
     feature = "store"
 ))]
 mod wiring;
