@@ -210,12 +210,12 @@ async fn a_taken_address_fails_build() {
     assert!(err.to_string().contains(&addr.to_string()));
 }
 
-type Series = BTreeMap<(String, BTreeMap<String, String>), f64>;
+pub(crate) type Series = BTreeMap<(String, BTreeMap<String, String>), f64>;
 
 /// A strict check of the Prometheus text format 0.0.4: HELP and TYPE once
 /// per family and before its samples, valid names, escaped label values,
 /// numeric values, no duplicate series, a family's samples together.
-fn check_exposition(text: &str) -> Series {
+pub(crate) fn check_exposition(text: &str) -> Series {
     assert!(text.ends_with('\n'), "ends with a line feed");
     let mut typed = BTreeMap::<String, String>::new();
     let mut helped = BTreeSet::<String>::new();

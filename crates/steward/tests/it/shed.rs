@@ -178,6 +178,9 @@ async fn critical_pressure_sheds_ws_and_audio_queues_to_their_floor() {
     ] {
         assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
     }
+    // Valid exposition text with every part in it.
+    #[cfg(feature = "http")]
+    crate::http::check_exposition(&metrics);
 
     // The session lives on: the peer reads again and gets the rest.
     resume.send(()).unwrap();
