@@ -688,6 +688,10 @@ fn as_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
+/// How long the shed handler waits for one WebSocket session's I/O task.
+#[cfg(feature = "ws")]
+const WS_SHED_WAIT: Duration = Duration::from_secs(1);
+
 /// Registers the shed handler once (with the first session or stream).
 #[cfg(any(feature = "ws", feature = "audio"))]
 fn register_shed(monitor: &Monitor, parts: &Arc<Parts>) -> Result<(), Error> {
@@ -708,7 +712,11 @@ async fn shed_buffers(p: Arc<Parts>) -> Result<u64, BoxError> {
     {
         let (mut messages, mut bytes) = (0u64, 0u64);
         for session in p.ws() {
-            let shed = session.shed().await;
+            // A session busy closing answers late: skip it, shed the others.
+            let Ok(shed) = tokio::time::timeout(WS_SHED_WAIT, session.shed()).await else {
+                tracing::debug!("a WebSocket session did not answer the shed in time");
+                continue;
+            };
             messages = messages.saturating_add(shed.messages());
             bytes = bytes.saturating_add(shed.bytes());
             // Counted as it goes: a timeout midway keeps what was done.

@@ -261,3 +261,62 @@ async fn shed_on_a_closed_session_is_a_no_op() {
     let shed = within("shed", session.shed_queued()).await;
     assert_eq!(shed.messages(), 0);
 }
+
+/// While the link is down and the session waits to reconnect, a shed
+/// drops queued audio; the next link gets what stayed, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shed_while_reconnecting_then_the_new_link_gets_the_rest() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<u64>();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let url = rust_server(move |mut ws: ServerWs| {
+        let seen_tx = seen_tx.clone();
+        let n = connections.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                // The first link dies at once.
+                let _ = ws.close(None).await;
+                return;
+            }
+            while let Some(Ok(m)) = ws.next().await {
+                if let Some(message) = from_wire(m) {
+                    let _ = seen_tx.send(seq_of(&message));
+                }
+            }
+        }
+    })
+    .await;
+    let session = builder(&url)
+        .reconnect(steward_ws::ReconnectConfig {
+            // Long enough to queue and shed while waiting; the wait is not
+            // a timing assertion, the shed is answered during it.
+            initial_delay: Duration::from_secs(2),
+            jitter: 0.0,
+            ..steward_ws::ReconnectConfig::default()
+        })
+        .connected()
+        .await;
+    let events = session.events();
+    loop {
+        if let steward_ws::Event::Reconnecting { .. } = next_event(&events).await {
+            break;
+        }
+    }
+    for seq in 1..=20 {
+        session.try_send(numbered(seq, 100)).expect("room");
+    }
+    let shed = within("shed", session.shed_queued_to(&ShedFloor::new(4, 1 << 20))).await;
+    // 20 messages, 2 protected (10, 20): 18 audio, the newest 4 stay.
+    assert_eq!(shed.outbound_messages, 14);
+    assert_eq!(session.stats().outbound_queued_messages, 6);
+    let mut got = Vec::new();
+    while got.len() < 6 {
+        got.push(
+            within("the new link", seen_rx.recv())
+                .await
+                .expect("server"),
+        );
+    }
+    assert_eq!(got, vec![10, 16, 17, 18, 19, 20]);
+    session.shutdown(ShutdownMode::Drain).await;
+}
