@@ -746,6 +746,8 @@ struct Link {
     events: Events,
     /// Audio appended since the last commit, on this connection.
     appended: u64,
+    /// Responses asked for (commits, `response.create`) and not done yet.
+    awaiting: u64,
 }
 
 /// The session task's state.
@@ -833,7 +835,11 @@ impl Run {
                         Ok(Chunk::End) => {
                             self.commit();
                             if deadline.is_none() {
+                                // Nothing more to say: wait for the answers, then end.
                                 finish_by = Some(tokio::time::Instant::now() + FINISH_GRACE);
+                                if let Some(source) = self.source.take() {
+                                    off_runtime(move || source.close()).await;
+                                }
                             }
                         }
                         Err(e) => {
@@ -855,13 +861,7 @@ impl Run {
     /// either): the end of a WAV-driven run.
     fn responses_settled(&self) -> bool {
         let Some(link) = &self.link else { return true };
-        link.appended == 0
-            && self.report.responses >= self.report.turns
-            && self.pending_tools() == 0
-    }
-
-    fn pending_tools(&self) -> usize {
-        self.stash.len()
+        link.awaiting == 0 && self.stash.is_empty()
     }
 
     // -- the link ---------------------------------------------------------
@@ -882,6 +882,7 @@ impl Run {
             session,
             events,
             appended: 0,
+            awaiting: 0,
         });
         Ok(())
     }
@@ -925,6 +926,7 @@ impl Run {
                 if let Some(link) = &mut self.link {
                     // A new connection is a new conversation at the service.
                     link.appended = 0;
+                    link.awaiting = 0;
                 }
                 self.stash.clear();
             }
@@ -1026,7 +1028,10 @@ impl Run {
         }
         let commit = json!({"type": "input_audio_buffer.commit"}).to_string();
         match link.session.try_send(Message::text(commit)) {
-            Ok(()) => link.appended = 0,
+            Ok(()) => {
+                link.appended = 0;
+                link.awaiting += 1;
+            }
             Err(e) => tracing::debug!(error = %e, "commit not sent"),
         }
     }
@@ -1059,13 +1064,20 @@ impl Run {
             },
             ServerEvent::ResponseDone(done) => {
                 self.report.responses += 1;
+                if let Some(link) = &mut self.link {
+                    link.awaiting = link.awaiting.saturating_sub(1);
+                }
                 self.stashed_calls(&done.response).await;
             }
             ServerEvent::Error(e) => {
                 self.report.server_errors += 1;
                 // An empty commit right after a reconnect is expected.
                 tracing::debug!(code = ?e.error.code, message = %e.error.message, "service error event");
-                if e.error.code.as_deref() != Some("input_audio_buffer_commit_empty") {
+                if e.error.code.as_deref() == Some("input_audio_buffer_commit_empty") {
+                    if let Some(link) = &mut self.link {
+                        link.awaiting = link.awaiting.saturating_sub(1);
+                    }
+                } else {
                     self.error(format!("service: {}", e.error.message));
                 }
             }
@@ -1144,17 +1156,21 @@ impl Run {
 
     async fn call_tool(&mut self, call_id: &str, name: &str, arguments: &str) {
         let output = tools::run(&self.store, name, arguments, &mut self.report.tool_calls).await;
-        let Some(link) = &self.link else { return };
+        let Some(link) = &mut self.link else { return };
         let answer = [
             ClientEvent::function_call_output(call_id, output),
             ClientEvent::response_create(),
         ];
+        let mut failed = None;
         for event in answer {
-            let sent = event.to_message().and_then(|m| link.session.try_send(m));
-            if let Err(e) = sent {
-                self.error(format!("tool answer not sent: {e}"));
-                return;
+            if let Err(e) = event.to_message().and_then(|m| link.session.try_send(m)) {
+                failed = Some(e);
+                break;
             }
+        }
+        match failed {
+            None => link.awaiting += 1,
+            Some(e) => self.error(format!("tool answer not sent: {e}")),
         }
     }
 
@@ -1181,7 +1197,7 @@ impl Run {
         let row = soak::Row {
             seconds,
             rss_bytes: rss,
-            level: health.level.to_string(),
+            level: health.level,
             session: self.session_index,
         };
         if let Some(csv) = &mut self.csv

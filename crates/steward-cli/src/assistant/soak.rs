@@ -31,7 +31,7 @@ const FONT_CANDIDATES: &[&str] = &[
 pub(crate) struct Row {
     pub(crate) seconds: f64,
     pub(crate) rss_bytes: u64,
-    pub(crate) level: String,
+    pub(crate) level: steward::monitor::Level,
     pub(crate) session: u32,
 }
 
@@ -146,7 +146,7 @@ pub(crate) fn plot(path: &Path, rows: &[Row], title: &str) -> Result<(), Error> 
         chart
             .draw_series(LineSeries::new(
                 [(t, 0.0), (t, y_max)],
-                RGBColor(200, 200, 200),
+                RGBColor(255, 170, 60),
             ))
             .map_err(|e| fail(format!("cannot draw: {e}")))?;
     }
@@ -176,7 +176,7 @@ mod tests {
             .map(|i| Row {
                 seconds: f64::from(i),
                 rss_bytes: 20_000_000 + u64::from(i % 10) * 100_000,
-                level: "none".into(),
+                level: steward::monitor::Level::None,
                 session: i / 40,
             })
             .collect();

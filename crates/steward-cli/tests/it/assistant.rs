@@ -96,6 +96,42 @@ fn the_assistant_command_runs_a_wav_session_and_remembers() {
 }
 
 #[test]
+fn without_a_duration_a_wav_session_ends_after_the_last_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("hello.wav");
+    write_wav(&wav);
+    let report = dir.path().join("report.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .arg("assistant")
+        .arg("--input")
+        .arg(&wav)
+        .args(["--turn", "400ms", "--quiet", "--no-playback"])
+        .arg("--memory")
+        .arg(dir.path().join("memory.json"))
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("run steward assistant");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).expect("report"))
+        .expect("report JSON");
+    // One second of audio: 400 ms turns, the rest committed at the end, and
+    // every turn answered before it ended.
+    let turns = report["turns"].as_u64().expect("turns");
+    assert!(turns >= 2, "{report}");
+    assert!(
+        report["responses"].as_u64().expect("responses") >= turns,
+        "{report}"
+    );
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+}
+
+#[test]
 fn a_bad_wav_is_a_one_line_error_and_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wav = dir.path().join("broken.wav");
