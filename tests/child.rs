@@ -82,17 +82,18 @@ impl ChildTest {
         self.child.id()
     }
 
-    /// Waits up to `timeout` for a stdout line starting with `prefix` and
-    /// returns the rest of it; `Err` with everything the child printed when
-    /// it exits or the time runs out first.
+    /// Waits up to `timeout` for a stdout line containing `prefix` and
+    /// returns the rest of the line after it (libtest may have printed
+    /// `test name ... ` before it on the same line); `Err` with everything
+    /// the child printed when it exits or the time runs out first.
     pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        let rest = rest.trim().to_owned();
+                    if let Some(at) = line.find(prefix) {
+                        let rest = line[at + prefix.len()..].trim().to_owned();
                         self.seen.push(line);
                         return Ok(rest);
                     }
@@ -172,7 +173,8 @@ mod tests {
             return;
         }
         println!("noise before the marker");
-        println!("READY {}", std::process::id());
+        // Mid-line, as after libtest's `test name ... `.
+        println!("test x ... READY {}", std::process::id());
         loop {
             std::thread::sleep(Duration::from_secs(1));
         }

@@ -18,21 +18,52 @@ pub fn fds() -> Option<usize> {
     count_entries("/proc/self/fd")
 }
 
-/// Open file descriptors with what they point to (for failure messages).
+/// Open file descriptors with what they point to (for failure messages);
+/// sockets with their `/proc/net` line (protocol, addresses, state).
 pub fn fd_targets() -> Vec<String> {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return Vec::new();
     };
+    let sockets = socket_lines();
     let mut out: Vec<String> = dir
         .flatten()
         .map(|e| {
             let target = std::fs::read_link(e.path())
                 .map(|t| t.display().to_string())
                 .unwrap_or_else(|_| "?".into());
-            format!("{} -> {target}", e.file_name().to_string_lossy())
+            let detail = target
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+                .and_then(|inode| sockets.iter().find(|(i, _)| i == inode))
+                .map(|(_, line)| format!(" ({line})"))
+                .unwrap_or_default();
+            format!("{} -> {target}{detail}", e.file_name().to_string_lossy())
         })
         .collect();
     out.sort();
+    out
+}
+
+/// `(inode, "proto: line")` of every socket in `/proc/self/net`.
+fn socket_lines() -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (proto, inode_col) in [
+        ("tcp", 9),
+        ("tcp6", 9),
+        ("udp", 9),
+        ("udp6", 9),
+        ("unix", 6),
+    ] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/self/net/{proto}")) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if let Some(inode) = cols.get(inode_col) {
+                out.push(((*inode).to_owned(), format!("{proto}: {}", cols.join(" "))));
+            }
+        }
+    }
     out
 }
 
