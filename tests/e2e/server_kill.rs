@@ -60,6 +60,19 @@ fn spawn_standin(port: u16) -> (ChildTest, String) {
     (server, url)
 }
 
+/// Audio kept while the link is down, ms (and in 24 kHz frames).
+const BACKLOG_MS: u32 = 200;
+const BACKLOG_FRAMES: u64 = 24 * BACKLOG_MS as u64;
+
+/// Frames the assistant has read from its microphone (the null source).
+fn captured_frames(assistant: &Assistant) -> u64 {
+    assistant
+        .health()
+        .capture
+        .first()
+        .map_or(0, |c| c.stats.frames_out)
+}
+
 fn remembered(memory: &std::path::Path) -> BTreeSet<String> {
     steward::store::load(memory)
         .map(|m| m.keys().cloned().collect())
@@ -77,17 +90,28 @@ fn server_killed_mid_session_reconnects_accounts_audio_and_keeps_memory() {
     runtime().block_on(async {
         let mut c = config(dir.path(), Input::Device, Some(Duration::from_secs(120)));
         c.url = Some(url.clone());
+        // Audio kept while the link is down: 200 ms, so an outage of a
+        // second must drop some (counted).
+        c.backlog_ms = BACKLOG_MS;
         let assistant = Assistant::start(c).await.unwrap();
 
-        eventually("a remembered key before the kill", || {
-            !remembered(&memory).is_empty()
+        eventually("a tool call before the kill", || {
+            assistant.status().tool_calls > 0 && !remembered(&memory).is_empty()
         })
         .await;
         let before = remembered(&memory);
 
         let status = server.kill().unwrap();
         assert!(!status.success(), "killed: {status}");
-        let calls_at_kill = assistant.status().tool_calls;
+        let at_kill = assistant.status();
+        // The outage lasts until the assistant saw the link go and has
+        // read five backlogs' worth of microphone audio since.
+        eventually("the link to go down", || !assistant.status().ws_connected).await;
+        let read_at_loss = captured_frames(&assistant);
+        eventually("microphone audio read during the outage", || {
+            captured_frames(&assistant) >= read_at_loss + 5 * BACKLOG_FRAMES
+        })
+        .await;
         let (restarted, url_again) = tokio::task::block_in_place(|| spawn_standin(port));
         server = restarted;
         assert_eq!(url_again, url, "the same port");
@@ -95,8 +119,9 @@ fn server_killed_mid_session_reconnects_accounts_audio_and_keeps_memory() {
         // The session goes on: turns after the restart are answered with
         // tool calls (two, so that one already on its way at the kill
         // cannot pass for it).
-        eventually("tool calls after the restart", || {
-            assistant.status().tool_calls >= calls_at_kill + 2
+        eventually("turns and tool calls after the restart", || {
+            let now = assistant.status();
+            now.turns >= at_kill.turns + 2 && now.tool_calls >= at_kill.tool_calls + 2
         })
         .await;
         assistant.stop();
@@ -107,6 +132,10 @@ fn server_killed_mid_session_reconnects_accounts_audio_and_keeps_memory() {
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
 
         assert!(report.reconnects >= 1, "reconnected: {}", report.reconnects);
+        assert!(
+            report.audio_bytes_dropped > 0,
+            "audio beyond the backlog dropped"
+        );
         assert!(
             report.audio_balances(),
             "every captured byte was sent, dropped or is still pending: {} != {} + {} + {}",
