@@ -3,6 +3,7 @@
 //! generated silence (paced the same way).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -45,7 +46,8 @@ pub(crate) enum Chunk {
 
 /// The running source.
 pub(crate) enum Source {
-    Device(Box<Capture>),
+    /// Shared with the steward, which sheds its queue at `Critical`.
+    Device(Arc<Capture>),
     Paced(Paced),
 }
 
@@ -76,7 +78,7 @@ impl Source {
                     source,
                 })?;
                 tracing::info!(device = capture.device(), "capturing from the input device");
-                Ok(Source::Device(Box::new(capture)))
+                Ok(Source::Device(Arc::new(capture)))
             }
             Input::Wav(path) => {
                 let wav = read_wav(path)?;
@@ -94,7 +96,7 @@ impl Source {
             Source::Device(capture) => {
                 let device = capture.device().to_string();
                 capture
-                    .next_chunk()
+                    .recv_chunk()
                     .await
                     .map(Chunk::Audio)
                     .map_err(|source| Error::Audio {
@@ -106,6 +108,14 @@ impl Source {
                 paced.ticks.tick().await;
                 Ok(paced.take())
             }
+        }
+    }
+
+    /// The capture stream, for the steward's wiring.
+    pub(crate) fn capture(&self) -> Option<&Arc<Capture>> {
+        match self {
+            Source::Device(capture) => Some(capture),
+            Source::Paced(_) => None,
         }
     }
 

@@ -325,6 +325,9 @@ pub struct Report {
     pub audio_bytes_dropped: u64,
     /// Input audio still waiting to be sent when the run ended.
     pub audio_bytes_pending: u64,
+    /// Of the dropped audio: what the session shed from its queue under
+    /// memory pressure.
+    pub audio_bytes_shed: u64,
     /// Output audio received, in bytes of PCM16.
     pub audio_bytes_received: u64,
     /// Output audio handed to the playback stream.
@@ -399,10 +402,11 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  audio up: captured {} = sent {} + dropped {} + pending {} bytes",
+            "  audio up: captured {} = sent {} + dropped {} (shed {}) + pending {} bytes",
             self.audio_bytes_captured,
             self.audio_bytes_sent,
             self.audio_bytes_dropped,
+            self.audio_bytes_shed,
             self.audio_bytes_pending
         )?;
         writeln!(
@@ -539,6 +543,9 @@ impl Assistant {
             .tracker(Tracker::new());
         if let Some(p) = &playback {
             builder = builder.playback("speaker", p);
+        }
+        if let Some(c) = source.capture() {
+            builder = builder.capture("microphone", c);
         }
         let steward = builder.build().map_err(Error::Steward)?;
 
@@ -748,6 +755,9 @@ struct Link {
     appended: u64,
     /// Responses asked for (commits, `response.create`) and not done yet.
     awaiting: u64,
+    /// Appended audio the session shed under memory pressure, already
+    /// moved from sent to dropped.
+    shed_accounted: u64,
 }
 
 /// The session task's state.
@@ -883,6 +893,7 @@ impl Run {
             events,
             appended: 0,
             awaiting: 0,
+            shed_accounted: 0,
         });
         Ok(())
     }
@@ -890,6 +901,7 @@ impl Run {
     /// Closes the link: queued messages are written (bounded by the drain
     /// timeout); any handed back are accounted for.
     async fn close_link(&mut self) {
+        self.account_shed();
         let Some(link) = self.link.take() else { return };
         let unsent = link.session.shutdown(ShutdownMode::Drain).await;
         self.undelivered(&unsent);
@@ -955,6 +967,26 @@ impl Run {
             }
             _ => {}
         }
+    }
+
+    /// Moves appended audio the session shed at `Critical` (never written)
+    /// from sent to dropped. Appends are the only outbound audio, and each
+    /// is `{"type":"input_audio_buffer.append","audio":"…"}` around whole
+    /// base64 quanta (chunks are multiples of 3 bytes), so the PCM bytes
+    /// follow from the shed message and byte counts.
+    fn account_shed(&mut self) {
+        let Some(link) = &mut self.link else { return };
+        let stats = link.session.stats();
+        let overhead = stats.shed_outbound_messages * append_overhead();
+        let pcm = stats.shed_outbound_bytes.saturating_sub(overhead) / 4 * 3;
+        let new = pcm.saturating_sub(link.shed_accounted);
+        if new == 0 {
+            return;
+        }
+        link.shed_accounted = pcm;
+        self.report.audio_bytes_sent = self.report.audio_bytes_sent.saturating_sub(new);
+        self.report.audio_bytes_dropped += new;
+        self.report.audio_bytes_shed += new;
     }
 
     /// Accounts appended audio handed back by the session as dropped.
@@ -1186,6 +1218,7 @@ impl Run {
         if self.connected() && !self.backlog.is_empty() {
             self.flush_backlog();
         }
+        self.account_shed();
         let health = self.steward.health();
         let rss = procfs::rss_bytes()
             .or_else(|| health.sample.as_ref().map(|s| s.rss_bytes))
@@ -1377,6 +1410,12 @@ async fn next_message(session: Option<steward::ws::Session>) -> Option<Message> 
         Some(session) => session.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Bytes of an `input_audio_buffer.append` message around its audio.
+fn append_overhead() -> u64 {
+    let empty = ClientEvent::InputAudioBufferAppend(InputAudioBufferAppend::default());
+    empty.to_json().map_or(0, |j| j.len() as u64)
 }
 
 /// Audio bytes (PCM16) carried by an `input_audio_buffer.append` message.
