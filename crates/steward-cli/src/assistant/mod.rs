@@ -1450,3 +1450,100 @@ fn finish_status_line() {
         let _ = writeln!(out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shed_appends_convert_back_to_their_pcm_bytes() {
+        // What account_shed assumes: message bytes minus the fixed overhead
+        // are whole base64 quanta of the chunk.
+        for ms in [5_u64, 20, 40, 100] {
+            let pcm = vec![7_u8; (ms * BYTES_PER_MS) as usize];
+            let event = ClientEvent::InputAudioBufferAppend(InputAudioBufferAppend {
+                audio: realtime::encode_audio(&pcm),
+                ..InputAudioBufferAppend::default()
+            });
+            let len = event.to_json().expect("json").len() as u64;
+            let messages = 3;
+            let back = (messages * len - messages * append_overhead()) / 4 * 3;
+            assert_eq!(back, messages * pcm.len() as u64, "{ms} ms");
+            let message = event.to_message().expect("message");
+            assert_eq!(append_audio_bytes(&message), Some(pcm.len() as u64));
+        }
+    }
+
+    #[test]
+    fn the_api_key_is_neither_serialised_nor_shown() {
+        let config = AssistantConfig {
+            api_key: Some("sk-very-secret".into()),
+            url: Some("wss://service.example/v1/realtime?model=x&key=also-secret".into()),
+            ..AssistantConfig::default()
+        };
+        let json = serde_json::to_string(&config).expect("json");
+        assert!(!json.contains("sk-very-secret"));
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("sk-very-secret") && !shown.contains("also-secret"),
+            "{shown}"
+        );
+        let back: AssistantConfig = serde_json::from_str(&json).expect("back");
+        assert_eq!(back.api_key, None);
+        assert_eq!(back.turn_ms, config.turn_ms);
+    }
+
+    #[test]
+    fn the_status_line_names_every_part() {
+        let status = Status {
+            elapsed_ms: 12_000,
+            rss_bytes: 20 * 1024 * 1024,
+            pool_size: 1,
+            pool_in_use: 1,
+            ws_connected: true,
+            ws_rtt_us: Some(1500),
+            session: 2,
+            turns: 7,
+            tool_calls: 3,
+            ..Status::default()
+        };
+        let line = status.to_string();
+        for part in [
+            "level none",
+            "rss 20.0 MiB",
+            "pool 1/1",
+            "ws up #2 rtt 1.5 ms",
+            "turns 7",
+            "tools 3",
+        ] {
+            assert!(line.contains(part), "{part:?} in {line}");
+        }
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_by_name() {
+        let config = AssistantConfig {
+            sessions: 0,
+            ..AssistantConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .expect_err("sessions")
+                .to_string()
+                .contains("sessions")
+        );
+        let config = AssistantConfig {
+            turn_ms: 10,
+            ..AssistantConfig::default()
+        };
+        assert!(
+            config
+                .validate()
+                .expect_err("turn")
+                .to_string()
+                .contains("turn_ms")
+        );
+    }
+}
