@@ -85,6 +85,10 @@ struct AssistantArgs {
     /// Stand-in only: every Nth audio turn asks to remember something (0: never).
     #[arg(long, value_name = "N", default_value_t = 3)]
     remember_every: u32,
+    /// Stand-in only: drop the connection after every Nth audio turn (0:
+    /// never), so the run reconnects.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    drop_every: u32,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +102,9 @@ struct StandinArgs {
     /// Every Nth audio turn asks to remember something (0: never).
     #[arg(long, value_name = "N", default_value_t = 3)]
     remember_every: u32,
+    /// Drop each connection after every Nth audio turn (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    drop_every: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +256,7 @@ async fn assistant(args: AssistantArgs) -> Result<Outcome> {
     config.playback = !args.no_playback;
     config.status_line = !args.quiet;
     config.standin.remember_every = args.remember_every;
+    config.standin.drop_every = args.drop_every;
 
     let assistant = Assistant::start(config).await?;
     if let Some(url) = assistant.standin_url() {
@@ -279,6 +287,7 @@ async fn standin(args: StandinArgs) -> Result<Outcome> {
     config.addr = args.addr;
     config.reply_audio_ms = args.reply_ms;
     config.remember_every = args.remember_every;
+    config.drop_every = args.drop_every;
     let standin = Standin::start(config).await?;
     println!(
         "stand-in realtime server (a local stand-in, not the model service) on {}",

@@ -34,6 +34,11 @@
 //! close the connection with code 1009 (counted as refused), at most
 //! [`StandinConfig::max_connections`] at once.
 //!
+//! For reconnect tests and soak runs it can drop its connections without a
+//! close frame, as a crashed service would: on demand
+//! ([`Standin::drop_connections`]) or after every
+//! [`StandinConfig::drop_every`] audio turns.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), steward_cli::Error> {
@@ -111,6 +116,10 @@ pub struct StandinConfig {
     pub max_buffer_bytes: usize,
     /// Connections served at once; more are refused. Default 64.
     pub max_connections: usize,
+    /// Drop the connection abruptly (no close frame, as a crashed service
+    /// would) right after answering every this many audio turns, so that
+    /// soak runs exercise reconnects. `0` (the default) never drops.
+    pub drop_every: u32,
 }
 
 impl Default for StandinConfig {
@@ -124,6 +133,7 @@ impl Default for StandinConfig {
             max_frame_bytes: 1 << 20,
             max_buffer_bytes: 16 << 20,
             max_connections: 64,
+            drop_every: 0,
         }
     }
 }
@@ -191,6 +201,8 @@ pub struct StandinStats {
     pub refused_frames: u64,
     /// `error` events sent (bad JSON, unknown events, empty commits, …).
     pub errors_sent: u64,
+    /// Connections dropped on purpose (`drop_every`, `drop_connections`).
+    pub dropped_connections: u64,
 }
 
 #[derive(Default)]
@@ -209,6 +221,7 @@ struct Counters {
     function_outputs: AtomicU64,
     refused_frames: AtomicU64,
     errors_sent: AtomicU64,
+    dropped_connections: AtomicU64,
 }
 
 impl Counters {
@@ -228,6 +241,7 @@ impl Counters {
             function_outputs: self.function_outputs.load(Relaxed),
             refused_frames: self.refused_frames.load(Relaxed),
             errors_sent: self.errors_sent.load(Relaxed),
+            dropped_connections: self.dropped_connections.load(Relaxed),
         }
     }
 }
@@ -431,6 +445,7 @@ async fn serve(
             }
             _ = kill.changed() => {
                 // Abrupt: no close frame, the socket just goes away.
+                counters.dropped_connections.fetch_add(1, Relaxed);
                 break;
             }
             incoming = stream.next() => {
@@ -439,6 +454,11 @@ async fn serve(
                     Ok(WsMessage::Text(text)) => {
                         let out = conn.handle(text.as_str());
                         if send_all(&mut sink, out).await.is_err() {
+                            break;
+                        }
+                        if conn.drop_now {
+                            counters.dropped_connections.fetch_add(1, Relaxed);
+                            tracing::info!("stand-in drops the connection (drop_every)");
                             break;
                         }
                     }
@@ -566,6 +586,9 @@ struct Conversation {
     session: u64,
     reply_audio_ms: u32,
     remember_every: u32,
+    drop_every: u32,
+    /// Set once the connection should go away (after the answer is sent).
+    drop_now: bool,
     delta_ms: u32,
     tone_hz: f64,
     max_buffer_bytes: usize,
@@ -585,6 +608,8 @@ impl Conversation {
             session,
             reply_audio_ms: config.reply_audio_ms,
             remember_every: config.remember_every,
+            drop_every: config.drop_every,
+            drop_now: false,
             delta_ms: config.delta_ms,
             tone_hz: f64::from(config.tone_hz),
             max_buffer_bytes: config.max_buffer_bytes,
@@ -749,6 +774,9 @@ impl Conversation {
             self.audio_turns
         );
         out.extend(self.response(ms, &spoken, tool));
+        if self.drop_every > 0 && self.audio_turns.is_multiple_of(u64::from(self.drop_every)) {
+            self.drop_now = true;
+        }
         out
     }
 

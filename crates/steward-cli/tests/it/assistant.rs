@@ -251,3 +251,30 @@ async fn sessions_cycle_over_the_duration() {
     assert!(report.audio_balances(), "{report}");
     assert!(report.rss_samples.len() >= 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standin_that_drops_every_few_turns_is_reconnected_to() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = AssistantConfig::default();
+    config.input = Input::Silence;
+    config.playback = false;
+    config.memory = dir.path().join("memory.json");
+    config.turn_ms = 200;
+    config.poll_ms = 50;
+    config.standin.drop_every = 2;
+    config.standin.reply_audio_ms = 40;
+    let assistant = Assistant::start(config).await.expect("start");
+    until("two reconnects", || assistant.status().reconnects >= 2).await;
+    assistant.stop();
+    let report = tokio::time::timeout(PATIENCE, assistant.wait())
+        .await
+        .expect("ends in time")
+        .expect("report");
+    assert!(report.reconnects >= 2, "{report}");
+    assert!(report.audio_balances(), "{report}");
+    let standin = report.standin_stats.expect("stand-in stats");
+    assert!(standin.dropped_connections >= 2);
+    // One connection per reconnect, plus the first (and maybe one being
+    // made as the run stopped).
+    assert!(standin.sessions > report.reconnects, "{standin:?}");
+}

@@ -354,3 +354,32 @@ fn the_standin_command_starts_and_answers() {
     let _ = child.wait();
     assert_eq!(first["type"], "session.created");
 }
+
+#[tokio::test]
+async fn drop_every_ends_the_connection_after_the_nth_answer() {
+    let mut config = StandinConfig::default();
+    config.drop_every = 2;
+    config.remember_every = 0;
+    let standin = Standin::start(config).await.expect("start");
+    let mut ws = connect(&standin.url()).await;
+    next_event(&mut ws).await;
+    for _ in 0..2 {
+        send(&mut ws, append(100)).await;
+        send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
+        assert_eq!(
+            next_event(&mut ws).await["type"],
+            "input_audio_buffer.committed"
+        );
+        response(&mut ws).await; // the second answer is whole before the drop
+    }
+    let end = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("ends in time");
+    assert!(!matches!(end, Some(Ok(Message::Close(_)))), "{end:?}");
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while standin.stats().dropped_connections == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    standin.close().await;
+}
