@@ -22,7 +22,7 @@ tasks:
                             ratios are written to target/bench/summary.json
   fuzz [TARGET] [--seconds N]  run cargo-fuzz targets (default: all, 30 s each)
   proptest [--cases N]      the property tests with many more cases (default 2000)
-  soak [--duration 1h] [--sessions N]
+  soak [--duration 1h] [--sessions N] [--drop-every T]
                             a long assistant run against the local stand-in: RSS every
                             second to target/soak/rss.csv and rss.png, growth after the
                             warm-up in target/soak/summary.json

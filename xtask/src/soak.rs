@@ -1,8 +1,10 @@
-//! `cargo xtask soak [--duration 1h] [--sessions N]`: a long assistant run
-//! against the local stand-in, with RSS recorded every second.
+//! `cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T]`: a long
+//! assistant run against the local stand-in, with RSS recorded every second.
 //!
 //! Builds the release binary, runs `steward assistant --duration D
-//! --sessions N --soak-dir <target>/soak --report <target>/soak/report.json`
+//! --sessions N --drop-every T --soak-dir <target>/soak --report
+//! <target>/soak/report.json` (the stand-in drops the connection after every
+//! T answered turns, so the run reconnects as well as cycling sessions)
 //! (audio from the default input device: the sound server's null source on
 //! a machine without a sound card), then prints and writes
 //! `<target>/soak/summary.json`: RSS after the warm-up (the first 10 % of
@@ -18,10 +20,11 @@ use serde_json::{Value, json};
 use crate::{cargo, root, run, setup};
 
 const HELP: &str = "\
-cargo xtask soak [--duration 1h] [--sessions N]
+cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T]
 
-  --duration D   how long (humantime: 60s, 10m, 1h); default 1h
-  --sessions N   sessions over the duration (fresh connections); default 6
+  --duration D     how long (humantime: 60s, 10m, 1h); default 1h
+  --sessions N     sessions over the duration (fresh connections); default 6
+  --drop-every T   the stand-in drops the link after every T turns (0: never); default 50
 ";
 
 /// Longest warm-up excluded from the growth figure.
@@ -30,11 +33,15 @@ const WARMUP_MAX_S: f64 = 60.0;
 pub(crate) fn run_soak(args: &[String]) -> Result<()> {
     let mut duration = "1h".to_string();
     let mut sessions = "6".to_string();
+    let mut drop_every = "50".to_string();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--duration" => duration = it.next().context("--duration needs a value")?.clone(),
             "--sessions" => sessions = it.next().context("--sessions needs a value")?.clone(),
+            "--drop-every" => {
+                drop_every = it.next().context("--drop-every needs a value")?.clone();
+            }
             "-h" | "--help" => {
                 print!("{HELP}");
                 return Ok(());
@@ -47,6 +54,9 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
         .ok()
         .filter(|n| *n > 0)
         .with_context(|| format!("--sessions must be a positive number, not {sessions:?}"))?;
+    drop_every
+        .parse::<u32>()
+        .with_context(|| format!("--drop-every must be a number, not {drop_every:?}"))?;
 
     setup()?;
     run(cargo().args([
@@ -69,6 +79,8 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
             &duration,
             "--sessions",
             &sessions,
+            "--drop-every",
+            &drop_every,
         ])
         .arg("--soak-dir")
         .arg(&dir)
