@@ -125,41 +125,71 @@ fn median_between(samples: &[(f64, f64)], from: f64, to: f64) -> Option<f64> {
     Some(window[window.len() / 2])
 }
 
-/// The figures that matter from the assistant's report.
+/// Growth of one series after the warm-up.
+struct Growth {
+    after_warmup: f64,
+    at_end: f64,
+    peak: f64,
+    pct_per_hour: f64,
+}
+
+/// `(seconds, bytes)` pairs of a report field (empty when absent).
+fn series(report: &Value, field: &str) -> Vec<(f64, f64)> {
+    report[field].as_array().map_or_else(Vec::new, |samples| {
+        samples
+            .iter()
+            .filter_map(|s| Some((s.get(0)?.as_f64()?, s.get(1)?.as_f64()?)))
+            .collect()
+    })
+}
+
+fn growth(samples: &[(f64, f64)], warmup: f64, window: f64) -> Option<Growth> {
+    let (first, last) = (samples.first()?, samples.last()?);
+    let start_at = first.0 + warmup;
+    // Medians over short windows, so one noisy sample does not decide.
+    let after_warmup = median_between(samples, start_at, start_at + window).unwrap_or(first.1);
+    let at_end = median_between(samples, last.0 - window, f64::INFINITY).unwrap_or(last.1);
+    let measured_s = (last.0 - start_at).max(1.0);
+    let pct_per_hour = if after_warmup > 0.0 {
+        (at_end - after_warmup) / after_warmup * 100.0 * 3600.0 / measured_s
+    } else {
+        0.0
+    };
+    Some(Growth {
+        after_warmup,
+        at_end,
+        peak: samples.iter().map(|s| s.1).fold(0.0, f64::max),
+        pct_per_hour: (pct_per_hour * 100.0).round() / 100.0,
+    })
+}
+
+/// The figures that matter from the assistant's report. RSS includes code
+/// and libraries paged in as new paths run; its anonymous part (heap,
+/// stacks) is where a leak would show, so both are summarised.
 pub(crate) fn summarize(report: &Value) -> Result<Value> {
-    let samples: Vec<(f64, f64)> = report["rss_samples"]
-        .as_array()
-        .context("the report has no rss_samples")?
-        .iter()
-        .filter_map(|s| Some((s.get(0)?.as_f64()?, s.get(1)?.as_f64()?)))
-        .collect();
+    let samples = series(report, "rss_samples");
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
         bail!("the report has no RSS samples");
     };
     let span = (last.0 - first.0).max(0.0);
     let warmup = (span * 0.1).min(WARMUP_MAX_S);
-    // Medians over short windows, so one noisy sample does not decide.
     let window = (span * 0.02).clamp(3.0, 60.0);
-    let start_at = first.0 + warmup;
-    let after_warmup = median_between(&samples, start_at, start_at + window).unwrap_or(first.1);
-    let at_end = median_between(&samples, last.0 - window, f64::INFINITY).unwrap_or(last.1);
-    let measured_s = (last.0 - start_at).max(1.0);
-    let growth = at_end - after_warmup;
-    let pct_per_hour = if after_warmup > 0.0 {
-        growth / after_warmup * 100.0 * 3600.0 / measured_s
-    } else {
-        0.0
-    };
-    let peak = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+    let rss = growth(&samples, warmup, window).context("no RSS samples")?;
+    let anon = growth(&series(report, "rss_anon_samples"), warmup, window);
+    let anon_field = |f: fn(&Growth) -> f64| anon.as_ref().map(|g| f(g) as i64);
     Ok(json!({
         "duration_s": report["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
         "samples": samples.len(),
         "warmup_s": warmup,
-        "rss_after_warmup_bytes": after_warmup as u64,
-        "rss_end_bytes": at_end as u64,
-        "rss_peak_bytes": peak as u64,
-        "rss_growth_bytes": growth as i64,
-        "rss_growth_pct_per_hour": (pct_per_hour * 100.0).round() / 100.0,
+        "rss_after_warmup_bytes": rss.after_warmup as u64,
+        "rss_end_bytes": rss.at_end as u64,
+        "rss_peak_bytes": rss.peak as u64,
+        "rss_growth_bytes": (rss.at_end - rss.after_warmup) as i64,
+        "rss_growth_pct_per_hour": rss.pct_per_hour,
+        "anon_after_warmup_bytes": anon_field(|g| g.after_warmup),
+        "anon_end_bytes": anon_field(|g| g.at_end),
+        "anon_growth_bytes": anon_field(|g| g.at_end - g.after_warmup),
+        "anon_growth_pct_per_hour": anon.as_ref().map(|g| g.pct_per_hour),
         "turns": report["turns"],
         "responses": report["responses"],
         "sessions": report["sessions"],
@@ -193,6 +223,15 @@ fn print_summary(s: &Value) {
         "  growth: {} bytes ({} %/h)",
         s["rss_growth_bytes"], s["rss_growth_pct_per_hour"]
     );
+    if !s["anon_end_bytes"].is_null() {
+        println!(
+            "  anonymous part (heap, stacks): {:.2} MiB after warm-up, {:.2} MiB at end, growth {} bytes ({} %/h)",
+            mib(&s["anon_after_warmup_bytes"]),
+            mib(&s["anon_end_bytes"]),
+            s["anon_growth_bytes"],
+            s["anon_growth_pct_per_hour"]
+        );
+    }
     println!(
         "  turns {}, responses {}, sessions {}, reconnects {}, errors {}",
         s["turns"], s["responses"], s["sessions"], s["reconnects"], s["errors"]
@@ -219,7 +258,8 @@ mod tests {
                 json!([t, rss as u64])
             })
             .collect();
-        let report = json!({"rss_samples": samples, "duration_ms": 100_000, "turns": 5});
+        let anon: Vec<Value> = (0..=100).map(|t| json!([t, 4 * 1024 * 1024])).collect();
+        let report = json!({"rss_samples": samples, "rss_anon_samples": anon, "duration_ms": 100_000, "turns": 5});
         let s = summarize(&report).expect("summary");
         assert_eq!(s["warmup_s"], 10.0);
         let after = s["rss_after_warmup_bytes"].as_f64().expect("after") / mib;
@@ -229,6 +269,8 @@ mod tests {
         let pct = s["rss_growth_pct_per_hour"].as_f64().expect("pct");
         assert!(pct > 100.0, "{pct}"); // ~5 % in 90 s is ~200 %/h
         assert_eq!(s["turns"], 5);
+        assert_eq!(s["anon_growth_bytes"], 0);
+        assert_eq!(s["anon_end_bytes"], 4 * 1024 * 1024);
     }
 
     #[test]

@@ -352,6 +352,9 @@ pub struct Report {
     pub rss_peak: u64,
     /// RSS samples: (seconds since start, bytes).
     pub rss_samples: Vec<(f64, u64)>,
+    /// Samples of the anonymous part of RSS (heap, stacks), where a leak
+    /// shows: (seconds since start, bytes). Empty where unknown.
+    pub rss_anon_samples: Vec<(f64, u64)>,
     /// Threads of the process at the start (Linux).
     pub threads_start: Option<u64>,
     /// Threads of the process at the end, after everything closed (Linux).
@@ -1227,11 +1230,16 @@ impl Run {
         let seconds = elapsed.as_secs_f64();
         self.report.rss_peak = self.report.rss_peak.max(rss);
         self.report.rss_samples.push((seconds, rss));
+        let anon = procfs::rss_anon_bytes();
+        if let Some(anon) = anon {
+            self.report.rss_anon_samples.push((seconds, anon));
+        }
         let row = soak::Row {
             seconds,
             rss_bytes: rss,
             level: health.level,
             session: self.session_index,
+            rss_anon_bytes: anon.unwrap_or(0),
         };
         if let Some(csv) = &mut self.csv
             && let Err(e) = csv.push(&row)

@@ -3,16 +3,25 @@
 
 /// Resident set size in bytes (`VmRSS` of `/proc/self/status`).
 pub(crate) fn rss_bytes() -> Option<u64> {
+    status_kib("VmRSS:").map(|kib| kib * 1024)
+}
+
+/// The anonymous part of the resident set (heap, stacks), in bytes
+/// (`RssAnon`): where a leak shows. The rest of RSS is mostly code and
+/// libraries paged in as new paths run.
+pub(crate) fn rss_anon_bytes() -> Option<u64> {
+    status_kib("RssAnon:").map(|kib| kib * 1024)
+}
+
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.trim_start_matches(field)
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .ok()?;
-    Some(kib * 1024)
+        .ok()
 }
 
 /// Threads of this process (entries of `/proc/self/task`).
@@ -37,6 +46,8 @@ mod tests {
     fn readings_are_plausible_on_linux() {
         let rss = super::rss_bytes().expect("VmRSS");
         assert!(rss > 1024 * 1024, "{rss}");
+        let anon = super::rss_anon_bytes().expect("RssAnon");
+        assert!(anon > 0 && anon < rss, "{anon} of {rss}");
         assert!(super::threads().expect("threads") >= 1);
         assert!(super::fds().expect("fds") >= 1);
     }

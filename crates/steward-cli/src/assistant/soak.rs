@@ -11,7 +11,7 @@ use plotters::prelude::*;
 use crate::Error;
 
 /// The CSV header.
-pub(crate) const CSV_HEADER: &str = "seconds,rss_bytes,level,session";
+pub(crate) const CSV_HEADER: &str = "seconds,rss_bytes,level,session,rss_anon_bytes";
 
 /// Where a TrueType font is commonly found on Linux systems; the first one
 /// present labels the plot.
@@ -33,6 +33,8 @@ pub(crate) struct Row {
     pub(crate) rss_bytes: u64,
     pub(crate) level: steward::monitor::Level,
     pub(crate) session: u32,
+    /// The anonymous part of RSS (0 where unknown).
+    pub(crate) rss_anon_bytes: u64,
 }
 
 /// Appends rows to `rss.csv` as they come (flushed each time, so a run cut
@@ -62,8 +64,8 @@ impl CsvWriter {
 
     pub(crate) fn push(&mut self, row: &Row) -> Result<(), Error> {
         let line = format!(
-            "{:.3},{},{},{}",
-            row.seconds, row.rss_bytes, row.level, row.session
+            "{:.3},{},{},{},{}",
+            row.seconds, row.rss_bytes, row.level, row.session, row.rss_anon_bytes
         );
         self.line(&line)
     }
@@ -157,7 +159,31 @@ pub(crate) fn plot(path: &Path, rows: &[Row], title: &str) -> Result<(), Error> 
         ))
         .map_err(|e| fail(format!("cannot draw the series: {e}")))?;
     if text {
-        series.label("RSS");
+        series
+            .label("RSS")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    }
+    if rows.iter().any(|r| r.rss_anon_bytes > 0) {
+        let anon = chart
+            .draw_series(LineSeries::new(
+                rows.iter().map(|r| (r.seconds, mib(r.rss_anon_bytes))),
+                GREEN.stroke_width(2),
+            ))
+            .map_err(|e| fail(format!("cannot draw the series: {e}")))?;
+        if text {
+            anon.label("RSS, anonymous (heap, stacks)")
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], GREEN.stroke_width(2)));
+        }
+    }
+    if text {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 15))
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| fail(format!("cannot draw the legend: {e}")))?;
     }
     root.present()
         .map_err(|e| fail(format!("cannot write: {e}")))?;
@@ -178,6 +204,7 @@ mod tests {
                 rss_bytes: 20_000_000 + u64::from(i % 10) * 100_000,
                 level: steward::monitor::Level::None,
                 session: i / 40,
+                rss_anon_bytes: 5_000_000,
             })
             .collect();
         for row in &rows {
