@@ -167,12 +167,14 @@ pub(crate) fn plot(path: &Path, rows: &[Row], title: &str) -> Result<(), Error> 
         let anon = chart
             .draw_series(LineSeries::new(
                 rows.iter().map(|r| (r.seconds, mib(r.rss_anon_bytes))),
-                GREEN.stroke_width(2),
+                RGBColor(0, 150, 60).stroke_width(2),
             ))
             .map_err(|e| fail(format!("cannot draw the series: {e}")))?;
         if text {
             anon.label("RSS, anonymous (heap, stacks)")
-                .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], GREEN.stroke_width(2)));
+                .legend(|(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], RGBColor(0, 150, 60).stroke_width(2))
+                });
         }
     }
     if text {
