@@ -150,7 +150,16 @@ impl StandinConfig {
                 })
             }
         };
-        check(self.delta_ms > 0, "delta_ms", "must be at least 1")?;
+        check(
+            (1..=10_000).contains(&self.delta_ms),
+            "delta_ms",
+            "must be between 1 and 10000",
+        )?;
+        check(
+            self.reply_audio_ms <= 60_000,
+            "reply_audio_ms",
+            "must be at most 60000",
+        )?;
         check(
             self.tone_hz > 0 && self.tone_hz < 12_000,
             "tone_hz",

@@ -537,6 +537,13 @@ impl Assistant {
             None
         };
 
+        // What can fail for a bad setting comes before anything runs.
+        let client = client(&url, config.api_key.as_deref())?;
+        let csv = match &config.soak_dir {
+            Some(dir) => Some(soak::CsvWriter::create(dir)?),
+            None => None,
+        };
+
         let mut steward_config = steward::StewardConfig::default();
         steward_config.monitor = config.monitor.clone();
         steward_config.http_addr = config.http_addr;
@@ -552,21 +559,21 @@ impl Assistant {
         }
         let steward = builder.build().map_err(Error::Steward)?;
 
-        let client = client(&url, config.api_key.as_deref())?;
-        let pool = Pool::builder(ClientManager::new(client))
+        let pool = match Pool::builder(ClientManager::new(client))
             .name("realtime-sessions")
             .max_size(1)
             .build()
-            .map_err(|e| Error::Pool {
-                url: redact_url(&url),
-                message: e.to_string(),
-            })?;
-        steward.add_pool(&pool);
-
-        let csv = match &config.soak_dir {
-            Some(dir) => Some(soak::CsvWriter::create(dir)?),
-            None => None,
+        {
+            Ok(pool) => pool,
+            Err(e) => {
+                steward.shutdown().await;
+                return Err(Error::Pool {
+                    url: redact_url(&url),
+                    message: e.to_string(),
+                });
+            }
         };
+        steward.add_pool(&pool);
 
         let shared = Arc::new(Shared::default());
         let (play_tx, player) = match &playback {
@@ -609,7 +616,11 @@ impl Assistant {
             config,
         };
         let tools = tools::definitions();
-        run.open_link(&tools).await?;
+        if let Err(e) = run.open_link(&tools).await {
+            // Close what was started (monitor, endpoint, streams, stand-in).
+            let _ = run.finish().await;
+            return Err(e);
+        }
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run.run(stop_rx, tools));
         Ok(Assistant {

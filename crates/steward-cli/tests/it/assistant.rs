@@ -278,3 +278,24 @@ async fn a_standin_that_drops_every_few_turns_is_reconnected_to() {
     // made as the run stopped).
     assert!(standin.sessions > report.reconnects, "{standin:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_service_is_an_error_and_nothing_is_left_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut config = AssistantConfig::default();
+    config.url = Some(format!("ws://127.0.0.1:{port}/v1/realtime"));
+    config.input = Input::Silence;
+    config.playback = false;
+    config.memory = dir.path().join("memory.json");
+    config.http_addr = Some("127.0.0.1:0".parse().expect("addr"));
+    let err = Assistant::start(config).await.expect_err("nothing listens");
+    assert!(err.to_string().contains(&port.to_string()), "{err}");
+    // The memory file was closed: another process-level open succeeds.
+    let store = steward::store::Store::open(dir.path().join("memory.json")).expect("reopen");
+    store.close().expect("close");
+}
