@@ -87,16 +87,40 @@ pub fn thread_names() -> Vec<String> {
 /// Resident set size in bytes (`VmRSS` of `/proc/self/status`, so no page
 /// size is assumed).
 pub fn rss_bytes() -> Option<u64> {
+    status_kib("VmRSS:").map(|kib| kib * 1024)
+}
+
+/// The resident set split by kind, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RssParts {
+    /// Anonymous memory: heap, thread stacks, anonymous mappings. What a
+    /// leak grows.
+    pub anon: u64,
+    /// File-backed pages: the binary's and libraries' code and data, paged
+    /// in as code paths run for the first time.
+    pub file: u64,
+    /// Shared memory (e.g. a sound server's shared-memory pools).
+    pub shmem: u64,
+}
+
+/// `RssAnon`, `RssFile` and `RssShmem` of `/proc/self/status`.
+pub fn rss_parts() -> Option<RssParts> {
+    Some(RssParts {
+        anon: status_kib("RssAnon:")? * 1024,
+        file: status_kib("RssFile:")? * 1024,
+        shmem: status_kib("RssShmem:")? * 1024,
+    })
+}
+
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.trim_start_matches(field)
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .ok()?;
-    Some(kib * 1024)
+        .ok()
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -127,12 +151,16 @@ mod tests {
         assert!(!thread_names().is_empty());
 
         let rss_before = rss_bytes().unwrap();
+        let anon_before = rss_parts().unwrap().anon;
         let big = vec![1_u8; 64 << 20];
         let rss_after = rss_bytes().unwrap();
+        let parts = rss_parts().unwrap();
         assert!(
             rss_after >= rss_before + (32 << 20),
             "{rss_before} -> {rss_after}"
         );
+        assert!(parts.anon >= anon_before + (32 << 20), "{parts:?}");
+        assert!(parts.anon + parts.file + parts.shmem >= rss_after - (1 << 20));
         drop(big);
     }
 }

@@ -14,4 +14,4 @@ mod http;
 mod pressure;
 mod server_kill;
 mod session;
-// mod soak;
+mod soak;
