@@ -11,8 +11,11 @@
 //! - `input_audio_buffer.append` (base64 PCM16 24 kHz mono) is buffered, up
 //!   to [`StandinConfig::max_buffer_bytes`] per connection (beyond it the
 //!   audio is refused with an `error` event and counted);
-//! - `input_audio_buffer.commit` → `input_audio_buffer.committed`,
-//!   `response.created`, `response.output_audio.delta` chunks of a sine tone
+//! - `input_audio_buffer.commit` → `input_audio_buffer.committed` and, as
+//!   with the service's turn detection on (the default), at once (with turn
+//!   detection set to `null` in `session.update`, on the next
+//!   `response.create`, as the service does): `response.created`,
+//!   `response.output_audio.delta` chunks of a sine tone
 //!   (half as long as the committed audio, or
 //!   [`StandinConfig::reply_audio_ms`]), `response.output_audio.done`,
 //!   `response.output_audio_transcript.delta` / `.done`, a function call
@@ -607,6 +610,11 @@ struct Conversation {
     next_id: u64,
     pending: Option<ToolCall>,
     last_output: Option<String>,
+    /// Answer a commit at once (server turn detection on, the default), or
+    /// wait for `response.create` (turn detection off).
+    auto_respond: bool,
+    /// A committed audio turn waiting for `response.create` (its input ms).
+    unanswered: Option<u64>,
     phase: f64,
     session_config: SessionConfig,
 }
@@ -628,6 +636,8 @@ impl Conversation {
             next_id: 0,
             pending: None,
             last_output: None,
+            auto_respond: true,
+            unanswered: None,
             phase: 0.0,
             session_config: SessionConfig {
                 kind: Some("realtime".into()),
@@ -695,6 +705,9 @@ impl Conversation {
             }
             ClientEvent::ConversationItemCreate(create) => self.item(&create.item),
             ClientEvent::ResponseCreate(_) => {
+                if let Some(input_ms) = self.unanswered.take() {
+                    return self.turn_response(input_ms);
+                }
                 let tool = self.pending.take();
                 let spoken = match self.last_output.take() {
                     Some(output) => format!("Done: {}", clip(&output, 80)),
@@ -716,6 +729,9 @@ impl Conversation {
     }
 
     fn session_update(&mut self, update: SessionConfig) -> Vec<String> {
+        if let Some(auto) = auto_respond(&update.extra) {
+            self.auto_respond = auto;
+        }
         let merged = SessionConfig {
             kind: update.kind.or(self.session_config.kind.take()),
             model: self.session_config.model.take(),
@@ -769,6 +785,17 @@ impl Conversation {
             "previous_item_id": null,
             "item_id": item_id,
         }))];
+        if self.auto_respond {
+            out.extend(self.turn_response(input_ms));
+        } else {
+            // Turn detection is off: the client asks with response.create.
+            self.unanswered = Some(input_ms);
+        }
+        out
+    }
+
+    /// The answer to the last committed audio turn.
+    fn turn_response(&mut self, input_ms: u64) -> Vec<String> {
         let ms = if self.reply_audio_ms > 0 {
             self.reply_audio_ms
         } else {
@@ -782,7 +809,7 @@ impl Conversation {
             "I heard {input_ms} ms of audio in turn {}.",
             self.audio_turns
         );
-        out.extend(self.response(ms, &spoken, tool));
+        let out = self.response(ms, &spoken, tool);
         if self.drop_every > 0 && self.audio_turns.is_multiple_of(u64::from(self.drop_every)) {
             self.drop_now = true;
         }
@@ -913,6 +940,22 @@ impl Conversation {
     }
 }
 
+/// Whether a `session.update` turns automatic answers on or off: turn
+/// detection `null` (GA `audio.input.turn_detection`, or beta
+/// `turn_detection`) means the client commits and asks itself; an object
+/// answers unless its `create_response` is false. `None`: not mentioned.
+fn auto_respond(extra: &serde_json::Map<String, Value>) -> Option<bool> {
+    let detection = extra
+        .get("audio")
+        .and_then(|a| a.get("input"))
+        .and_then(|i| i.get("turn_detection"))
+        .or_else(|| extra.get("turn_detection"))?;
+    Some(match detection {
+        Value::Null => false,
+        other => other.get("create_response").and_then(Value::as_bool) != Some(false),
+    })
+}
+
 /// The text of a message item: its `input_text`/`text` parts joined.
 fn message_text(item: &Value) -> String {
     let Some(parts) = item.get("content").and_then(Value::as_array) else {
@@ -955,6 +998,21 @@ mod tests {
         );
         assert_eq!(ToolCall::parse("remember"), None);
         assert_eq!(ToolCall::parse("hello there"), None);
+    }
+
+    #[test]
+    fn turn_detection_settings_switch_automatic_answers() {
+        let map = |v: Value| v.as_object().cloned().unwrap_or_default();
+        let ga_off = map(json!({"audio": {"input": {"turn_detection": null}}}));
+        assert_eq!(auto_respond(&ga_off), Some(false));
+        let beta_off = map(json!({"turn_detection": null}));
+        assert_eq!(auto_respond(&beta_off), Some(false));
+        let vad = map(json!({"audio": {"input": {"turn_detection": {"type": "server_vad"}}}}));
+        assert_eq!(auto_respond(&vad), Some(true));
+        let quiet =
+            map(json!({"turn_detection": {"type": "server_vad", "create_response": false}}));
+        assert_eq!(auto_respond(&quiet), Some(false));
+        assert_eq!(auto_respond(&map(json!({"voice": "x"}))), None);
     }
 
     #[test]

@@ -1072,13 +1072,20 @@ impl Run {
         if link.appended < MIN_COMMIT_BYTES || !link.session.is_connected() {
             return;
         }
+        // Turn detection is off (see configure_session): commit, then ask
+        // for the answer, as the service expects.
         let commit = json!({"type": "input_audio_buffer.commit"}).to_string();
-        match link.session.try_send(Message::text(commit)) {
-            Ok(()) => {
-                link.appended = 0;
-                link.awaiting += 1;
-            }
-            Err(e) => tracing::debug!(error = %e, "commit not sent"),
+        if let Err(e) = link.session.try_send(Message::text(commit)) {
+            tracing::debug!(error = %e, "commit not sent");
+            return;
+        }
+        link.appended = 0;
+        match ClientEvent::response_create()
+            .to_message()
+            .and_then(|m| link.session.try_send(m))
+        {
+            Ok(()) => link.awaiting += 1,
+            Err(e) => tracing::debug!(error = %e, "response.create not sent"),
         }
     }
 

@@ -383,3 +383,36 @@ async fn drop_every_ends_the_connection_after_the_nth_answer() {
     }
     standin.close().await;
 }
+
+#[tokio::test]
+async fn with_turn_detection_off_a_commit_waits_for_response_create() {
+    let standin = Standin::start(StandinConfig::default())
+        .await
+        .expect("start");
+    let mut ws = connect(&standin.url()).await;
+    next_event(&mut ws).await;
+    let off = json!({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": null}}}});
+    send(&mut ws, off).await;
+    assert_eq!(next_event(&mut ws).await["type"], "session.updated");
+    send(&mut ws, append(400)).await;
+    send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
+    assert_eq!(
+        next_event(&mut ws).await["type"],
+        "input_audio_buffer.committed"
+    );
+    send(&mut ws, json!({"type": "response.create"})).await;
+    // The next event is the answer to the turn, not something else first.
+    let events = response(&mut ws).await;
+    assert_eq!(events[0]["type"], "response.created");
+    assert_eq!(audio_bytes(&events), 200 * 48);
+    let transcript = of_type(&events, "response.output_audio_transcript.done");
+    assert!(
+        transcript[0]["transcript"]
+            .as_str()
+            .expect("text")
+            .contains("400 ms")
+    );
+    assert_eq!(standin.stats().responses, 1);
+    drop(ws);
+    standin.close().await;
+}
