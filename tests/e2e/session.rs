@@ -5,7 +5,7 @@ use steward_cli::assistant::{Assistant, Input};
 use steward_tests::procfs;
 
 use crate::common::{
-    HANG_GUARD, child, config, in_child, require_sound_server, runtime, speech_wav,
+    HANG_GUARD, child, config, eventually, in_child, require_sound_server, runtime, speech_wav,
 };
 
 fn warm_up_audio() {
@@ -54,11 +54,30 @@ fn child_whole_session() {
         // recalls it).
         c.standin.remember_every = 2;
         let assistant = Assistant::start(c).await.unwrap();
-        tokio::time::timeout(HANG_GUARD, assistant.wait())
+        let report = tokio::time::timeout(HANG_GUARD, assistant.wait())
             .await
             .expect("the session ends within the hang guard")
-            .unwrap()
+            .unwrap();
+        // No task of the assistant, the stand-in, the steward or the
+        // endpoint outlives `wait`.
+        let runtime = tokio::runtime::Handle::current();
+        eventually("every task to end", || {
+            runtime.metrics().num_alive_tasks() == 0
+        })
+        .await;
+        report
     });
+    // Counted by the assistant inside the running runtime: it runs its
+    // blocking work on short-lived threads of its own, so no slack for the
+    // runtime's blocking pool is needed even before the runtime goes.
+    assert_eq!(
+        report.threads_end, report.threads_start,
+        "threads in the runtime"
+    );
+    assert_eq!(
+        report.fds_end, report.fds_start,
+        "descriptors in the runtime"
+    );
     drop(rt);
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
 
@@ -73,6 +92,17 @@ fn child_whole_session() {
         report.tool_calls.remember > 0,
         "the model asked to remember"
     );
+    let standin = report
+        .standin_stats
+        .as_ref()
+        .expect("the in-process stand-in's counters");
+    assert!(standin.audio_bytes_in > 0, "the stand-in got audio");
+    assert!(standin.audio_deltas > 0, "the stand-in sent audio deltas");
+    assert!(
+        report.audio_balances(),
+        "captured = sent + dropped + pending"
+    );
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
 
     // The remembered key is in memory.json, through the store's reader and
     // as the plain JSON object the Python assistant reads.
