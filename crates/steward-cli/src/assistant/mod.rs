@@ -285,7 +285,7 @@ impl std::fmt::Display for Status {
             self.pool_in_use,
             self.pool_size,
             self.tracker_live,
-            mib(self.tracker_bytes),
+            human_bytes(self.tracker_bytes),
             if self.ws_connected { "up" } else { "down" },
             self.session,
             rtt,
@@ -295,6 +295,15 @@ impl std::fmt::Display for Status {
             self.turns,
             self.tool_calls,
         )
+    }
+}
+
+/// Bytes as KiB below one MiB, MiB above.
+fn human_bytes(bytes: u64) -> String {
+    if bytes < 1024 * 1024 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        mib(bytes)
     }
 }
 
