@@ -147,6 +147,74 @@ pub enum Error {
         /// The snapshot path.
         path: PathBuf,
     },
+    /// A Redis URL the client cannot use. The URL is shown without password.
+    #[error("bad Redis URL {url}: {reason}")]
+    BadUrl {
+        /// The URL, user and password replaced by `***`.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The Redis server could not be reached (connecting failed, or the
+    /// connection kept failing for the whole retry time). For writes, see
+    /// [`Error::RedisWriteNotApplied`] / [`Error::RedisWriteUnknown`].
+    #[error("Redis server {server} is unreachable: {source}")]
+    RedisUnavailable {
+        /// `host:port/db`.
+        server: String,
+        /// The client's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The Redis server answered a read or command with an error, or with a
+    /// reply the store cannot understand.
+    #[error("Redis server {server}: {op} of key {key:?} failed: {source}")]
+    Redis {
+        /// `host:port/db`.
+        server: String,
+        /// What was being done.
+        op: &'static str,
+        /// The key (empty for whole-namespace operations).
+        key: String,
+        /// The server's or client's error.
+        #[source]
+        source: BoxError,
+    },
+    /// A Redis write certainly did not happen: it never reached the server
+    /// (no connection within the retry time) or the server refused it
+    /// before changing anything. Safe to retry.
+    #[error("Redis server {server}: write of key {key:?} was not applied: {source}")]
+    RedisWriteNotApplied {
+        /// `host:port/db`.
+        server: String,
+        /// The key (empty for reset).
+        key: String,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// A Redis write was sent but no answer came, and the server stayed
+    /// unreachable for the whole retry time: it may or may not have been
+    /// applied. Read the key to know.
+    #[error(
+        "Redis server {server}: write of key {key:?} may or may not have been applied \
+         (connection lost before the answer): {source}"
+    )]
+    RedisWriteUnknown {
+        /// `host:port/db`.
+        server: String,
+        /// The key (empty for reset).
+        key: String,
+        /// The last connection error.
+        #[source]
+        source: BoxError,
+    },
+    /// The Redis store was closed by `close` on one of its handles.
+    #[error("Redis store {location} is closed")]
+    RedisClosed {
+        /// `redis://host:port/db?ns=name`.
+        location: String,
+    },
     /// An earlier fsync of the log failed, so the data on disk is unknown; the
     /// store refuses further writes. Reopen it to recover from what is on disk.
     #[error("store {path} refuses writes after a failed fsync; reopen it")]
@@ -155,6 +223,9 @@ pub enum Error {
         path: PathBuf,
     },
 }
+
+/// A boxed error source (keeps third-party error types out of signatures).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

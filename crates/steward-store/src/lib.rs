@@ -65,24 +65,34 @@
 //! log record (a write that was never acknowledged) is cut off on open.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod backend;
 mod check;
 mod error;
 mod files;
 mod json;
 mod log;
 mod prompt;
+#[cfg(feature = "redis")]
+mod redis_backend;
 mod store;
+mod subscribe;
 
 #[doc(hidden)]
 pub mod fuzzing;
 
+pub use backend::{Backend, BackendExt, BoxFuture, is_redis_url, open_backend};
 pub use check::{CheckReport, Problem, Severity, check};
-pub use error::{Error, Position, Result};
+pub use error::{BoxError, Error, Position, Result};
 pub use files::{load, write_snapshot};
 pub use json::to_python_json;
 pub use prompt::{pattern_matches, render_prompt};
+#[cfg(feature = "redis")]
+pub use redis_backend::{
+    RedisBuilder, RedisConfig, RedisConnection, RedisManager, RedisStats, RedisStore,
+};
 pub use serde_json::{Map, Value};
 pub use store::{Stats, Store, StoreBuilder, StoreConfig, WriteFuture};
+pub use subscribe::{Change, DEFAULT_SUBSCRIPTION_CAPACITY, Subscription};
 
 /// The crate's name.
 pub const NAME: &str = "steward-store";

@@ -22,6 +22,7 @@ use crate::files::{self, Paths};
 use crate::json;
 use crate::log::{self, SnapshotId};
 use crate::prompt;
+use crate::subscribe::{Change, DEFAULT_SUBSCRIPTION_CAPACITY, Hub, SubQueue, Subscription};
 
 /// Settings of a store. Plain data: build one with `Default` and struct
 /// update syntax, or load it from a config file.
@@ -164,6 +165,7 @@ impl StoreBuilder {
             paths: paths.clone(),
             config: self.config,
             counters,
+            hub: Hub::default(),
         });
         let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -349,6 +351,7 @@ impl Drop for Handle {
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
+        self.shared.hub.close();
         // `shared` drops right after this, with the writer and its lock.
     }
 }
@@ -363,6 +366,8 @@ struct Shared {
     paths: Paths,
     config: StoreConfig,
     counters: Counters,
+    /// Change subscribers, fed by whoever commits.
+    hub: Hub,
 }
 
 /// Group commit: whoever finds no leader when queuing a write becomes the
@@ -674,42 +679,11 @@ impl Store {
 
     // --------------------------------------------------------------- writes
 
-    fn check_key(&self, key: &str) -> Result<()> {
-        let limit = self.shared().config.max_key_bytes;
-        if key.len() > limit {
-            return Err(Error::KeyTooLarge {
-                len: key.len(),
-                limit,
-                prefix: key.chars().take(32).collect(),
-            });
-        }
-        Ok(())
-    }
-
     /// Validates and encodes a value (work done on the caller's thread, so
     /// concurrent writers encode in parallel).
     fn encode(&self, key: &str, value: &Value) -> Result<Vec<u8>> {
-        self.check_key(key)?;
-        let limit = self.shared().config.max_value_bytes;
-        // One level is the snapshot's own top-level object.
-        if json::deeper_than(value, json::MAX_DEPTH - 1) {
-            return Err(Error::ValueTooDeep {
-                key: key.to_string(),
-                limit: json::MAX_DEPTH - 1,
-            });
-        }
-        let bytes = serde_json::to_vec(value).map_err(|source| Error::Json {
-            key: key.to_string(),
-            source,
-        })?;
-        if bytes.len() > limit {
-            return Err(Error::ValueTooLarge {
-                key: key.to_string(),
-                len: bytes.len(),
-                limit,
-            });
-        }
-        Ok(bytes)
+        let c = &self.shared().config;
+        encode_value(c.max_key_bytes, c.max_value_bytes, key, value)
     }
 
     fn prepare_set(
@@ -828,6 +802,24 @@ impl Store {
         }
     }
 
+    /// Upsert of an entry that expires `ttl` from now.
+    pub fn upsert_with_ttl_async(
+        &self,
+        key: &str,
+        value: impl Into<Value>,
+        ttl: std::time::Duration,
+    ) -> WriteFuture {
+        let _ = (key, value.into(), ttl);
+        ready(Err(Error::Config(
+            "TTL entries are not implemented yet".into(),
+        )))
+    }
+
+    /// Removes expired entries; returns how many.
+    pub fn sweep_expired_async(&self) -> impl Future<Output = Result<usize>> + Send + 'static {
+        std::future::ready(Ok(0))
+    }
+
     /// Removes `key`. Returns `false` if it was missing.
     pub fn delete(&self, key: &str) -> Result<bool> {
         self.write_blocking(Ok(WriteOp::Delete(key.to_string())))
@@ -879,11 +871,71 @@ impl Store {
         closed_ok(r)
     }
 
+    /// Subscribes to changes of the keys matching `pattern` (`*` matches
+    /// any run of characters) made through this store (any clone) after
+    /// this returns: each once, in commit order. Buffers up to
+    /// [`DEFAULT_SUBSCRIPTION_CAPACITY`] changes; see [`Subscription`].
+    /// Ends (yields `None`) when the store is closed or dropped.
+    pub fn subscribe(&self, pattern: &str) -> Subscription {
+        self.subscribe_with_capacity(pattern, DEFAULT_SUBSCRIPTION_CAPACITY)
+    }
+
+    /// [`subscribe`](Self::subscribe) with a buffer of `capacity` changes.
+    pub fn subscribe_with_capacity(&self, pattern: &str, capacity: usize) -> Subscription {
+        let q = SubQueue::new(pattern, capacity);
+        // Under the queue's lock: a concurrent close either comes first (seen
+        // here) or closes the hub after this subscriber joined it.
+        let queue = self.shared().queue.lock();
+        if queue.closed {
+            q.close();
+        } else {
+            self.shared().hub.add(&q);
+        }
+        drop(queue);
+        Subscription::new(q, None)
+    }
+
     fn join(&self) {
         if let Some(t) = self.handle.thread.lock().take() {
             let _ = t.join();
         }
     }
+}
+
+/// Checks a key and value against the limits and encodes the value as
+/// compact JSON (shared by both backends, so they refuse the same things).
+pub(crate) fn encode_value(
+    max_key_bytes: usize,
+    max_value_bytes: usize,
+    key: &str,
+    value: &Value,
+) -> Result<Vec<u8>> {
+    if key.len() > max_key_bytes {
+        return Err(Error::KeyTooLarge {
+            len: key.len(),
+            limit: max_key_bytes,
+            prefix: key.chars().take(32).collect(),
+        });
+    }
+    // One level is the snapshot's own top-level object.
+    if json::deeper_than(value, json::MAX_DEPTH - 1) {
+        return Err(Error::ValueTooDeep {
+            key: key.to_string(),
+            limit: json::MAX_DEPTH - 1,
+        });
+    }
+    let bytes = serde_json::to_vec(value).map_err(|source| Error::Json {
+        key: key.to_string(),
+        source,
+    })?;
+    if bytes.len() > max_value_bytes {
+        return Err(Error::ValueTooLarge {
+            key: key.to_string(),
+            len: bytes.len(),
+            limit: max_value_bytes,
+        });
+    }
+    Ok(bytes)
 }
 
 fn closed_ok(r: Result<bool>) -> Result<()> {
@@ -1024,6 +1076,7 @@ impl Writer {
         };
         // Release the lock before anyone hears the store is closed.
         self.lock = None;
+        shared.hub.close();
         let path = &shared.paths.snapshot;
         for r in rest.into_iter().chain(late) {
             r.reply.complete(Err(Error::Closed { path: path.clone() }));
@@ -1067,14 +1120,22 @@ impl Writer {
         c.largest_batch
             .fetch_max(batch.len() as u64, Ordering::Relaxed);
         let mut replies = Vec::with_capacity(batch.len());
+        let watched = !shared.hub.is_empty();
+        let mut changes = Vec::new();
         {
             let mut map = shared.map.write();
             for ((w, slot), changed) in batch.into_iter().zip(effective) {
+                if watched && changed {
+                    changes.push(change_of(&w));
+                }
                 // Upsert answers "was the key new"; the others "did it change".
                 let answer = apply_write(&mut map, w, changed).unwrap_or(changed);
                 replies.push((slot, answer));
             }
         }
+        // Published before the writers hear back: a writer that then tells
+        // another task "go look" cannot overtake its own change.
+        shared.hub.publish(&changes);
         for (slot, answer) in replies {
             slot.complete(Ok(answer));
         }
@@ -1229,6 +1290,17 @@ impl Writer {
         c.snapshot_bytes.store(text.len() as u64, Ordering::Relaxed);
         tracing::debug!(snapshot_bytes = text.len(), "compacted");
         Ok(())
+    }
+}
+
+/// The change a durable write makes, for subscribers.
+fn change_of(w: &WriteOp) -> (String, Change) {
+    match w {
+        WriteOp::Create(k, v, _) | WriteOp::Update(k, v, _) | WriteOp::Upsert(k, v, _) => {
+            (k.clone(), Change::Set(v.clone()))
+        }
+        WriteOp::Delete(k) => (k.clone(), Change::Deleted),
+        WriteOp::Reset => (String::new(), Change::Reset),
     }
 }
 

@@ -80,6 +80,9 @@ fn child_process_entry() {
             Ok(_) => out("opened"),
         },
         "full" => fill_until_error(&path),
+        m if m.starts_with("redis-writer=") => {
+            redis_writer(&spec[mode.len() + 1..], m[13..].parse().expect("id"))
+        }
         other => panic!("unknown child mode {other}"),
     }
 }
@@ -132,4 +135,41 @@ fn fill_until_error(path: &Path) {
         }
     }
     out("never failed");
+}
+
+/// Keys and create races of the many-process Redis test.
+pub(crate) const REDIS_KEYS_PER_CHILD: usize = 40;
+pub(crate) const REDIS_RACES: usize = 20;
+
+/// One of several processes writing one Redis namespace (`url` carries
+/// `?ns=`): upserts its own keys, and races the others to `create` shared
+/// ones, printing "won j" for each race it won.
+fn redis_writer(url: &str, id: usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = steward_store::RedisStore::builder(url)
+            .pool_size(4)
+            .build()
+            .await
+            .expect("open redis");
+        out("ready");
+        for i in 0..REDIS_KEYS_PER_CHILD {
+            store
+                .upsert(&format!("p{id}_{i}"), json!({ "id": id, "i": i }))
+                .await
+                .expect("upsert");
+            if i < REDIS_RACES
+                && store
+                    .create(&format!("race_{i}"), id)
+                    .await
+                    .expect("create")
+            {
+                out(&format!("won {i}"));
+            }
+        }
+        out("done");
+    });
 }

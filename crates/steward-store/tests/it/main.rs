@@ -12,6 +12,8 @@ mod jsongen;
 mod model;
 mod prompt_xml;
 mod python;
+mod redis_backend;
+pub(crate) mod redis_server;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,1279 @@
+//! The Redis backend (feature `redis`): one namespace of a shared Redis
+//! server, with the file store's semantics.
+//!
+//! # Layout in Redis
+//!
+//! For namespace `ns`, every key of the namespace starts with
+//! `steward:{ns}:` (the braces make it one cluster hash slot):
+//!
+//! | Redis key | type | holds |
+//! | --- | --- | --- |
+//! | `steward:{ns}:v:<key>` | string | the entry's value as compact JSON; `PEXPIRE`d for TTL entries |
+//! | `steward:{ns}:order` | sorted set | every entry's key, scored by its insertion sequence |
+//! | `steward:{ns}:seq` | string | the sequence (`INCR`), never reset |
+//! | `steward:{ns}:op:<id>` | string | the answer of one write, kept a short while so a retried write is not applied twice |
+//!
+//! and changes are published on channel `steward:{ns}:changes`.
+//!
+//! Every write is one Lua script, so it is atomic against every other
+//! client: `create` checks and inserts in one step (exactly one of racing
+//! creators wins), the insertion index changes with the value, and the
+//! change is published by the same script (each change once, in order).
+//! An entry whose value key expired natively stays in the order index until
+//! a script notices (any read or write of it, a listing, or
+//! [`RedisStore::sweep_expired`]): reads skip it at once, and the script that
+//! removes it publishes [`Change::Expired`] exactly once.
+//!
+//! # Lost connections
+//!
+//! Every write carries a unique id; the script records its answer under
+//! that id (in the same atomic step) before returning. When the connection
+//! is lost after a write was sent, the client reconnects and sends the
+//! same write again: if the first one was applied, the script returns the
+//! recorded answer instead of applying it twice. So a write either returns
+//! its true answer, or — if the server stays unreachable for
+//! [`RedisConfig::retry_for`] — [`Error::RedisWriteUnknown`] (it may have
+//! been applied) or [`Error::RedisWriteNotApplied`] (it never reached the
+//! server, or the server refused it). Never a false success. Reads are
+//! retried the same way and fail with [`Error::RedisUnavailable`].
+//!
+//! Durability is the server's: run it with `appendonly yes` and
+//! `appendfsync always` for acknowledged writes to survive a server crash.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncConnectionConfig, ErrorKind, RedisError, Script, ServerErrorKind};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use steward_pool::{Manager, Metrics, Pool, PoolConfig, Pooled};
+
+use crate::backend::{Backend, BoxFuture, redact_url};
+use crate::error::{Error, Result};
+use crate::store::encode_value;
+use crate::subscribe::{Change, DEFAULT_SUBSCRIPTION_CAPACITY, Hub, SubQueue, Subscription};
+
+/// Settings of a [`RedisStore`]. Plain data (serde).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db][?ns=name]`. An `ns` query
+    /// parameter sets [`namespace`](Self::namespace) unless that is set
+    /// explicitly by [`RedisBuilder::namespace`].
+    pub url: String,
+    /// The namespace (one per assistant or user): stores with different
+    /// namespaces on one server never see each other's keys. Default `default`.
+    pub namespace: String,
+    /// The connection pool.
+    pub pool: PoolConfig,
+    /// How long a read, or a write whose outcome is not known yet, keeps
+    /// retrying (reconnecting) before it fails. Default 10 s.
+    pub retry_for: Duration,
+    /// Bound on one request's reply. Default 5 s.
+    pub response_timeout: Duration,
+    /// Bound on connecting. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Longest key, in UTF-8 bytes. Default 4 KiB (as the file store).
+    pub max_key_bytes: usize,
+    /// Largest value, as compact JSON bytes. Default 1 MiB.
+    pub max_value_bytes: usize,
+    /// Changes a subscription buffers before dropping new ones.
+    pub subscription_capacity: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        let store = crate::StoreConfig::default();
+        RedisConfig {
+            url: "redis://127.0.0.1:6379/0".into(),
+            namespace: String::new(),
+            pool: PoolConfig {
+                name: "steward-store redis".into(),
+                // Idle connections are checked with PING before reuse.
+                recent_window: Duration::from_secs(1),
+                ..PoolConfig::default()
+            },
+            retry_for: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            max_key_bytes: store.max_key_bytes,
+            max_value_bytes: store.max_value_bytes,
+            subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+        }
+    }
+}
+
+/// Builds a [`RedisStore`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), steward_store::Error> {
+/// use steward_store::RedisStore;
+/// let alice = RedisStore::builder("redis://127.0.0.1:6379/0")
+///     .namespace("alice")
+///     .pool_size(8)
+///     .build()
+///     .await?;
+/// alice.upsert("user_name", "Alice").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct RedisBuilder {
+    config: RedisConfig,
+}
+
+impl RedisBuilder {
+    /// A builder for the server at `url` (see [`RedisConfig::url`]).
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisBuilder {
+            config: RedisConfig {
+                url: url.into(),
+                ..RedisConfig::default()
+            },
+        }
+    }
+
+    /// Replaces all settings.
+    pub fn config(mut self, config: RedisConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// See [`RedisConfig::namespace`].
+    pub fn namespace(mut self, ns: impl Into<String>) -> Self {
+        self.config.namespace = ns.into();
+        self
+    }
+
+    /// Most pooled connections. Default 16.
+    pub fn pool_size(mut self, n: usize) -> Self {
+        self.config.pool.max_size = n;
+        self
+    }
+
+    /// See [`RedisConfig::retry_for`].
+    pub fn retry_for(mut self, d: Duration) -> Self {
+        self.config.retry_for = d;
+        self
+    }
+
+    /// See [`RedisConfig::response_timeout`].
+    pub fn response_timeout(mut self, d: Duration) -> Self {
+        self.config.response_timeout = d;
+        self
+    }
+
+    /// See [`RedisConfig::max_value_bytes`].
+    pub fn max_value_bytes(mut self, n: usize) -> Self {
+        self.config.max_value_bytes = n;
+        self
+    }
+
+    /// Connects (one PING, so a wrong address fails here) and returns the
+    /// store. Needs a Tokio runtime (time and I/O enabled).
+    ///
+    /// Errors: [`Error::BadUrl`] for a URL the client cannot use,
+    /// [`Error::Config`] for bad limits, [`Error::RedisUnavailable`] if the
+    /// server cannot be reached within [`RedisConfig::retry_for`].
+    pub async fn build(self) -> Result<RedisStore> {
+        let mut config = self.config;
+        let target = Target::parse(&config.url)?;
+        if config.namespace.is_empty() {
+            config.namespace = target.ns.clone().unwrap_or_else(|| "default".into());
+        }
+        if config.max_key_bytes == 0 || config.max_value_bytes == 0 {
+            return Err(Error::Config("limits must be at least 1 byte".into()));
+        }
+        let client =
+            ::redis::Client::open(target.client_url.as_str()).map_err(|e| Error::BadUrl {
+                url: redact_url(&config.url),
+                reason: e.to_string(),
+            })?;
+        let server: Arc<str> = target.server.into();
+        let mut conn_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.response_timeout));
+        conn_config = conn_config.set_pipeline_buffer_size(64);
+        let manager = RedisManager {
+            client: client.clone(),
+            config: conn_config,
+            server: Arc::clone(&server),
+        };
+        let mut pool_config = config.pool.clone();
+        pool_config.name = format!("{} {server}", pool_config.name);
+        let pool = Pool::builder(manager)
+            .config(pool_config)
+            .build()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let keys = Keys::new(&config.namespace);
+        let location = format!("redis://{server}?ns={}", config.namespace);
+        let inner = Arc::new(Inner {
+            pool,
+            client,
+            server,
+            location,
+            keys,
+            config,
+            counters: Counters::default(),
+            op_seed: random_seed(),
+            op_counter: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            hub: Hub::default(),
+        });
+        let store = RedisStore { inner };
+        store.ping().await?;
+        tracing::debug!(location = %store.inner.location, "redis store open");
+        Ok(store)
+    }
+}
+
+/// What the URL says, split for the client and for messages.
+struct Target {
+    /// The URL without our `ns` parameter.
+    client_url: String,
+    /// `host:port/db` (or the socket path): named in errors, never a password.
+    server: String,
+    ns: Option<String>,
+}
+
+impl Target {
+    fn parse(raw: &str) -> Result<Target> {
+        let bad = |reason: &str| Error::BadUrl {
+            url: redact_url(raw),
+            reason: reason.to_string(),
+        };
+        let mut url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+        let mut ns = None;
+        let rest: Vec<(String, String)> = url
+            .query_pairs()
+            .filter_map(|(k, v)| {
+                if k == "ns" {
+                    ns = Some(v.into_owned());
+                    None
+                } else {
+                    Some((k.into_owned(), v.into_owned()))
+                }
+            })
+            .collect();
+        if rest.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(rest);
+        }
+        let server = match url.scheme() {
+            "redis" | "rediss" => {
+                let host = url.host_str().ok_or_else(|| bad("no host"))?;
+                let port = url.port().unwrap_or(6379);
+                let db = url.path().trim_start_matches('/');
+                let db = if db.is_empty() { "0" } else { db };
+                format!("{host}:{port}/{db}")
+            }
+            "unix" | "redis+unix" => url.path().to_string(),
+            other => return Err(bad(&format!("unsupported scheme {other:?}"))),
+        };
+        if ns.as_deref().is_some_and(str::is_empty) {
+            return Err(bad("empty namespace (ns=)"));
+        }
+        Ok(Target {
+            client_url: url.to_string(),
+            server,
+            ns,
+        })
+    }
+}
+
+fn random_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.write_u128(nanos);
+    h.finish()
+}
+
+/// Redis key names of one namespace.
+struct Keys {
+    order: String,
+    seq: String,
+    value_prefix: String,
+    op_prefix: String,
+    channel: String,
+}
+
+impl Keys {
+    fn new(ns: &str) -> Keys {
+        let base = format!("steward:{{{ns}}}:");
+        Keys {
+            order: format!("{base}order"),
+            seq: format!("{base}seq"),
+            value_prefix: format!("{base}v:"),
+            op_prefix: format!("{base}op:"),
+            channel: format!("{base}changes"),
+        }
+    }
+
+    fn value(&self, key: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.value_prefix.len() + key.len());
+        k.extend_from_slice(self.value_prefix.as_bytes());
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+}
+
+/// Shared by both scripts. `note` publishes one change as
+/// `<op><key length>:<key><value json>`; `vanished` drops an order entry
+/// whose value key expired and publishes that once.
+const PRELUDE: &str = r"
+local function note(op, key, payload)
+  redis.call('PUBLISH', ARGV[1], op .. #key .. ':' .. key .. (payload or ''))
+end
+local function vanished(k)
+  if redis.call('ZREM', KEYS[1], k) == 1 then note('X', k) end
+end
+";
+
+/// Writes. KEYS: order, seq, value key, op key. ARGV: channel, key, value
+/// prefix, mode (c create, u update, s upsert, d delete, r reset), value
+/// JSON, ttl ms (0: none), op-record ms. Returns 0 unchanged, 1 replaced /
+/// deleted / reset, 2 added. Checks come before writes, so an error reply
+/// means nothing was written.
+const WRITE: &str = r"
+local done = redis.call('GET', KEYS[4])
+if done then return tonumber(done) end
+local function body()
+  local mode, key = ARGV[4], ARGV[2]
+  if mode == 'r' then
+    local keys = redis.call('ZRANGE', KEYS[1], 0, -1)
+    for _, k in ipairs(keys) do redis.call('DEL', ARGV[3] .. k) end
+    redis.call('DEL', KEYS[1])
+    note('R', '')
+    return 1
+  end
+  local exists = redis.call('EXISTS', KEYS[3]) == 1
+  if not exists then vanished(key) end
+  if mode == 'd' then
+    if not exists then return 0 end
+    redis.call('DEL', KEYS[3])
+    redis.call('ZREM', KEYS[1], key)
+    note('D', key)
+    return 1
+  end
+  if mode == 'c' and exists then return 0 end
+  if mode == 'u' and not exists then return 0 end
+  if not exists then
+    redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), key)
+  end
+  local ttl = tonumber(ARGV[6])
+  if ttl > 0 then
+    redis.call('SET', KEYS[3], ARGV[5], 'PX', ttl)
+  else
+    redis.call('SET', KEYS[3], ARGV[5])
+  end
+  note('S', key, ARGV[5])
+  if exists then return 1 end
+  return 2
+end
+local r = body()
+redis.call('SET', KEYS[4], r, 'PX', ARGV[7])
+return r
+";
+
+/// Reads. KEYS: order, value key. ARGV: channel, value prefix, mode (g get,
+/// e entries, k keys, n count, s sweep), key. Entries whose value expired
+/// are dropped from the order index on the way (and published once).
+const READ: &str = r"
+local mode = ARGV[3]
+if mode == 'g' then
+  local v = redis.call('GET', KEYS[2])
+  if not v then vanished(ARGV[4]) end
+  return v
+end
+local keys = redis.call('ZRANGE', KEYS[1], 0, -1)
+local out, n, gone = {}, 0, 0
+for _, k in ipairs(keys) do
+  local v
+  if mode == 'e' then
+    v = redis.call('GET', ARGV[2] .. k)
+  else
+    v = redis.call('EXISTS', ARGV[2] .. k) == 1
+  end
+  if v then
+    n = n + 1
+    if mode == 'e' then
+      out[#out + 1] = k
+      out[#out + 1] = v
+    elseif mode == 'k' then
+      out[#out + 1] = k
+    end
+  else
+    vanished(k)
+    gone = gone + 1
+  end
+end
+if mode == 'n' then return n end
+if mode == 's' then return gone end
+return out
+";
+
+static WRITE_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(&format!("{PRELUDE}{WRITE}")));
+static READ_SCRIPT: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(&format!("{PRELUDE}{READ}")));
+
+/// Creates and checks the pooled connections of a [`RedisStore`]: create
+/// connects (the client sends AUTH and SELECT from the URL), recycle sends
+/// PING (only for connections idle longer than the pool's `recent_window`).
+pub struct RedisManager {
+    client: ::redis::Client,
+    config: AsyncConnectionConfig,
+    server: Arc<str>,
+}
+
+impl std::fmt::Debug for RedisManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisManager")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager for RedisManager {
+    type Object = RedisConnection;
+    type Error = Error;
+
+    async fn create(&self) -> Result<RedisConnection> {
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+            .map_err(|e| Error::RedisUnavailable {
+                server: self.server.to_string(),
+                source: Box::new(e),
+            })?;
+        Ok(RedisConnection {
+            conn,
+            server: Arc::clone(&self.server),
+        })
+    }
+
+    async fn recycle(&self, obj: &mut RedisConnection) -> Result<()> {
+        obj.command("PING", &[]).await.map(|_| ())
+    }
+}
+
+/// One pooled connection to the server.
+pub struct RedisConnection {
+    conn: MultiplexedConnection,
+    server: Arc<str>,
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConnection")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConnection {
+    /// Sends one raw command (e.g. `SET k v`, for baselines and tools) and
+    /// returns a bulk-string reply's bytes (`None` for any other reply).
+    pub async fn command(&mut self, name: &str, args: &[&[u8]]) -> Result<Option<Vec<u8>>> {
+        let mut cmd = ::redis::cmd(name);
+        for a in args {
+            cmd.arg(*a);
+        }
+        let reply: ::redis::Value =
+            cmd.query_async(&mut self.conn)
+                .await
+                .map_err(|e| Error::Redis {
+                    server: self.server.to_string(),
+                    op: "command",
+                    key: String::new(),
+                    source: Box::new(e),
+                })?;
+        Ok(match reply {
+            ::redis::Value::BulkString(b) => Some(b),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    writes: AtomicU64,
+    unchanged: AtomicU64,
+    reads: AtomicU64,
+    retries: AtomicU64,
+    write_unknown: AtomicU64,
+    write_not_applied: AtomicU64,
+    read_failures: AtomicU64,
+    subscription_gaps: AtomicU64,
+}
+
+/// Counters of a [`RedisStore`] (this process's view), with its pool's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Writes that changed something.
+    pub writes: u64,
+    /// Writes that changed nothing (create of an existing key, ...).
+    pub unchanged: u64,
+    /// Reads (scripts and listings).
+    pub reads: u64,
+    /// Requests sent again after a lost connection or a busy server.
+    pub retries: u64,
+    /// Writes that failed with [`Error::RedisWriteUnknown`].
+    pub write_unknown: u64,
+    /// Writes that failed with [`Error::RedisWriteNotApplied`].
+    pub write_not_applied: u64,
+    /// Reads that failed.
+    pub read_failures: u64,
+    /// Times a subscription's connection was lost and re-established
+    /// (changes published meanwhile were missed).
+    pub subscription_gaps: u64,
+    /// The connection pool.
+    pub pool: Metrics,
+}
+
+struct Inner {
+    pool: Pool<RedisManager>,
+    client: ::redis::Client,
+    server: Arc<str>,
+    location: String,
+    keys: Keys,
+    config: RedisConfig,
+    counters: Counters,
+    op_seed: u64,
+    op_counter: AtomicU64,
+    closed: AtomicBool,
+    hub: Hub,
+}
+
+/// One namespace of a Redis server as a store: the file
+/// [`Store`](crate::Store)'s semantics, shared by every process that opens
+/// the same namespace. Cheap to clone; clones share one connection pool.
+///
+/// All methods are async (Tokio). Cancel safety: a cancelled write may
+/// or may not have been applied.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("location", &self.inner.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which write the script does.
+#[derive(Clone, Copy)]
+enum Mode {
+    Create,
+    Update,
+    Upsert,
+    Delete,
+    Reset,
+}
+
+impl Mode {
+    fn code(self) -> &'static str {
+        match self {
+            Mode::Create => "c",
+            Mode::Update => "u",
+            Mode::Upsert => "s",
+            Mode::Delete => "d",
+            Mode::Reset => "r",
+        }
+    }
+
+    /// The caller's answer from the script's (0 unchanged, 1 replaced or
+    /// removed, 2 added).
+    fn answer(self, r: i64) -> bool {
+        match self {
+            Mode::Create | Mode::Upsert => r == 2,
+            Mode::Update | Mode::Delete | Mode::Reset => r == 1,
+        }
+    }
+}
+
+/// How a failed request ended.
+enum Failure {
+    /// The server answered with an error: the script did not run (or wrote
+    /// nothing). Not retried.
+    Refused(RedisError),
+    /// The server answered "not now" (loading, try again): nothing ran.
+    Busy(RedisError),
+    /// The connection failed after the request may have been sent.
+    Lost(RedisError),
+}
+
+fn classify(e: RedisError) -> Failure {
+    match e.kind() {
+        ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::ClusterDown,
+        ) => Failure::Busy(e),
+        ErrorKind::Server(_) | ErrorKind::Extension => Failure::Refused(e),
+        _ => Failure::Lost(e),
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((10u64 << attempt.min(6)).min(500))
+}
+
+impl RedisStore {
+    /// A builder for the server at `url`.
+    pub fn builder(url: impl Into<String>) -> RedisBuilder {
+        RedisBuilder::new(url)
+    }
+
+    /// Opens namespace `ns` of the server at `url` with default settings.
+    pub async fn open(url: &str, ns: &str) -> Result<RedisStore> {
+        RedisBuilder::new(url).namespace(ns).build().await
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.inner.config.namespace
+    }
+
+    /// `host:port/db` of the server (no password).
+    pub fn server(&self) -> &str {
+        &self.inner.server
+    }
+
+    /// `redis://host:port/db?ns=name` (no password).
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// The connection pool (e.g. for raw commands through
+    /// [`RedisConnection::command`] on the same connections).
+    pub fn pool(&self) -> &Pool<RedisManager> {
+        &self.inner.pool
+    }
+
+    /// Counters, with the pool's metrics.
+    pub fn stats(&self) -> RedisStats {
+        let c = &self.inner.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RedisStats {
+            writes: l(&c.writes),
+            unchanged: l(&c.unchanged),
+            reads: l(&c.reads),
+            retries: l(&c.retries),
+            write_unknown: l(&c.write_unknown),
+            write_not_applied: l(&c.write_not_applied),
+            read_failures: l(&c.read_failures),
+            subscription_gaps: l(&c.subscription_gaps),
+            pool: self.inner.pool.metrics(),
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::RedisClosed {
+                location: self.inner.location.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read_request("ping", "", |mut conn| async move {
+            ::redis::cmd("PING")
+                .query_async::<::redis::Value>(&mut conn)
+                .await
+                .map(|_| ())
+        })
+        .await
+    }
+
+    /// Runs a read, retrying on lost connections and busy servers until
+    /// [`RedisConfig::retry_for`] is spent.
+    async fn read_request<T, F>(
+        &self,
+        op: &'static str,
+        key: &str,
+        run: impl Fn(MultiplexedConnection) -> F,
+    ) -> Result<T>
+    where
+        F: std::future::Future<Output = std::result::Result<T, RedisError>>,
+    {
+        self.check_open()?;
+        let inner = &*self.inner;
+        inner.counters.reads.fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + inner.config.retry_for;
+        let mut attempt = 0u32;
+        loop {
+            let last: Error = match inner.pool.get().await {
+                Err(e) => self.pool_error(e),
+                Ok(conn) => match run(conn.conn.clone()).await {
+                    Ok(v) => return Ok(v),
+                    Err(e) => match classify(e) {
+                        Failure::Refused(e) => {
+                            inner.counters.read_failures.fetch_add(1, Ordering::Relaxed);
+                            return Err(self.redis_error(op, key, e));
+                        }
+                        Failure::Busy(e) => self.unavailable(e),
+                        Failure::Lost(e) => {
+                            Pooled::discard(conn);
+                            self.unavailable(e)
+                        }
+                    },
+                },
+            };
+            if Instant::now() >= deadline {
+                inner.counters.read_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(last);
+            }
+            attempt += 1;
+            inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(server = %inner.server, op, attempt, error = %last, "retrying a read");
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+
+    fn unavailable(&self, e: RedisError) -> Error {
+        Error::RedisUnavailable {
+            server: self.inner.server.to_string(),
+            source: Box::new(e),
+        }
+    }
+
+    fn redis_error(&self, op: &'static str, key: &str, e: RedisError) -> Error {
+        Error::Redis {
+            server: self.inner.server.to_string(),
+            op,
+            key: key.to_string(),
+            source: Box::new(e),
+        }
+    }
+
+    fn pool_error(&self, e: steward_pool::Error<Error>) -> Error {
+        match e {
+            steward_pool::Error::Create { source, .. } => source,
+            steward_pool::Error::Closed { .. } => Error::RedisClosed {
+                location: self.inner.location.clone(),
+            },
+            other => Error::RedisUnavailable {
+                server: self.inner.server.to_string(),
+                source: Box::new(other),
+            },
+        }
+    }
+
+    fn next_op_id(&self) -> String {
+        let n = self.inner.op_counter.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{}{:016x}{n:x}",
+            self.inner.keys.op_prefix, self.inner.op_seed
+        )
+    }
+
+    /// Runs one write script. Retries while the write certainly did not
+    /// run (no connection, server loading) and — thanks to the op record —
+    /// also after a lost connection, until [`RedisConfig::retry_for`].
+    async fn write(&self, mode: Mode, key: &str, json: &[u8], ttl_ms: u64) -> Result<bool> {
+        self.check_open()?;
+        let inner = &*self.inner;
+        let k = &inner.keys;
+        let op_id = self.next_op_id();
+        let op_ms = (inner.config.retry_for * 2 + Duration::from_secs(30)).as_millis() as u64;
+        let mut inv = WRITE_SCRIPT.prepare_invoke();
+        inv.key(&k.order)
+            .key(&k.seq)
+            .key(k.value(key))
+            .key(&op_id)
+            .arg(&k.channel)
+            .arg(key)
+            .arg(&k.value_prefix)
+            .arg(mode.code())
+            .arg(json)
+            .arg(ttl_ms)
+            .arg(op_ms);
+        let deadline = Instant::now() + inner.config.retry_for;
+        let mut maybe_sent = false;
+        let mut attempt = 0u32;
+        loop {
+            let last: RedisErrorOr = match inner.pool.get().await {
+                Err(e) => RedisErrorOr::Other(self.pool_error(e)),
+                Ok(mut conn) => match inv.invoke_async::<i64>(&mut conn.conn).await {
+                    Ok(r) => {
+                        let changed = r != 0;
+                        let c = if changed {
+                            &inner.counters.writes
+                        } else {
+                            &inner.counters.unchanged
+                        };
+                        c.fetch_add(1, Ordering::Relaxed);
+                        return Ok(mode.answer(r));
+                    }
+                    Err(e) => match classify(e) {
+                        Failure::Refused(e) => {
+                            inner
+                                .counters
+                                .write_not_applied
+                                .fetch_add(1, Ordering::Relaxed);
+                            return Err(Error::RedisWriteNotApplied {
+                                server: inner.server.to_string(),
+                                key: key.to_string(),
+                                source: Box::new(e),
+                            });
+                        }
+                        Failure::Busy(e) => RedisErrorOr::Redis(e),
+                        Failure::Lost(e) => {
+                            maybe_sent = true;
+                            Pooled::discard(conn);
+                            RedisErrorOr::Redis(e)
+                        }
+                    },
+                },
+            };
+            if Instant::now() >= deadline {
+                return Err(self.give_up(key, maybe_sent, last));
+            }
+            attempt += 1;
+            inner.counters.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(server = %inner.server, key, attempt, maybe_sent, "retrying a write");
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+
+    fn give_up(&self, key: &str, maybe_sent: bool, last: RedisErrorOr) -> Error {
+        let inner = &*self.inner;
+        let source: Box<dyn std::error::Error + Send + Sync> = match last {
+            RedisErrorOr::Redis(e) => Box::new(e),
+            RedisErrorOr::Other(Error::RedisClosed { location }) => {
+                return Error::RedisClosed { location };
+            }
+            RedisErrorOr::Other(e) => Box::new(e),
+        };
+        let server = inner.server.to_string();
+        let key = key.to_string();
+        tracing::warn!(server = %server, key = %key, maybe_sent, error = %source, "giving up a write");
+        if maybe_sent {
+            inner.counters.write_unknown.fetch_add(1, Ordering::Relaxed);
+            Error::RedisWriteUnknown {
+                server,
+                key,
+                source,
+            }
+        } else {
+            inner
+                .counters
+                .write_not_applied
+                .fetch_add(1, Ordering::Relaxed);
+            Error::RedisWriteNotApplied {
+                server,
+                key,
+                source,
+            }
+        }
+    }
+
+    fn encode(&self, key: &str, value: &Value) -> Result<Vec<u8>> {
+        let c = &self.inner.config;
+        encode_value(c.max_key_bytes, c.max_value_bytes, key, value)
+    }
+
+    async fn set(&self, mode: Mode, key: &str, value: Value, ttl_ms: u64) -> Result<bool> {
+        let json = self.encode(key, &value)?;
+        self.write(mode, key, &json, ttl_ms).await
+    }
+
+    /// Adds `key` only if it is absent, atomically across all clients;
+    /// `false` if it exists.
+    pub async fn create(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
+        self.set(Mode::Create, key, value.into(), 0).await
+    }
+
+    /// Replaces an existing key's value; `false` if it is missing.
+    pub async fn update(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
+        self.set(Mode::Update, key, value.into(), 0).await
+    }
+
+    /// Sets `key`; `true` if it was new. Makes a TTL entry permanent.
+    pub async fn upsert(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
+        self.set(Mode::Upsert, key, value.into(), 0).await
+    }
+
+    /// Sets `key` to expire `ttl` from now (native `PX` expiry, at least
+    /// 1 ms); `true` if it was new.
+    pub async fn upsert_with_ttl(
+        &self,
+        key: &str,
+        value: impl Into<Value>,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let ms = (ttl.as_millis() as u64).max(1);
+        self.set(Mode::Upsert, key, value.into(), ms).await
+    }
+
+    /// Removes `key`; `false` if it was missing.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        self.encode(key, &Value::Null)?;
+        self.write(Mode::Delete, key, b"", 0).await
+    }
+
+    /// Removes every key of the namespace.
+    pub async fn reset(&self) -> Result<()> {
+        self.write(Mode::Reset, "", b"", 0).await.map(|_| ())
+    }
+
+    async fn read_script(&self, mode: &'static str, key: &str) -> Result<::redis::Value> {
+        let k = &self.inner.keys;
+        let mut inv = READ_SCRIPT.prepare_invoke();
+        inv.key(&k.order)
+            .key(k.value(key))
+            .arg(&k.channel)
+            .arg(&k.value_prefix)
+            .arg(mode)
+            .arg(key);
+        let inv = &inv;
+        self.read_request("read", key, move |mut conn| async move {
+            inv.invoke_async::<::redis::Value>(&mut conn).await
+        })
+        .await
+    }
+
+    fn unexpected(&self, op: &'static str, key: &str, what: String) -> Error {
+        Error::Redis {
+            server: self.inner.server.to_string(),
+            op,
+            key: key.to_string(),
+            source: what.into(),
+        }
+    }
+
+    fn parse_value(&self, key: &str, bytes: &[u8]) -> Result<Value> {
+        serde_json::from_slice(bytes).map_err(|source| Error::Json {
+            key: key.to_string(),
+            source,
+        })
+    }
+
+    /// The value of `key`, or `None` (also once expired).
+    pub async fn get(&self, key: &str) -> Result<Option<Value>> {
+        match self.read_script("g", key).await? {
+            ::redis::Value::Nil => Ok(None),
+            ::redis::Value::BulkString(b) => self.parse_value(key, &b).map(Some),
+            other => Err(self.unexpected("get", key, format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The value of `key` converted to `T`.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        crate::BackendExt::get_as(self, key).await
+    }
+
+    /// Upserts any serializable value; `true` if the key was new.
+    pub async fn set_as<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<bool> {
+        crate::BackendExt::set_as(self, key, value).await
+    }
+
+    fn bulk_list(&self, reply: ::redis::Value) -> Result<Vec<Vec<u8>>> {
+        let ::redis::Value::Array(items) = reply else {
+            return Err(self.unexpected("list", "", format!("unexpected reply {reply:?}")));
+        };
+        items
+            .into_iter()
+            .map(|v| match v {
+                ::redis::Value::BulkString(b) => Ok(b),
+                other => Err(self.unexpected("list", "", format!("unexpected item {other:?}"))),
+            })
+            .collect()
+    }
+
+    fn key_string(&self, b: Vec<u8>) -> Result<String> {
+        String::from_utf8(b)
+            .map_err(|e| self.unexpected("list", "", format!("a key is not UTF-8: {e}")))
+    }
+
+    /// Every live entry, in insertion order (one consistent view).
+    pub async fn entries(&self) -> Result<Vec<(String, Value)>> {
+        let items = self.bulk_list(self.read_script("e", "").await?)?;
+        let mut out = Vec::with_capacity(items.len() / 2);
+        let mut it = items.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            let k = self.key_string(k)?;
+            let v = self.parse_value(&k, &v)?;
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// Every live key, in insertion order.
+    pub async fn list_keys(&self) -> Result<Vec<String>> {
+        self.bulk_list(self.read_script("k", "").await?)?
+            .into_iter()
+            .map(|k| self.key_string(k))
+            .collect()
+    }
+
+    async fn count(&self, mode: &'static str) -> Result<usize> {
+        match self.read_script(mode, "").await? {
+            ::redis::Value::Int(n) => Ok(usize::try_from(n).unwrap_or(0)),
+            other => Err(self.unexpected("count", "", format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Number of live keys.
+    pub async fn len(&self) -> Result<usize> {
+        self.count("n").await
+    }
+
+    /// Whether there is no live key.
+    pub async fn is_empty(&self) -> Result<bool> {
+        Ok(self.len().await? == 0)
+    }
+
+    /// Drops expired entries from the insertion-order index (Redis has
+    /// removed their values already) and publishes [`Change::Expired`] for
+    /// each; returns how many.
+    pub async fn sweep_expired(&self) -> Result<usize> {
+        self.count("s").await
+    }
+
+    /// The selected entries as the `<memory>` prompt element.
+    pub async fn render_prompt<P: AsRef<str>>(&self, patterns: &[P]) -> Result<String> {
+        let map: serde_json::Map<String, Value> = self.entries().await?.into_iter().collect();
+        Ok(crate::prompt::render_prompt(&map, patterns))
+    }
+
+    /// Subscribes to the namespace's changes of keys matching `pattern`,
+    /// over a dedicated pub/sub connection: changes made by any client
+    /// (any process) after this returns are delivered, once each and in
+    /// order. A lost pub/sub connection is re-established in the background;
+    /// changes published meanwhile are missed and counted by
+    /// [`Subscription::dropped`] (at least one per gap).
+    pub async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
+        self.check_open()?;
+        let queue = SubQueue::new(pattern, self.inner.config.subscription_capacity);
+        let stream = self.open_pubsub().await?;
+        self.inner.hub.add(&queue);
+        let task = tokio::spawn(pump(self.clone(), Arc::clone(&queue), stream));
+        Ok(Subscription::new(
+            queue,
+            Some(Box::new(AbortOnDrop(task.abort_handle()))),
+        ))
+    }
+
+    async fn open_pubsub(&self) -> Result<::redis::aio::PubSubStream> {
+        let inner = &*self.inner;
+        let fail = |e: RedisError| Error::RedisUnavailable {
+            server: inner.server.to_string(),
+            source: Box::new(e),
+        };
+        let connect = async {
+            let mut ps = inner.client.get_async_pubsub().await.map_err(fail)?;
+            ps.subscribe(&inner.keys.channel).await.map_err(fail)?;
+            Ok(ps.into_on_message())
+        };
+        match tokio::time::timeout(inner.config.connect_timeout, connect).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::RedisUnavailable {
+                server: inner.server.to_string(),
+                source: "subscribing timed out".into(),
+            }),
+        }
+    }
+
+    /// Closes the pool and ends every subscription; later calls fail with
+    /// [`Error::RedisClosed`]. The data stays on the server.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.pool.close();
+        self.inner.hub.close();
+        Ok(())
+    }
+}
+
+/// An error from the client, or one of ours (pool, closed).
+enum RedisErrorOr {
+    Redis(RedisError),
+    Other(Error),
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Decodes one published change: `<op><key length>:<key><value json>`.
+fn decode_change(payload: &[u8]) -> Option<(String, Change)> {
+    let (&op, rest) = payload.split_first()?;
+    let colon = rest.iter().position(|&b| b == b':')?;
+    let len: usize = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
+    let rest = &rest[colon + 1..];
+    let key = std::str::from_utf8(rest.get(..len)?).ok()?.to_string();
+    let body = &rest[len..];
+    let change = match op {
+        b'S' => Change::Set(serde_json::from_slice(body).ok()?),
+        b'D' => Change::Deleted,
+        b'X' => Change::Expired,
+        b'R' => Change::Reset,
+        _ => return None,
+    };
+    Some((key, change))
+}
+
+/// Moves published changes into the subscription's queue, reconnecting
+/// when the pub/sub connection is lost, until the store is closed.
+async fn pump(store: RedisStore, queue: Arc<SubQueue>, mut stream: ::redis::aio::PubSubStream) {
+    let mut attempt = 0u32;
+    loop {
+        while let Some(msg) = stream.next().await {
+            attempt = 0;
+            match decode_change(msg.get_payload_bytes()) {
+                Some((k, c)) => queue.push(&k, &c),
+                None => tracing::warn!(server = %store.inner.server, "undecodable change message"),
+            }
+        }
+        if store.inner.closed.load(Ordering::Acquire) {
+            queue.close();
+            return;
+        }
+        store
+            .inner
+            .counters
+            .subscription_gaps
+            .fetch_add(1, Ordering::Relaxed);
+        queue.note_gap();
+        loop {
+            attempt += 1;
+            tokio::time::sleep(backoff(attempt)).await;
+            if store.inner.closed.load(Ordering::Acquire) {
+                queue.close();
+                return;
+            }
+            match store.open_pubsub().await {
+                Ok(s) => {
+                    stream = s;
+                    break;
+                }
+                Err(e) => tracing::debug!(error = %e, "re-subscribing failed"),
+            }
+        }
+    }
+}
+
+impl Backend for RedisStore {
+    fn location(&self) -> String {
+        self.inner.location.clone()
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Value>>> {
+        Box::pin(RedisStore::get(self, key))
+    }
+
+    fn entries(&self) -> BoxFuture<'_, Result<Vec<(String, Value)>>> {
+        Box::pin(RedisStore::entries(self))
+    }
+
+    fn list_keys(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        Box::pin(RedisStore::list_keys(self))
+    }
+
+    fn len(&self) -> BoxFuture<'_, Result<usize>> {
+        Box::pin(RedisStore::len(self))
+    }
+
+    fn create<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(RedisStore::create(self, key, value))
+    }
+
+    fn update<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(RedisStore::update(self, key, value))
+    }
+
+    fn upsert<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(RedisStore::upsert(self, key, value))
+    }
+
+    fn upsert_with_ttl<'a>(
+        &'a self,
+        key: &'a str,
+        value: Value,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(RedisStore::upsert_with_ttl(self, key, value, ttl))
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(RedisStore::delete(self, key))
+    }
+
+    fn reset(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(RedisStore::reset(self))
+    }
+
+    fn sweep_expired(&self) -> BoxFuture<'_, Result<usize>> {
+        Box::pin(RedisStore::sweep_expired(self))
+    }
+
+    fn subscribe<'a>(&'a self, pattern: &'a str) -> BoxFuture<'a, Result<Subscription>> {
+        Box::pin(RedisStore::subscribe(self, pattern))
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(RedisStore::close(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_the_server_without_password() {
+        let t = Target::parse("redis://:secret@10.0.0.1:7000/3?ns=alice").unwrap();
+        assert_eq!(t.server, "10.0.0.1:7000/3");
+        assert_eq!(t.ns.as_deref(), Some("alice"));
+        assert!(!t.client_url.contains("ns="));
+        let t = Target::parse("redis://localhost").unwrap();
+        assert_eq!((t.server.as_str(), t.ns), ("localhost:6379/0", None));
+        assert!(Target::parse("http://x").is_err());
+        let e = Target::parse("redis://u:secret@/x?ns=")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn changes_round_trip() {
+        assert_eq!(
+            decode_change(b"S5:a:b:c{\"x\":1}"),
+            Some(("a:b:c".into(), Change::Set(serde_json::json!({"x": 1}))))
+        );
+        assert_eq!(decode_change("D4:café".as_bytes()), None);
+        assert_eq!(
+            decode_change("D5:café".as_bytes()),
+            Some(("café".into(), Change::Deleted))
+        );
+        assert_eq!(decode_change(b"R0:"), Some((String::new(), Change::Reset)));
+        assert_eq!(decode_change(b"X9:a"), None);
+    }
+}
