@@ -1256,11 +1256,8 @@ impl Run {
         let elapsed = self.started.elapsed();
         let seconds = elapsed.as_secs_f64();
         self.report.rss_peak = self.report.rss_peak.max(rss);
-        self.report.rss_samples.push((seconds, rss));
+        // The report's sample lists are made from the rows at the end.
         let anon = procfs::rss_anon_bytes();
-        if let Some(anon) = anon {
-            self.report.rss_anon_samples.push((seconds, anon));
-        }
         let row = soak::Row {
             seconds,
             rss_bytes: rss,
@@ -1380,6 +1377,13 @@ impl Run {
         self.report.rss_end = rss_end;
         self.report.rss_peak = self.report.rss_peak.max(rss_end);
 
+        self.report.rss_samples = self.rows.iter().map(|r| (r.seconds, r.rss_bytes)).collect();
+        self.report.rss_anon_samples = self
+            .rows
+            .iter()
+            .filter(|r| r.rss_anon_bytes > 0)
+            .map(|r| (r.seconds, r.rss_anon_bytes))
+            .collect();
         if let Some(dir) = &self.config.soak_dir {
             let title = format!(
                 "steward assistant: RSS over {:.0} s, {} sessions",
