@@ -18,6 +18,10 @@ pub(crate) struct Paths {
     pub(crate) lock: PathBuf,
     pub(crate) snapshot_tmp: PathBuf,
     pub(crate) log_tmp: PathBuf,
+    /// Expiry times of TTL entries (`{key: ms since epoch}`), beside the
+    /// snapshot so the snapshot stays a plain `{key: value}` object.
+    pub(crate) ttl: PathBuf,
+    pub(crate) ttl_tmp: PathBuf,
     pub(crate) dir: PathBuf,
 }
 
@@ -47,6 +51,8 @@ impl Paths {
             lock: with_suffix(snapshot, ".lock"),
             snapshot_tmp: with_suffix(snapshot, ".tmp"),
             log_tmp: with_suffix(snapshot, ".log.tmp"),
+            ttl: with_suffix(snapshot, ".ttl"),
+            ttl_tmp: with_suffix(snapshot, ".ttl.tmp"),
             dir,
         }
     }
@@ -159,22 +165,61 @@ pub(crate) fn parse_log(path: &Path, bytes: &[u8]) -> Result<Scan> {
 
 /// Applies logged operations to a map.
 pub(crate) fn apply(map: &mut Map<String, Value>, ops: Vec<log::Op>) {
+    apply_ttl(map, &mut Expiries::new(), ops);
+}
+
+/// Expiry times of TTL entries: key to wall-clock ms since the Unix epoch.
+pub(crate) type Expiries = std::collections::HashMap<String, u64>;
+
+/// Applies logged operations to a map and its expiries.
+pub(crate) fn apply_ttl(map: &mut Map<String, Value>, expires: &mut Expiries, ops: Vec<log::Op>) {
     for op in ops {
         match op {
             log::Op::Set(k, v) => {
+                expires.remove(&k);
                 map.insert(k, v);
             }
             log::Op::Delete(k) => {
+                expires.remove(&k);
                 map.shift_remove(&k);
             }
-            log::Op::Reset => map.clear(),
+            log::Op::Reset => {
+                expires.clear();
+                map.clear();
+            }
+            log::Op::Expire(k, at) => {
+                if map.contains_key(&k) {
+                    expires.insert(k, at);
+                }
+            }
         }
     }
+}
+
+/// Reads the expiry sidecar: `{key: ms}` for keys of `map`. A missing or
+/// unreadable sidecar means no expiries (the entries stay, permanent).
+fn load_expiries(paths: &Paths, map: &Map<String, Value>) -> Result<Expiries> {
+    let Some(bytes) = read_optional(&paths.ttl)? else {
+        return Ok(Expiries::new());
+    };
+    let parsed: std::collections::BTreeMap<String, u64> = match serde_json::from_slice(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(path = %paths.ttl.display(), error = %e, "ignoring an unreadable expiry file");
+            return Ok(Expiries::new());
+        }
+    };
+    Ok(parsed
+        .into_iter()
+        .filter(|(k, _)| map.contains_key(k))
+        .collect())
 }
 
 /// Everything read from a store's files without changing any of them.
 pub(crate) struct Loaded {
     pub(crate) map: Map<String, Value>,
+    /// Expiry times of the map's TTL entries.
+    pub(crate) expires: Expiries,
     pub(crate) snapshot_id: SnapshotId,
     /// The log, if there is one that extends this snapshot.
     pub(crate) log: Option<LoadedLog>,
@@ -198,6 +243,7 @@ pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
         Some(b) => parse_snapshot(&paths.snapshot, b)?,
         None => Map::new(),
     };
+    let mut expires = load_expiries(paths, &map)?;
     // A compaction that renamed its snapshot but not yet its new log: the
     // new (empty) log names exactly this snapshot, which already holds
     // everything the old log had.
@@ -208,8 +254,15 @@ pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
         roll_forward = scan.torn_at.is_none() && scan.snapshot == snapshot_id;
     }
     if roll_forward {
+        // The compaction's expiry file may still wait beside it.
+        if let Some(b) = read_optional(&paths.ttl_tmp)?
+            && let Ok(p) = serde_json::from_slice::<std::collections::BTreeMap<String, u64>>(&b)
+        {
+            expires = p.into_iter().filter(|(k, _)| map.contains_key(k)).collect();
+        }
         return Ok(Loaded {
             map,
+            expires,
             snapshot_id,
             log: None,
             roll_forward,
@@ -218,6 +271,7 @@ pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
     let Some(bytes) = read_optional(&paths.log)? else {
         return Ok(Loaded {
             map,
+            expires,
             snapshot_id,
             log: None,
             roll_forward,
@@ -234,10 +288,11 @@ pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
         });
     }
     for ops in scan.frames {
-        apply(&mut map, ops);
+        apply_ttl(&mut map, &mut expires, ops);
     }
     Ok(Loaded {
         map,
+        expires,
         snapshot_id,
         log: Some(LoadedLog {
             valid_len: scan.valid_len,

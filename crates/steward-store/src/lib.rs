@@ -91,7 +91,9 @@ pub use redis_backend::{
     RedisBuilder, RedisConfig, RedisConnection, RedisManager, RedisStats, RedisStore,
 };
 pub use serde_json::{Map, Value};
-pub use store::{Stats, Store, StoreBuilder, StoreConfig, WriteFuture};
+pub use store::{
+    Clock, ManualClock, Stats, Store, StoreBuilder, StoreConfig, SystemClock, WriteFuture,
+};
 pub use subscribe::{Change, DEFAULT_SUBSCRIPTION_CAPACITY, Subscription};
 
 /// The crate's name.

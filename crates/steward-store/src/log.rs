@@ -34,6 +34,10 @@ const FLAG_SNAPSHOT_PRESENT: u32 = 1;
 const OP_SET: u8 = 1;
 const OP_DELETE: u8 = 2;
 const OP_RESET: u8 = 3;
+/// `4 key expires_at_ms:u64`: the key (just set) expires at that wall-clock
+/// time (ms since the Unix epoch). A later set of the key without it makes
+/// the key permanent again.
+const OP_EXPIRE: u8 = 4;
 
 /// Identity of the snapshot a log extends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +82,7 @@ pub(crate) enum Op {
     Set(String, Value),
     Delete(String),
     Reset,
+    Expire(String, u64),
 }
 
 /// Appends one `set` op with an already encoded value.
@@ -90,6 +95,12 @@ pub(crate) fn encode_set(buf: &mut Vec<u8>, key: &str, value_json: &[u8]) {
 pub(crate) fn encode_delete(buf: &mut Vec<u8>, key: &str) {
     buf.push(OP_DELETE);
     push_bytes(buf, key.as_bytes());
+}
+
+pub(crate) fn encode_expire(buf: &mut Vec<u8>, key: &str, at_ms: u64) {
+    buf.push(OP_EXPIRE);
+    push_bytes(buf, key.as_bytes());
+    buf.extend_from_slice(&at_ms.to_le_bytes());
 }
 
 pub(crate) fn encode_reset(buf: &mut Vec<u8>) {
@@ -294,6 +305,13 @@ fn decode_payload(mut p: &[u8]) -> Result<Vec<Op>, String> {
             }
             OP_DELETE => ops.push(Op::Delete(take_str(&mut p)?)),
             OP_RESET => ops.push(Op::Reset),
+            OP_EXPIRE => {
+                let key = take_str(&mut p)?;
+                let at = take(&mut p, 8)?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(at);
+                ops.push(Op::Expire(key, u64::from_le_bytes(b)));
+            }
             other => return Err(format!("unknown operation code {other}")),
         }
     }

@@ -56,6 +56,54 @@ impl Default for StoreConfig {
     }
 }
 
+/// The wall clock TTL entries are judged by, in ms since the Unix epoch.
+/// Injected with [`StoreBuilder::clock`] so tests control time.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now, in ms since the Unix epoch.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+/// A clock that moves only when told (tests). Cheap to clone; clones share
+/// the time.
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock reading `ms`.
+    pub fn new(ms: u64) -> Self {
+        ManualClock(Arc::new(AtomicU64::new(ms)))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: std::time::Duration) {
+        self.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// Sets the clock.
+    pub fn set_ms(&self, ms: u64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// Log records must fit a u32 length with room to spare.
 const MAX_LIMIT: usize = 1 << 30;
 
@@ -91,6 +139,7 @@ impl StoreConfig {
 pub struct StoreBuilder {
     path: PathBuf,
     config: StoreConfig,
+    clock: Arc<dyn Clock>,
 }
 
 impl StoreBuilder {
@@ -99,6 +148,7 @@ impl StoreBuilder {
         StoreBuilder {
             path: path.into(),
             config: StoreConfig::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -123,6 +173,13 @@ impl StoreBuilder {
     /// See [`StoreConfig::compact_log_bytes`].
     pub fn compact_log_bytes(mut self, n: u64) -> Self {
         self.config.compact_log_bytes = n;
+        self
+    }
+
+    /// The clock TTL entries are judged by (default [`SystemClock`]); tests
+    /// pass a [`ManualClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -159,6 +216,8 @@ impl StoreBuilder {
         };
         let shared = Arc::new(Shared {
             map: RwLock::new(opened.map),
+            expires: RwLock::new(opened.expires),
+            clock: self.clock,
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             writer: Mutex::new(writer),
@@ -213,6 +272,7 @@ fn take_lock(path: &Path) -> Result<LockGuard> {
 
 struct Opened {
     map: Map<String, Value>,
+    expires: files::Expiries,
     log: File,
     log_len: u64,
     /// The log file's size (frames plus preallocated zeros).
@@ -227,10 +287,14 @@ fn recover(paths: &Paths) -> Result<Opened> {
     let loaded = files::load_files(paths)?;
     if loaded.roll_forward {
         tracing::info!(log = %paths.log.display(), "finishing an interrupted compaction");
+        if paths.ttl_tmp.exists() {
+            files::rename(&paths.ttl_tmp, &paths.ttl)?;
+        }
         files::rename(&paths.log_tmp, &paths.log)?;
         files::fsync_dir(&paths.dir)?;
     } else {
         files::remove_if_exists(&paths.log_tmp)?;
+        files::remove_if_exists(&paths.ttl_tmp)?;
     }
     files::remove_if_exists(&paths.snapshot_tmp)?;
     let reuse = match &loaded.log {
@@ -241,6 +305,7 @@ fn recover(paths: &Paths) -> Result<Opened> {
         let log = open_log(&paths.log)?;
         return Ok(Opened {
             map: loaded.map,
+            expires: loaded.expires.clone(),
             file_len: file_size(&log, &paths.log)?,
             log,
             log_len: log::HEADER_LEN as u64,
@@ -251,6 +316,7 @@ fn recover(paths: &Paths) -> Result<Opened> {
         let log = new_log(paths, loaded.snapshot_id)?;
         return Ok(Opened {
             map: loaded.map,
+            expires: loaded.expires.clone(),
             file_len: file_size(&log, &paths.log)?,
             log,
             log_len: log::HEADER_LEN as u64,
@@ -276,6 +342,7 @@ fn recover(paths: &Paths) -> Result<Opened> {
         .map_err(|e| Error::io("seeking in", &paths.log, e))?;
     Ok(Opened {
         map: loaded.map,
+        expires: loaded.expires,
         log,
         log_len: valid_len,
         file_len,
@@ -358,6 +425,11 @@ impl Drop for Handle {
 
 struct Shared {
     map: RwLock<Map<String, Value>>,
+    /// Expiry times of TTL entries. Locked after `map` (never before), and
+    /// changed only with `map` write-locked, so a reader holding `map` sees
+    /// both consistent.
+    expires: RwLock<files::Expiries>,
+    clock: Arc<dyn Clock>,
     queue: Mutex<Queue>,
     /// Wakes the writer thread (it waits on `queue`).
     wake: Condvar,
@@ -395,6 +467,7 @@ struct Counters {
     log_bytes: AtomicU64,
     snapshot_bytes: AtomicU64,
     failed_batches: AtomicU64,
+    expired: AtomicU64,
 }
 
 /// Counters of a store, as a plain snapshot.
@@ -420,6 +493,10 @@ pub struct Stats {
     pub snapshot_bytes: u64,
     /// Batches that failed to reach the disk (nothing of them was applied).
     pub failed_batches: u64,
+    /// TTL entries (live or expired but not swept yet).
+    pub ttl_entries: usize,
+    /// Expired entries removed by sweeps and compactions.
+    pub expired: u64,
 }
 
 /// One queued write, already validated and encoded by the caller.
@@ -427,6 +504,8 @@ enum WriteOp {
     Create(String, Value, Vec<u8>),
     Update(String, Value, Vec<u8>),
     Upsert(String, Value, Vec<u8>),
+    /// Upsert that expires this many ms after it is committed.
+    UpsertTtl(String, Value, Vec<u8>, u64),
     Delete(String),
     Reset,
 }
@@ -437,8 +516,21 @@ impl WriteOp {
             WriteOp::Create(k, _, j) | WriteOp::Update(k, _, j) | WriteOp::Upsert(k, _, j) => {
                 k.len() + j.len() + 9
             }
+            WriteOp::UpsertTtl(k, _, j, _) => 2 * k.len() + j.len() + 22,
             WriteOp::Delete(k) => k.len() + 5,
             WriteOp::Reset => 1,
+        }
+    }
+
+    /// The key written (empty for reset).
+    fn key(&self) -> &str {
+        match self {
+            WriteOp::Create(k, ..)
+            | WriteOp::Update(k, ..)
+            | WriteOp::Upsert(k, ..)
+            | WriteOp::UpsertTtl(k, ..)
+            | WriteOp::Delete(k) => k,
+            WriteOp::Reset => "",
         }
     }
 }
@@ -446,6 +538,8 @@ impl WriteOp {
 enum Kind {
     Write(WriteOp),
     Compact,
+    /// Sweep expired entries; the count goes into the cell.
+    Sweep(Arc<AtomicU64>),
     Close,
 }
 
@@ -590,38 +684,78 @@ impl Store {
 
     // ---------------------------------------------------------------- reads
 
-    /// The value of `key`, or `None`.
+    /// Whether `key`'s entry has a TTL that ran out (call with `map` held).
+    fn expired(&self, key: &str) -> bool {
+        let e = self.shared().expires.read();
+        !e.is_empty()
+            && e.get(key)
+                .is_some_and(|&t| self.shared().clock.now_ms() >= t)
+    }
+
+    /// Calls `f` with the live entries: the map itself, or a filtered copy
+    /// while some TTL entry has expired unswept.
+    fn with_live<R>(&self, f: impl FnOnce(&Map<String, Value>) -> R) -> R {
+        let map = self.shared().map.read();
+        let doomed: Vec<&str> = {
+            let e = self.shared().expires.read();
+            if e.is_empty() {
+                Vec::new()
+            } else {
+                let now = self.shared().clock.now_ms();
+                e.iter()
+                    .filter(|&(_, &t)| now >= t)
+                    .filter_map(|(k, _)| map.get_key_value(k).map(|(k, _)| k.as_str()))
+                    .collect()
+            }
+        };
+        if doomed.is_empty() {
+            return f(&map);
+        }
+        let live: Map<String, Value> = map
+            .iter()
+            .filter(|(k, _)| !doomed.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        f(&live)
+    }
+
+    /// The value of `key`, or `None` (also once its TTL ran out).
     pub fn read(&self, key: &str) -> Option<Value> {
-        self.shared().map.read().get(key).cloned()
+        self.with(key, |v| v.cloned())
     }
 
     /// Calls `f` with the value of `key` without cloning it. Keep `f` short
     /// (writes wait while it runs) and do not write to the store inside it
     /// (that would deadlock).
     pub fn with<R>(&self, key: &str, f: impl FnOnce(Option<&Value>) -> R) -> R {
-        f(self.shared().map.read().get(key))
+        let map = self.shared().map.read();
+        if self.expired(key) {
+            return f(None);
+        }
+        f(map.get(key))
     }
 
     /// The value of `key` converted to `T` through serde.
     pub fn get_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let map = self.shared().map.read();
-        let Some(v) = map.get(key) else {
-            return Ok(None);
-        };
-        T::deserialize(v).map(Some).map_err(|source| Error::Json {
-            key: key.to_string(),
-            source,
+        self.with(key, |v| {
+            let Some(v) = v else {
+                return Ok(None);
+            };
+            T::deserialize(v).map(Some).map_err(|source| Error::Json {
+                key: key.to_string(),
+                source,
+            })
         })
     }
 
     /// Whether `key` is present.
     pub fn contains_key(&self, key: &str) -> bool {
-        self.shared().map.read().contains_key(key)
+        self.with(key, |v| v.is_some())
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.shared().map.read().len()
+        self.with_live(|m| m.len())
     }
 
     /// Whether the store has no keys.
@@ -632,33 +766,34 @@ impl Store {
     /// All keys in insertion order (an updated key keeps its place; a deleted
     /// and re-added key goes last).
     pub fn list_keys(&self) -> Vec<String> {
-        self.shared().map.read().keys().cloned().collect()
+        self.with_live(|m| m.keys().cloned().collect())
     }
 
     /// The entries, in order, as of this call (a copy: later writes do not
     /// show up, and no lock is held while iterating).
     pub fn iter(&self) -> std::vec::IntoIter<(String, Value)> {
-        let map = self.shared().map.read();
-        map.iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<Vec<_>>()
-            .into_iter()
+        self.with_live(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+                .into_iter()
+        })
     }
 
     /// A copy of the whole map, in order.
     pub fn to_map(&self) -> Map<String, Value> {
-        self.shared().map.read().clone()
+        self.with_live(Map::clone)
     }
 
     /// The map as Python's `json.dump(m, f, indent=2)` writes it.
     pub fn to_python_json(&self) -> String {
-        json::to_python_json(&self.shared().map.read())
+        self.with_live(json::to_python_json)
     }
 
     /// The selected entries as a `<memory>` XML element for the prompt.
     /// See [`render_prompt`](crate::render_prompt) for patterns and format.
     pub fn render_prompt<P: AsRef<str>>(&self, patterns: &[P]) -> String {
-        prompt::render_prompt(&self.shared().map.read(), patterns)
+        self.with_live(|m| prompt::render_prompt(m, patterns))
     }
 
     /// Counters.
@@ -674,6 +809,8 @@ impl Store {
             log_bytes: c.log_bytes.load(Ordering::Relaxed),
             snapshot_bytes: c.snapshot_bytes.load(Ordering::Relaxed),
             failed_batches: c.failed_batches.load(Ordering::Relaxed),
+            ttl_entries: self.shared().expires.read().len(),
+            expired: c.expired.load(Ordering::Relaxed),
         }
     }
 
@@ -802,22 +939,61 @@ impl Store {
         }
     }
 
-    /// Upsert of an entry that expires `ttl` from now.
+    fn prepare_ttl(&self, key: &str, value: Value, ttl: std::time::Duration) -> Result<WriteOp> {
+        let json = self.encode(key, &value)?;
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        Ok(WriteOp::UpsertTtl(key.to_string(), value, json, ms))
+    }
+
+    /// Upserts an entry that expires `ttl` (at least 1 ms) after the write
+    /// commits; returns whether the key was new. Once expired, the entry
+    /// is invisible to every read at once; it is removed for good by
+    /// [`sweep_expired`](Self::sweep_expired) or the next compaction. A
+    /// later plain write of the key makes it permanent.
+    ///
+    /// On disk the expiry time (wall clock, ms since the Unix epoch, by the
+    /// store's [`Clock`]) is a log record, and after compaction an entry of
+    /// `memory.json.ttl` (`{key: ms}`) beside the snapshot: `memory.json`
+    /// itself stays a plain `{key: value}` object the Python assistant
+    /// reads (it sees a TTL entry as an ordinary one until a compaction
+    /// after its expiry drops it).
+    pub fn upsert_with_ttl(
+        &self,
+        key: &str,
+        value: impl Into<Value>,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        self.write_blocking(self.prepare_ttl(key, value.into(), ttl))
+    }
+
+    /// [`upsert_with_ttl`](Self::upsert_with_ttl) for async code.
     pub fn upsert_with_ttl_async(
         &self,
         key: &str,
         value: impl Into<Value>,
         ttl: std::time::Duration,
     ) -> WriteFuture {
-        let _ = (key, value.into(), ttl);
-        ready(Err(Error::Config(
-            "TTL entries are not implemented yet".into(),
-        )))
+        self.write_async(self.prepare_ttl(key, value.into(), ttl))
     }
 
-    /// Removes expired entries; returns how many.
+    /// Removes expired entries for good (durably: one delete record each)
+    /// and returns how many; subscribers get [`Change::Expired`] for each.
+    /// They are invisible already; this frees their memory. The steward
+    /// facade's monitor cleanup is meant to call it periodically.
+    pub fn sweep_expired(&self) -> Result<usize> {
+        let count = Arc::new(AtomicU64::new(0));
+        self.run_blocking(Kind::Sweep(Arc::clone(&count)))?;
+        Ok(count.load(Ordering::Relaxed) as usize)
+    }
+
+    /// [`sweep_expired`](Self::sweep_expired) for async code.
     pub fn sweep_expired_async(&self) -> impl Future<Output = Result<usize>> + Send + 'static {
-        std::future::ready(Ok(0))
+        let count = Arc::new(AtomicU64::new(0));
+        let f = self.run_async(Kind::Sweep(Arc::clone(&count)));
+        async move {
+            f.await?;
+            Ok(count.load(Ordering::Relaxed) as usize)
+        }
     }
 
     /// Removes `key`. Returns `false` if it was missing.
@@ -1037,6 +1213,15 @@ impl Writer {
                     batch_bytes = 0;
                     req.reply.complete(self.compact(shared).map(|()| true));
                 }
+                Kind::Sweep(count) => {
+                    self.commit(shared, std::mem::take(&mut batch));
+                    batch_bytes = 0;
+                    let r = self.sweep(shared).map(|n| {
+                        count.store(n, Ordering::Relaxed);
+                        true
+                    });
+                    req.reply.complete(r);
+                }
                 Kind::Close => {
                     self.commit(shared, std::mem::take(&mut batch));
                     self.close(shared, req.reply, requests.collect());
@@ -1098,7 +1283,8 @@ impl Writer {
             }
             return;
         }
-        let (payload, effective) = self.encode_batch(shared, &batch);
+        let now = shared.clock.now_ms();
+        let (payload, effects) = self.encode_batch(shared, &batch, now);
         if !payload.is_empty()
             && let Err(e) = self.append(shared, &payload)
         {
@@ -1113,7 +1299,7 @@ impl Writer {
             return;
         }
         let c = &shared.counters;
-        let applied = effective.iter().filter(|e| **e).count() as u64;
+        let applied = effects.iter().filter(|e| e.changed).count() as u64;
         c.writes.fetch_add(applied, Ordering::Relaxed);
         c.unchanged
             .fetch_add(batch.len() as u64 - applied, Ordering::Relaxed);
@@ -1124,12 +1310,17 @@ impl Writer {
         let mut changes = Vec::new();
         {
             let mut map = shared.map.write();
-            for ((w, slot), changed) in batch.into_iter().zip(effective) {
-                if watched && changed {
+            let mut expires = shared.expires.write();
+            for ((w, slot), effect) in batch.into_iter().zip(effects) {
+                if watched && effect.revive {
+                    changes.push((w.key().to_string(), Change::Expired));
+                }
+                if watched && effect.changed {
                     changes.push(change_of(&w));
                 }
                 // Upsert answers "was the key new"; the others "did it change".
-                let answer = apply_write(&mut map, w, changed).unwrap_or(changed);
+                let answer =
+                    apply_write(&mut map, &mut expires, w, effect).unwrap_or(effect.changed);
                 replies.push((slot, answer));
             }
         }
@@ -1142,51 +1333,116 @@ impl Writer {
     }
 
     /// Decides each write's effect (against the map plus earlier writes of
-    /// this batch) and encodes the effective ones.
-    fn encode_batch(&self, shared: &Shared, batch: &[(WriteOp, Reply)]) -> (Vec<u8>, Vec<bool>) {
+    /// this batch, expired entries counting as absent at `now`) and
+    /// encodes the effective ones. Re-adding an expired key is logged as a
+    /// delete then a set, so replay puts it last as the map does.
+    fn encode_batch(
+        &self,
+        shared: &Shared,
+        batch: &[(WriteOp, Reply)],
+        now: u64,
+    ) -> (Vec<u8>, Vec<Effect>) {
         let map = shared.map.read();
+        let expires = shared.expires.read();
         let mut overlay: HashMap<&str, bool> = HashMap::new();
         let mut reset = false;
         let mut payload = Vec::new();
-        let mut effective = Vec::with_capacity(batch.len());
+        let mut effects = Vec::with_capacity(batch.len());
         for (w, _) in batch {
-            let exists = |k: &str, overlay: &HashMap<&str, bool>| {
-                overlay
-                    .get(k)
-                    .copied()
-                    .unwrap_or_else(|| !reset && map.contains_key(k))
+            let key = w.key();
+            let in_map = !reset && !overlay.contains_key(key) && map.contains_key(key);
+            let stale = in_map && expires.get(key).is_some_and(|&t| now >= t);
+            let exists = match overlay.get(key) {
+                Some(&e) => e,
+                None => in_map && !stale,
             };
-            let changed = match w {
-                WriteOp::Create(k, _, j) if !exists(k, &overlay) => {
-                    log::encode_set(&mut payload, k, j);
-                    overlay.insert(k, true);
-                    true
+            let mut effect = Effect::default();
+            let set = |payload: &mut Vec<u8>, effect: &mut Effect, j: &[u8]| {
+                if stale {
+                    log::encode_delete(payload, key);
+                    effect.revive = true;
                 }
-                WriteOp::Update(k, _, j) if exists(k, &overlay) => {
-                    log::encode_set(&mut payload, k, j);
-                    true
+                log::encode_set(payload, key, j);
+                effect.changed = true;
+            };
+            match w {
+                WriteOp::Create(_, _, j) if !exists => set(&mut payload, &mut effect, j),
+                WriteOp::Update(_, _, j) if exists => set(&mut payload, &mut effect, j),
+                WriteOp::Upsert(_, _, j) => set(&mut payload, &mut effect, j),
+                WriteOp::UpsertTtl(_, _, j, ttl) => {
+                    set(&mut payload, &mut effect, j);
+                    let at = now.saturating_add(*ttl);
+                    log::encode_expire(&mut payload, key, at);
+                    effect.expires_at = Some(at);
                 }
-                WriteOp::Upsert(k, _, j) => {
-                    log::encode_set(&mut payload, k, j);
-                    overlay.insert(k, true);
-                    true
-                }
-                WriteOp::Delete(k) if exists(k, &overlay) => {
-                    log::encode_delete(&mut payload, k);
-                    overlay.insert(k, false);
-                    true
+                WriteOp::Delete(_) if exists => {
+                    log::encode_delete(&mut payload, key);
+                    effect.changed = true;
                 }
                 WriteOp::Reset => {
                     log::encode_reset(&mut payload);
                     overlay.clear();
                     reset = true;
-                    true
+                    effect.changed = true;
                 }
-                _ => false,
-            };
-            effective.push(changed);
+                _ => {}
+            }
+            if effect.changed && !matches!(w, WriteOp::Reset) {
+                overlay.insert(key, !matches!(w, WriteOp::Delete(_)));
+            }
+            effects.push(effect);
         }
-        (payload, effective)
+        (payload, effects)
+    }
+
+    /// Removes the entries expired at `now` durably (delete records), tells
+    /// subscribers, and returns how many.
+    fn sweep(&mut self, shared: &Shared) -> Result<u64> {
+        if self.poisoned {
+            return Err(Error::Poisoned {
+                path: shared.paths.log.clone(),
+            });
+        }
+        let now = shared.clock.now_ms();
+        let doomed: Vec<String> = {
+            let expires = shared.expires.read();
+            expires
+                .iter()
+                .filter(|&(_, &t)| now >= t)
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let mut payload = Vec::new();
+        for k in &doomed {
+            log::encode_delete(&mut payload, k);
+        }
+        self.append(shared, &payload)?;
+        self.drop_entries(shared, &doomed);
+        Ok(doomed.len() as u64)
+    }
+
+    /// Drops expired entries from memory and publishes `Expired` for each.
+    fn drop_entries(&self, shared: &Shared, doomed: &[String]) {
+        {
+            let mut map = shared.map.write();
+            let mut expires = shared.expires.write();
+            for k in doomed {
+                map.shift_remove(k);
+                expires.remove(k);
+            }
+        }
+        shared
+            .counters
+            .expired
+            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        let changes: Vec<(String, Change)> = doomed
+            .iter()
+            .map(|k| (k.clone(), Change::Expired))
+            .collect();
+        shared.hub.publish(&changes);
     }
 
     /// Appends one frame and fsyncs it (`fdatasync`). The file is kept
@@ -1266,18 +1522,49 @@ impl Writer {
                 snapshot: p.snapshot.clone(),
             });
         }
+        // Expired entries do not go into the snapshot (Python would see them).
+        let now = shared.clock.now_ms();
+        let doomed: Vec<String> = shared
+            .expires
+            .read()
+            .iter()
+            .filter(|&(_, &t)| now >= t)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !doomed.is_empty() {
+            self.drop_entries(shared, &doomed);
+        }
         let text = json::to_python_json(&shared.map.read());
         let id = SnapshotId::of(Some(text.as_bytes()));
+        // The expiries go beside the snapshot; the sidecar is rewritten (or
+        // emptied) whenever there is one, so it always matches the snapshot.
+        let ttl_text = {
+            let expires = shared.expires.read();
+            (!expires.is_empty() || p.ttl.exists()).then(|| {
+                let sorted: std::collections::BTreeMap<&String, &u64> = expires.iter().collect();
+                serde_json::to_string(&sorted).unwrap_or_else(|_| "{}".into())
+            })
+        };
         let staged = files::write_synced(&p.snapshot_tmp, text.as_bytes(), Some(&p.snapshot))
+            .and_then(|()| match &ttl_text {
+                Some(t) => files::write_synced(&p.ttl_tmp, t.as_bytes(), None),
+                None => Ok(()),
+            })
             .and_then(|()| files::write_synced(&p.log_tmp, &log::encode_header(id), None));
         if let Err(e) = staged {
             let _ = std::fs::remove_file(&p.snapshot_tmp);
+            let _ = std::fs::remove_file(&p.ttl_tmp);
             let _ = std::fs::remove_file(&p.log_tmp);
             return Err(e);
         }
+        // Crash after this rename: opening finds the new log waiting and
+        // renames the expiry file and the log into place.
         files::rename(&p.snapshot_tmp, &p.snapshot)?;
         self.snapshot = id;
         files::fsync_dir(&p.dir)?;
+        if ttl_text.is_some() {
+            files::rename(&p.ttl_tmp, &p.ttl)?;
+        }
         files::rename(&p.log_tmp, &p.log)?;
         files::fsync_dir(&p.dir)?;
         self.log = open_log(&p.log)?;
@@ -1296,31 +1583,63 @@ impl Writer {
 /// The change a durable write makes, for subscribers.
 fn change_of(w: &WriteOp) -> (String, Change) {
     match w {
-        WriteOp::Create(k, v, _) | WriteOp::Update(k, v, _) | WriteOp::Upsert(k, v, _) => {
-            (k.clone(), Change::Set(v.clone()))
-        }
+        WriteOp::Create(k, v, _)
+        | WriteOp::Update(k, v, _)
+        | WriteOp::Upsert(k, v, _)
+        | WriteOp::UpsertTtl(k, v, ..) => (k.clone(), Change::Set(v.clone())),
         WriteOp::Delete(k) => (k.clone(), Change::Deleted),
         WriteOp::Reset => (String::new(), Change::Reset),
     }
 }
 
+/// What one write does, decided before it is logged.
+#[derive(Debug, Clone, Copy, Default)]
+struct Effect {
+    /// It changes the map.
+    changed: bool,
+    /// It re-adds a key whose entry had expired (removed first, goes last).
+    revive: bool,
+    /// Its new expiry time (TTL upsert).
+    expires_at: Option<u64>,
+}
+
 /// Applies one durable write; returns the caller's answer if it differs
 /// from `changed` (upsert answers "was it new").
-fn apply_write(map: &mut Map<String, Value>, w: WriteOp, changed: bool) -> Option<bool> {
-    if !changed {
+fn apply_write(
+    map: &mut Map<String, Value>,
+    expires: &mut files::Expiries,
+    w: WriteOp,
+    effect: Effect,
+) -> Option<bool> {
+    if !effect.changed {
         return None;
+    }
+    if effect.revive {
+        map.shift_remove(w.key());
     }
     match w {
         WriteOp::Create(k, v, _) | WriteOp::Update(k, v, _) => {
+            expires.remove(&k);
             map.insert(k, v);
             None
         }
-        WriteOp::Upsert(k, v, _) => Some(map.insert(k, v).is_none()),
+        WriteOp::Upsert(k, v, _) => {
+            expires.remove(&k);
+            Some(map.insert(k, v).is_none())
+        }
+        WriteOp::UpsertTtl(k, v, _, _) => {
+            if let Some(at) = effect.expires_at {
+                expires.insert(k.clone(), at);
+            }
+            Some(map.insert(k, v).is_none())
+        }
         WriteOp::Delete(k) => {
+            expires.remove(&k);
             map.shift_remove(&k);
             None
         }
         WriteOp::Reset => {
+            expires.clear();
             map.clear();
             None
         }

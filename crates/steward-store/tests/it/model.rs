@@ -16,6 +16,9 @@ enum Op {
     Create(u8, i64),
     Update(u8, i64),
     Upsert(u8, i64),
+    /// Upsert with a TTL far longer than the test: an ordinary upsert for
+    /// the model, a TTL entry (log record / PX key) for the store.
+    UpsertTtl(u8, i64),
     Delete(u8),
     Reset,
     Compact,
@@ -28,6 +31,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0u8..6, any::<i64>()).prop_map(|(k, v)| Op::Create(k, v)),
         3 => (0u8..6, any::<i64>()).prop_map(|(k, v)| Op::Update(k, v)),
         6 => (0u8..6, any::<i64>()).prop_map(|(k, v)| Op::Upsert(k, v)),
+        2 => (0u8..6, any::<i64>()).prop_map(|(k, v)| Op::UpsertTtl(k, v)),
         3 => (0u8..6).prop_map(Op::Delete),
         1 => Just(Op::Reset),
         1 => Just(Op::Compact),
@@ -155,6 +159,20 @@ fn run_model(
                 }
                 prop_assert_eq!(
                     rt.block_on(store.upsert(&k, json!(v))).unwrap(),
+                    pos.is_none()
+                );
+            }
+            Op::UpsertTtl(k, v) => {
+                let k = key(k);
+                let pos = model.find(&k);
+                match pos {
+                    Some(i) => model.0[i].1 = json!(v),
+                    None => model.0.push((k.clone(), json!(v))),
+                }
+                let ttl = std::time::Duration::from_secs(24 * 3600);
+                prop_assert_eq!(
+                    rt.block_on(store.upsert_with_ttl(&k, json!(v), ttl))
+                        .unwrap(),
                     pos.is_none()
                 );
             }
