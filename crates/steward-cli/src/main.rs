@@ -82,6 +82,9 @@ struct AssistantArgs {
     /// No live status line.
     #[arg(long, short)]
     quiet: bool,
+    /// Refresh the status (and sample RSS) this often.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    poll: Duration,
     /// Stand-in only: every Nth audio turn asks to remember something (0: never).
     #[arg(long, value_name = "N", default_value_t = 3)]
     remember_every: u32,
@@ -255,6 +258,7 @@ async fn assistant(args: AssistantArgs) -> Result<Outcome> {
     config.soak_dir = args.soak_dir;
     config.playback = !args.no_playback;
     config.status_line = !args.quiet;
+    config.poll_ms = u64::try_from(args.poll.as_millis()).unwrap_or(u64::MAX);
     config.standin.remember_every = args.remember_every;
     config.standin.drop_every = args.drop_every;
 
