@@ -50,10 +50,60 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Backends
+//!
+//! [`Backend`] is the seam both backends implement with the same
+//! semantics (insertion order, `create` refusing an existing key, TTL
+//! entries, subscriptions, `render_prompt`; typed access in
+//! [`BackendExt`]): the file [`Store`] above, and — with feature `redis` —
+//! `RedisStore`, one namespace of a shared Redis server for several
+//! assistant processes and machines (see its module docs for the layout in
+//! Redis and what a lost connection reports). [`open_backend`] picks one by
+//! location: a `redis://host:port/db?ns=alice` URL or a path.
+//!
+//! ```
+//! use std::time::Duration;
+//! use steward_store::{Backend, BackendExt, Change};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! let dir = tempfile::tempdir()?;
+//! let memory = dir.path().join("memory.json");
+//! let store: Box<dyn Backend> = steward_store::open_backend(memory.to_str().unwrap()).await?;
+//! let mut changes = store.subscribe("user_*").await?;
+//! store.set_as("user_name", "Ada").await?;
+//! store.upsert_with_ttl("weather", "rain".into(), Duration::from_secs(600)).await?;
+//! assert_eq!(store.get_as::<String>("user_name").await?.as_deref(), Some("Ada"));
+//! assert_eq!(changes.next().await, Some(("user_name".into(), Change::Set("Ada".into()))));
+//! store.close().await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # TTL entries
+//!
+//! [`Store::upsert_with_ttl`] writes an entry that expires; once expired it
+//! is invisible to every read at once. The file store keeps the expiry
+//! (wall-clock ms, from its [`Clock`]) as a log record and, after a
+//! compaction, in `memory.json.ttl` (`{key: ms}`) beside the snapshot:
+//! `memory.json` stays the plain `{key: value}` object the Python assistant
+//! reads (it sees a TTL entry as ordinary until a compaction after expiry
+//! drops it). Expired entries are removed for good by
+//! [`Store::sweep_expired`] (the steward facade's monitor cleanup is the
+//! place to call it) or by compaction. Redis expires entries natively.
+//!
+//! # Subscriptions
+//!
+//! [`Store::subscribe`] / [`Backend::subscribe`] give a [`Subscription`]:
+//! `(key, Change)` for the keys matching a pattern, each change once, in
+//! commit order, through a bounded buffer that counts what it had to drop.
+//! On Redis the changes of every process sharing the namespace arrive.
+//!
 //! # Files
 //!
 //! For a snapshot `memory.json`: `memory.json.log` (the log, removed by a
-//! clean close), `memory.json.lock` (holds the OS lock; a second opener
+//! clean close), `memory.json.ttl` (expiries of TTL entries, only once
+//! there were some), `memory.json.lock` (holds the OS lock; a second opener
 //! gets [`Error::Locked`]), and briefly `memory.json.tmp` /
 //! `memory.json.log.tmp` during compaction. [`check`] verifies all of them
 //! without modifying anything.
