@@ -36,6 +36,10 @@
 //! been applied) or [`Error::RedisWriteNotApplied`] (it never reached the
 //! server, or the server refused it). Never a false success. Reads are
 //! retried the same way and fail with [`Error::RedisUnavailable`].
+//! With [`RedisConfig::dedupe_writes`] off there is no record: a write
+//! whose connection was lost after sending fails at once with
+//! [`Error::RedisWriteUnknown`], and only writes that certainly did not
+//! reach the server are retried.
 //!
 //! Durability is the server's: run it with `appendonly yes` and
 //! `appendfsync always` for acknowledged writes to survive a server crash.
@@ -83,6 +87,13 @@ pub struct RedisConfig {
     pub max_value_bytes: usize,
     /// Changes a subscription buffers before dropping new ones.
     pub subscription_capacity: usize,
+    /// Record each write's answer under a unique id (one more small key
+    /// per write, kept `2 × retry_for + 30 s`), so a write whose connection
+    /// was lost is resent safely and returns its true answer. Off: such a
+    /// write fails at once with [`Error::RedisWriteUnknown`] (cheaper for
+    /// the server; writes are retried only when they certainly did not
+    /// reach it). Default on.
+    pub dedupe_writes: bool,
 }
 
 impl Default for RedisConfig {
@@ -103,6 +114,7 @@ impl Default for RedisConfig {
             max_key_bytes: store.max_key_bytes,
             max_value_bytes: store.max_value_bytes,
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+            dedupe_writes: true,
         }
     }
 }
@@ -164,6 +176,12 @@ impl RedisBuilder {
     /// See [`RedisConfig::response_timeout`].
     pub fn response_timeout(mut self, d: Duration) -> Self {
         self.config.response_timeout = d;
+        self
+    }
+
+    /// See [`RedisConfig::dedupe_writes`].
+    pub fn dedupe_writes(mut self, yes: bool) -> Self {
+        self.config.dedupe_writes = yes;
         self
     }
 
@@ -340,12 +358,15 @@ end
 
 /// Writes. KEYS: order, seq, value key, op key. ARGV: channel, key, value
 /// prefix, mode (c create, u update, s upsert, d delete, r reset), value
-/// JSON, ttl ms (0: none), op-record ms. Returns 0 unchanged, 1 replaced /
+/// JSON, ttl ms (0: none), op-record ms (0: no record). Returns 0 unchanged, 1 replaced /
 /// deleted / reset, 2 added. Checks come before writes, so an error reply
 /// means nothing was written.
 const WRITE: &str = r"
-local done = redis.call('GET', KEYS[4])
-if done then return tonumber(done) end
+local record = ARGV[7] ~= '0'
+if record then
+  local done = redis.call('GET', KEYS[4])
+  if done then return tonumber(done) end
+end
 local function body()
   local mode, key = ARGV[4], ARGV[2]
   if mode == 'r' then
@@ -380,7 +401,7 @@ local function body()
   return 2
 end
 local r = body()
-redis.call('SET', KEYS[4], r, 'PX', ARGV[7])
+if record then redis.call('SET', KEYS[4], r, 'PX', ARGV[7]) end
 return r
 ";
 
@@ -797,7 +818,12 @@ impl RedisStore {
         let inner = &*self.inner;
         let k = &inner.keys;
         let op_id = self.next_op_id();
-        let op_ms = (inner.config.retry_for * 2 + Duration::from_secs(30)).as_millis() as u64;
+        let dedupe = inner.config.dedupe_writes;
+        let op_ms = if dedupe {
+            (inner.config.retry_for * 2 + Duration::from_secs(30)).as_millis() as u64
+        } else {
+            0
+        };
         let mut inv = WRITE_SCRIPT.prepare_invoke();
         inv.key(&k.order)
             .key(&k.seq)
@@ -843,6 +869,10 @@ impl RedisStore {
                         Failure::Lost(e) => {
                             maybe_sent = true;
                             Pooled::discard(conn);
+                            if !dedupe {
+                                // Resending could apply it twice.
+                                return Err(self.give_up(key, true, RedisErrorOr::Redis(e)));
+                            }
                             RedisErrorOr::Redis(e)
                         }
                     },

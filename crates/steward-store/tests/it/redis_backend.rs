@@ -226,6 +226,7 @@ fn server_killed_and_restarted_during_writes() {
     let impatient = rt.block_on(async {
         RedisStore::builder(url.as_str())
             .retry_for(Duration::from_millis(50))
+            .dedupe_writes(false)
             .build()
             .await
             .unwrap()
