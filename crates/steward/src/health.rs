@@ -58,6 +58,8 @@ pub struct CleanupStats {
     pub store_compactions: u64,
     /// Store compactions that failed.
     pub store_compaction_failures: u64,
+    /// Expired TTL entries the store sweep removed for good.
+    pub store_expired_swept: u64,
     /// Stale reports made by the tracker handler.
     pub stale_reports: u64,
     /// Stale resources in the last report.

@@ -225,7 +225,7 @@ fn monitor(o: &mut Out, h: &Health) {
 
 fn cleanup(o: &mut Out, h: &Health) {
     let c = &h.cleanup;
-    let counters: [(&str, &str, u64); 9] = [
+    let counters: [(&str, &str, u64); 10] = [
         (
             "steward_cleanup_moderate_rounds_total",
             "Cleanup rounds at moderate pressure.",
@@ -255,6 +255,11 @@ fn cleanup(o: &mut Out, h: &Health) {
             "steward_cleanup_store_compaction_failures_total",
             "Store compactions that failed.",
             c.store_compaction_failures,
+        ),
+        (
+            "steward_cleanup_store_expired_swept_total",
+            "Expired TTL entries removed from the store under memory pressure.",
+            c.store_expired_swept,
         ),
         (
             "steward_cleanup_stale_reports_total",

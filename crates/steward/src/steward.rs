@@ -138,6 +138,7 @@ struct Counters {
     pool_objects_shrunk: AtomicU64,
     store_compactions: AtomicU64,
     store_compaction_failures: AtomicU64,
+    store_expired_swept: AtomicU64,
     stale_reports: AtomicU64,
     stale_resources: AtomicU64,
     malloc_trims: AtomicU64,
@@ -565,6 +566,8 @@ const POOLS_REAP: &str = "steward.pools.reap_idle";
 const POOLS_SHRINK: &str = "steward.pools.shrink_to_min_idle";
 #[cfg(feature = "store")]
 const STORE_COMPACT: &str = "steward.store.compact";
+#[cfg(feature = "store")]
+const STORE_SWEEP: &str = "steward.store.sweep_expired";
 #[cfg(feature = "tracker")]
 const TRACKER_STALE: &str = "steward.tracker.stale";
 #[cfg(any(feature = "ws", feature = "audio"))]
@@ -647,6 +650,11 @@ fn register_handlers(monitor: &Monitor, parts: &Arc<Parts>) -> Result<(), Error>
     }
     #[cfg(feature = "store")]
     if parts.store.is_some() {
+        // Expired TTL entries go first, so the compaction that follows
+        // writes a snapshot without them.
+        on(monitor, parts, Level::Moderate, 90, STORE_SWEEP, |p, _| {
+            sweep_store(p)
+        })?;
         on(
             monitor,
             parts,
@@ -749,6 +757,20 @@ async fn shed_buffers(p: Arc<Parts>) -> Result<u64, BoxError> {
         }
     }
     Ok(freed)
+}
+
+/// Removes expired TTL entries for good (they are invisible already; this
+/// frees their memory). Disk work happens on the store's writer thread.
+#[cfg(feature = "store")]
+async fn sweep_store(p: Arc<Parts>) -> Result<u64, BoxError> {
+    let Some(store) = p.store.as_ref() else {
+        return Ok(0);
+    };
+    let swept = store.sweep_expired_async().await?;
+    p.counters
+        .store_expired_swept
+        .fetch_add(u64::try_from(swept).unwrap_or(u64::MAX), Relaxed);
+    Ok(0)
 }
 
 /// Folds the store's log into its snapshot, when something was written
@@ -981,6 +1003,7 @@ impl Steward {
                 pool_objects_shrunk: c.pool_objects_shrunk.load(Relaxed),
                 store_compactions: c.store_compactions.load(Relaxed),
                 store_compaction_failures: c.store_compaction_failures.load(Relaxed),
+                store_expired_swept: c.store_expired_swept.load(Relaxed),
                 stale_reports: c.stale_reports.load(Relaxed),
                 stale_resources: c.stale_resources.load(Relaxed),
                 #[cfg(feature = "tracker")]

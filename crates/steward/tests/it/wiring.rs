@@ -147,6 +147,7 @@ async fn critical_pressure_shrinks_pools_to_min_idle_and_trims() {
         "steward.rounds",
         "steward.pools.reap_idle",
         "steward.pools.shrink_to_min_idle",
+        "steward.store.sweep_expired",
         "steward.store.compact",
         "steward.tracker.stale",
     ];
@@ -188,6 +189,48 @@ async fn critical_pressure_shrinks_pools_to_min_idle_and_trims() {
     // A closed pool leaves the wiring.
     pool.close();
     assert!(steward.health().pools.is_empty());
+    steward.shutdown().await;
+    store.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pressure_sweeps_expired_entries_before_compacting() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.json");
+    let clock = steward::store::ManualClock::new(1_000_000);
+    let store = Store::builder(&path)
+        .clock(std::sync::Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    store.upsert("user_name", "Ada").unwrap();
+    store
+        .upsert_with_ttl("weather", "rain", Duration::from_secs(60))
+        .unwrap();
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(store.read("weather"), None, "invisible once expired");
+    let steward = Steward::builder()
+        .config(pressure(true, Duration::from_secs(86_400)))
+        .store(store.clone())
+        .build()
+        .unwrap();
+
+    steward.monitor().check_now().await.unwrap();
+    let h = steward.health();
+    assert_eq!(h.cleanup.store_expired_swept, 1);
+    assert_eq!(h.cleanup.store_compactions, 1);
+    // The compaction after the sweep wrote a snapshot without the entry.
+    let on_disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(on_disk, serde_json::json!({"user_name": "Ada"}));
+    assert!(
+        steward
+            .metrics_text()
+            .contains("steward_cleanup_store_expired_swept_total 1")
+    );
+
+    // Nothing left to sweep: the counter stays.
+    steward.monitor().check_now().await.unwrap();
+    assert_eq!(steward.health().cleanup.store_expired_swept, 1);
     steward.shutdown().await;
     store.close().unwrap();
 }
