@@ -3,7 +3,10 @@
 //! sound server's null devices.
 
 mod assistant;
+#[path = "../../../steward-store/tests/it/redis_server.rs"]
+mod redis_server;
 mod standin;
+mod store_redis;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
