@@ -1,0 +1,178 @@
+//! steward-store Redis backend: upserts per second with 1 and 64 concurrent
+//! writers, against the raw client doing the plain equivalent through the
+//! same connection pool in the same run:
+//!
+//! - `raw_set`: `SET value-key json` (a bare cache write);
+//! - `raw_set_hset`: `MULTI; SET value-key json; HSET index key 1; EXEC`
+//!   (a value plus an index, atomically).
+//!
+//! `steward` is `RedisStore::upsert`: one Lua script that also keeps the
+//! insertion order, publishes the change and records the write's answer for
+//! retries after a lost connection.
+//!
+//! The bench starts its own redis-server (the tests' fixture) with
+//! `appendfsync everysec`: with `always` every variant waits for the same
+//! disk flush and the ratio would measure the disk, not the client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use steward_store::RedisStore;
+
+#[path = "../tests/it/redis_server.rs"]
+mod redis_server;
+
+const WRITERS: usize = 64;
+const KEYS: u64 = 1_000;
+
+/// A ~100-byte value that differs on every call.
+fn value(counter: &AtomicU64) -> Value {
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    json!(format!(
+        "value number {n:020} padded to about one hundred bytes .............................."
+    ))
+}
+
+fn key(i: u64) -> String {
+    format!("key{:05}", i.wrapping_mul(2_654_435_761) % KEYS)
+}
+
+/// One write of each variant.
+#[derive(Clone, Copy)]
+enum Variant {
+    Steward,
+    RawSet,
+    RawSetHset,
+}
+
+async fn write_one(store: &RedisStore, variant: Variant, i: u64, counter: &AtomicU64) {
+    let k = key(i);
+    let v = value(counter);
+    match variant {
+        Variant::Steward => {
+            store.upsert(&k, v).await.expect("upsert");
+        }
+        Variant::RawSet | Variant::RawSetHset => {
+            // The same JSON encoding the store does, then the raw command(s)
+            // over a connection of the store's own pool.
+            let json = serde_json::to_vec(&v).expect("json");
+            let vkey = format!("raw:{{bench}}:v:{k}");
+            let mut conn = store.pool().get().await.expect("pooled connection");
+            if matches!(variant, Variant::RawSet) {
+                conn.command("SET", &[vkey.as_bytes(), &json])
+                    .await
+                    .expect("SET");
+            } else {
+                conn.command(
+                    "EVAL",
+                    &[
+                        RAW_SET_HSET.as_bytes(),
+                        b"2",
+                        vkey.as_bytes(),
+                        b"raw:{bench}:index",
+                        &json,
+                        k.as_bytes(),
+                    ],
+                )
+                .await
+                .expect("SET+HSET");
+            }
+        }
+    }
+}
+
+/// `SET` + `HSET` as one atomic step. (`MULTI`/`EXEC` needs one connection
+/// to itself, which a shared multiplexed pool connection is not; a
+/// two-command script is the same atomic write.)
+const RAW_SET_HSET: &str =
+    "redis.call('SET', KEYS[1], ARGV[1]); redis.call('HSET', KEYS[2], ARGV[2], 1)";
+
+/// Runs `iters` writes with `writers` concurrent tasks; the time they took.
+fn run(
+    rt: &tokio::runtime::Runtime,
+    store: &RedisStore,
+    variant: Variant,
+    writers: usize,
+    iters: u64,
+    counter: &Arc<AtomicU64>,
+) -> Duration {
+    let per = iters.div_ceil(writers as u64);
+    let total = per * writers as u64;
+    let elapsed = rt.block_on(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..writers as u64)
+            .map(|w| {
+                let (store, counter) = (store.clone(), Arc::clone(counter));
+                tokio::spawn(async move {
+                    for i in 0..per {
+                        write_one(&store, variant, w * 1_000_003 + i, &counter).await;
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("writer task");
+        }
+        start.elapsed()
+    });
+    elapsed.mul_f64(iters as f64 / total as f64)
+}
+
+fn group(c: &mut Criterion, rt: &tokio::runtime::Runtime, store: &RedisStore, writers: usize) {
+    let name = if writers == 1 {
+        "store/redis_upsert_1_writer".to_string()
+    } else {
+        format!("store/redis_upsert_{writers}_writers")
+    };
+    let mut g = c.benchmark_group(&name);
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4));
+    let counter = Arc::new(AtomicU64::new(0));
+    for (id, variant) in [
+        ("steward", Variant::Steward),
+        ("raw_set", Variant::RawSet),
+        ("raw_set_hset", Variant::RawSetHset),
+    ] {
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| run(rt, store, variant, writers, iters, &counter))
+        });
+    }
+    g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let server = redis_server::RedisServer::start_with(&["--appendfsync", "everysec"]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = rt
+        .block_on(RedisStore::open(&server.url(), "bench"))
+        .expect("redis store");
+    // Fill the key space so every variant replaces existing keys.
+    rt.block_on(async {
+        let counter = AtomicU64::new(0);
+        for i in 0..KEYS * 4 {
+            write_one(&store, Variant::Steward, i, &counter).await;
+            write_one(&store, Variant::RawSetHset, i, &counter).await;
+        }
+    });
+    group(c, &rt, &store, 1);
+    group(c, &rt, &store, WRITERS);
+    let stats = store.stats();
+    eprintln!(
+        "redis bench: {} writes, {} retries, pool {:?}",
+        stats.writes, stats.retries, stats.pool
+    );
+    rt.block_on(store.close()).expect("close");
+    drop(server);
+}
+
+criterion_group!(redis_benches, benches);
+criterion_main!(redis_benches);
