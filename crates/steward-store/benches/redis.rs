@@ -170,6 +170,17 @@ fn benches(c: &mut Criterion) {
         "redis bench: {} writes, {} retries, pool {:?}",
         stats.writes, stats.retries, stats.pool
     );
+    // Where the server's time goes, per command (the profile behind the
+    // ratios): the script against plain SET.
+    rt.block_on(async {
+        let mut conn = store.pool().get().await.expect("pooled connection");
+        if let Ok(Some(info)) = conn.command("INFO", &[b"commandstats"]).await {
+            let text = String::from_utf8_lossy(&info).into_owned();
+            for line in text.lines().filter(|l| l.starts_with("cmdstat_")) {
+                eprintln!("redis bench: {line}");
+            }
+        }
+    });
     rt.block_on(store.close()).expect("close");
     drop(server);
 }
