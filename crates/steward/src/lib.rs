@@ -28,7 +28,8 @@
 //! memory monitor with cleanup handlers connected to them:
 //!
 //! - at `Moderate`: pools reap idle objects (idle timeout, lifetime), the
-//!   store compacts its log into `memory.json`, the tracker reports
+//!   store drops expired TTL entries for good and compacts its log into
+//!   `memory.json`, the tracker reports
 //!   resources idle longer than `StewardConfig::stale_after`;
 //! - at `Critical` (which also runs the moderate handlers): pools shrink to
 //!   `min_idle`, queued WebSocket messages and audio beyond their floor are
