@@ -358,12 +358,17 @@ end
 
 /// Writes. KEYS: order, seq, value key, op key. ARGV: channel, key, value
 /// prefix, mode (c create, u update, s upsert, d delete, r reset), value
-/// JSON, ttl ms (0: none), op-record ms (0: no record). Returns 0 unchanged, 1 replaced /
-/// deleted / reset, 2 added. Checks come before writes, so an error reply
-/// means nothing was written.
+/// JSON, ttl ms (0: none), op-record ms (0: no record), resent (`1`: this
+/// write may have run already, answer from its record if there is one).
+/// Returns 0 unchanged, 1 replaced / deleted / reset, 2 added. Checks come
+/// before writes, so an error reply means nothing was written.
+///
+/// The first send of a write skips the record lookup (its id is fresh, so
+/// no record can exist), and an upsert learns whether the key existed from
+/// its own `SET ... GET`: the common write is three server calls (SET,
+/// PUBLISH, the record's SET) plus the order index for a new key.
 const WRITE: &str = r"
-local record = ARGV[7] ~= '0'
-if record then
+if ARGV[8] == '1' then
   local done = redis.call('GET', KEYS[4])
   if done then return tonumber(done) end
 end
@@ -376,11 +381,23 @@ local function body()
     note('R', '')
     return 1
   end
-  local exists = redis.call('EXISTS', KEYS[3]) == 1
+  local exists
+  if mode == 's' then
+    local old
+    if ARGV[6] ~= '0' then
+      old = redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6], 'GET')
+    else
+      old = redis.call('SET', KEYS[3], ARGV[5], 'GET')
+    end
+    exists = old ~= false
+  elseif mode == 'd' then
+    exists = redis.call('DEL', KEYS[3]) == 1
+  else
+    exists = redis.call('EXISTS', KEYS[3]) == 1
+  end
   if not exists then vanished(key) end
   if mode == 'd' then
     if not exists then return 0 end
-    redis.call('DEL', KEYS[3])
     redis.call('ZREM', KEYS[1], key)
     note('D', key)
     return 1
@@ -390,18 +407,19 @@ local function body()
   if not exists then
     redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), key)
   end
-  local ttl = tonumber(ARGV[6])
-  if ttl > 0 then
-    redis.call('SET', KEYS[3], ARGV[5], 'PX', ttl)
-  else
-    redis.call('SET', KEYS[3], ARGV[5])
+  if mode ~= 's' then
+    if ARGV[6] ~= '0' then
+      redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
+    else
+      redis.call('SET', KEYS[3], ARGV[5])
+    end
   end
   note('S', key, ARGV[5])
   if exists then return 1 end
   return 2
 end
 local r = body()
-if record then redis.call('SET', KEYS[4], r, 'PX', ARGV[7]) end
+if ARGV[7] ~= '0' then redis.call('SET', KEYS[4], r, 'PX', ARGV[7]) end
 return r
 ";
 
@@ -824,25 +842,33 @@ impl RedisStore {
         } else {
             0
         };
-        let mut inv = WRITE_SCRIPT.prepare_invoke();
-        inv.key(&k.order)
-            .key(&k.seq)
-            .key(k.value(key))
-            .key(&op_id)
-            .arg(&k.channel)
-            .arg(key)
-            .arg(&k.value_prefix)
-            .arg(mode.code())
-            .arg(json)
-            .arg(ttl_ms)
-            .arg(op_ms);
+        let value_key = k.value(key);
+        let invocation = |resent: bool| {
+            let mut inv = WRITE_SCRIPT.prepare_invoke();
+            inv.key(&k.order)
+                .key(&k.seq)
+                .key(&value_key)
+                .key(&op_id)
+                .arg(&k.channel)
+                .arg(key)
+                .arg(&k.value_prefix)
+                .arg(mode.code())
+                .arg(json)
+                .arg(ttl_ms)
+                .arg(op_ms)
+                .arg(if resent { "1" } else { "0" });
+            inv
+        };
         let deadline = Instant::now() + inner.config.retry_for;
         let mut maybe_sent = false;
         let mut attempt = 0u32;
         loop {
             let last: RedisErrorOr = match inner.pool.get().await {
                 Err(e) => RedisErrorOr::Other(self.pool_error(e)),
-                Ok(mut conn) => match inv.invoke_async::<i64>(&mut conn.conn).await {
+                Ok(mut conn) => match invocation(maybe_sent)
+                    .invoke_async::<i64>(&mut conn.conn)
+                    .await
+                {
                     Ok(r) => {
                         let changed = r != 0;
                         let c = if changed {
