@@ -384,14 +384,7 @@ impl Capture {
     /// # Errors
     /// As [`next_chunk`](Self::next_chunk).
     pub fn try_next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
-        let mut st = self.shared.state.lock();
-        if let Some(c) = st.chunks.pop_front() {
-            return Ok(Some(c));
-        }
-        match st.status.dead(&self.device) {
-            Some(e) => Err(e),
-            None => Ok(None),
-        }
+        self.try_recv_chunk()
     }
 
     /// Blocks this thread for the next chunk, up to `timeout` (`Ok(None)`
@@ -400,7 +393,7 @@ impl Capture {
     /// # Errors
     /// As [`next_chunk`](Self::next_chunk).
     pub fn next_chunk_blocking(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>> {
-        block_on_with_timeout(timeout, |cx| self.poll_chunk(cx.waker())).transpose()
+        self.recv_chunk_blocking(timeout)
     }
 
     fn poll_chunk(&self, waker: &Waker) -> Poll<Result<Vec<u8>>> {
