@@ -11,7 +11,7 @@
 //! | `steward:{ns}:v:<key>` | string | the entry's value as compact JSON; `PEXPIRE`d for TTL entries |
 //! | `steward:{ns}:order` | sorted set | every entry's key, scored by its insertion sequence |
 //! | `steward:{ns}:seq` | string | the sequence (`INCR`), never reset |
-//! | `steward:{ns}:op:<id>` | string | the answer of one write, kept a short while so a retried write is not applied twice |
+//! | `steward:{ns}:op:<client>:<n>` | string | the last write answered on pooled connection `n` of one client, kept a short while so a resent write is not applied twice |
 //!
 //! and changes are published on channel `steward:{ns}:changes`.
 //!
@@ -26,11 +26,17 @@
 //!
 //! # Lost connections
 //!
-//! Every write carries a unique id; the script records its answer under
-//! that id (in the same atomic step) before returning. When the connection
-//! is lost after a write was sent, the client reconnects and sends the
-//! same write again: if the first one was applied, the script returns the
-//! recorded answer instead of applying it twice. So a write either returns
+//! Every pooled connection owns one record key, and every write carries a
+//! number unique to its client; the script stores `<number>:<answer>` in
+//! the connection's record (in the same atomic step) before returning.
+//! Writes on one pooled connection run one at a time, so one key per
+//! connection is enough — not one per write, which would leave a key for
+//! every write of the last minute on the server. When the connection is
+//! lost after a write was sent, the client reconnects and sends the same
+//! write again, naming the lost connection's record: if the first send was
+//! applied (even if it runs late, after the resend), the script finds its
+//! number there and returns the recorded answer instead of applying it
+//! twice. So a write either returns
 //! its true answer, or — if the server stays unreachable for
 //! [`RedisConfig::retry_for`] — [`Error::RedisWriteUnknown`] (it may have
 //! been applied) or [`Error::RedisWriteNotApplied`] (it never reached the
@@ -87,9 +93,9 @@ pub struct RedisConfig {
     pub max_value_bytes: usize,
     /// Changes a subscription buffers before dropping new ones.
     pub subscription_capacity: usize,
-    /// Record each write's answer under a unique id (one more small key
-    /// per write, kept `2 × retry_for + 30 s`), so a write whose connection
-    /// was lost is resent safely and returns its true answer. Off: such a
+    /// Record each write's answer (one small key per pooled connection,
+    /// kept `2 × retry_for + 30 s` after its last write), so a write whose
+    /// connection was lost is resent safely and returns its true answer. Off: such a
     /// write fails at once with [`Error::RedisWriteUnknown`] (cheaper for
     /// the server; writes are retried only when they certainly did not
     /// reach it). Default on.
@@ -212,6 +218,7 @@ impl RedisBuilder {
                 reason: e.to_string(),
             })?;
         let server: Arc<str> = target.server.into();
+        let keys = Keys::new(&config.namespace);
         let mut conn_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.response_timeout));
@@ -220,6 +227,8 @@ impl RedisBuilder {
             client: client.clone(),
             config: conn_config,
             server: Arc::clone(&server),
+            record_prefix: format!("{}{:016x}:", keys.op_prefix, random_seed()),
+            serial: AtomicU64::new(0),
         };
         let mut pool_config = config.pool.clone();
         pool_config.name = format!("{} {server}", pool_config.name);
@@ -227,7 +236,6 @@ impl RedisBuilder {
             .config(pool_config)
             .build()
             .map_err(|e| Error::Config(e.to_string()))?;
-        let keys = Keys::new(&config.namespace);
         let location = format!("redis://{server}?ns={}", config.namespace);
         let inner = Arc::new(Inner {
             pool,
@@ -237,7 +245,6 @@ impl RedisBuilder {
             keys,
             config,
             counters: Counters::default(),
-            op_seed: random_seed(),
             op_counter: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             hub: Hub::default(),
@@ -356,21 +363,25 @@ local function vanished(k)
 end
 ";
 
-/// Writes. KEYS: order, seq, value key, op key. ARGV: channel, key, value
-/// prefix, mode (c create, u update, s upsert, d delete, r reset), value
-/// JSON, ttl ms (0: none), op-record ms (0: no record), resent (`1`: this
-/// write may have run already, answer from its record if there is one).
+/// Writes. KEYS: order, seq, value key, record key. ARGV: channel, key,
+/// value prefix, mode (c create, u update, s upsert, d delete, r reset),
+/// value JSON, ttl ms (0: none), record ms (0: no record), write number.
 /// Returns 0 unchanged, 1 replaced / deleted / reset, 2 added. Checks come
 /// before writes, so an error reply means nothing was written.
 ///
-/// The first send of a write skips the record lookup (its id is fresh, so
-/// no record can exist), and an upsert learns whether the key existed from
-/// its own `SET ... GET`: the common write is three server calls (SET,
-/// PUBLISH, the record's SET) plus the order index for a new key.
+/// The record is read on every send, the first included: a first send
+/// delayed in the network may run after its resend, and must then answer
+/// from the record rather than apply again. An upsert learns whether the
+/// key existed from its own `SET ... GET`: the common write is four server
+/// calls (the record's GET, SET, PUBLISH, the record's SET) plus the order
+/// index for a new key.
 const WRITE: &str = r"
-if ARGV[8] == '1' then
+local tag = ARGV[8] .. ':'
+if ARGV[7] ~= '0' then
   local done = redis.call('GET', KEYS[4])
-  if done then return tonumber(done) end
+  if done and string.sub(done, 1, #tag) == tag then
+    return tonumber(string.sub(done, #tag + 1))
+  end
 end
 local function body()
   local mode, key = ARGV[4], ARGV[2]
@@ -419,7 +430,7 @@ local function body()
   return 2
 end
 local r = body()
-if ARGV[7] ~= '0' then redis.call('SET', KEYS[4], r, 'PX', ARGV[7]) end
+if ARGV[7] ~= '0' then redis.call('SET', KEYS[4], tag .. r, 'PX', ARGV[7]) end
 return r
 ";
 
@@ -472,6 +483,9 @@ pub struct RedisManager {
     client: ::redis::Client,
     config: AsyncConnectionConfig,
     server: Arc<str>,
+    /// `steward:{ns}:op:<random>:`; connection `n`'s record adds `n`.
+    record_prefix: String,
+    serial: AtomicU64,
 }
 
 impl std::fmt::Debug for RedisManager {
@@ -495,9 +509,11 @@ impl Manager for RedisManager {
                 server: self.server.to_string(),
                 source: Box::new(e),
             })?;
+        let n = self.serial.fetch_add(1, Ordering::Relaxed);
         Ok(RedisConnection {
             conn,
             server: Arc::clone(&self.server),
+            record: format!("{}{n:x}", self.record_prefix).into(),
         })
     }
 
@@ -510,6 +526,8 @@ impl Manager for RedisManager {
 pub struct RedisConnection {
     conn: MultiplexedConnection,
     server: Arc<str>,
+    /// The key where writes on this connection record their answers.
+    record: Arc<str>,
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -589,7 +607,6 @@ struct Inner {
     keys: Keys,
     config: RedisConfig,
     counters: Counters,
-    op_seed: u64,
     op_counter: AtomicU64,
     closed: AtomicBool,
     hub: Hub,
@@ -820,14 +837,6 @@ impl RedisStore {
         }
     }
 
-    fn next_op_id(&self) -> String {
-        let n = self.inner.op_counter.fetch_add(1, Ordering::Relaxed);
-        format!(
-            "{}{:016x}{n:x}",
-            self.inner.keys.op_prefix, self.inner.op_seed
-        )
-    }
-
     /// Runs one write script. Retries while the write certainly did not
     /// run (no connection, server loading) and — thanks to the op record —
     /// also after a lost connection, until [`RedisConfig::retry_for`].
@@ -835,7 +844,7 @@ impl RedisStore {
         self.check_open()?;
         let inner = &*self.inner;
         let k = &inner.keys;
-        let op_id = self.next_op_id();
+        let number = format!("{:x}", inner.op_counter.fetch_add(1, Ordering::Relaxed));
         let dedupe = inner.config.dedupe_writes;
         let op_ms = if dedupe {
             (inner.config.retry_for * 2 + Duration::from_secs(30)).as_millis() as u64
@@ -843,12 +852,12 @@ impl RedisStore {
             0
         };
         let value_key = k.value(key);
-        let invocation = |resent: bool| {
+        let invocation = |record: &str| {
             let mut inv = WRITE_SCRIPT.prepare_invoke();
             inv.key(&k.order)
                 .key(&k.seq)
                 .key(&value_key)
-                .key(&op_id)
+                .key(record)
                 .arg(&k.channel)
                 .arg(key)
                 .arg(&k.value_prefix)
@@ -856,16 +865,19 @@ impl RedisStore {
                 .arg(json)
                 .arg(ttl_ms)
                 .arg(op_ms)
-                .arg(if resent { "1" } else { "0" });
+                .arg(&number);
             inv
         };
         let deadline = Instant::now() + inner.config.retry_for;
+        // After a lost connection every resend names that connection's
+        // record, where the first send (if it ran, or runs late) answers.
+        let mut lost_record: Option<Arc<str>> = None;
         let mut maybe_sent = false;
         let mut attempt = 0u32;
         loop {
             let last: RedisErrorOr = match inner.pool.get().await {
                 Err(e) => RedisErrorOr::Other(self.pool_error(e)),
-                Ok(mut conn) => match invocation(maybe_sent)
+                Ok(mut conn) => match invocation(lost_record.as_deref().unwrap_or(&conn.record))
                     .invoke_async::<i64>(&mut conn.conn)
                     .await
                 {
@@ -894,6 +906,9 @@ impl RedisStore {
                         Failure::Busy(e) => RedisErrorOr::Redis(e),
                         Failure::Lost(e) => {
                             maybe_sent = true;
+                            if lost_record.is_none() {
+                                lost_record = Some(Arc::clone(&conn.record));
+                            }
                             Pooled::discard(conn);
                             if !dedupe {
                                 // Resending could apply it twice.

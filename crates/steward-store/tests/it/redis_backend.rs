@@ -439,3 +439,154 @@ async fn subscriptions_deliver_every_change_once_in_order() {
         None
     );
 }
+
+/// A TCP relay on 127.0.0.1 in front of the server. While stalled, bytes
+/// that clients send on connections opened *before* the stall reach the
+/// server only after `delay` (the network holding a request back);
+/// connections opened later pass straight through.
+struct SlowLink {
+    port: u16,
+    opened: Arc<std::sync::atomic::AtomicUsize>,
+    stalled_below: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SlowLink {
+    fn new(server_port: u16, delay: Duration) -> SlowLink {
+        use std::sync::atomic::AtomicUsize;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let opened = Arc::new(AtomicUsize::new(0));
+        let stalled_below = Arc::new(AtomicUsize::new(0));
+        let (o, s) = (Arc::clone(&opened), Arc::clone(&stalled_below));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", server_port)) else {
+                    return;
+                };
+                let index = o.fetch_add(1, Ordering::SeqCst);
+                let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                let s = Arc::clone(&s);
+                std::thread::spawn(move || {
+                    relay(client, upstream, || s.load(Ordering::SeqCst) > index, delay)
+                });
+                std::thread::spawn(move || relay(u2, c2, || false, delay));
+            }
+        });
+        SlowLink {
+            port,
+            opened,
+            stalled_below,
+        }
+    }
+
+    fn url(&self, ns: &str) -> String {
+        format!("redis://127.0.0.1:{}/0?ns={ns}", self.port)
+    }
+
+    /// Holds back what the connections open now send from here on.
+    fn stall_open_connections(&self) {
+        self.stalled_below
+            .store(self.opened.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to`, sleeping `delay` before each chunk while
+/// `stalled()`; the chunk is delivered even if `from` has closed meanwhile.
+fn relay(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    stalled: impl Fn() -> bool,
+    delay: Duration,
+) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if stalled() {
+            std::thread::sleep(delay);
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    to.shutdown(std::net::Shutdown::Write).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_write_is_applied_once_even_when_the_first_send_runs_late() {
+    let server = RedisServer::start();
+    let link = SlowLink::new(server.port(), Duration::from_millis(1500));
+    let store = RedisStore::builder(link.url("late"))
+        .pool_size(1)
+        .response_timeout(Duration::from_millis(150))
+        .retry_for(Duration::from_secs(20))
+        .build()
+        .await
+        .unwrap();
+    let watcher = open(&server, "late").await;
+    let mut sub = watcher.subscribe("*").await.unwrap();
+    assert!(store.upsert("k", 1).await.unwrap());
+    // The next write's first send is held back 1.5 s; the client gives up
+    // on it after 150 ms and resends on a new connection, which answers
+    // at once. Then the first send reaches the server: it must answer from
+    // the record, not apply the write a second time.
+    link.stall_open_connections();
+    assert!(!store.upsert("k", 2).await.unwrap(), "k existed");
+    let resends = store.stats().retries;
+    assert!(resends >= 1, "the write was never resent");
+    assert!(store.create("fresh", 3).await.unwrap());
+    // Let the held-back send land, then write a marker: every change
+    // before the marker is one the server really made.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    store.upsert("marker", true).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let (k, c) = next_change(&mut sub).await;
+        if k == "marker" {
+            break;
+        }
+        got.push((k, c));
+    }
+    assert_eq!(
+        got,
+        [
+            ("k".to_string(), Change::Set(json!(1))),
+            ("k".to_string(), Change::Set(json!(2))),
+            ("fresh".to_string(), Change::Set(json!(3))),
+        ],
+        "a write was applied twice"
+    );
+    assert_eq!(watcher.get("k").await.unwrap(), Some(json!(2)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_records_take_one_key_per_connection_not_one_per_write() {
+    let server = RedisServer::start();
+    let store = open(&server, "records").await;
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    store.upsert(&format!("w{w}"), i).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(store.stats().writes, 800);
+    // 8 values, the order index, the sequence, and at most one record per
+    // pooled connection (4): not 800 records.
+    let keys: usize = server
+        .command("DBSIZE")
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!((11..=14).contains(&keys), "{keys} keys on the server");
+}
