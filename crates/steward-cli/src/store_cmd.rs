@@ -7,11 +7,11 @@
 //! else a path to a memory file.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use steward_store::{Backend, Map, RedisStore, Store, Value};
+use steward_store::{Backend, BoxFuture, Entry, Map, RedisStore, Store, Value};
 
 use crate::Outcome;
 
@@ -65,7 +65,8 @@ pub(crate) enum StoreCommand {
     /// --force (DST is emptied first, so it ends equal to SRC) or --merge
     /// (DST keeps its other entries; SRC's values replace those of the same
     /// keys, which keep their place; SRC's other keys follow in SRC's
-    /// order). Exit 1 when refused. Entries are copied without expiry.
+    /// order). Exit 1 when refused. A TTL entry keeps the time it has left
+    /// (one that runs out during the copy is left out).
     Copy {
         /// Where to read: a memory file or a redis://...?ns=NAME URL.
         src: Location,
@@ -208,19 +209,23 @@ async fn open(location: &Location) -> Result<Box<dyn Backend>> {
 /// The whole memory, in order. A file is read without taking its lock, so
 /// this works while an assistant has it open.
 async fn read_all(location: &Location) -> Result<Map<String, Value>> {
-    Ok(read_named(location).await?.0)
+    let (entries, _) = read_named(location).await?;
+    Ok(entries.into_iter().map(|e| (e.key, e.value)).collect())
 }
 
-/// [`read_all`] and the memory's name for messages (a Redis URL without
-/// its password).
-async fn read_named(location: &Location) -> Result<(Map<String, Value>, String)> {
+/// [`read_all`] with the time each TTL entry has left, and the memory's
+/// name for messages (a Redis URL without its password).
+async fn read_named(location: &Location) -> Result<(Vec<Entry>, String)> {
     match location {
-        Location::File(path) => Ok((steward_store::load(path)?, path.display().to_string())),
+        Location::File(path) => Ok((
+            steward_store::load_with_ttl(path)?,
+            path.display().to_string(),
+        )),
         Location::Redis(_) => {
             let store = open(location).await?;
-            let entries = store.entries().await;
+            let entries = store.entries_with_ttl().await;
             store.close().await?;
-            Ok((entries?.into_iter().collect(), store.location()))
+            Ok((entries?, store.location()))
         }
     }
 }
@@ -297,9 +302,9 @@ async fn copy(src: &Location, dst: &Location, mode: CopyMode) -> Result<Outcome>
         bail!("SRC and DST are the same memory");
     }
     let (entries, src_name) = read_named(src).await?;
-    let entries: Vec<(String, Value)> = entries.into_iter().collect();
+    let read_at = Instant::now();
     let store = open(dst).await?;
-    let result = copy_into(&*store, &src_name, &entries, mode).await;
+    let result = copy_into(&*store, &src_name, entries, read_at, mode).await;
     let closed = store.close().await;
     let outcome = result?;
     closed?;
@@ -316,17 +321,19 @@ fn same_file(a: &Location, b: &Location) -> bool {
     }
 }
 
+/// Copies `entries` (read from `src_name` at `read_at`) into `dst`.
 async fn copy_into(
     dst: &dyn Backend,
     src_name: &str,
-    entries: &[(String, Value)],
+    entries: Vec<Entry>,
+    read_at: Instant,
     mode: CopyMode,
 ) -> Result<Outcome> {
     let dst_name = dst.location();
     if src_name == dst_name {
         bail!("SRC and DST are the same memory ({dst_name})");
     }
-    let before = dst.entries().await?;
+    let before = dst.entries_with_ttl().await?;
     if !before.is_empty() && mode == CopyMode::Refuse {
         return Ok(Outcome::Problem(format!(
             "{dst_name} already holds {} entries; pass --force to replace them or --merge to keep them",
@@ -340,10 +347,16 @@ async fn copy_into(
         removed = before.len();
         expected.clear();
     }
-    let (new, replaced) = write_entries(dst, entries).await?;
-    merge_into(&mut expected, entries);
-    let after = dst.entries().await?;
-    if let Some(problem) = difference(&expected, &after) {
+    // TTL entries keep the time they have left, less the time since SRC
+    // was read; one that ran out meanwhile is not written at all.
+    let read = entries.len();
+    let entries = time_left(entries, read_at.elapsed());
+    let expired = read - entries.len();
+    let written_at = Instant::now();
+    let (new, replaced) = write_entries(dst, &entries).await?;
+    merge_into(&mut expected, &entries);
+    let after = dst.entries_with_ttl().await?;
+    if let Some(problem) = difference(&expected, &after, written_at.elapsed()) {
         return Ok(Outcome::Problem(format!(
             "copied to {dst_name}, but reading it back {problem}"
         )));
@@ -352,6 +365,13 @@ async fn copy_into(
         "copied {} entries from {src_name} to {dst_name} ({new} new, {replaced} replaced",
         entries.len()
     );
+    let with_ttl = entries.iter().filter(|e| e.ttl.is_some()).count();
+    if with_ttl > 0 {
+        line.push_str(&format!(", {with_ttl} with their expiry"));
+    }
+    if expired > 0 {
+        line.push_str(&format!(", {expired} expired during the copy"));
+    }
     if removed > 0 {
         line.push_str(&format!(", {removed} removed first"));
     }
@@ -363,17 +383,14 @@ async fn copy_into(
 /// queues every write at once (in order, one fsync per batch); Redis gets
 /// them one after the other, since concurrent requests over a pool could
 /// reorder new keys.
-async fn write_entries(dst: &dyn Backend, entries: &[(String, Value)]) -> Result<(usize, usize)> {
+async fn write_entries(dst: &dyn Backend, entries: &[Entry]) -> Result<(usize, usize)> {
     let mut results = Vec::with_capacity(entries.len());
     if steward_store::is_redis_url(&dst.location()) {
-        for (k, v) in entries {
-            results.push(dst.upsert(k, v.clone()).await?);
+        for e in entries {
+            results.push(write_one(dst, e).await?);
         }
     } else {
-        let writes: Vec<_> = entries
-            .iter()
-            .map(|(k, v)| dst.upsert(k, v.clone()))
-            .collect();
+        let writes: Vec<_> = entries.iter().map(|e| write_one(dst, e)).collect();
         for w in writes {
             results.push(w.await?);
         }
@@ -382,35 +399,83 @@ async fn write_entries(dst: &dyn Backend, entries: &[(String, Value)]) -> Result
     Ok((new, results.len() - new))
 }
 
-/// What an upsert of each entry does to `into`: replaced in place, or added last.
-fn merge_into(into: &mut Vec<(String, Value)>, entries: &[(String, Value)]) {
+/// Upserts one entry, with its expiry if it has one.
+fn write_one<'a>(dst: &'a dyn Backend, e: &'a Entry) -> BoxFuture<'a, steward_store::Result<bool>> {
+    match e.ttl {
+        Some(ttl) => dst.upsert_with_ttl(&e.key, e.value.clone(), ttl),
+        None => dst.upsert(&e.key, e.value.clone()),
+    }
+}
+
+/// The entries with `elapsed` taken off every TTL; those it used up left out.
+fn time_left(entries: Vec<Entry>, elapsed: Duration) -> Vec<Entry> {
+    entries
+        .into_iter()
+        .filter_map(|mut e| {
+            if let Some(ttl) = e.ttl {
+                e.ttl = Some(ttl.checked_sub(elapsed).filter(|t| !t.is_zero())?);
+            }
+            Some(e)
+        })
+        .collect()
+}
+
+/// What an upsert of each entry does to `into`: replaced in place (value
+/// and expiry), or added last.
+fn merge_into(into: &mut Vec<Entry>, entries: &[Entry]) {
     let mut at: std::collections::HashMap<String, usize> = into
         .iter()
         .enumerate()
-        .map(|(i, (k, _))| (k.clone(), i))
+        .map(|(i, e)| (e.key.clone(), i))
         .collect();
-    for (k, v) in entries {
-        match at.get(k) {
-            Some(&i) => into[i].1 = v.clone(),
+    for e in entries {
+        match at.get(&e.key) {
+            Some(&i) => into[i] = e.clone(),
             None => {
-                at.insert(k.clone(), into.len());
-                into.push((k.clone(), v.clone()));
+                at.insert(e.key.clone(), into.len());
+                into.push(e.clone());
             }
         }
     }
 }
 
-/// The first difference between what should be and what is, in words.
-fn difference(expected: &[(String, Value)], actual: &[(String, Value)]) -> Option<String> {
-    for (i, (e, a)) in expected.iter().zip(actual).enumerate() {
-        if e.0 != a.0 {
+/// The first difference between what should be and what is, in words,
+/// read back `elapsed` after writing: a TTL entry must still have one, no
+/// longer than expected; one whose time may have run out since is not
+/// compared.
+fn difference(expected: &[Entry], actual: &[Entry], elapsed: Duration) -> Option<String> {
+    let may_be_gone = |e: &Entry| e.ttl.is_some_and(|t| t <= elapsed);
+    let gone: std::collections::HashSet<&str> = expected
+        .iter()
+        .filter(|e| may_be_gone(e))
+        .map(|e| e.key.as_str())
+        .collect();
+    let expected: Vec<&Entry> = expected.iter().filter(|e| !may_be_gone(e)).collect();
+    let actual: Vec<&Entry> = actual
+        .iter()
+        .filter(|e| !gone.contains(e.key.as_str()))
+        .collect();
+    for (i, (e, a)) in expected.iter().zip(&actual).enumerate() {
+        if e.key != a.key {
             return Some(format!(
                 "has key {:?} at position {i} where {:?} should be",
-                a.0, e.0
+                a.key, e.key
             ));
         }
-        if e.1 != a.1 {
-            return Some(format!("has a different value for key {:?}", e.0));
+        if e.value != a.value {
+            return Some(format!("has a different value for key {:?}", e.key));
+        }
+        match (e.ttl, a.ttl) {
+            (None, None) => {}
+            (Some(want), Some(got)) if got <= want => {}
+            (None, Some(_)) => return Some(format!("has an expiry on key {:?}", e.key)),
+            (Some(_), None) => return Some(format!("has no expiry on key {:?}", e.key)),
+            (Some(want), Some(got)) => {
+                return Some(format!(
+                    "gives key {:?} {got:?} to live instead of at most {want:?}",
+                    e.key
+                ));
+            }
         }
     }
     if expected.len() != actual.len() {
@@ -451,8 +516,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn e(k: &str, v: Value) -> (String, Value) {
-        (k.to_string(), v)
+    fn e(k: &str, v: Value) -> Entry {
+        Entry {
+            key: k.to_string(),
+            value: v,
+            ttl: None,
+        }
+    }
+
+    fn t(k: &str, v: Value, ms: u64) -> Entry {
+        Entry {
+            ttl: Some(Duration::from_millis(ms)),
+            ..e(k, v)
+        }
     }
 
     #[test]
@@ -468,16 +544,64 @@ mod tests {
     #[test]
     fn difference_names_the_first_mismatch() {
         let a = vec![e("a", json!(1)), e("b", json!(2))];
-        assert_eq!(difference(&a, &a), None);
+        let none = Duration::ZERO;
+        assert_eq!(difference(&a, &a, none), None);
         let b = vec![e("a", json!(1)), e("b", json!(2.0))];
-        assert!(difference(&a, &b).unwrap().contains("\"b\""));
+        assert!(difference(&a, &b, none).unwrap().contains("\"b\""));
         let c = vec![e("b", json!(2)), e("a", json!(1))];
-        assert!(difference(&a, &c).unwrap().contains("position 0"));
+        assert!(difference(&a, &c, none).unwrap().contains("position 0"));
         assert!(
-            difference(&a, &a[..1])
+            difference(&a, &a[..1], none)
                 .unwrap()
                 .contains("1 entries instead of 2")
         );
+    }
+
+    #[test]
+    fn difference_checks_expiries() {
+        let want = vec![
+            e("a", json!(1)),
+            t("b", json!(2), 60_000),
+            t("c", json!(3), 5),
+        ];
+        let ms = Duration::from_millis;
+        // Less time left is fine; c may have expired after 10 ms.
+        let got = vec![e("a", json!(1)), t("b", json!(2), 59_000)];
+        assert_eq!(difference(&want, &got, ms(10)), None);
+        // ... but not after 1 ms.
+        assert!(difference(&want, &got, ms(1)).is_some());
+        let permanent = vec![e("a", json!(1)), e("b", json!(2))];
+        assert!(
+            difference(&want, &permanent, ms(10))
+                .unwrap()
+                .contains("no expiry")
+        );
+        let longer = vec![e("a", json!(1)), t("b", json!(2), 61_000)];
+        assert!(
+            difference(&want, &longer, ms(10))
+                .unwrap()
+                .contains("at most")
+        );
+        let extra = vec![t("a", json!(1), 5), t("b", json!(2), 59_000)];
+        assert!(
+            difference(&want, &extra, ms(10))
+                .unwrap()
+                .contains("has an expiry")
+        );
+    }
+
+    #[test]
+    fn time_left_drops_what_ran_out() {
+        let ms = Duration::from_millis;
+        let left = time_left(
+            vec![
+                e("a", json!(1)),
+                t("b", json!(2), 100),
+                t("c", json!(3), 10),
+            ],
+            ms(10),
+        );
+        assert_eq!(left, vec![e("a", json!(1)), t("b", json!(2), 90)]);
     }
 
     #[test]

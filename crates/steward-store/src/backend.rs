@@ -15,6 +15,19 @@ use crate::subscribe::Subscription;
 /// A boxed future, as the object-safe [`Backend`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// One live entry with the time it has left, as
+/// [`Backend::entries_with_ttl`] lists them (for copying a memory without
+/// making its TTL entries permanent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Value,
+    /// Time left until the entry expires; `None` for a permanent entry.
+    pub ttl: Option<Duration>,
+}
+
 /// What every store backend does, with the same semantics: the file
 /// [`Store`](crate::Store) and, with feature `redis`, `RedisStore`.
 ///
@@ -48,6 +61,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Every live entry, in order.
     fn entries(&self) -> BoxFuture<'_, Result<Vec<(String, Value)>>>;
+
+    /// Every live entry, in order, with the time each TTL entry has left
+    /// (one consistent reading).
+    fn entries_with_ttl(&self) -> BoxFuture<'_, Result<Vec<Entry>>>;
 
     /// Every live key, in order.
     fn list_keys(&self) -> BoxFuture<'_, Result<Vec<String>>>;
@@ -205,6 +222,10 @@ impl Backend for crate::Store {
 
     fn entries(&self) -> BoxFuture<'_, Result<Vec<(String, Value)>>> {
         Box::pin(std::future::ready(Ok(self.iter().collect())))
+    }
+
+    fn entries_with_ttl(&self) -> BoxFuture<'_, Result<Vec<Entry>>> {
+        Box::pin(std::future::ready(Ok(crate::Store::entries_with_ttl(self))))
     }
 
     fn list_keys(&self) -> BoxFuture<'_, Result<Vec<String>>> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::backend::Entry;
 use crate::error::{Error, Position, Result};
 use crate::json;
 use crate::log::{self, Scan, SnapshotId};
@@ -307,7 +308,9 @@ pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
 /// Reads a store's current contents (snapshot plus log) without taking its
 /// lock and without modifying any file, so it works while another process
 /// has the store open (it re-reads if a compaction there swaps the files
-/// meanwhile). A torn last log record is ignored, as opening would.
+/// meanwhile). A torn last log record is ignored, as opening would, and
+/// TTL entries that expired (by the system clock) are left out, as every
+/// read of an open store leaves them out.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -318,8 +321,39 @@ pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn load(path: impl AsRef<Path>) -> Result<Map<String, Value>> {
+    Ok(load_with_ttl(path)?
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect())
+}
+
+/// [`load`], keeping the time each TTL entry has left (by the system
+/// clock): what copying a memory needs so that its TTL entries stay TTL
+/// entries.
+pub fn load_with_ttl(path: impl AsRef<Path>) -> Result<Vec<Entry>> {
     let paths = Paths::new(path.as_ref());
-    stable_read(&paths, || Ok(load_files(&paths)?.map))
+    let loaded = stable_read(&paths, || load_files(&paths))?;
+    let now = crate::store::Clock::now_ms(&crate::store::SystemClock);
+    Ok(with_ttl(&loaded.map, &loaded.expires, now))
+}
+
+/// The entries of `map` still live at `now` (ms since the Unix epoch), in
+/// order, with the time left of those that expire.
+pub(crate) fn with_ttl(map: &Map<String, Value>, expires: &Expiries, now: u64) -> Vec<Entry> {
+    map.iter()
+        .filter_map(|(k, v)| {
+            let ttl = match expires.get(k) {
+                None => None,
+                Some(&at) if at <= now => return None,
+                Some(&at) => Some(std::time::Duration::from_millis(at - now)),
+            };
+            Some(Entry {
+                key: k.clone(),
+                value: v.clone(),
+                ttl,
+            })
+        })
+        .collect()
 }
 
 /// Runs a read of the store's files again (up to a few times) if the

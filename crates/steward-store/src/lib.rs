@@ -130,10 +130,10 @@ mod subscribe;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use backend::{Backend, BackendExt, BoxFuture, is_redis_url, open_backend};
+pub use backend::{Backend, BackendExt, BoxFuture, Entry, is_redis_url, open_backend};
 pub use check::{CheckReport, Problem, Severity, check};
 pub use error::{BoxError, Error, Position, Result};
-pub use files::{load, write_snapshot};
+pub use files::{load, load_with_ttl, write_snapshot};
 pub use json::to_python_json;
 pub use prompt::{pattern_matches, render_prompt};
 #[cfg(feature = "redis")]

@@ -435,7 +435,7 @@ return r
 ";
 
 /// Reads. KEYS: order, value key. ARGV: channel, value prefix, mode (g get,
-/// e entries, k keys, n count, s sweep), key. Entries whose value expired
+/// e entries, t entries with their PTTL, k keys, n count, s sweep), key. Entries whose value expired
 /// are dropped from the order index on the way (and published once).
 const READ: &str = r"
 local mode = ARGV[3]
@@ -448,16 +448,17 @@ local keys = redis.call('ZRANGE', KEYS[1], 0, -1)
 local out, n, gone = {}, 0, 0
 for _, k in ipairs(keys) do
   local v
-  if mode == 'e' then
+  if mode == 'e' or mode == 't' then
     v = redis.call('GET', ARGV[2] .. k)
   else
     v = redis.call('EXISTS', ARGV[2] .. k) == 1
   end
   if v then
     n = n + 1
-    if mode == 'e' then
+    if mode == 'e' or mode == 't' then
       out[#out + 1] = k
       out[#out + 1] = v
+      if mode == 't' then out[#out + 1] = tostring(redis.call('PTTL', ARGV[2] .. k)) end
     elseif mode == 'k' then
       out[#out + 1] = k
     end
@@ -1092,6 +1093,34 @@ impl RedisStore {
         Ok(out)
     }
 
+    /// Every live entry, in insertion order, with the time each TTL entry
+    /// has left (read in the same atomic step as the values).
+    pub async fn entries_with_ttl(&self) -> Result<Vec<crate::Entry>> {
+        let items = self.bulk_list(self.read_script("t", "").await?)?;
+        let mut out = Vec::with_capacity(items.len() / 3);
+        let mut it = items.into_iter();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            let key = self.key_string(k)?;
+            let value = self.parse_value(&key, &v)?;
+            // PTTL: -1 no expiry; ms left otherwise (the script skipped
+            // missing values, so never -2). 0 ms left still counts as a
+            // TTL entry: 1 ms.
+            let pttl = it
+                .next()
+                .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok());
+            let ttl = match pttl {
+                Some(-1) => None,
+                Some(ms) if ms >= 0 => Some(Duration::from_millis(ms.unsigned_abs().max(1))),
+                other => {
+                    let what = format!("unexpected PTTL reply {other:?}");
+                    return Err(self.unexpected("entries", &key, what));
+                }
+            };
+            out.push(crate::Entry { key, value, ttl });
+        }
+        Ok(out)
+    }
+
     /// Every live key, in insertion order.
     pub async fn list_keys(&self) -> Result<Vec<String>> {
         self.bulk_list(self.read_script("k", "").await?)?
@@ -1261,6 +1290,10 @@ impl Backend for RedisStore {
 
     fn entries(&self) -> BoxFuture<'_, Result<Vec<(String, Value)>>> {
         Box::pin(RedisStore::entries(self))
+    }
+
+    fn entries_with_ttl(&self) -> BoxFuture<'_, Result<Vec<crate::Entry>>> {
+        Box::pin(RedisStore::entries_with_ttl(self))
     }
 
     fn list_keys(&self) -> BoxFuture<'_, Result<Vec<String>>> {

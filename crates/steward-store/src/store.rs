@@ -780,6 +780,16 @@ impl Store {
         })
     }
 
+    /// The live entries, in order, with the time each TTL entry has left
+    /// by the store's clock (for copying a memory elsewhere without making
+    /// its TTL entries permanent).
+    pub fn entries_with_ttl(&self) -> Vec<crate::Entry> {
+        let shared = self.shared();
+        let map = shared.map.read();
+        let expires = shared.expires.read();
+        files::with_ttl(&map, &expires, shared.clock.now_ms())
+    }
+
     /// A copy of the whole map, in order.
     pub fn to_map(&self) -> Map<String, Value> {
         self.with_live(Map::clone)

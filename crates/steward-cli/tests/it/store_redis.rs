@@ -197,3 +197,39 @@ fn errors_name_the_server_or_the_file() {
     assert_eq!(o.status.code(), Some(2));
     assert!(!stderr(&o).contains("secret"), "{}", stderr(&o));
 }
+
+#[test]
+fn copy_keeps_the_time_a_ttl_entry_has_left() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("memory.json");
+    let src_s = src.to_string_lossy().into_owned();
+    ok(&["store", "set", &src_s, "name", "\"Ada\""]);
+    ok(&["store", "set", &src_s, "weather", "\"sunny\"", "--ttl", "1h"]);
+    ok(&["store", "set", &src_s, "gone", "1", "--ttl", "1ms"]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let url = server.url_ns("ttl");
+
+    let out = ok(&["store", "copy", &src_s, &url]);
+    assert!(out.contains("copied 2 entries"), "{out}");
+    assert!(out.contains("1 with their expiry"), "{out}");
+    let pttl = |key: &str| -> i64 {
+        let reply = server.command(&format!("PTTL steward:{{ttl}}:v:{key}"));
+        reply.trim_start_matches(':').parse().unwrap()
+    };
+    assert_eq!(pttl("name"), -1, "a permanent entry got an expiry");
+    let left = pttl("weather");
+    assert!((3_000_000..=3_600_000).contains(&left), "{left} ms left");
+    assert_eq!(pttl("gone"), -2, "an expired entry was copied");
+
+    // And back into a file: still a TTL entry, still no longer than before.
+    let back = dir.path().join("back.json");
+    let back_s = back.to_string_lossy().into_owned();
+    ok(&["store", "copy", &url, &back_s]);
+    let entries = steward_store::load_with_ttl(&back).unwrap();
+    let keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["name", "weather"]);
+    assert_eq!(entries[0].ttl, None);
+    let ttl = entries[1].ttl.expect("weather kept its expiry");
+    assert!(ttl.as_millis() as i64 <= left, "{ttl:?} > {left} ms");
+}

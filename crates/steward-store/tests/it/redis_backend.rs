@@ -332,6 +332,17 @@ async fn ttl_entries_expire_natively() {
             .unwrap()
     );
     s.upsert("after", 2).await.unwrap();
+    // Listed with the time it has left (at most what was asked).
+    let with_ttl = s.entries_with_ttl().await.unwrap();
+    if let Some(fact) = with_ttl.iter().find(|e| e.key == "fact") {
+        assert!(fact.ttl.is_some_and(|t| t <= Duration::from_millis(200)));
+    }
+    assert!(
+        with_ttl
+            .iter()
+            .filter(|e| e.key != "fact")
+            .all(|e| e.ttl.is_none())
+    );
     // Until it expires the entry is an ordinary one (in order).
     let keys = s.list_keys().await.unwrap();
     assert!(
@@ -361,8 +372,12 @@ async fn ttl_entries_expire_natively() {
             .await
             .unwrap()
     );
+    let hour = s.entries_with_ttl().await.unwrap();
+    let left = hour[2].ttl.expect("fact has a TTL");
+    assert!(left <= Duration::from_secs(3600) && left > Duration::from_secs(3000));
     assert!(!s.upsert("fact", "rain").await.unwrap());
     assert_eq!(s.list_keys().await.unwrap(), ["keep", "after", "fact"]);
+    assert_eq!(s.entries_with_ttl().await.unwrap()[2].ttl, None);
     // The other handle saw: set keep, set fact, set after, expired fact
     // (exactly once), set fact, set fact.
     let mut got = Vec::new();

@@ -195,3 +195,35 @@ async fn the_file_store_through_the_seam() {
     assert_eq!(sub.next().await, Some(("k".into(), Change::Set(json!(1)))));
     b.close().await.unwrap();
 }
+
+#[test]
+fn entries_list_the_time_left_and_load_hides_what_expired() {
+    let (_d, path) = crate::temp_store();
+    // The store's clock is the real one here: `load_with_ttl` reads the
+    // files from outside and judges by the system clock.
+    let store = Store::open(&path).unwrap();
+    store.upsert("keep", 1).unwrap();
+    store
+        .upsert_with_ttl("soon", "gone", Duration::from_millis(1))
+        .unwrap();
+    store
+        .upsert_with_ttl("later", "here", Duration::from_secs(3600))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let entries = store.entries_with_ttl();
+    let keys: Vec<_> = entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["keep", "later"]);
+    assert_eq!(entries[0].ttl, None);
+    let left = entries[1].ttl.expect("later keeps its TTL");
+    assert!(left <= Duration::from_secs(3600) && left > Duration::from_secs(3000));
+    // Read from outside while the store is open: the same view.
+    let outside = steward_store::load_with_ttl(&path).unwrap();
+    assert_eq!(
+        outside.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+        ["keep", "later"]
+    );
+    assert!(outside[1].ttl.is_some_and(|t| t <= left));
+    let map = steward_store::load(&path).unwrap();
+    assert!(!map.contains_key("soon"), "load shows an expired entry");
+    assert_eq!(map.len(), 2);
+}
