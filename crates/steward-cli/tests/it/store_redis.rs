@@ -205,7 +205,15 @@ fn copy_keeps_the_time_a_ttl_entry_has_left() {
     let src = dir.path().join("memory.json");
     let src_s = src.to_string_lossy().into_owned();
     ok(&["store", "set", &src_s, "name", "\"Ada\""]);
-    ok(&["store", "set", &src_s, "weather", "\"sunny\"", "--ttl", "1h"]);
+    ok(&[
+        "store",
+        "set",
+        &src_s,
+        "weather",
+        "\"sunny\"",
+        "--ttl",
+        "1h",
+    ]);
     ok(&["store", "set", &src_s, "gone", "1", "--ttl", "1ms"]);
     std::thread::sleep(std::time::Duration::from_millis(20));
     let url = server.url_ns("ttl");
