@@ -334,24 +334,25 @@ pub fn load_with_ttl(path: impl AsRef<Path>) -> Result<Vec<Entry>> {
     let paths = Paths::new(path.as_ref());
     let loaded = stable_read(&paths, || load_files(&paths))?;
     let now = crate::store::Clock::now_ms(&crate::store::SystemClock);
-    Ok(with_ttl(&loaded.map, &loaded.expires, now))
+    Ok(with_ttl(loaded.map, &loaded.expires, now))
 }
 
-/// The entries of `map` still live at `now` (ms since the Unix epoch), in
-/// order, with the time left of those that expire.
-pub(crate) fn with_ttl(map: &Map<String, Value>, expires: &Expiries, now: u64) -> Vec<Entry> {
-    map.iter()
-        .filter_map(|(k, v)| {
-            let ttl = match expires.get(k) {
+/// The `entries` (a map's, in order) still live at `now` (ms since the
+/// Unix epoch), with the time left of those that expire.
+pub(crate) fn with_ttl(
+    entries: impl IntoIterator<Item = (String, Value)>,
+    expires: &Expiries,
+    now: u64,
+) -> Vec<Entry> {
+    entries
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let ttl = match expires.get(&key) {
                 None => None,
                 Some(&at) if at <= now => return None,
                 Some(&at) => Some(std::time::Duration::from_millis(at - now)),
             };
-            Some(Entry {
-                key: k.clone(),
-                value: v.clone(),
-                ttl,
-            })
+            Some(Entry { key, value, ttl })
         })
         .collect()
 }

@@ -36,8 +36,8 @@
 //! write again, naming the lost connection's record: if the first send was
 //! applied (even if it runs late, after the resend), the script finds its
 //! number there and returns the recorded answer instead of applying it
-//! twice. So a write either returns
-//! its true answer, or — if the server stays unreachable for
+//! twice. So a write either returns its true answer, or — if the server
+//! stays unreachable for
 //! [`RedisConfig::retry_for`] — [`Error::RedisWriteUnknown`] (it may have
 //! been applied) or [`Error::RedisWriteNotApplied`] (it never reached the
 //! server, or the server refused it). Never a false success. Reads are
@@ -95,10 +95,10 @@ pub struct RedisConfig {
     pub subscription_capacity: usize,
     /// Record each write's answer (one small key per pooled connection,
     /// kept `2 × retry_for + 30 s` after its last write), so a write whose
-    /// connection was lost is resent safely and returns its true answer. Off: such a
-    /// write fails at once with [`Error::RedisWriteUnknown`] (cheaper for
-    /// the server; writes are retried only when they certainly did not
-    /// reach it). Default on.
+    /// connection was lost is resent safely and returns its true answer.
+    /// Off: such a write fails at once with [`Error::RedisWriteUnknown`]
+    /// (cheaper for the server; writes are retried only when they certainly
+    /// did not reach it). Default on.
     pub dedupe_writes: bool,
 }
 
@@ -435,8 +435,9 @@ return r
 ";
 
 /// Reads. KEYS: order, value key. ARGV: channel, value prefix, mode (g get,
-/// e entries, t entries with their PTTL, k keys, n count, s sweep), key. Entries whose value expired
-/// are dropped from the order index on the way (and published once).
+/// e entries, t entries with their PTTL, k keys, n count, s sweep), key.
+/// Entries whose value expired are dropped from the order index on the way
+/// (and published once).
 const READ: &str = r"
 local mode = ARGV[3]
 if mode == 'g' then
@@ -1082,43 +1083,49 @@ impl RedisStore {
 
     /// Every live entry, in insertion order (one consistent view).
     pub async fn entries(&self) -> Result<Vec<(String, Value)>> {
-        let items = self.bulk_list(self.read_script("e", "").await?)?;
-        let mut out = Vec::with_capacity(items.len() / 2);
-        let mut it = items.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            let k = self.key_string(k)?;
-            let v = self.parse_value(&k, &v)?;
-            out.push((k, v));
-        }
-        Ok(out)
+        let entries = self.read_entries(false).await?;
+        Ok(entries.into_iter().map(|e| (e.key, e.value)).collect())
     }
 
     /// Every live entry, in insertion order, with the time each TTL entry
     /// has left (read in the same atomic step as the values).
     pub async fn entries_with_ttl(&self) -> Result<Vec<crate::Entry>> {
-        let items = self.bulk_list(self.read_script("t", "").await?)?;
-        let mut out = Vec::with_capacity(items.len() / 3);
+        self.read_entries(true).await
+    }
+
+    /// The read script's entry listing: key, value and (with `ttl`) the
+    /// value key's PTTL per entry; without it every `ttl` is `None`.
+    async fn read_entries(&self, ttl: bool) -> Result<Vec<crate::Entry>> {
+        let mode = if ttl { "t" } else { "e" };
+        let items = self.bulk_list(self.read_script(mode, "").await?)?;
+        let mut out = Vec::with_capacity(items.len() / if ttl { 3 } else { 2 });
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             let key = self.key_string(k)?;
             let value = self.parse_value(&key, &v)?;
-            // PTTL: -1 no expiry; ms left otherwise (the script skipped
-            // missing values, so never -2). 0 ms left still counts as a
-            // TTL entry: 1 ms.
-            let pttl = it
-                .next()
-                .and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok());
-            let ttl = match pttl {
-                Some(-1) => None,
-                Some(ms) if ms >= 0 => Some(Duration::from_millis(ms.unsigned_abs().max(1))),
-                other => {
-                    let what = format!("unexpected PTTL reply {other:?}");
-                    return Err(self.unexpected("entries", &key, what));
-                }
+            let ttl = if ttl {
+                self.time_left(&key, it.next())?
+            } else {
+                None
             };
             out.push(crate::Entry { key, value, ttl });
         }
         Ok(out)
+    }
+
+    /// An entry's PTTL reply as the time it has left: -1 no expiry; ms left
+    /// otherwise (the script skipped missing values, so never -2). 0 ms
+    /// left still counts as a TTL entry: 1 ms.
+    fn time_left(&self, key: &str, pttl: Option<Vec<u8>>) -> Result<Option<Duration>> {
+        let ms = pttl.and_then(|b| std::str::from_utf8(&b).ok()?.parse::<i64>().ok());
+        match ms {
+            Some(-1) => Ok(None),
+            Some(ms) if ms >= 0 => Ok(Some(Duration::from_millis(ms.unsigned_abs().max(1)))),
+            other => {
+                let what = format!("unexpected PTTL reply {other:?}");
+                Err(self.unexpected("entries", key, what))
+            }
+        }
     }
 
     /// Every live key, in insertion order.

@@ -787,7 +787,8 @@ impl Store {
         let shared = self.shared();
         let map = shared.map.read();
         let expires = shared.expires.read();
-        files::with_ttl(&map, &expires, shared.clock.now_ms())
+        let entries = map.iter().map(|(k, v)| (k.clone(), v.clone()));
+        files::with_ttl(entries, &expires, shared.clock.now_ms())
     }
 
     /// A copy of the whole map, in order.
