@@ -230,6 +230,7 @@ impl RedisBuilder {
             record_prefix: format!("{}{:016x}:", keys.op_prefix, random_seed()),
             serial: AtomicU64::new(0),
         };
+        let leaders = config.pool.max_size.max(1);
         let mut pool_config = config.pool.clone();
         pool_config.name = format!("{} {server}", pool_config.name);
         let pool = Pool::builder(manager)
@@ -248,6 +249,8 @@ impl RedisBuilder {
             op_counter: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             hub: Hub::default(),
+            queue: std::sync::Mutex::default(),
+            leaders: Arc::new(tokio::sync::Semaphore::new(leaders)),
         });
         let store = RedisStore { inner };
         store.ping().await?;
@@ -363,31 +366,32 @@ local function vanished(k)
 end
 ";
 
-/// Writes. KEYS: order, seq, value key, record key. ARGV: channel, key,
-/// value prefix, mode (c create, u update, s upsert, d delete, r reset),
-/// value JSON, ttl ms (0: none), record ms (0: no record), write number.
-/// Returns 0 unchanged, 1 replaced / deleted / reset, 2 added. Checks come
-/// before writes, so an error reply means nothing was written.
+/// Writes: a batch of one or more, applied in order. KEYS: order, seq,
+/// record key, then each write's value key. ARGV: channel, value prefix,
+/// record ms (0: no record), batch number, then per write: mode (c create,
+/// u update, s upsert, d delete, r reset), key, value JSON, ttl ms (0:
+/// none). Returns one answer per write: 0 unchanged, 1 replaced / deleted /
+/// reset, 2 added, or `E<message>` for a write the server refused (each
+/// write runs under `pcall`, so one refusal does not stop the others).
 ///
 /// The record is read on every send, the first included: a first send
 /// delayed in the network may run after its resend, and must then answer
-/// from the record rather than apply again. An upsert learns whether the
-/// key existed from its own `SET ... GET`: the common write is four server
-/// calls (the record's GET, SET, PUBLISH, the record's SET) plus the order
-/// index for a new key.
+/// from the record (`<number>:<answers, comma-separated, -1 refused>`, a
+/// string reply) rather than apply again. An upsert learns whether the key
+/// existed from its own `SET ... GET`: a batch costs the record's GET and
+/// SET, and each upsert of an existing key its SET and PUBLISH.
 const WRITE: &str = r"
-local tag = ARGV[8] .. ':'
-if ARGV[7] ~= '0' then
-  local done = redis.call('GET', KEYS[4])
+local tag = ARGV[4] .. ':'
+if ARGV[3] ~= '0' then
+  local done = redis.call('GET', KEYS[3])
   if done and string.sub(done, 1, #tag) == tag then
-    return tonumber(string.sub(done, #tag + 1))
+    return string.sub(done, #tag + 1)
   end
 end
-local function body()
-  local mode, key = ARGV[4], ARGV[2]
+local function apply(vkey, mode, key, json, ttl)
   if mode == 'r' then
     local keys = redis.call('ZRANGE', KEYS[1], 0, -1)
-    for _, k in ipairs(keys) do redis.call('DEL', ARGV[3] .. k) end
+    for _, k in ipairs(keys) do redis.call('DEL', ARGV[2] .. k) end
     redis.call('DEL', KEYS[1])
     note('R', '')
     return 1
@@ -395,16 +399,16 @@ local function body()
   local exists
   if mode == 's' then
     local old
-    if ARGV[6] ~= '0' then
-      old = redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6], 'GET')
+    if ttl ~= '0' then
+      old = redis.call('SET', vkey, json, 'PX', ttl, 'GET')
     else
-      old = redis.call('SET', KEYS[3], ARGV[5], 'GET')
+      old = redis.call('SET', vkey, json, 'GET')
     end
     exists = old ~= false
   elseif mode == 'd' then
-    exists = redis.call('DEL', KEYS[3]) == 1
+    exists = redis.call('DEL', vkey) == 1
   else
-    exists = redis.call('EXISTS', KEYS[3]) == 1
+    exists = redis.call('EXISTS', vkey) == 1
   end
   if not exists then vanished(key) end
   if mode == 'd' then
@@ -419,19 +423,31 @@ local function body()
     redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), key)
   end
   if mode ~= 's' then
-    if ARGV[6] ~= '0' then
-      redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
+    if ttl ~= '0' then
+      redis.call('SET', vkey, json, 'PX', ttl)
     else
-      redis.call('SET', KEYS[3], ARGV[5])
+      redis.call('SET', vkey, json)
     end
   end
-  note('S', key, ARGV[5])
+  note('S', key, json)
   if exists then return 1 end
   return 2
 end
-local r = body()
-if ARGV[7] ~= '0' then redis.call('SET', KEYS[4], tag .. r, 'PX', ARGV[7]) end
-return r
+local out, rec = {}, {}
+for i = 1, (#ARGV - 4) / 4 do
+  local a = 4 * i
+  local ok, r = pcall(apply, KEYS[3 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+  if ok then
+    out[i], rec[i] = r, r
+  else
+    if type(r) == 'table' then r = r.err end
+    out[i], rec[i] = 'E' .. tostring(r), -1
+  end
+end
+if ARGV[3] ~= '0' then
+  redis.call('SET', KEYS[3], tag .. table.concat(rec, ','), 'PX', ARGV[3])
+end
+return out
 ";
 
 /// Reads. KEYS: order, value key. ARGV: channel, value prefix, mode (g get,
@@ -612,6 +628,19 @@ struct Inner {
     op_counter: AtomicU64,
     closed: AtomicBool,
     hub: Hub,
+    /// Writes waiting for a batch.
+    queue: std::sync::Mutex<WriteQueue>,
+    /// One permit per batch in flight: as many as the pool has connections.
+    leaders: Arc<tokio::sync::Semaphore>,
+}
+
+impl Inner {
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, WriteQueue> {
+        // A panic elsewhere cannot leave the queue half-changed.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// One namespace of a Redis server as a store: the file
@@ -662,6 +691,146 @@ impl Mode {
             Mode::Update | Mode::Delete | Mode::Reset => r == 1,
         }
     }
+}
+
+/// Most writes one batch carries, and most bytes of values beyond its
+/// first write: a batch is one script run, and the server serves no one
+/// else meanwhile.
+const BATCH_WRITES: usize = 64;
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// One write, as the script takes it.
+struct WriteOp {
+    mode: Mode,
+    key: String,
+    json: Vec<u8>,
+    ttl_ms: u64,
+}
+
+/// A write waiting for a batch, and where its answer goes.
+struct Queued {
+    id: u64,
+    op: WriteOp,
+    answer: tokio::sync::oneshot::Sender<Result<i64>>,
+}
+
+/// Writes waiting to be sent, oldest first.
+#[derive(Default)]
+struct WriteQueue {
+    waiting: std::collections::VecDeque<Queued>,
+    next_id: u64,
+}
+
+impl WriteQueue {
+    fn push(&mut self, op: WriteOp, answer: tokio::sync::oneshot::Sender<Result<i64>>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.waiting.push_back(Queued { id, op, answer });
+        id
+    }
+
+    /// The oldest writes, up to one batch's limits (at least one).
+    fn take(&mut self) -> Vec<Queued> {
+        let (mut n, mut bytes) = (0, 0);
+        for q in &self.waiting {
+            bytes += q.op.json.len() + q.op.key.len();
+            if n == BATCH_WRITES || (n > 0 && bytes > BATCH_BYTES) {
+                break;
+            }
+            n += 1;
+        }
+        self.waiting.drain(..n).collect()
+    }
+}
+
+/// Takes a cancelled caller's write back out of the queue, so it is never
+/// sent after its caller gave up waiting for a leader slot.
+struct Unqueue<'a> {
+    inner: &'a Inner,
+    id: u64,
+    /// Still queued, as far as this caller knows.
+    armed: bool,
+}
+
+impl Drop for Unqueue<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.inner.lock_queue().waiting.retain(|q| q.id != self.id);
+        }
+    }
+}
+
+/// One write's answer from a batch reply: the script's code, or the
+/// server's refusal of that write.
+type Answer = std::result::Result<i64, String>;
+
+/// How a whole batch failed.
+enum BatchError {
+    /// The store was closed.
+    Closed,
+    /// The server refused the script before it ran: nothing was written.
+    Refused(Arc<RedisError>),
+    /// Retries were spent; `maybe_sent` if the batch may have run.
+    GaveUp {
+        maybe_sent: bool,
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl BatchError {
+    fn gave_up(maybe_sent: bool, last: RedisErrorOr) -> BatchError {
+        let source: Arc<dyn std::error::Error + Send + Sync> = match last {
+            RedisErrorOr::Redis(e) => Arc::new(e),
+            RedisErrorOr::Other(Error::RedisClosed { .. }) => return BatchError::Closed,
+            RedisErrorOr::Other(e) => Arc::new(e),
+        };
+        BatchError::GaveUp { maybe_sent, source }
+    }
+
+    /// The script ran but its reply does not fit the batch: the writes may
+    /// or may not have been applied.
+    fn short_reply() -> BatchError {
+        BatchError::GaveUp {
+            maybe_sent: true,
+            source: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+                "the server's reply does not match the writes sent",
+            )),
+        }
+    }
+}
+
+/// A batch reply: an array of codes and `E<message>` refusals, or (when the
+/// record shows the batch already ran) the recorded codes, comma-separated,
+/// `-1` for a refusal.
+fn parse_answers(
+    reply: ::redis::Value,
+    writes: usize,
+) -> std::result::Result<Vec<Answer>, BatchError> {
+    let answers: Vec<Answer> = match reply {
+        ::redis::Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                ::redis::Value::Int(n) => Ok(n),
+                ::redis::Value::BulkString(b) => Err(String::from_utf8_lossy(
+                    b.strip_prefix(b"E").unwrap_or(&b),
+                )
+                .into_owned()),
+                other => Err(format!("unexpected answer {other:?}")),
+            })
+            .collect(),
+        ::redis::Value::BulkString(b) => String::from_utf8_lossy(&b)
+            .split(',')
+            .map(|code| match code.parse::<i64>() {
+                Ok(n) if n >= 0 => Ok(n),
+                _ => Err("the server refused this write when it was first sent".to_string()),
+            })
+            .collect(),
+        _ => return Err(BatchError::short_reply()),
+    };
+    if answers.len() != writes {
+        return Err(BatchError::short_reply());
+    }
+    Ok(answers)
 }
 
 /// How a failed request ended.
@@ -839,35 +1008,132 @@ impl RedisStore {
         }
     }
 
-    /// Runs one write script. Retries while the write certainly did not
+    /// Queues one write and waits for its answer. A writer that finds a
+    /// free leader slot (there are as many as the pool has connections)
+    /// sends everything queued as one batch: alone, that is its own write;
+    /// under contention, the writes that queued while every connection was
+    /// busy share one script run and one round trip (group commit).
+    async fn write(&self, op: WriteOp) -> Result<bool> {
+        self.check_open()?;
+        let inner = &*self.inner;
+        let mode = op.mode;
+        let key = op.key.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut queued = Unqueue {
+            inner,
+            id: inner.lock_queue().push(op, tx),
+            armed: true,
+        };
+        loop {
+            let Ok(permit) = Arc::clone(&inner.leaders).acquire_owned().await else {
+                break;
+            };
+            let batch = inner.lock_queue().take();
+            let Some(last) = batch.last() else {
+                // Another caller took this write.
+                queued.armed = false;
+                break;
+            };
+            let mine = last.id >= queued.id;
+            queued.armed = !mine;
+            if mine && batch.len() == 1 {
+                // Alone: sent from here, with no task hop. Cancelling this
+                // call then cancels only this write.
+                self.run_batch(batch).await;
+                drop(permit);
+                break;
+            }
+            // Other callers' writes ride along: they get a task of their
+            // own, so cancelling this call cannot strand them.
+            let store = self.clone();
+            tokio::spawn(async move {
+                store.run_batch(batch).await;
+                drop(permit);
+            });
+            if mine {
+                break;
+            }
+        }
+        match rx.await {
+            Ok(r) => r.map(|r| mode.answer(r)),
+            // Only when the runtime shuts down under a running batch.
+            Err(_) => Err(self.batch_error(
+                &key,
+                &BatchError::GaveUp {
+                    maybe_sent: true,
+                    source: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
+                        "the write's batch ended before its answer",
+                    )),
+                },
+            )),
+        }
+    }
+
+    /// Sends one batch and hands every write its answer.
+    async fn run_batch(&self, batch: Vec<Queued>) {
+        let (ops, answers): (Vec<WriteOp>, Vec<_>) =
+            batch.into_iter().map(|q| (q.op, q.answer)).unzip();
+        let outcome = self.send_batch(&ops).await;
+        let counters = &self.inner.counters;
+        for (i, (op, tx)) in ops.iter().zip(answers).enumerate() {
+            let r = match &outcome {
+                Err(e) => Err(self.batch_error(&op.key, e)),
+                Ok(answers) => match answers.get(i) {
+                    Some(Ok(r)) => {
+                        let c = if *r != 0 {
+                            &counters.writes
+                        } else {
+                            &counters.unchanged
+                        };
+                        c.fetch_add(1, Ordering::Relaxed);
+                        Ok(*r)
+                    }
+                    Some(Err(message)) => {
+                        counters.write_not_applied.fetch_add(1, Ordering::Relaxed);
+                        Err(Error::RedisWriteNotApplied {
+                            server: self.inner.server.to_string(),
+                            key: op.key.clone(),
+                            source: message.clone().into(),
+                        })
+                    }
+                    None => Err(self.batch_error(&op.key, &BatchError::short_reply())),
+                },
+            };
+            // The caller may be gone (cancelled); its write stands anyway.
+            let _ = tx.send(r);
+        }
+    }
+
+    /// Runs one batch's script. Retries while the batch certainly did not
     /// run (no connection, server loading) and — thanks to the op record —
     /// also after a lost connection, until [`RedisConfig::retry_for`].
-    async fn write(&self, mode: Mode, key: &str, json: &[u8], ttl_ms: u64) -> Result<bool> {
-        self.check_open()?;
+    async fn send_batch(&self, ops: &[WriteOp]) -> std::result::Result<Vec<Answer>, BatchError> {
         let inner = &*self.inner;
         let k = &inner.keys;
         let number = format!("{:x}", inner.op_counter.fetch_add(1, Ordering::Relaxed));
         let dedupe = inner.config.dedupe_writes;
-        let op_ms = if dedupe {
+        let record_ms = if dedupe {
             (inner.config.retry_for * 2 + Duration::from_secs(30)).as_millis() as u64
         } else {
             0
         };
-        let value_key = k.value(key);
+        let value_keys: Vec<Vec<u8>> = ops.iter().map(|o| k.value(&o.key)).collect();
         let invocation = |record: &str| {
             let mut inv = WRITE_SCRIPT.prepare_invoke();
-            inv.key(&k.order)
-                .key(&k.seq)
-                .key(&value_key)
-                .key(record)
-                .arg(&k.channel)
-                .arg(key)
+            inv.key(&k.order).key(&k.seq).key(record);
+            for v in &value_keys {
+                inv.key(v);
+            }
+            inv.arg(&k.channel)
                 .arg(&k.value_prefix)
-                .arg(mode.code())
-                .arg(json)
-                .arg(ttl_ms)
-                .arg(op_ms)
+                .arg(record_ms)
                 .arg(&number);
+            for o in ops {
+                inv.arg(o.mode.code())
+                    .arg(&o.key)
+                    .arg(&o.json)
+                    .arg(o.ttl_ms);
+            }
             inv
         };
         let deadline = Instant::now() + inner.config.retry_for;
@@ -880,31 +1146,12 @@ impl RedisStore {
             let last: RedisErrorOr = match inner.pool.get().await {
                 Err(e) => RedisErrorOr::Other(self.pool_error(e)),
                 Ok(mut conn) => match invocation(lost_record.as_deref().unwrap_or(&conn.record))
-                    .invoke_async::<i64>(&mut conn.conn)
+                    .invoke_async::<::redis::Value>(&mut conn.conn)
                     .await
                 {
-                    Ok(r) => {
-                        let changed = r != 0;
-                        let c = if changed {
-                            &inner.counters.writes
-                        } else {
-                            &inner.counters.unchanged
-                        };
-                        c.fetch_add(1, Ordering::Relaxed);
-                        return Ok(mode.answer(r));
-                    }
+                    Ok(reply) => return parse_answers(reply, ops.len()),
                     Err(e) => match classify(e) {
-                        Failure::Refused(e) => {
-                            inner
-                                .counters
-                                .write_not_applied
-                                .fetch_add(1, Ordering::Relaxed);
-                            return Err(Error::RedisWriteNotApplied {
-                                server: inner.server.to_string(),
-                                key: key.to_string(),
-                                source: Box::new(e),
-                            });
-                        }
+                        Failure::Refused(e) => return Err(BatchError::Refused(Arc::new(e))),
                         Failure::Busy(e) => RedisErrorOr::Redis(e),
                         Failure::Lost(e) => {
                             maybe_sent = true;
@@ -914,35 +1161,49 @@ impl RedisStore {
                             Pooled::discard(conn);
                             if !dedupe {
                                 // Resending could apply it twice.
-                                return Err(self.give_up(key, true, RedisErrorOr::Redis(e)));
+                                return Err(BatchError::gave_up(true, RedisErrorOr::Redis(e)));
                             }
                             RedisErrorOr::Redis(e)
                         }
                     },
                 },
             };
+            if matches!(last, RedisErrorOr::Other(Error::RedisClosed { .. })) {
+                return Err(BatchError::Closed);
+            }
             if Instant::now() >= deadline {
-                return Err(self.give_up(key, maybe_sent, last));
+                return Err(BatchError::gave_up(maybe_sent, last));
             }
             attempt += 1;
             inner.counters.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(server = %inner.server, key, attempt, maybe_sent, "retrying a write");
+            tracing::debug!(
+                server = %inner.server,
+                writes = ops.len(),
+                attempt,
+                maybe_sent,
+                "retrying a write"
+            );
             tokio::time::sleep(backoff(attempt)).await;
         }
     }
 
-    fn give_up(&self, key: &str, maybe_sent: bool, last: RedisErrorOr) -> Error {
+    /// The error one write of a failed batch reports.
+    fn batch_error(&self, key: &str, e: &BatchError) -> Error {
         let inner = &*self.inner;
-        let source: Box<dyn std::error::Error + Send + Sync> = match last {
-            RedisErrorOr::Redis(e) => Box::new(e),
-            RedisErrorOr::Other(Error::RedisClosed { location }) => {
-                return Error::RedisClosed { location };
-            }
-            RedisErrorOr::Other(e) => Box::new(e),
-        };
         let server = inner.server.to_string();
         let key = key.to_string();
-        tracing::warn!(server = %server, key = %key, maybe_sent, error = %source, "giving up a write");
+        let (maybe_sent, source): (bool, Box<dyn std::error::Error + Send + Sync>) = match e {
+            BatchError::Closed => {
+                return Error::RedisClosed {
+                    location: inner.location.clone(),
+                };
+            }
+            BatchError::Refused(e) => (false, Box::new(Arc::clone(e))),
+            BatchError::GaveUp { maybe_sent, source } => {
+                tracing::warn!(server = %server, key = %key, maybe_sent, error = %source, "giving up a write");
+                (*maybe_sent, Box::new(Arc::clone(source)))
+            }
+        };
         if maybe_sent {
             inner.counters.write_unknown.fetch_add(1, Ordering::Relaxed);
             Error::RedisWriteUnknown {
@@ -970,7 +1231,13 @@ impl RedisStore {
 
     async fn set(&self, mode: Mode, key: &str, value: Value, ttl_ms: u64) -> Result<bool> {
         let json = self.encode(key, &value)?;
-        self.write(mode, key, &json, ttl_ms).await
+        self.write(WriteOp {
+            mode,
+            key: key.to_string(),
+            json,
+            ttl_ms,
+        })
+        .await
     }
 
     /// Adds `key` only if it is absent, atomically across all clients;
@@ -1004,12 +1271,25 @@ impl RedisStore {
     /// Removes `key`; `false` if it was missing.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         self.encode(key, &Value::Null)?;
-        self.write(Mode::Delete, key, b"", 0).await
+        self.write(WriteOp {
+            mode: Mode::Delete,
+            key: key.to_string(),
+            json: Vec::new(),
+            ttl_ms: 0,
+        })
+        .await
     }
 
     /// Removes every key of the namespace.
     pub async fn reset(&self) -> Result<()> {
-        self.write(Mode::Reset, "", b"", 0).await.map(|_| ())
+        self.write(WriteOp {
+            mode: Mode::Reset,
+            key: String::new(),
+            json: Vec::new(),
+            ttl_ms: 0,
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn read_script(&self, mode: &'static str, key: &str) -> Result<::redis::Value> {
