@@ -181,8 +181,11 @@ fn benches(c: &mut Criterion) {
     group(c, &rt, &store, WRITERS);
     let stats = store.stats();
     eprintln!(
-        "redis bench: {} writes, {} retries, pool {:?}",
-        stats.writes, stats.retries, stats.pool
+        "redis bench: {} writes in {} scripts, {} retries, pool {:?}",
+        stats.writes + stats.unchanged,
+        stats.batches,
+        stats.retries,
+        stats.pool
     );
     // Where the server's time goes, per command (the profile behind the
     // ratios): the script against plain SET.

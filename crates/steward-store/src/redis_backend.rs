@@ -100,6 +100,12 @@ pub struct RedisConfig {
     /// (cheaper for the server; writes are retried only when they certainly
     /// did not reach it). Default on.
     pub dedupe_writes: bool,
+    /// Most write batches sent at once. Concurrent writes that find every
+    /// slot busy queue and go together in the next batch: one script run
+    /// and one round trip for all of them. The server runs scripts one at a
+    /// time, so a few slots keep it busy while writes gather; more only
+    /// make smaller batches. Default 4.
+    pub batches_in_flight: usize,
 }
 
 impl Default for RedisConfig {
@@ -121,6 +127,7 @@ impl Default for RedisConfig {
             max_value_bytes: store.max_value_bytes,
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             dedupe_writes: true,
+            batches_in_flight: 4,
         }
     }
 }
@@ -191,6 +198,12 @@ impl RedisBuilder {
         self
     }
 
+    /// See [`RedisConfig::batches_in_flight`].
+    pub fn batches_in_flight(mut self, n: usize) -> Self {
+        self.config.batches_in_flight = n;
+        self
+    }
+
     /// See [`RedisConfig::max_value_bytes`].
     pub fn max_value_bytes(mut self, n: usize) -> Self {
         self.config.max_value_bytes = n;
@@ -230,7 +243,10 @@ impl RedisBuilder {
             record_prefix: format!("{}{:016x}:", keys.op_prefix, random_seed()),
             serial: AtomicU64::new(0),
         };
-        let leaders = config.pool.max_size.max(1);
+        if config.batches_in_flight == 0 {
+            return Err(Error::Config("batches_in_flight must be at least 1".into()));
+        }
+        let leaders = config.batches_in_flight;
         let mut pool_config = config.pool.clone();
         pool_config.name = format!("{} {server}", pool_config.name);
         let pool = Pool::builder(manager)
@@ -584,6 +600,7 @@ impl RedisConnection {
 struct Counters {
     writes: AtomicU64,
     unchanged: AtomicU64,
+    batches: AtomicU64,
     reads: AtomicU64,
     retries: AtomicU64,
     write_unknown: AtomicU64,
@@ -600,6 +617,11 @@ pub struct RedisStats {
     pub writes: u64,
     /// Writes that changed nothing (create of an existing key, ...).
     pub unchanged: u64,
+    /// Write scripts the server ran: concurrent writes share one, so
+    /// `(writes + unchanged) / batches` is the mean batch size.
+    pub batches: u64,
+    /// Writes waiting for a free connection right now.
+    pub queued_writes: u64,
     /// Reads (scripts and listings).
     pub reads: u64,
     /// Requests sent again after a lost connection or a busy server.
@@ -630,7 +652,7 @@ struct Inner {
     hub: Hub,
     /// Writes waiting for a batch.
     queue: std::sync::Mutex<WriteQueue>,
-    /// One permit per batch in flight: as many as the pool has connections.
+    /// One permit per batch in flight ([`RedisConfig::batches_in_flight`]).
     leaders: Arc<tokio::sync::Semaphore>,
 }
 
@@ -760,6 +782,22 @@ impl Drop for Unqueue<'_> {
     }
 }
 
+/// A leader slot held by a caller sending its own write: handed on when
+/// dropped — by a cancelled caller too — so writes queued behind it are
+/// always sent.
+struct Slot<'a> {
+    store: &'a RedisStore,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.store.hand_off(permit);
+        }
+    }
+}
+
 /// One write's answer from a batch reply: the script's code, or the
 /// server's refusal of that write.
 type Answer = std::result::Result<i64, String>;
@@ -811,10 +849,9 @@ fn parse_answers(
             .into_iter()
             .map(|v| match v {
                 ::redis::Value::Int(n) => Ok(n),
-                ::redis::Value::BulkString(b) => Err(String::from_utf8_lossy(
-                    b.strip_prefix(b"E").unwrap_or(&b),
-                )
-                .into_owned()),
+                ::redis::Value::BulkString(b) => {
+                    Err(String::from_utf8_lossy(b.strip_prefix(b"E").unwrap_or(&b)).into_owned())
+                }
                 other => Err(format!("unexpected answer {other:?}")),
             })
             .collect(),
@@ -905,6 +942,8 @@ impl RedisStore {
         RedisStats {
             writes: l(&c.writes),
             unchanged: l(&c.unchanged),
+            batches: l(&c.batches),
+            queued_writes: self.inner.lock_queue().waiting.len() as u64,
             reads: l(&c.reads),
             retries: l(&c.retries),
             write_unknown: l(&c.write_unknown),
@@ -1008,11 +1047,14 @@ impl RedisStore {
         }
     }
 
-    /// Queues one write and waits for its answer. A writer that finds a
-    /// free leader slot (there are as many as the pool has connections)
-    /// sends everything queued as one batch: alone, that is its own write;
-    /// under contention, the writes that queued while every connection was
-    /// busy share one script run and one round trip (group commit).
+    /// Queues one write and waits for its answer (group commit). A caller
+    /// that finds a free leader slot sends what is queued — usually just
+    /// its own write, sent from here with no task hop; otherwise a task
+    /// with a slot sends it in the next batch, together with every write
+    /// that queued meanwhile, so concurrent writers share script runs and
+    /// round trips. Slots are few (see [`RedisConfig::batches_in_flight`]):
+    /// the server runs scripts one at a time anyway, and writes that wait
+    /// make the batches that save its time.
     async fn write(&self, op: WriteOp) -> Result<bool> {
         self.check_open()?;
         let inner = &*self.inner;
@@ -1024,37 +1066,27 @@ impl RedisStore {
             id: inner.lock_queue().push(op, tx),
             armed: true,
         };
-        loop {
-            let Ok(permit) = Arc::clone(&inner.leaders).acquire_owned().await else {
-                break;
-            };
+        if let Ok(permit) = Arc::clone(&inner.leaders).try_acquire_owned() {
             let batch = inner.lock_queue().take();
-            let Some(last) = batch.last() else {
-                // Another caller took this write.
+            if batch.len() == 1 && batch[0].id == queued.id {
+                // Alone: cancelling this call cancels only this write, and
+                // the slot still passes to whatever queued meanwhile.
                 queued.armed = false;
-                break;
-            };
-            let mine = last.id >= queued.id;
-            queued.armed = !mine;
-            if mine && batch.len() == 1 {
-                // Alone: sent from here, with no task hop. Cancelling this
-                // call then cancels only this write.
+                let slot = Slot {
+                    store: self,
+                    permit: Some(permit),
+                };
                 self.run_batch(batch).await;
-                drop(permit);
-                break;
-            }
-            // Other callers' writes ride along: they get a task of their
-            // own, so cancelling this call cannot strand them.
-            let store = self.clone();
-            tokio::spawn(async move {
-                store.run_batch(batch).await;
-                drop(permit);
-            });
-            if mine {
-                break;
+                drop(slot);
+            } else {
+                // Other callers' writes: a task of their own, so
+                // cancelling this call cannot strand them.
+                self.spawn_drain(batch, permit);
             }
         }
-        match rx.await {
+        let answer = rx.await;
+        queued.armed = false;
+        match answer {
             Ok(r) => r.map(|r| mode.answer(r)),
             // Only when the runtime shuts down under a running batch.
             Err(_) => Err(self.batch_error(
@@ -1066,6 +1098,45 @@ impl RedisStore {
                     )),
                 },
             )),
+        }
+    }
+
+    /// Sends `first`, then batches of whatever queued meanwhile, until the
+    /// queue is empty.
+    async fn drain(self, first: Vec<Queued>, permit: tokio::sync::OwnedSemaphorePermit) {
+        let mut batch = first;
+        while !batch.is_empty() {
+            self.run_batch(batch).await;
+            batch = self.inner.lock_queue().take();
+        }
+        self.hand_off(permit);
+    }
+
+    /// Gives up a leader slot, or hands it to a draining task if writes are
+    /// queued. A writer that queued just before the slot came free found
+    /// no slot and relies on this check to be sent.
+    fn hand_off(&self, permit: tokio::sync::OwnedSemaphorePermit) {
+        let inner = &*self.inner;
+        let mut permit = permit;
+        if inner.lock_queue().waiting.is_empty() {
+            drop(permit);
+            if inner.lock_queue().waiting.is_empty() {
+                return;
+            }
+            match Arc::clone(&inner.leaders).try_acquire_owned() {
+                Ok(p) => permit = p,
+                // Another holder will drain.
+                Err(_) => return,
+            }
+        }
+        let batch = inner.lock_queue().take();
+        self.spawn_drain(batch, permit);
+    }
+
+    fn spawn_drain(&self, batch: Vec<Queued>, permit: tokio::sync::OwnedSemaphorePermit) {
+        // No runtime means it is shutting down: the queued callers are gone.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(self.clone().drain(batch, permit));
         }
     }
 
@@ -1149,7 +1220,10 @@ impl RedisStore {
                     .invoke_async::<::redis::Value>(&mut conn.conn)
                     .await
                 {
-                    Ok(reply) => return parse_answers(reply, ops.len()),
+                    Ok(reply) => {
+                        inner.counters.batches.fetch_add(1, Ordering::Relaxed);
+                        return parse_answers(reply, ops.len());
+                    }
                     Err(e) => match classify(e) {
                         Failure::Refused(e) => return Err(BatchError::Refused(Arc::new(e))),
                         Failure::Busy(e) => RedisErrorOr::Redis(e),

@@ -605,3 +605,156 @@ async fn write_records_take_one_key_per_connection_not_one_per_write() {
         .unwrap();
     assert!((11..=14).contains(&keys), "{keys} keys on the server");
 }
+
+/// A store whose one leader slot and one connection the test can hold:
+/// while the test holds the connection, the first write waits for it and
+/// every later write queues behind it.
+async fn one_slot_store(server: &RedisServer, ns: &str) -> RedisStore {
+    RedisStore::builder(server.url())
+        .namespace(ns)
+        .pool_size(1)
+        .batches_in_flight(1)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Polls until `n` writes wait in the queue.
+async fn until_queued(store: &RedisStore, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.stats().queued_writes != n {
+        assert!(Instant::now() < deadline, "{:?}", store.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_writes_go_as_one_batch_and_each_gets_its_own_answer() {
+    let server = RedisServer::start();
+    let store = one_slot_store(&server, "batch").await;
+    let watcher = open(&server, "batch").await;
+    let mut sub = watcher.subscribe("*").await.unwrap();
+    // A value key of the wrong type: the server refuses that one write.
+    let mut raw = store.pool().get().await.unwrap();
+    raw.command("HSET", &[b"steward:{batch}:v:wrong", b"f", b"1"])
+        .await
+        .unwrap();
+    let before = store.stats().batches;
+    let first = tokio::spawn({
+        let s = store.clone();
+        async move { s.upsert("first", 0).await }
+    });
+    // `first` holds the slot and waits for the connection held here.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(
+            async move { ("race", s.create("race", i).await) },
+        ));
+    }
+    for i in 0..20 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            ("fresh", s.upsert(&format!("k{i}"), i).await)
+        }));
+    }
+    for i in 0..5 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(
+            async move { ("same", s.upsert("same", i).await) },
+        ));
+    }
+    tasks.push(tokio::spawn({
+        let s = store.clone();
+        async move { ("wrong", s.upsert("wrong", 1).await) }
+    }));
+    until_queued(&store, tasks.len() as u64).await;
+    drop(raw);
+    assert!(first.await.unwrap().unwrap());
+    let mut added: HashMap<&str, usize> = HashMap::new();
+    for t in tasks {
+        let (what, r) = t.await.unwrap();
+        match what {
+            "wrong" => {
+                let e = r.unwrap_err();
+                assert!(matches!(e, Error::RedisWriteNotApplied { .. }), "{e}");
+                assert!(e.to_string().contains("wrong"), "{e}");
+            }
+            _ => *added.entry(what).or_default() += usize::from(r.unwrap()),
+        }
+    }
+    assert_eq!(added["race"], 1, "create races have one winner");
+    assert_eq!(added["fresh"], 20);
+    assert_eq!(
+        added["same"], 1,
+        "one upsert added the key, four replaced it"
+    );
+    // `first` alone, then the 36 that queued behind it in one script run.
+    assert_eq!(store.stats().batches - before, 2, "{:?}", store.stats());
+    assert_eq!(store.len().await.unwrap(), 1 + 1 + 20 + 1);
+    // Every applied write published once: 1 + 1 + 20 + 5, and nothing for
+    // the refused one or the nine losing creates.
+    let mut changes = 0;
+    while tokio::time::timeout(Duration::from_millis(300), sub.next())
+        .await
+        .is_ok()
+    {
+        changes += 1;
+    }
+    assert_eq!(changes, 27);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_cancelled_while_queued_is_never_sent() {
+    let server = RedisServer::start();
+    let store = one_slot_store(&server, "cancel").await;
+    let raw = store.pool().get().await.unwrap();
+    let first = tokio::spawn({
+        let s = store.clone();
+        async move { s.upsert("first", 0).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let cancelled = tokio::spawn({
+        let s = store.clone();
+        async move { s.upsert("cancelled", 1).await }
+    });
+    until_queued(&store, 1).await;
+    cancelled.abort();
+    assert!(cancelled.await.unwrap_err().is_cancelled());
+    until_queued(&store, 0).await;
+    drop(raw);
+    assert!(first.await.unwrap().unwrap());
+    assert!(store.upsert("after", 2).await.unwrap());
+    assert_eq!(store.get("cancelled").await.unwrap(), None);
+    assert_eq!(store.list_keys().await.unwrap(), ["first", "after"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_the_caller_that_holds_the_slot_strands_no_one() {
+    let server = RedisServer::start();
+    let store = one_slot_store(&server, "handoff").await;
+    let raw = store.pool().get().await.unwrap();
+    let leader = tokio::spawn({
+        let s = store.clone();
+        async move { s.upsert("leader", 0).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let queued: Vec<_> = (0..3)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move { s.upsert(&format!("q{i}"), i).await })
+        })
+        .collect();
+    until_queued(&store, 3).await;
+    // The slot holder gives up before it ever had a connection.
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    drop(raw);
+    for q in queued {
+        let r = tokio::time::timeout(Duration::from_secs(30), q).await;
+        assert!(r.expect("a queued write was stranded").unwrap().unwrap());
+    }
+    assert_eq!(store.get("leader").await.unwrap(), None);
+    assert_eq!(store.len().await.unwrap(), 3);
+}
