@@ -15,10 +15,21 @@
 //!
 //! and changes are published on channel `steward:{ns}:changes`.
 //!
-//! Every write is one Lua script, so it is atomic against every other
-//! client: `create` checks and inserts in one step (exactly one of racing
-//! creators wins), the insertion index changes with the value, and the
-//! change is published by the same script (each change once, in order).
+//! Every write runs inside a Lua script, so it is atomic against every
+//! other client: `create` checks and inserts in one step (exactly one of
+//! racing creators wins), the insertion index changes with the value, and
+//! the change is published by the same script (each change once, in order).
+//!
+//! # Batches
+//!
+//! A lone write is sent at once, as a script of its own. Writes that arrive
+//! while [`RedisConfig::batches_in_flight`] scripts are already on their
+//! way queue, and the next free slot sends all of them (up to 64 writes or
+//! 256 KiB) as one script run, applied in the order they were called, each
+//! with its own answer: concurrent writers share round trips and the
+//! script's fixed cost (group commit). A write the server refuses (a value
+//! key of the wrong type, say) fails alone; the rest of its batch stands.
+//! [`RedisStats::batches`] counts script runs.
 //! An entry whose value key expired natively stays in the order index until
 //! a script notices (any read or write of it, a listing, or
 //! [`RedisStore::sweep_expired`]): reads skip it at once, and the script that
@@ -26,17 +37,17 @@
 //!
 //! # Lost connections
 //!
-//! Every pooled connection owns one record key, and every write carries a
-//! number unique to its client; the script stores `<number>:<answer>` in
+//! Every pooled connection owns one record key, and every batch carries a
+//! number unique to its client; the script stores `<number>:<answers>` in
 //! the connection's record (in the same atomic step) before returning.
-//! Writes on one pooled connection run one at a time, so one key per
+//! Batches on one pooled connection run one at a time, so one key per
 //! connection is enough — not one per write, which would leave a key for
 //! every write of the last minute on the server. When the connection is
-//! lost after a write was sent, the client reconnects and sends the same
-//! write again, naming the lost connection's record: if the first send was
+//! lost after a batch was sent, the client reconnects and sends the same
+//! batch again, naming the lost connection's record: if the first send was
 //! applied (even if it runs late, after the resend), the script finds its
-//! number there and returns the recorded answer instead of applying it
-//! twice. So a write either returns its true answer, or — if the server
+//! number there and returns the recorded answers instead of applying the
+//! writes twice. So a write either returns its true answer, or — if the server
 //! stays unreachable for
 //! [`RedisConfig::retry_for`] — [`Error::RedisWriteUnknown`] (it may have
 //! been applied) or [`Error::RedisWriteNotApplied`] (it never reached the
