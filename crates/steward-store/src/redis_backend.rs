@@ -242,7 +242,7 @@ impl RedisBuilder {
                 reason: e.to_string(),
             })?;
         let server: Arc<str> = target.server.into();
-        let keys = Keys::new(&config.namespace);
+        let keys = Keys::new(&config.namespace, target.db);
         let mut conn_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.response_timeout));
@@ -293,6 +293,8 @@ struct Target {
     /// `host:port/db` (or the socket path): named in errors, never a password.
     server: String,
     ns: Option<String>,
+    /// The database number (for the server's keyspace event channel).
+    db: u32,
 }
 
 impl Target {
@@ -319,17 +321,26 @@ impl Target {
         } else {
             url.query_pairs_mut().clear().extend_pairs(rest);
         }
-        let server = match url.scheme() {
+        let (server, db) = match url.scheme() {
             "redis" | "rediss" => {
                 let host = url.host_str().ok_or_else(|| bad("no host"))?;
                 let port = url.port().unwrap_or(6379);
                 let db = url.path().trim_start_matches('/');
                 let db = if db.is_empty() { "0" } else { db };
-                format!("{host}:{port}/{db}")
+                (format!("{host}:{port}/{db}"), db.to_string())
             }
-            "unix" | "redis+unix" => url.path().to_string(),
+            "unix" | "redis+unix" => {
+                let db = url
+                    .query_pairs()
+                    .find(|(k, _)| k == "db")
+                    .map_or_else(|| "0".to_string(), |(_, v)| v.into_owned());
+                (url.path().to_string(), db)
+            }
             other => return Err(bad(&format!("unsupported scheme {other:?}"))),
         };
+        let db: u32 = db
+            .parse()
+            .map_err(|_| bad(&format!("database {db:?} is not a number")))?;
         if ns.as_deref().is_some_and(str::is_empty) {
             return Err(bad("empty namespace (ns=)"));
         }
@@ -337,6 +348,7 @@ impl Target {
             client_url: url.to_string(),
             server,
             ns,
+            db,
         })
     }
 }
@@ -359,10 +371,13 @@ struct Keys {
     value_prefix: String,
     op_prefix: String,
     channel: String,
+    /// The server's own channel for keys that expired in our database
+    /// (sent only when its `notify-keyspace-events` includes `Ex`).
+    expired: String,
 }
 
 impl Keys {
-    fn new(ns: &str) -> Keys {
+    fn new(ns: &str, db: u32) -> Keys {
         let base = format!("steward:{{{ns}}}:");
         Keys {
             order: format!("{base}order"),
@@ -370,6 +385,7 @@ impl Keys {
             value_prefix: format!("{base}v:"),
             op_prefix: format!("{base}op:"),
             channel: format!("{base}changes"),
+            expired: format!("__keyevent@{db}__:expired"),
         }
     }
 
@@ -1537,8 +1553,21 @@ impl RedisStore {
     /// order. A lost pub/sub connection is re-established in the background;
     /// changes published meanwhile are missed and counted by
     /// [`Subscription::dropped`] (at least one per gap).
+    ///
+    /// [`Change::Expired`] comes as soon as the server expires the entry if
+    /// the server announces expiries (`notify-keyspace-events Ex`: the
+    /// subscription listens for them and has the entry tidied); otherwise
+    /// when any client next touches the entry, lists the entries, or calls
+    /// [`RedisStore::sweep_expired`].
     pub async fn subscribe(&self, pattern: &str) -> Result<Subscription> {
         self.check_open()?;
+        if self.announces_expiries().await == Some(false) {
+            tracing::info!(
+                server = %self.inner.server,
+                "the server does not announce expiries (notify-keyspace-events Ex): \
+                 expiry changes arrive when an expired entry is next touched"
+            );
+        }
         let queue = SubQueue::new(pattern, self.inner.config.subscription_capacity);
         let stream = self.open_pubsub().await?;
         self.inner.hub.add(&queue);
@@ -1547,6 +1576,36 @@ impl RedisStore {
             queue,
             Some(Box::new(AbortOnDrop(task.abort_handle()))),
         ))
+    }
+
+    /// The server expired `redis_key`: if it is one of our values, read it,
+    /// so the read script drops it from the order index and publishes
+    /// [`Change::Expired`] — once, whichever client gets there first.
+    async fn notice_expired(&self, redis_key: &[u8]) {
+        let Some(key) = redis_key
+            .strip_prefix(self.inner.keys.value_prefix.as_bytes())
+            .and_then(|k| std::str::from_utf8(k).ok())
+        else {
+            return;
+        };
+        if let Err(e) = self.read_script("g", key).await {
+            tracing::debug!(server = %self.inner.server, key, error = %e, "noticing an expiry failed");
+        }
+    }
+
+    /// Whether the server announces expiries (`notify-keyspace-events`
+    /// with `E` and `x`, or `A`); `None` if it will not say (`CONFIG` may
+    /// be forbidden to this user).
+    async fn announces_expiries(&self) -> Option<bool> {
+        let mut conn = self.inner.pool.get().await.ok()?;
+        let reply: Vec<String> = ::redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("notify-keyspace-events")
+            .query_async(&mut conn.conn)
+            .await
+            .ok()?;
+        let flags = reply.get(1)?;
+        Some(flags.contains('E') && (flags.contains('x') || flags.contains('A')))
     }
 
     async fn open_pubsub(&self) -> Result<::redis::aio::PubSubStream> {
@@ -1558,6 +1617,7 @@ impl RedisStore {
         let connect = async {
             let mut ps = inner.client.get_async_pubsub().await.map_err(fail)?;
             ps.subscribe(&inner.keys.channel).await.map_err(fail)?;
+            ps.subscribe(&inner.keys.expired).await.map_err(fail)?;
             Ok(ps.into_on_message())
         };
         match tokio::time::timeout(inner.config.connect_timeout, connect).await {
@@ -1618,6 +1678,12 @@ async fn pump(store: RedisStore, queue: Arc<SubQueue>, mut stream: ::redis::aio:
     loop {
         while let Some(msg) = stream.next().await {
             attempt = 0;
+            if msg.get_channel_name() == store.inner.keys.expired {
+                // In a task: a slow server must not hold up the changes.
+                let (store, key) = (store.clone(), msg.get_payload_bytes().to_vec());
+                tokio::spawn(async move { store.notice_expired(&key).await });
+                continue;
+            }
             match decode_change(msg.get_payload_bytes()) {
                 Some((k, c)) => queue.push(&k, &c),
                 None => tracing::warn!(server = %store.inner.server, "undecodable change message"),

@@ -758,3 +758,40 @@ async fn cancelling_the_caller_that_holds_the_slot_strands_no_one() {
     assert_eq!(store.get("leader").await.unwrap(), None);
     assert_eq!(store.len().await.unwrap(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiries_are_announced_without_a_touch_when_the_server_tells() {
+    let server = RedisServer::start_with(&["--notify-keyspace-events", "Ex"]);
+    let s = open(&server, "announce").await;
+    let watcher = open(&server, "announce").await;
+    let mut sub = watcher.subscribe("*").await.unwrap();
+    let mut sub2 = watcher.subscribe("fact").await.unwrap();
+    s.upsert("keep", 1).await.unwrap();
+    s.upsert_with_ttl("fact", "sunny", Duration::from_millis(100))
+        .await
+        .unwrap();
+    // Nobody reads or lists: the server's expiry alone brings the change,
+    // once, although two subscriptions each had the entry tidied.
+    assert_eq!(next_change(&mut sub).await.0, "keep");
+    assert_eq!(
+        next_change(&mut sub).await,
+        ("fact".to_string(), Change::Set(json!("sunny")))
+    );
+    assert_eq!(
+        next_change(&mut sub).await,
+        ("fact".to_string(), Change::Expired)
+    );
+    assert_eq!(
+        next_change(&mut sub2).await,
+        ("fact".to_string(), Change::Set(json!("sunny")))
+    );
+    assert_eq!(
+        next_change(&mut sub2).await,
+        ("fact".to_string(), Change::Expired)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sub.try_next(), None, "expired announced twice");
+    // The order index was tidied too: nothing left to sweep.
+    assert_eq!(s.sweep_expired().await.unwrap(), 0);
+    assert_eq!(s.list_keys().await.unwrap(), ["keep"]);
+}
