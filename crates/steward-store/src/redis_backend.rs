@@ -1095,7 +1095,11 @@ impl RedisStore {
         };
         if let Ok(permit) = Arc::clone(&inner.leaders).try_acquire_owned() {
             let batch = inner.lock_queue().take();
-            if batch.len() == 1 && batch[0].id == queued.id {
+            if batch.is_empty() {
+                // A draining task took this write meanwhile.
+                queued.armed = false;
+                self.hand_off(permit);
+            } else if batch.len() == 1 && batch[0].id == queued.id {
                 // Alone: cancelling this call cancels only this write, and
                 // the slot still passes to whatever queued meanwhile.
                 queued.armed = false;

@@ -140,6 +140,8 @@ fn fill_until_error(path: &Path) {
 /// Keys and create races of the many-process Redis test.
 pub(crate) const REDIS_KEYS_PER_CHILD: usize = 40;
 pub(crate) const REDIS_RACES: usize = 20;
+/// Concurrent writers in each Redis child.
+pub(crate) const REDIS_WRITERS_PER_CHILD: usize = 8;
 
 /// One of several processes writing one Redis namespace (`url` carries
 /// `?ns=`): upserts its own keys, and races the others to `create` shared
@@ -150,26 +152,45 @@ fn redis_writer(url: &str, id: usize) {
         .build()
         .expect("runtime");
     rt.block_on(async {
+        // Odd children send one batch at a time, so their eight writers'
+        // writes queue and go together.
         let store = steward_store::RedisStore::builder(url)
             .pool_size(4)
+            .batches_in_flight(1 + id % 2 * 3)
             .build()
             .await
             .expect("open redis");
         out("ready");
-        for i in 0..REDIS_KEYS_PER_CHILD {
-            store
-                .upsert(&format!("p{id}_{i}"), json!({ "id": id, "i": i }))
-                .await
-                .expect("upsert");
-            if i < REDIS_RACES
-                && store
-                    .create(&format!("race_{i}"), id)
-                    .await
-                    .expect("create")
-            {
-                out(&format!("won {i}"));
-            }
+        let writers: Vec<_> = (0..REDIS_WRITERS_PER_CHILD)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in (w..REDIS_KEYS_PER_CHILD).step_by(REDIS_WRITERS_PER_CHILD) {
+                        store
+                            .upsert(&format!("p{id}_{i}"), json!({ "id": id, "i": i }))
+                            .await
+                            .expect("upsert");
+                        if i < REDIS_RACES
+                            && store
+                                .create(&format!("race_{i}"), id)
+                                .await
+                                .expect("create")
+                        {
+                            out(&format!("won {i}"));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.expect("writer task");
         }
+        let stats = store.stats();
+        out(&format!(
+            "batches {} {}",
+            stats.writes + stats.unchanged,
+            stats.batches
+        ));
         out("done");
     });
 }

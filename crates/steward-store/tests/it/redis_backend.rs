@@ -145,6 +145,7 @@ fn many_processes_write_one_namespace() {
         .map(|id| child::spawn(&format!("redis-writer={id}"), Path::new(&url), None))
         .collect();
     let mut winners: HashMap<usize, Vec<usize>> = HashMap::new();
+    let (mut writes, mut scripts) = (0, 0);
     for (id, c) in children.into_iter().enumerate() {
         let out = c.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -157,8 +158,19 @@ fn many_processes_write_one_namespace() {
             if let Some(j) = l.strip_prefix("won ") {
                 winners.entry(j.parse().unwrap()).or_default().push(id);
             }
+            if let Some(b) = l.strip_prefix("batches ") {
+                let (w, s) = b.split_once(' ').unwrap();
+                writes += w.parse::<u64>().unwrap();
+                scripts += s.parse::<u64>().unwrap();
+            }
         }
     }
+    // The children's concurrent writers shared script runs: the races and
+    // the no-lost-update checks below held with batches in play.
+    assert!(
+        scripts < writes,
+        "{writes} writes in {scripts} scripts: nothing was batched"
+    );
     rt.block_on(async {
         // No lost update: every child's every key is there.
         for id in 0..CHILDREN {
