@@ -231,6 +231,7 @@ fn server_killed_and_restarted_during_writes() {
     let patient = rt.block_on(async {
         RedisStore::builder(url.as_str())
             .retry_for(Duration::from_secs(60))
+            .batches_in_flight(1)
             .build()
             .await
             .unwrap()
@@ -266,8 +267,17 @@ fn server_killed_and_restarted_during_writes() {
             outcomes
         })
     };
-    let p = spawn_writer(patient.clone(), "p");
-    let q = spawn_writer(impatient.clone(), "q");
+    // Three writers per store; the patient store sends one batch at a
+    // time, so its writers' writes queue and share batches, which must
+    // fail and be resent as a whole.
+    let p: Vec<_> = ["pa", "pb", "pc"]
+        .into_iter()
+        .map(|prefix| (prefix, spawn_writer(patient.clone(), prefix)))
+        .collect();
+    let q: Vec<_> = ["qa", "qb", "qc"]
+        .into_iter()
+        .map(|prefix| (prefix, spawn_writer(impatient.clone(), prefix)))
+        .collect();
     let acked_before = |store: &RedisStore| store.stats().writes;
     wait_until(|| acked_before(&patient) >= 50 && acked_before(&impatient) >= 50);
     server.kill();
@@ -280,26 +290,40 @@ fn server_killed_and_restarted_during_writes() {
         patient.stats().writes >= p_mark + 50 && impatient.stats().writes >= during.writes + 50
     });
     stop.store(true, Ordering::Relaxed);
-    let p_out = rt.block_on(p).unwrap();
-    let q_out = rt.block_on(q).unwrap();
+    let outcomes = |writers: Vec<(&'static str, tokio::task::JoinHandle<Vec<Outcome>>)>| {
+        writers
+            .into_iter()
+            .map(|(prefix, w)| (prefix, rt.block_on(w).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let p_out = outcomes(p);
+    let q_out = outcomes(q);
     // The impatient writer noticed the outage; the patient one rode it out.
     assert!(
         q_out
             .iter()
+            .flat_map(|(_, o)| o)
             .any(|o| matches!(o, Outcome::Unknown(_) | Outcome::NotApplied(_))),
-        "impatient writer never failed"
+        "impatient writers never failed"
     );
-    assert!(
-        p_out.iter().all(|o| matches!(o, Outcome::Acked(_))),
-        "patient writer failed: {:?}",
-        p_out.iter().find(|o| !matches!(o, Outcome::Acked(_)))
-    );
+    for (prefix, o) in &p_out {
+        assert!(
+            o.iter().all(|o| matches!(o, Outcome::Acked(_))),
+            "patient writer {prefix} failed: {:?}",
+            o.iter().find(|o| !matches!(o, Outcome::Acked(_)))
+        );
+    }
     assert!(patient.stats().retries > 0);
+    let p_stats = patient.stats();
+    assert!(
+        p_stats.batches < p_stats.writes,
+        "the patient writers never shared a batch: {p_stats:?}"
+    );
     rt.block_on(async {
         // Every acknowledged write survived the kill (appendfsync always);
         // a NotApplied write is really absent.
         let fresh = RedisStore::builder(url.as_str()).build().await.unwrap();
-        for (prefix, outcomes) in [("p", &p_out), ("q", &q_out)] {
+        for (prefix, outcomes) in p_out.iter().chain(&q_out) {
             for o in outcomes {
                 match o {
                     Outcome::Acked(i) => assert_eq!(
