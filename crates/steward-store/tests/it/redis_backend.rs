@@ -615,6 +615,81 @@ async fn a_resent_write_is_applied_once_even_when_the_first_send_runs_late() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_batch_is_applied_once_even_when_its_first_send_runs_late() {
+    let server = RedisServer::start();
+    let link = SlowLink::new(server.port(), Duration::from_millis(1500));
+    let store = RedisStore::builder(link.url("late_batch"))
+        .pool_size(1)
+        .batches_in_flight(1)
+        .response_timeout(Duration::from_millis(150))
+        .retry_for(Duration::from_secs(20))
+        .build()
+        .await
+        .unwrap();
+    let watcher = open(&server, "late_batch").await;
+    let mut sub = watcher.subscribe("*").await.unwrap();
+    assert!(store.upsert("b0", 0).await.unwrap());
+    // Queue four writes behind a slot holder that never gets the one
+    // connection (held here), then cancel the holder: the slot passes to
+    // a task that sends the four as one batch.
+    let raw = store.pool().get().await.unwrap();
+    let holder = tokio::spawn({
+        let s = store.clone();
+        async move { s.upsert("holder", 0).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut batch = Vec::new();
+    for i in 0..4 {
+        let s = store.clone();
+        batch.push(tokio::spawn(async move {
+            s.upsert(&format!("b{i}"), i + 10).await
+        }));
+        // One at a time, so the batch's order is known.
+        until_queued(&store, i + 1).await;
+    }
+    holder.abort();
+    assert!(holder.await.unwrap_err().is_cancelled());
+    // The batch goes out on the held connection, which the network now
+    // holds back 1.5 s: the client gives up on it after 150 ms and resends
+    // the batch on a new connection; then the first send lands late.
+    link.stall_open_connections();
+    drop(raw);
+    let answers: Vec<bool> = {
+        let mut v = Vec::new();
+        for b in batch {
+            v.push(b.await.unwrap().unwrap());
+        }
+        v
+    };
+    assert_eq!(
+        answers,
+        [false, true, true, true],
+        "b0 existed, b1..b3 are new"
+    );
+    assert!(store.stats().retries >= 1, "the batch was never resent");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    store.upsert("marker", true).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let (k, c) = next_change(&mut sub).await;
+        if k == "marker" {
+            break;
+        }
+        got.push((k, c));
+    }
+    let mut want = vec![("b0".to_string(), Change::Set(json!(0)))];
+    for i in 0..4 {
+        want.push((format!("b{i}"), Change::Set(json!(i + 10))));
+    }
+    assert_eq!(got, want, "a batch was applied twice (or a write lost)");
+    assert_eq!(watcher.get("holder").await.unwrap(), None);
+    assert_eq!(
+        watcher.list_keys().await.unwrap(),
+        ["b0", "b1", "b2", "b3", "marker"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_records_take_one_key_per_connection_not_one_per_write() {
     let server = RedisServer::start();
     let store = open(&server, "records").await;
