@@ -103,6 +103,19 @@ async fn unreachable_server_and_bad_urls_are_typed() {
         .unwrap_err();
     assert!(matches!(e, Error::BadUrl { .. }), "{e}");
     assert!(!e.to_string().contains("hunter2"), "{e}");
+    let e = RedisStore::builder("redis://:hunter2@127.0.0.1:1/zero")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::BadUrl { .. }), "{e}");
+    assert!(e.to_string().contains("\"zero\" is not a number"), "{e}");
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    let e = RedisStore::builder("redis://127.0.0.1:1/0")
+        .batches_in_flight(0)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
