@@ -1175,7 +1175,9 @@ impl RedisStore {
     async fn run_batch(&self, batch: Vec<Queued>) {
         let (ops, answers): (Vec<WriteOp>, Vec<_>) =
             batch.into_iter().map(|q| (q.op, q.answer)).unzip();
-        let outcome = self.send_batch(&ops).await;
+        // A span, as a batch may ride out a server restart (retry_for).
+        let span = tracing::debug_span!("redis_write_batch", writes = ops.len());
+        let outcome = tracing::Instrument::instrument(self.send_batch(&ops), span).await;
         let counters = &self.inner.counters;
         for (i, (op, tx)) in ops.iter().zip(answers).enumerate() {
             let r = match &outcome {
