@@ -5,6 +5,8 @@
 //! Function ids starting with `steward` are ours; the others are baselines
 //! measured in the same run (see the xtask bench convention).
 
+mod common;
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -296,17 +298,6 @@ fn interleaved(keys: usize, rounds: usize, extra: &Mutex<Vec<Value>>) {
     }
 }
 
-fn write_extra(extra: Vec<Value>) {
-    let dir = std::env::var_os("STEWARD_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/bench"));
-    let dir = dir.join("extra");
-    if std::fs::create_dir_all(&dir).is_ok() {
-        let text = serde_json::to_string_pretty(&Value::Array(extra)).unwrap_or_default();
-        let _ = std::fs::write(dir.join("steward-store.json"), text);
-    }
-}
-
 fn benches(c: &mut Criterion) {
     let extra = Mutex::new(Vec::new());
     upserts_1writer(c, 1_000);
@@ -326,7 +317,7 @@ fn benches(c: &mut Criterion) {
         "name": "store/snapshot_bytes_10k_keys",
         "value": steward_store::to_python_json(&map).len(),
     }));
-    write_extra(extra.into_inner().unwrap_or_default());
+    common::write_extra("steward-store.json", extra.into_inner().unwrap_or_default());
 }
 
 criterion_group!(store_benches, benches);

@@ -236,6 +236,9 @@ impl RedisBuilder {
         if config.max_key_bytes == 0 || config.max_value_bytes == 0 {
             return Err(Error::Config("limits must be at least 1 byte".into()));
         }
+        if config.batches_in_flight == 0 {
+            return Err(Error::Config("batches_in_flight must be at least 1".into()));
+        }
         let client =
             ::redis::Client::open(target.client_url.as_str()).map_err(|e| Error::BadUrl {
                 url: redact_url(&config.url),
@@ -254,10 +257,6 @@ impl RedisBuilder {
             record_prefix: format!("{}{:016x}:", keys.op_prefix, random_seed()),
             serial: AtomicU64::new(0),
         };
-        if config.batches_in_flight == 0 {
-            return Err(Error::Config("batches_in_flight must be at least 1".into()));
-        }
-        let leaders = config.batches_in_flight;
         let mut pool_config = config.pool.clone();
         pool_config.name = format!("{} {server}", pool_config.name);
         let pool = Pool::builder(manager)
@@ -266,6 +265,8 @@ impl RedisBuilder {
             .map_err(|e| Error::Config(e.to_string()))?;
         let location = format!("redis://{server}?ns={}", config.namespace);
         let inner = Arc::new(Inner {
+            // Before `config` moves in.
+            leaders: Arc::new(tokio::sync::Semaphore::new(config.batches_in_flight)),
             pool,
             client,
             server,
@@ -277,7 +278,6 @@ impl RedisBuilder {
             closed: AtomicBool::new(false),
             hub: Hub::default(),
             queue: std::sync::Mutex::default(),
-            leaders: Arc::new(tokio::sync::Semaphore::new(leaders)),
         });
         let store = RedisStore { inner };
         store.ping().await?;
@@ -852,17 +852,17 @@ impl BatchError {
         BatchError::GaveUp { maybe_sent, source }
     }
 
-    /// The script ran but its reply does not fit the batch: the writes may
-    /// or may not have been applied.
-    fn short_reply() -> BatchError {
+    /// The writes may or may not have been applied, for `why`.
+    fn unknown(why: &'static str) -> BatchError {
         BatchError::GaveUp {
             maybe_sent: true,
-            source: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
-                "the server's reply does not match the writes sent",
-            )),
+            source: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(why)),
         }
     }
 }
+
+/// The script ran but its reply does not fit the batch.
+const SHORT_REPLY: &str = "the server's reply does not match the writes sent";
 
 /// A batch reply: an array of codes and `E<message>` refusals, or (when the
 /// record shows the batch already ran) the recorded codes, comma-separated,
@@ -889,10 +889,10 @@ fn parse_answers(
                 _ => Err("the server refused this write when it was first sent".to_string()),
             })
             .collect(),
-        _ => return Err(BatchError::short_reply()),
+        _ => return Err(BatchError::unknown(SHORT_REPLY)),
     };
     if answers.len() != writes {
-        return Err(BatchError::short_reply());
+        return Err(BatchError::unknown(SHORT_REPLY));
     }
     Ok(answers)
 }
@@ -1122,12 +1122,7 @@ impl RedisStore {
             // Only when the runtime shuts down under a running batch.
             Err(_) => Err(self.batch_error(
                 &key,
-                &BatchError::GaveUp {
-                    maybe_sent: true,
-                    source: Arc::from(Box::<dyn std::error::Error + Send + Sync>::from(
-                        "the write's batch ended before its answer",
-                    )),
-                },
+                &BatchError::unknown("the write's batch ended before its answer"),
             )),
         }
     }
@@ -1146,9 +1141,8 @@ impl RedisStore {
     /// Gives up a leader slot, or hands it to a draining task if writes are
     /// queued. A writer that queued just before the slot came free found
     /// no slot and relies on this check to be sent.
-    fn hand_off(&self, permit: tokio::sync::OwnedSemaphorePermit) {
+    fn hand_off(&self, mut permit: tokio::sync::OwnedSemaphorePermit) {
         let inner = &*self.inner;
-        let mut permit = permit;
         if inner.lock_queue().waiting.is_empty() {
             drop(permit);
             if inner.lock_queue().waiting.is_empty() {
@@ -1173,38 +1167,50 @@ impl RedisStore {
 
     /// Sends one batch and hands every write its answer.
     async fn run_batch(&self, batch: Vec<Queued>) {
-        let (ops, answers): (Vec<WriteOp>, Vec<_>) =
+        let (ops, senders): (Vec<WriteOp>, Vec<_>) =
             batch.into_iter().map(|q| (q.op, q.answer)).unzip();
         // A span, as a batch may ride out a server restart (retry_for).
         let span = tracing::debug_span!("redis_write_batch", writes = ops.len());
         let outcome = tracing::Instrument::instrument(self.send_batch(&ops), span).await;
-        let counters = &self.inner.counters;
-        for (i, (op, tx)) in ops.iter().zip(answers).enumerate() {
-            let r = match &outcome {
-                Err(e) => Err(self.batch_error(&op.key, e)),
-                Ok(answers) => match answers.get(i) {
-                    Some(Ok(r)) => {
-                        let c = if *r != 0 {
-                            &counters.writes
-                        } else {
-                            &counters.unchanged
-                        };
-                        c.fetch_add(1, Ordering::Relaxed);
-                        Ok(*r)
-                    }
-                    Some(Err(message)) => {
-                        counters.write_not_applied.fetch_add(1, Ordering::Relaxed);
-                        Err(Error::RedisWriteNotApplied {
-                            server: self.inner.server.to_string(),
-                            key: op.key.clone(),
-                            source: message.clone().into(),
-                        })
-                    }
-                    None => Err(self.batch_error(&op.key, &BatchError::short_reply())),
-                },
-            };
+        let results: Vec<Result<i64>> = match outcome {
+            // `parse_answers` checked there is one answer per write.
+            Ok(answers) => ops
+                .iter()
+                .zip(answers)
+                .map(|(op, a)| self.write_result(&op.key, a))
+                .collect(),
+            Err(e) => ops
+                .iter()
+                .map(|op| Err(self.batch_error(&op.key, &e)))
+                .collect(),
+        };
+        for (tx, r) in senders.into_iter().zip(results) {
             // The caller may be gone (cancelled); its write stands anyway.
             let _ = tx.send(r);
+        }
+    }
+
+    /// One write's answer from a batch that ran, counted.
+    fn write_result(&self, key: &str, answer: Answer) -> Result<i64> {
+        let counters = &self.inner.counters;
+        match answer {
+            Ok(r) => {
+                let c = if r != 0 {
+                    &counters.writes
+                } else {
+                    &counters.unchanged
+                };
+                c.fetch_add(1, Ordering::Relaxed);
+                Ok(r)
+            }
+            Err(message) => {
+                counters.write_not_applied.fetch_add(1, Ordering::Relaxed);
+                Err(Error::RedisWriteNotApplied {
+                    server: self.inner.server.to_string(),
+                    key: key.to_string(),
+                    source: message.into(),
+                })
+            }
         }
     }
 
@@ -1603,11 +1609,14 @@ impl RedisStore {
     /// with `E` and `x`, or `A`); `None` if it will not say (`CONFIG` may
     /// be forbidden to this user).
     async fn announces_expiries(&self) -> Option<bool> {
-        let mut conn = self.inner.pool.get().await.ok()?;
-        let reply: Vec<String> = ::redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("notify-keyspace-events")
-            .query_async(&mut conn.conn)
+        let reply = self
+            .read_request("config", "", |mut conn| async move {
+                ::redis::cmd("CONFIG")
+                    .arg("GET")
+                    .arg("notify-keyspace-events")
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await
+            })
             .await
             .ok()?;
         let flags = reply.get(1)?;

@@ -580,17 +580,43 @@ fn relay(
     to.shutdown(std::net::Shutdown::Write).ok();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_resent_write_is_applied_once_even_when_the_first_send_runs_late() {
-    let server = RedisServer::start();
-    let link = SlowLink::new(server.port(), Duration::from_millis(1500));
-    let store = RedisStore::builder(link.url("late"))
+/// A store on one connection through `link` that gives up on a reply
+/// after 150 ms (and resends for up to 20 s).
+async fn impatient_store(link: &SlowLink, ns: &str, batches_in_flight: usize) -> RedisStore {
+    RedisStore::builder(link.url(ns))
         .pool_size(1)
+        .batches_in_flight(batches_in_flight)
         .response_timeout(Duration::from_millis(150))
         .retry_for(Duration::from_secs(20))
         .build()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Lets a send held back by the link land, then writes a marker and
+/// returns the changes before it: every one is a change the server really
+/// made.
+async fn changes_once_the_held_back_send_landed(
+    store: &RedisStore,
+    sub: &mut Subscription,
+) -> Vec<(String, Change)> {
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    store.upsert("marker", true).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let (k, c) = next_change(sub).await;
+        if k == "marker" {
+            return got;
+        }
+        got.push((k, c));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_write_is_applied_once_even_when_the_first_send_runs_late() {
+    let server = RedisServer::start();
+    let link = SlowLink::new(server.port(), Duration::from_millis(1500));
+    let store = impatient_store(&link, "late", 4).await;
     let watcher = open(&server, "late").await;
     let mut sub = watcher.subscribe("*").await.unwrap();
     assert!(store.upsert("k", 1).await.unwrap());
@@ -603,18 +629,7 @@ async fn a_resent_write_is_applied_once_even_when_the_first_send_runs_late() {
     let resends = store.stats().retries;
     assert!(resends >= 1, "the write was never resent");
     assert!(store.create("fresh", 3).await.unwrap());
-    // Let the held-back send land, then write a marker: every change
-    // before the marker is one the server really made.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    store.upsert("marker", true).await.unwrap();
-    let mut got = Vec::new();
-    loop {
-        let (k, c) = next_change(&mut sub).await;
-        if k == "marker" {
-            break;
-        }
-        got.push((k, c));
-    }
+    let got = changes_once_the_held_back_send_landed(&store, &mut sub).await;
     assert_eq!(
         got,
         [
@@ -631,14 +646,7 @@ async fn a_resent_write_is_applied_once_even_when_the_first_send_runs_late() {
 async fn a_resent_batch_is_applied_once_even_when_its_first_send_runs_late() {
     let server = RedisServer::start();
     let link = SlowLink::new(server.port(), Duration::from_millis(1500));
-    let store = RedisStore::builder(link.url("late_batch"))
-        .pool_size(1)
-        .batches_in_flight(1)
-        .response_timeout(Duration::from_millis(150))
-        .retry_for(Duration::from_secs(20))
-        .build()
-        .await
-        .unwrap();
+    let store = impatient_store(&link, "late_batch", 1).await;
     let watcher = open(&server, "late_batch").await;
     let mut sub = watcher.subscribe("*").await.unwrap();
     assert!(store.upsert("b0", 0).await.unwrap());
@@ -680,16 +688,7 @@ async fn a_resent_batch_is_applied_once_even_when_its_first_send_runs_late() {
         "b0 existed, b1..b3 are new"
     );
     assert!(store.stats().retries >= 1, "the batch was never resent");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    store.upsert("marker", true).await.unwrap();
-    let mut got = Vec::new();
-    loop {
-        let (k, c) = next_change(&mut sub).await;
-        if k == "marker" {
-            break;
-        }
-        got.push((k, c));
-    }
+    let got = changes_once_the_held_back_send_landed(&store, &mut sub).await;
     let mut want = vec![("b0".to_string(), Change::Set(json!(0)))];
     for i in 0..4 {
         want.push((format!("b{i}"), Change::Set(json!(i + 10))));
