@@ -5,7 +5,10 @@
 //! - `raw_set`: `SET value-key json` (a bare cache write);
 //! - `raw_set_hset`: `SET value-key json` and `HSET index key 1` as one
 //!   atomic step (a value plus an index), a two-line script run by its
-//!   SHA (`EVALSHA`), as any client with a cached script does.
+//!   SHA (`EVALSHA`), as any client with a cached script does;
+//! - `raw_script_set`: the same `SET` from a one-line script
+//!   (`EVALSHA`): the cheapest write the server runs as a script, the
+//!   floor under any atomic check-and-write done server-side.
 //!
 //! `steward` is `RedisStore::upsert`: a Lua script that also keeps the
 //! insertion order, publishes the change and records the write's answer for
@@ -16,7 +19,10 @@
 //! After the criterion groups, `interleaved` measures the same pairs in 60
 //! alternating rounds and records the ratio of their total rates in
 //! `target/bench/summary.json` (`..._interleaved vs ...`): on a shared
-//! machine that figure moves less from run to run.
+//! machine that figure moves less from run to run. The single writer is
+//! measured twice that way: on the two-worker runtime of the criterion
+//! groups, and on a current-thread runtime (`..._current_thread_...`),
+//! where a lone round trip does not depend on which worker wakes up.
 //!
 //! The bench starts its own redis-server (the tests' fixture) with
 //! `appendfsync everysec`: with `always` every variant waits for the same
@@ -50,12 +56,21 @@ fn key(i: u64) -> String {
     format!("key{:05}", i.wrapping_mul(2_654_435_761) % KEYS)
 }
 
+/// Every variant, by its criterion id; ours first.
+const VARIANTS: [(&str, Variant); 4] = [
+    ("steward", Variant::Steward),
+    ("raw_set", Variant::RawSet),
+    ("raw_set_hset", Variant::RawSetHset),
+    ("raw_script_set", Variant::RawScriptSet),
+];
+
 /// One write of each variant.
 #[derive(Clone, Copy)]
 enum Variant {
     Steward,
     RawSet,
     RawSetHset,
+    RawScriptSet,
 }
 
 async fn write_one(store: &RedisStore, variant: Variant, i: u64, counter: &AtomicU64) {
@@ -65,7 +80,7 @@ async fn write_one(store: &RedisStore, variant: Variant, i: u64, counter: &Atomi
         Variant::Steward => {
             store.upsert(&k, v).await.expect("upsert");
         }
-        Variant::RawSet | Variant::RawSetHset => {
+        Variant::RawSet | Variant::RawSetHset | Variant::RawScriptSet => {
             // The same JSON encoding the store does, then the raw command(s)
             // over a connection of the store's own pool.
             let json = serde_json::to_vec(&v).expect("json");
@@ -75,8 +90,13 @@ async fn write_one(store: &RedisStore, variant: Variant, i: u64, counter: &Atomi
                 conn.command("SET", &[vkey.as_bytes(), &json])
                     .await
                     .expect("SET");
+            } else if matches!(variant, Variant::RawScriptSet) {
+                let sha = &SHAS.get().expect("scripts loaded")[1];
+                conn.command("EVALSHA", &[sha, b"1", vkey.as_bytes(), &json])
+                    .await
+                    .expect("scripted SET");
             } else {
-                let sha = RAW_SET_HSET_SHA.get().expect("script loaded");
+                let sha = &SHAS.get().expect("scripts loaded")[0];
                 conn.command(
                     "EVALSHA",
                     &[
@@ -101,8 +121,12 @@ async fn write_one(store: &RedisStore, variant: Variant, i: u64, counter: &Atomi
 const RAW_SET_HSET: &str =
     "redis.call('SET', KEYS[1], ARGV[1]); redis.call('HSET', KEYS[2], ARGV[2], 1)";
 
-/// `RAW_SET_HSET`'s SHA, from `SCRIPT LOAD` once before the runs.
-static RAW_SET_HSET_SHA: OnceLock<Vec<u8>> = OnceLock::new();
+/// `SET` alone, as a script.
+const RAW_SCRIPT_SET: &str = "redis.call('SET', KEYS[1], ARGV[1])";
+
+/// The SHAs of `RAW_SET_HSET` and `RAW_SCRIPT_SET`, from `SCRIPT LOAD` once
+/// before the runs.
+static SHAS: OnceLock<[Vec<u8>; 2]> = OnceLock::new();
 
 /// Runs `iters` writes with `writers` concurrent tasks; the time they took.
 fn run(
@@ -147,11 +171,7 @@ fn group(c: &mut Criterion, rt: &tokio::runtime::Runtime, store: &RedisStore, wr
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(4));
     let counter = Arc::new(AtomicU64::new(0));
-    for (id, variant) in [
-        ("steward", Variant::Steward),
-        ("raw_set", Variant::RawSet),
-        ("raw_set_hset", Variant::RawSetHset),
-    ] {
+    for (id, variant) in VARIANTS {
         g.bench_function(id, |b| {
             b.iter_custom(|iters| run(rt, store, variant, writers, iters, &counter))
         });
@@ -161,36 +181,32 @@ fn group(c: &mut Criterion, rt: &tokio::runtime::Runtime, store: &RedisStore, wr
 
 /// A shared machine changes speed from second to second, and criterion
 /// measures one function after the other: a single writer's round trips
-/// are the most exposed. This runs the three variants in alternating rounds
+/// are the most exposed. This runs every variant in alternating rounds
 /// (rotating which goes first), so each sees the same machine, and records
-/// the ratios of their total rates in the summary's format. (Not a median
-/// of per-round ratios: a single writer's rounds are bimodal here, and
-/// such a median strayed far from the totals.)
+/// the ratios of their total rates in the summary's format as `<name> vs
+/// <baseline>`. (Not a median of per-round ratios: a single writer's rounds
+/// are bimodal on a two-worker runtime, and such a median strayed far from
+/// the totals.)
 fn interleaved(
     rt: &tokio::runtime::Runtime,
     store: &RedisStore,
+    name: &str,
     writers: usize,
     rounds: usize,
     extra: &mut Vec<Value>,
 ) {
     let counter = Arc::new(AtomicU64::new(0));
     let per_round = if writers == 1 { 200 } else { 3_000 };
-    let variants = [Variant::Steward, Variant::RawSet, Variant::RawSetHset];
-    let mut took = [Duration::ZERO; 3];
+    let mut took = [Duration::ZERO; VARIANTS.len()];
     for round in 0..rounds {
-        for k in 0..variants.len() {
-            let v = (round + k) % variants.len();
-            took[v] += run(rt, store, variants[v], writers, per_round, &counter);
+        for k in 0..VARIANTS.len() {
+            let v = (round + k) % VARIANTS.len();
+            took[v] += run(rt, store, VARIANTS[v].1, writers, per_round, &counter);
         }
     }
     let per_s = |d: Duration| (per_round * rounds as u64) as f64 / d.as_secs_f64().max(1e-9);
     let ours = per_s(took[0]);
-    let name = if writers == 1 {
-        "store/redis_upsert_1_writer_interleaved".to_string()
-    } else {
-        format!("store/redis_upsert_{writers}_writers_interleaved")
-    };
-    for (v, baseline) in [(1, "raw_set"), (2, "raw_set_hset")] {
+    for (v, (baseline, _)) in VARIANTS.iter().enumerate().skip(1) {
         let base = per_s(took[v]);
         extra.push(json!({
             "name": format!("{name} vs {baseline}"),
@@ -203,24 +219,37 @@ fn interleaved(
     }
 }
 
-fn benches(c: &mut Criterion) {
-    let server = redis_server::RedisServer::start_with(&["--appendfsync", "everysec"]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+/// A runtime, and the bench's store opened on it.
+fn open(
+    rt: &mut tokio::runtime::Builder,
+    server: &redis_server::RedisServer,
+) -> (tokio::runtime::Runtime, RedisStore) {
+    let rt = rt.enable_all().build().expect("runtime");
     let store = rt
         .block_on(RedisStore::open(&server.url(), "bench"))
         .expect("redis store");
+    (rt, store)
+}
+
+fn benches(c: &mut Criterion) {
+    let server = redis_server::RedisServer::start_with(&["--appendfsync", "everysec"]);
+    let (rt, store) = open(
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2),
+        &server,
+    );
     rt.block_on(async {
         let mut conn = store.pool().get().await.expect("pooled connection");
-        let sha = conn
-            .command("SCRIPT", &[b"LOAD", RAW_SET_HSET.as_bytes()])
-            .await
-            .expect("SCRIPT LOAD")
-            .expect("a SHA");
-        RAW_SET_HSET_SHA.set(sha).expect("loaded once");
+        let mut shas = Vec::new();
+        for script in [RAW_SET_HSET, RAW_SCRIPT_SET] {
+            let sha = conn
+                .command("SCRIPT", &[b"LOAD", script.as_bytes()])
+                .await
+                .expect("SCRIPT LOAD")
+                .expect("a SHA");
+            shas.push(sha);
+        }
+        let shas: [Vec<u8>; 2] = shas.try_into().expect("two scripts");
+        SHAS.set(shas).expect("loaded once");
     });
     // Fill the key space so every variant replaces existing keys.
     rt.block_on(async {
@@ -238,8 +267,16 @@ fn benches(c: &mut Criterion) {
         60
     };
     let mut extra = Vec::new();
-    interleaved(&rt, &store, 1, rounds, &mut extra);
-    interleaved(&rt, &store, WRITERS, rounds, &mut extra);
+    let name = "store/redis_upsert_1_writer_interleaved";
+    interleaved(&rt, &store, name, 1, rounds, &mut extra);
+    let name = format!("store/redis_upsert_{WRITERS}_writers_interleaved");
+    interleaved(&rt, &store, &name, WRITERS, rounds, &mut extra);
+    // A store of its own: a pooled connection's driver task lives on the
+    // runtime that opened it.
+    let (ct, ct_store) = open(&mut tokio::runtime::Builder::new_current_thread(), &server);
+    let name = "store/redis_upsert_1_writer_current_thread_interleaved";
+    interleaved(&ct, &ct_store, name, 1, rounds, &mut extra);
+    ct.block_on(ct_store.close()).expect("close");
     for e in &extra {
         eprintln!("redis bench: {e}");
     }
