@@ -76,48 +76,36 @@ enum Variant {
 async fn write_one(store: &RedisStore, variant: Variant, i: u64, counter: &AtomicU64) {
     let k = key(i);
     let v = value(counter);
-    match variant {
-        Variant::Steward => {
-            store.upsert(&k, v).await.expect("upsert");
-        }
-        Variant::RawSet | Variant::RawSetHset | Variant::RawScriptSet => {
-            // The same JSON encoding the store does, then the raw command(s)
-            // over a connection of the store's own pool.
-            let json = serde_json::to_vec(&v).expect("json");
-            let vkey = format!("raw:{{bench}}:v:{k}");
-            let mut conn = store.pool().get().await.expect("pooled connection");
-            if matches!(variant, Variant::RawSet) {
-                conn.command("SET", &[vkey.as_bytes(), &json])
-                    .await
-                    .expect("SET");
-            } else if matches!(variant, Variant::RawScriptSet) {
-                let sha = &SHAS.get().expect("scripts loaded")[1];
-                conn.command("EVALSHA", &[sha, b"1", vkey.as_bytes(), &json])
-                    .await
-                    .expect("scripted SET");
-            } else {
-                let sha = &SHAS.get().expect("scripts loaded")[0];
-                conn.command(
-                    "EVALSHA",
-                    &[
-                        sha,
-                        b"2",
-                        vkey.as_bytes(),
-                        b"raw:{bench}:index",
-                        &json,
-                        k.as_bytes(),
-                    ],
-                )
-                .await
-                .expect("SET+HSET");
-            }
-        }
+    if matches!(variant, Variant::Steward) {
+        store.upsert(&k, v).await.expect("upsert");
+        return;
     }
+    // The same JSON encoding the store does, then the raw command over a
+    // connection of the store's own pool.
+    let json = serde_json::to_vec(&v).expect("json");
+    let vkey = format!("raw:{{bench}}:v:{k}");
+    let [set_hset, script_set] = SHAS.get().expect("scripts loaded");
+    let (name, args): (&str, &[&[u8]]) = match variant {
+        Variant::RawSetHset => (
+            "EVALSHA",
+            &[
+                set_hset,
+                b"2",
+                vkey.as_bytes(),
+                b"raw:{bench}:index",
+                &json,
+                k.as_bytes(),
+            ],
+        ),
+        Variant::RawScriptSet => ("EVALSHA", &[script_set, b"1", vkey.as_bytes(), &json]),
+        _ => ("SET", &[vkey.as_bytes(), &json]),
+    };
+    let mut conn = store.pool().get().await.expect("pooled connection");
+    conn.command(name, args).await.expect(name);
 }
 
-/// `SET` + `HSET` as one atomic step. (`MULTI`/`EXEC` needs one connection
-/// to itself, which a shared multiplexed pool connection is not; a
-/// two-command script is the same atomic write.)
+/// `SET` + `HSET` as one atomic step: a two-command script, run as one
+/// command like the store's writes.
 const RAW_SET_HSET: &str =
     "redis.call('SET', KEYS[1], ARGV[1]); redis.call('HSET', KEYS[2], ARGV[2], 1)";
 

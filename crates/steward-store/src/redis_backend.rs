@@ -11,7 +11,7 @@
 //! | `steward:{ns}:v:<key>` | string | the entry's value as compact JSON; `PEXPIRE`d for TTL entries |
 //! | `steward:{ns}:order` | sorted set | every entry's key, scored by its insertion sequence |
 //! | `steward:{ns}:seq` | string | the sequence (`INCR`), never reset |
-//! | `steward:{ns}:op:<client>:<n>` | string | the last write answered on pooled connection `n` of one client, kept a short while so a resent write is not applied twice |
+//! | `steward:{ns}:op:<client>:<n>` | string | the answers of the last batch sent on pooled connection `n` of one client, kept a short while so a resent write is not applied twice |
 //!
 //! and changes are published on channel `steward:{ns}:changes`.
 //!
@@ -19,6 +19,11 @@
 //! other client: `create` checks and inserts in one step (exactly one of
 //! racing creators wins), the insertion index changes with the value, and
 //! the change is published by the same script (each change once, in order).
+//!
+//! An entry whose value key expired natively stays in the order index until
+//! a script notices (any read or write of it, a listing, or
+//! [`RedisStore::sweep_expired`]): reads skip it at once, and the script that
+//! removes it publishes [`Change::Expired`] exactly once.
 //!
 //! # Batches
 //!
@@ -36,10 +41,6 @@
 //! waiting on every round trip is somewhat slower than one doing bare
 //! `SET`s; writers that overlap are faster, since a batch pays that cost
 //! once. The store's bench measures both against the raw client.
-//! An entry whose value key expired natively stays in the order index until
-//! a script notices (any read or write of it, a listing, or
-//! [`RedisStore::sweep_expired`]): reads skip it at once, and the script that
-//! removes it publishes [`Change::Expired`] exactly once.
 //!
 //! # Lost connections
 //!
@@ -653,7 +654,7 @@ pub struct RedisStats {
     /// Write scripts the server ran: concurrent writes share one, so
     /// `(writes + unchanged) / batches` is the mean batch size.
     pub batches: u64,
-    /// Writes waiting for a free connection right now.
+    /// Writes queued for the next batch right now (every batch slot busy).
     pub queued_writes: u64,
     /// Reads (scripts and listings).
     pub reads: u64,
@@ -852,7 +853,6 @@ impl BatchError {
     fn gave_up(maybe_sent: bool, last: RedisErrorOr) -> BatchError {
         let source: Arc<dyn std::error::Error + Send + Sync> = match last {
             RedisErrorOr::Redis(e) => Arc::new(e),
-            RedisErrorOr::Other(Error::RedisClosed { .. }) => return BatchError::Closed,
             RedisErrorOr::Other(e) => Arc::new(e),
         };
         BatchError::GaveUp { maybe_sent, source }
@@ -1596,16 +1596,16 @@ impl RedisStore {
         ))
     }
 
-    /// The server expired `redis_key`: if it is one of our values, read it,
-    /// so the read script drops it from the order index and publishes
-    /// [`Change::Expired`] — once, whichever client gets there first.
-    async fn notice_expired(&self, redis_key: &[u8]) {
-        let Some(key) = redis_key
-            .strip_prefix(self.inner.keys.value_prefix.as_bytes())
-            .and_then(|k| std::str::from_utf8(k).ok())
-        else {
-            return;
-        };
+    /// The store key of `redis_key` if it is one of this namespace's values.
+    fn own_key(&self, redis_key: &[u8]) -> Option<String> {
+        let key = redis_key.strip_prefix(self.inner.keys.value_prefix.as_bytes())?;
+        std::str::from_utf8(key).ok().map(str::to_string)
+    }
+
+    /// The server expired `key`'s value: read it, so the read script drops
+    /// it from the order index and publishes [`Change::Expired`] — once,
+    /// whichever client gets there first.
+    async fn notice_expired(&self, key: &str) {
         if let Err(e) = self.read_script("g", key).await {
             tracing::debug!(server = %self.inner.server, key, error = %e, "noticing an expiry failed");
         }
@@ -1700,9 +1700,12 @@ async fn pump(store: RedisStore, queue: Arc<SubQueue>, mut stream: ::redis::aio:
         while let Some(msg) = stream.next().await {
             attempt = 0;
             if msg.get_channel_name() == store.inner.keys.expired {
-                // In a task: a slow server must not hold up the changes.
-                let (store, key) = (store.clone(), msg.get_payload_bytes().to_vec());
-                tokio::spawn(async move { store.notice_expired(&key).await });
+                // Other namespaces' expiries come too; ours are noticed in a
+                // task, so a slow server does not hold up the changes.
+                if let Some(key) = store.own_key(msg.get_payload_bytes()) {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.notice_expired(&key).await });
+                }
                 continue;
             }
             match decode_change(msg.get_payload_bytes()) {

@@ -654,11 +654,7 @@ async fn a_resent_batch_is_applied_once_even_when_its_first_send_runs_late() {
     // connection (held here), then cancel the holder: the slot passes to
     // a task that sends the four as one batch.
     let raw = store.pool().get().await.unwrap();
-    let holder = tokio::spawn({
-        let s = store.clone();
-        async move { s.upsert("holder", 0).await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let holder = slot_holder(&store, "holder").await;
     let mut batch = Vec::new();
     for i in 0..4 {
         let s = store.clone();
@@ -742,6 +738,19 @@ async fn one_slot_store(server: &RedisServer, ns: &str) -> RedisStore {
         .unwrap()
 }
 
+/// Spawns `upsert(key, 0)` and gives it time to take a leader slot: it then
+/// waits for the connection the caller holds (a one-connection store), and
+/// later writes queue behind it.
+async fn slot_holder(
+    store: &RedisStore,
+    key: &'static str,
+) -> tokio::task::JoinHandle<Result<bool, Error>> {
+    let s = store.clone();
+    let holder = tokio::spawn(async move { s.upsert(key, 0).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    holder
+}
+
 /// Polls until `n` writes wait in the queue.
 async fn until_queued(store: &RedisStore, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -763,12 +772,7 @@ async fn queued_writes_go_as_one_batch_and_each_gets_its_own_answer() {
         .await
         .unwrap();
     let before = store.stats().batches;
-    let first = tokio::spawn({
-        let s = store.clone();
-        async move { s.upsert("first", 0).await }
-    });
-    // `first` holds the slot and waits for the connection held here.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let first = slot_holder(&store, "first").await;
     let mut tasks = Vec::new();
     for i in 0..10 {
         let s = store.clone();
@@ -833,11 +837,7 @@ async fn a_write_cancelled_while_queued_is_never_sent() {
     let server = RedisServer::start();
     let store = one_slot_store(&server, "cancel").await;
     let raw = store.pool().get().await.unwrap();
-    let first = tokio::spawn({
-        let s = store.clone();
-        async move { s.upsert("first", 0).await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let first = slot_holder(&store, "first").await;
     let cancelled = tokio::spawn({
         let s = store.clone();
         async move { s.upsert("cancelled", 1).await }
@@ -858,11 +858,7 @@ async fn cancelling_the_caller_that_holds_the_slot_strands_no_one() {
     let server = RedisServer::start();
     let store = one_slot_store(&server, "handoff").await;
     let raw = store.pool().get().await.unwrap();
-    let leader = tokio::spawn({
-        let s = store.clone();
-        async move { s.upsert("leader", 0).await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let leader = slot_holder(&store, "leader").await;
     let queued: Vec<_> = (0..3)
         .map(|i| {
             let s = store.clone();
