@@ -1,0 +1,690 @@
+//! The conversation state machine: server events and local decisions in,
+//! client events out. No I/O and no clock, so every interleaving can be
+//! tested against a model.
+//!
+//! Playout positions are frames (24 kHz) in the coordinate of
+//! [`Playout::played_frames`](crate::Playout::played_frames): a cursor
+//! says where the next written frame will play, each answer item remembers
+//! where its audio started, and the share of an item that was played is the
+//! played position less that start, clamped to what was written.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::{Value, json};
+use steward_ws::realtime::{self, ClientEvent, ResponseCancel, ServerEvent};
+
+use crate::config::{BYTES_PER_MS, SAMPLE_RATE};
+use crate::error::{ServerError, ServerErrorCode};
+use crate::history::{History, HistoryItem};
+use crate::stats::RealtimeStats;
+
+/// Answer items whose playout is tracked (the newest).
+const OUTPUTS_KEPT: usize = 64;
+/// Truncations awaiting the service's word.
+const PENDING_KEPT: usize = 64;
+
+/// What the application hears about the conversation.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RealtimeEvent {
+    /// A session is configured and its history replayed (the first one
+    /// too, with nothing replayed).
+    SessionReady {
+        /// Sessions so far, this one included.
+        session: u64,
+        /// Why it started: `"start"`, `"renewal"`, `"reconnect"`, `"fresh"`.
+        reason: &'static str,
+        /// History items replayed into it.
+        replayed: u64,
+    },
+    /// The model asks for a tool; answer with
+    /// [`RealtimeSession::tool_output`](crate::RealtimeSession::tool_output).
+    ToolCall {
+        /// The id to answer with.
+        call_id: String,
+        /// The tool's name.
+        name: String,
+        /// The arguments, a JSON text.
+        arguments: String,
+    },
+    /// The user's turn was transcribed.
+    UserTranscript {
+        /// The item.
+        item_id: String,
+        /// The text.
+        text: String,
+    },
+    /// The user started speaking.
+    SpeechStarted,
+    /// The user stopped speaking.
+    SpeechStopped,
+    /// The user talked over an answer: playback was cleared.
+    BargeIn {
+        /// The `audio_end_ms` sent in the truncation, if one was sent.
+        truncated_ms: Option<u64>,
+        /// Whether a response was cancelled.
+        cancelled: bool,
+    },
+    /// A response ended.
+    ResponseDone {
+        /// `completed`, `cancelled`, `failed`, `incomplete`.
+        status: String,
+    },
+    /// The service sent an `error` event.
+    ServerError(ServerError),
+    /// The link was lost; the session reconnects and replays.
+    LinkLost {
+        /// Why, as text.
+        reason: String,
+    },
+}
+
+/// What to do after a server event.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Model audio to play, with its item id.
+    pub play: Option<(String, Vec<u8>)>,
+    /// The user started speaking: call [`Conversation::barge_in`] now.
+    pub barge_in: bool,
+    /// Client events to send.
+    pub send: Vec<ClientEvent>,
+    /// For the application.
+    pub notice: Option<RealtimeEvent>,
+    /// The service said the session expired.
+    pub expired: bool,
+    /// `session.created` with the service's `expires_at` (unix seconds).
+    pub created: Option<Option<u64>>,
+}
+
+/// What a barge-in decided.
+#[derive(Debug, Default, PartialEq)]
+pub struct BargeIn {
+    /// Clear the playout now (audio of an answer is waiting or playing).
+    pub clear: bool,
+    /// Client events to send (cancel, truncate, delete).
+    pub send: Vec<ClientEvent>,
+    /// Whether this was a barge-in at all (an answer playing or coming).
+    pub happened: bool,
+    /// The truncation's `audio_end_ms`, if one was sent.
+    pub truncated_ms: Option<u64>,
+    /// Whether a cancel was sent.
+    pub cancelled: bool,
+}
+
+/// The audio of one answer item.
+#[derive(Debug, Clone)]
+struct Output {
+    item_id: String,
+    content_index: u32,
+    /// Which service session it belongs to.
+    session: u64,
+    received: u64,
+    written: u64,
+    /// Playout position of its first written frame.
+    start: Option<u64>,
+    /// Cut short (or never played): later audio is discarded.
+    interrupted: bool,
+    /// Its response is done: no more audio may come.
+    done: bool,
+    response_id: Option<String>,
+}
+
+impl Output {
+    fn played(&self, played_now: u64) -> u64 {
+        self.start
+            .map_or(0, |s| played_now.saturating_sub(s).min(self.written))
+    }
+}
+
+/// One conversation's state across sessions.
+#[derive(Debug)]
+pub struct Conversation {
+    history: History,
+    response: Option<String>,
+    speaking: bool,
+    outputs: VecDeque<Output>,
+    cursor: u64,
+    session: u64,
+    /// Truncations sent and not yet confirmed: event id → item id.
+    pending: HashMap<String, String>,
+    /// Tool calls whose name comes only with `response.done`.
+    unnamed_calls: HashMap<String, String>,
+    next_id: u64,
+    stats: RealtimeStats,
+}
+
+fn frames_to_ms(frames: u64) -> u64 {
+    frames * 1000 / SAMPLE_RATE
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut at = v;
+    for key in path {
+        at = at.get(*key)?;
+    }
+    at.as_str()
+}
+
+impl Conversation {
+    /// A new conversation with a history of at most `items` / `bytes`.
+    #[must_use]
+    pub fn new(history_items: usize, history_bytes: usize) -> Self {
+        Self {
+            history: History::new(history_items, history_bytes),
+            response: None,
+            speaking: false,
+            outputs: VecDeque::new(),
+            cursor: 0,
+            session: 0,
+            pending: HashMap::new(),
+            unnamed_calls: HashMap::new(),
+            next_id: 0,
+            stats: RealtimeStats::default(),
+        }
+    }
+
+    /// The history.
+    #[must_use]
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The counters this state machine keeps.
+    #[must_use]
+    pub fn stats(&self) -> &RealtimeStats {
+        &self.stats
+    }
+
+    /// For the driver's own counters.
+    pub(crate) fn stats_mut(&mut self) -> &mut RealtimeStats {
+        &mut self.stats
+    }
+
+    /// A response is in progress.
+    #[must_use]
+    pub fn responding(&self) -> bool {
+        self.response.is_some()
+    }
+
+    /// The user is speaking (between `speech_started` and `speech_stopped`).
+    #[must_use]
+    pub fn speaking(&self) -> bool {
+        self.speaking
+    }
+
+    /// No response in progress and the user not speaking: a session may
+    /// be switched here.
+    #[must_use]
+    pub fn at_turn_boundary(&self) -> bool {
+        !self.responding() && !self.speaking
+    }
+
+    /// Written audio is still waiting to be played at `played_now`.
+    #[must_use]
+    pub fn playing(&self, played_now: u64) -> bool {
+        played_now < self.cursor
+    }
+
+    /// A new service session starts (renewal or reconnect): what the old
+    /// one had in progress is gone; its answers' audio may still play but
+    /// can no longer be truncated there.
+    pub fn new_session(&mut self) {
+        self.session += 1;
+        self.response = None;
+        self.speaking = false;
+        self.pending.clear();
+        self.unnamed_calls.clear();
+        for o in &mut self.outputs {
+            o.done = true;
+        }
+    }
+
+    fn event_id(&mut self, what: &str) -> String {
+        self.next_id += 1;
+        format!("steward_{what}_{}", self.next_id)
+    }
+
+    fn output(&mut self, item_id: &str) -> Option<&mut Output> {
+        self.outputs
+            .iter_mut()
+            .rev()
+            .find(|o| o.item_id == item_id && o.session == self.session)
+    }
+
+    /// Handles one event from the service.
+    pub fn on_server(&mut self, event: &ServerEvent) -> Step {
+        let mut step = Step::default();
+        if let Some(delta) = event.audio_delta() {
+            self.audio_delta(delta, &mut step);
+            return step;
+        }
+        if let Some(delta) = event.transcript_delta() {
+            let item = delta.item_id.clone().unwrap_or_default();
+            let text = delta.delta.clone();
+            if !self.history.update(&item, |h| {
+                if let HistoryItem::Assistant { text: t, .. } = h {
+                    t.push_str(&text);
+                }
+            }) {
+                self.stats.protocol_error("unknown_item");
+            }
+            return step;
+        }
+        match event {
+            ServerEvent::SessionCreated(created) => {
+                let expires = created
+                    .session
+                    .extra
+                    .get("expires_at")
+                    .and_then(Value::as_u64);
+                step.created = Some(expires);
+            }
+            ServerEvent::SpeechStarted(_) => {
+                self.speaking = true;
+                step.barge_in = true;
+                step.notice = Some(RealtimeEvent::SpeechStarted);
+            }
+            ServerEvent::SpeechStopped(_) => {
+                if !self.speaking {
+                    self.stats.protocol_error("out_of_order");
+                }
+                self.speaking = false;
+                step.notice = Some(RealtimeEvent::SpeechStopped);
+            }
+            ServerEvent::ResponseCreated(r) => {
+                if self.response.is_some() {
+                    self.stats.protocol_error("out_of_order");
+                }
+                self.response = Some(r.response_id().unwrap_or_default().to_string());
+            }
+            ServerEvent::ResponseDone(r) => self.response_done(&r.response, &mut step),
+            ServerEvent::FunctionCallArgumentsDone(call) => match &call.name {
+                Some(name) => {
+                    step.notice = Some(self.tool_call(&call.call_id, name, &call.arguments));
+                }
+                None => {
+                    self.unnamed_calls
+                        .insert(call.call_id.clone(), call.arguments.clone());
+                }
+            },
+            ServerEvent::Error(e) => self.server_error(&e.error, &mut step),
+            ServerEvent::RateLimitsUpdated(r) => {
+                self.stats.rate_limits.clone_from(&r.rate_limits);
+            }
+            ServerEvent::Other(v) => self.other(v, &mut step),
+            _ => {}
+        }
+        step
+    }
+
+    fn audio_delta(&mut self, delta: &realtime::Delta, step: &mut Step) {
+        let item_id = delta.item_id.clone().unwrap_or_default();
+        let pcm = match realtime::decode_audio(&delta.delta) {
+            Ok(b) if b.len() % 2 == 0 => b,
+            _ => {
+                self.stats.protocol_error("bad_audio_delta");
+                return;
+            }
+        };
+        let content_index = delta.content_index.unwrap_or(0);
+        let n = pcm.len() as u64;
+        let Some(out) = self.output(&item_id) else {
+            self.stats.protocol_error("unknown_item");
+            return;
+        };
+        if out.done && !out.interrupted {
+            self.stats.protocol_error("out_of_order");
+            return;
+        }
+        out.content_index = content_index;
+        out.received += n / 2;
+        let (interrupted, received) = (out.interrupted, out.received);
+        self.stats.audio_received_bytes += n;
+        if interrupted {
+            // The user talked over it: what still comes is not played, but
+            // it counts in the share of the text that was heard.
+            self.stats.audio_discarded_bytes += n;
+            let received_ms = frames_to_ms(received);
+            self.history.update(&item_id, |h| {
+                if let HistoryItem::Assistant {
+                    heard: Some((_, r)),
+                    ..
+                } = h
+                {
+                    *r = received_ms;
+                }
+            });
+            return;
+        }
+        step.play = Some((item_id, pcm));
+    }
+
+    fn response_done(&mut self, response: &Value, step: &mut Step) {
+        let id = response
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match &self.response {
+            Some(current) if current == id || id.is_empty() => {}
+            _ => self.stats.protocol_error("out_of_order"),
+        }
+        self.response = None;
+        self.stats.responses += 1;
+        let status = response
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("completed")
+            .to_string();
+        if status == "cancelled" {
+            self.stats.responses_cancelled += 1;
+        }
+        for o in &mut self.outputs {
+            if o.response_id.as_deref() == Some(id) {
+                o.done = true;
+            }
+        }
+        // Calls whose name only comes now.
+        if let Some(output) = response.get("output").and_then(Value::as_array) {
+            for item in output {
+                let (Some(call_id), Some(name)) = (
+                    item.get("call_id").and_then(Value::as_str),
+                    item.get("name").and_then(Value::as_str),
+                ) else {
+                    continue;
+                };
+                if let Some(arguments) = self.unnamed_calls.remove(call_id) {
+                    step.notice = Some(self.tool_call(call_id, name, &arguments));
+                }
+            }
+        }
+        if step.notice.is_none() {
+            step.notice = Some(RealtimeEvent::ResponseDone { status });
+        }
+    }
+
+    fn tool_call(&mut self, call_id: &str, name: &str, arguments: &str) -> RealtimeEvent {
+        self.stats.tool_calls += 1;
+        self.history.push(HistoryItem::FunctionCall {
+            call_id: call_id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        });
+        RealtimeEvent::ToolCall {
+            call_id: call_id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    fn server_error(&mut self, detail: &realtime::ErrorDetail, step: &mut Step) {
+        let code = ServerErrorCode::parse(detail.code.as_deref());
+        *self
+            .stats
+            .server_errors
+            .entry(code.as_str().to_string())
+            .or_default() += 1;
+        let truncation = detail
+            .event_id
+            .as_ref()
+            .and_then(|id| self.pending.remove(id))
+            .is_some()
+            || detail.message.contains("already shorter than");
+        if truncation {
+            self.stats.truncations_rejected += 1;
+        }
+        if code == ServerErrorCode::SessionExpired {
+            step.expired = true;
+        }
+        step.notice = Some(RealtimeEvent::ServerError(ServerError {
+            code,
+            kind: detail.kind.clone(),
+            message: detail.message.chars().take(512).collect(),
+            event_id: detail.event_id.clone(),
+        }));
+    }
+
+    fn other(&mut self, v: &Value, step: &mut Step) {
+        let kind = str_at(v, &["type"]).unwrap_or_default();
+        match kind {
+            "input_audio_buffer.committed" => {
+                self.stats.turns += 1;
+                if let Some(item_id) = str_at(v, &["item_id"]) {
+                    self.history.push(HistoryItem::User {
+                        item_id: item_id.into(),
+                        text: None,
+                    });
+                }
+            }
+            "conversation.item.input_audio_transcription.completed" => {
+                let (Some(item_id), Some(text)) =
+                    (str_at(v, &["item_id"]), str_at(v, &["transcript"]))
+                else {
+                    return;
+                };
+                let found = self.history.update(item_id, |h| {
+                    if let HistoryItem::User { text: t, .. } = h {
+                        *t = Some(text.to_string());
+                    }
+                });
+                if !found {
+                    self.stats.protocol_error("unknown_item");
+                    return;
+                }
+                step.notice = Some(RealtimeEvent::UserTranscript {
+                    item_id: item_id.into(),
+                    text: text.into(),
+                });
+            }
+            "response.output_item.added" => {
+                let item = v.get("item").unwrap_or(&Value::Null);
+                let is_answer = str_at(item, &["type"]) == Some("message")
+                    && str_at(item, &["role"]) == Some("assistant");
+                let Some(item_id) = str_at(item, &["id"]).filter(|_| is_answer) else {
+                    return;
+                };
+                self.answer_item(item_id, str_at(v, &["response_id"]));
+            }
+            "response.output_audio_transcript.done" | "response.audio_transcript.done" => {
+                let (Some(item_id), Some(text)) =
+                    (str_at(v, &["item_id"]), str_at(v, &["transcript"]))
+                else {
+                    return;
+                };
+                self.history.update(item_id, |h| {
+                    if let HistoryItem::Assistant { text: t, .. } = h {
+                        *t = text.to_string();
+                    }
+                });
+            }
+            "conversation.item.truncated" => {
+                if let Some(item_id) = str_at(v, &["item_id"]) {
+                    self.pending.retain(|_, item| item != item_id);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn answer_item(&mut self, item_id: &str, response_id: Option<&str>) {
+        if self.output(item_id).is_some() {
+            return;
+        }
+        if self.outputs.len() == OUTPUTS_KEPT {
+            self.outputs.pop_front();
+        }
+        self.outputs.push_back(Output {
+            item_id: item_id.into(),
+            content_index: 0,
+            session: self.session,
+            received: 0,
+            written: 0,
+            start: None,
+            interrupted: false,
+            done: false,
+            response_id: response_id.map(str::to_string),
+        });
+        self.history.push(HistoryItem::Assistant {
+            item_id: item_id.into(),
+            text: String::new(),
+            heard: None,
+        });
+    }
+
+    /// `frames` of `item_id`'s audio were handed to the playout, whose
+    /// position was `played_now`.
+    pub fn written(&mut self, item_id: &str, frames: u64, played_now: u64) {
+        // Caught up: everything written before has played.
+        self.cursor = self.cursor.max(played_now);
+        let cursor = self.cursor;
+        self.stats.audio_played_bytes += frames * 2;
+        if let Some(out) = self.outputs.iter_mut().rev().find(|o| o.item_id == item_id) {
+            out.start.get_or_insert(cursor);
+            out.written += frames;
+        }
+        self.cursor += frames;
+    }
+
+    /// The user started speaking (the service's `speech_started`, or a local
+    /// onset), with the playout at `played_now`: decides what to clear,
+    /// cancel, truncate and delete. Counts the onset.
+    pub fn barge_in(&mut self, played_now: u64) -> BargeIn {
+        self.stats.speech_onsets += 1;
+        let playing = self.playing(played_now);
+        let mut result = BargeIn {
+            clear: playing,
+            ..BargeIn::default()
+        };
+        if !playing && !self.responding() {
+            return result;
+        }
+        result.happened = true;
+        self.stats.barge_ins += 1;
+        if let Some(id) = self.response.clone() {
+            let event_id = self.event_id("cancel");
+            result
+                .send
+                .push(ClientEvent::ResponseCancel(ResponseCancel {
+                    event_id: Some(event_id),
+                    response_id: (!id.is_empty()).then_some(id),
+                    ..ResponseCancel::default()
+                }));
+            result.cancelled = true;
+            self.stats.cancels_sent += 1;
+        }
+        let session = self.session;
+        let cut: Vec<(String, u32, u64, u64, bool)> = self
+            .outputs
+            .iter_mut()
+            .filter(|o| !o.interrupted)
+            .filter_map(|o| {
+                let played = o.played(played_now);
+                let fully = o.done && played >= o.received;
+                if fully {
+                    return None;
+                }
+                o.interrupted = true;
+                let current = o.session == session;
+                Some((
+                    o.item_id.clone(),
+                    o.content_index,
+                    frames_to_ms(played),
+                    frames_to_ms(o.received),
+                    current,
+                ))
+            })
+            .collect();
+        for (item_id, content_index, played_ms, received_ms, current) in cut {
+            // Only what was heard stays in the history.
+            if played_ms == 0 {
+                self.history.remove(&item_id);
+                if current {
+                    let event_id = self.event_id("delete");
+                    result.send.push(ClientEvent::Other(json!({
+                        "type": "conversation.item.delete",
+                        "event_id": event_id,
+                        "item_id": item_id,
+                    })));
+                    self.stats.items_deleted += 1;
+                }
+                continue;
+            }
+            self.history.update(&item_id, |h| {
+                if let HistoryItem::Assistant { heard, .. } = h {
+                    *heard = Some((played_ms, received_ms));
+                }
+            });
+            if !current || played_ms >= received_ms {
+                continue;
+            }
+            let event_id = self.event_id("truncate");
+            self.pending.insert(event_id.clone(), item_id.clone());
+            if self.pending.len() > PENDING_KEPT
+                && let Some(old) = self.pending.keys().next().cloned()
+            {
+                self.pending.remove(&old);
+            }
+            result.send.push(ClientEvent::Other(json!({
+                "type": "conversation.item.truncate",
+                "event_id": event_id,
+                "item_id": item_id,
+                "content_index": content_index,
+                "audio_end_ms": played_ms,
+            })));
+            result.truncated_ms = Some(played_ms);
+            self.stats.truncations_sent += 1;
+        }
+        // The playout is cleared: what comes next plays from here.
+        self.cursor = played_now;
+        result
+    }
+
+    /// Answers a tool call: the output item and a `response.create`.
+    pub fn tool_output(&mut self, call_id: &str, output: &str) -> Vec<ClientEvent> {
+        self.history.push(HistoryItem::FunctionOutput {
+            call_id: call_id.into(),
+            output: output.into(),
+        });
+        vec![
+            ClientEvent::function_call_output(call_id, output),
+            ClientEvent::response_create(),
+        ]
+    }
+
+    /// A typed user message (kept in the history) and a `response.create`.
+    pub fn user_text(&mut self, text: &str) -> Vec<ClientEvent> {
+        let item_id = self.event_id("user");
+        self.history.push(HistoryItem::User {
+            item_id: item_id.clone(),
+            text: Some(text.into()),
+        });
+        let item = json!({
+            "id": item_id, "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        });
+        vec![
+            ClientEvent::ConversationItemCreate(realtime::ConversationItemCreate {
+                item,
+                ..Default::default()
+            }),
+            ClientEvent::response_create(),
+        ]
+    }
+
+    /// The events that replay the history into a new session.
+    #[must_use]
+    pub fn replay(&self) -> Vec<ClientEvent> {
+        self.history.replay()
+    }
+
+    /// Audio of an answer dropped before the playout (the play queue was
+    /// cleared or full).
+    pub fn discarded(&mut self, bytes: u64) {
+        self.stats.audio_discarded_bytes += bytes;
+    }
+
+    /// Milliseconds of PCM16 24 kHz audio in `bytes`.
+    #[must_use]
+    pub fn bytes_to_ms(bytes: u64) -> u64 {
+        bytes / BYTES_PER_MS
+    }
+}
