@@ -5,7 +5,11 @@
 //!   little-endian mono chunks at 24 kHz (configurable), whatever the device
 //!   gives (any sample type, rate or channel count).
 //! - [`Playback`] accepts the same and plays it, with backpressure, and
-//!   [`Playback::clear`] for barge-in.
+//!   [`Playback::clear`] for barge-in. [`Playback::played_frames`] tells
+//!   exactly how much of what was written has been played (the resampler's
+//!   padding not counted), and [`Playback::last_cleared`] when a clear
+//!   reached the device callback and where playback stood then: what a
+//!   barge-in needs to truncate the answer the user heard.
 //! - The audio callbacks never allocate, lock or block: they talk to the
 //!   stream's own thread through bounded lock-free ring buffers. Capture
 //!   overflow drops the oldest audio and counts it; playback underrun plays
@@ -65,7 +69,7 @@ pub use config::{
 };
 pub use convert::{base64_to_pcm16, pcm16_to_base64};
 pub use error::{BackendError, Error, Result};
-pub use playback::{Playback, PlaybackBuilder};
+pub use playback::{Cleared, Playback, PlaybackBuilder};
 pub use stats::Stats;
 pub use stream::{Event, list_devices};
 

@@ -70,6 +70,82 @@ struct Shared {
     shed_downstream: AtomicU64,
     /// Device frames the callback skips at the front of the ring (a shed).
     ring_skip: AtomicU64,
+    /// PCM16-rate frames consumed: played by the callback or dropped by a
+    /// shed (`played_frames`). Only ever added to.
+    consumed: AtomicU64,
+    /// The reference for the instants kept as nanoseconds below.
+    epoch: Instant,
+    /// The last clear the callback applied, behind a sequence lock (odd
+    /// while the callback writes it; the callback is the only writer).
+    cleared_seq: AtomicU64,
+    cleared_generation: AtomicU64,
+    cleared_at_ns: AtomicU64,
+    cleared_played: AtomicU64,
+}
+
+/// The most recent [`Playback::clear`] the audio callback has applied
+/// ([`Playback::last_cleared`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cleared {
+    /// Which clear: 1 for the first `clear()` call, and so on
+    /// ([`Playback::clear_generation`]).
+    pub generation: u64,
+    /// When the callback wrote its first silent sample for it: the start of
+    /// the callback that dropped the audio queued before the clear.
+    pub at: Instant,
+    /// [`Playback::played_frames`] at that moment. Nothing written before
+    /// the clear is played after it.
+    pub played_frames: u64,
+}
+
+/// A run of device frames in the ring and the PCM16-rate frames they carry.
+/// The stream thread pushes it before the audio itself, so the callback
+/// always knows what the frames it reads stand for.
+#[derive(Debug, Clone, Copy, Default)]
+struct Segment {
+    /// Device frames.
+    dev: u64,
+    /// PCM16-rate frames.
+    src: u64,
+    /// The clear generation the audio was written in.
+    generation: u64,
+}
+
+/// Segments in flight between the stream thread and the callback: one per
+/// push into the ring, so a handful is enough (the thread waits for room).
+const SEGMENT_RING: usize = 64;
+
+/// The callback's place in the segment it is reading.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cursor {
+    seg: Segment,
+    dev_done: u64,
+    src_done: u64,
+}
+
+impl Cursor {
+    fn exhausted(&self) -> bool {
+        self.dev_done >= self.seg.dev
+    }
+
+    /// Moves over up to `frames` device frames; returns (device frames
+    /// moved, PCM16-rate frames they carry). Proportional within the
+    /// segment from the cumulative count, so rounding does not add up.
+    fn advance(&mut self, frames: u64) -> (u64, u64) {
+        let take = frames.min(self.seg.dev.saturating_sub(self.dev_done));
+        self.dev_done += take;
+        let src_done = if self.seg.dev == 0 {
+            self.seg.src
+        } else {
+            let scaled =
+                u128::from(self.seg.src) * u128::from(self.dev_done) / u128::from(self.seg.dev);
+            u64::try_from(scaled).unwrap_or(self.seg.src)
+        };
+        let src = src_done.saturating_sub(self.src_done);
+        self.src_done = src_done;
+        (take, src)
+    }
 }
 
 /// A running playback stream: PCM16LE mono at [`AudioConfig::sample_rate`]
@@ -154,12 +230,90 @@ impl PlaybackBuilder {
     }
 }
 
+/// The callback's reader of the segments describing the ring.
+struct SegmentReader {
+    segments: rtrb::Consumer<Segment>,
+    cursor: Cursor,
+}
+
+impl SegmentReader {
+    /// The segment the front of the ring belongs to, if one was pushed.
+    fn front(&mut self) -> Option<&Cursor> {
+        if self.cursor.exhausted() {
+            let seg = self.segments.pop().ok()?;
+            self.cursor = Cursor {
+                seg,
+                ..Cursor::default()
+            };
+        }
+        Some(&self.cursor)
+    }
+
+    /// Moves over `frames` device frames at the front of the ring; returns
+    /// the PCM16-rate frames they carry.
+    fn advance(&mut self, mut frames: u64) -> u64 {
+        let mut src = 0;
+        while frames > 0 && self.front().is_some() {
+            let (moved, s) = self.cursor.advance(frames);
+            frames -= moved;
+            src += s;
+        }
+        src
+    }
+}
+
+/// The callback's end of the ring and of the segments that describe it.
+struct RingReader {
+    consumer: rtrb::Consumer<f32>,
+    segs: SegmentReader,
+}
+
+impl RingReader {
+    /// Drops up to `n` device frames from the front of the ring; returns
+    /// how many. The PCM16-rate frames they carried are added to `consumed`
+    /// when given (a shed), before the frames leave the ring.
+    fn skip(&mut self, n: usize, consumed: Option<&AtomicU64>) -> usize {
+        let n = n.min(self.consumer.slots());
+        if n == 0 {
+            return 0;
+        }
+        let src = self.segs.advance(n as u64);
+        if let Some(c) = consumed {
+            c.fetch_add(src, SeqCst);
+        }
+        if let Ok(chunk) = self.consumer.read_chunk(n) {
+            chunk.commit_all();
+        }
+        n
+    }
+
+    /// Drops the ring's frames written before the clear `generation` (a
+    /// push that raced a clear); returns the device frames dropped.
+    fn drop_stale(&mut self, generation: u64) -> usize {
+        let mut dropped = 0;
+        while let Some(c) = self.segs.front()
+            && c.seg.generation < generation
+        {
+            let left = usize::try_from(c.seg.dev - c.dev_done).unwrap_or(usize::MAX);
+            let n = self.skip(left, None);
+            if n == 0 {
+                // Its audio is not in the ring yet: dropped on a later run.
+                break;
+            }
+            dropped += n;
+        }
+        dropped
+    }
+}
+
 /// The callback's state: everything preallocated.
 struct OutputCallback {
-    consumer: rtrb::Consumer<f32>,
+    ring: RingReader,
     channels: usize,
     shared: Arc<Shared>,
     seen_flush: u64,
+    /// The last clear generation published for `last_cleared`.
+    reported_generation: u64,
 }
 
 impl OutputCallback {
@@ -167,44 +321,55 @@ impl OutputCallback {
     #[inline]
     fn on_data<T: PcmSample>(&mut self, out: &mut [T]) {
         let _scope = callback_hook::Scope::enter();
-        let counters = &self.shared.counters;
+        let shared = &*self.shared;
+        let counters = &shared.counters;
         bump(&counters.callbacks, 1);
-        let req = self.shared.flush_req.load(SeqCst);
-        if req != self.seen_flush {
+        let req = shared.flush_req.load(SeqCst);
+        // Read after `flush_req`: at least the clear that raised it.
+        let generation = shared.generation.load(SeqCst);
+        // A new generation alone is a clear too (`clear()` bumps it before
+        // `flush_req`): everything in the ring predates it, since the
+        // stream thread pushes new audio only once the flush is acknowledged.
+        if req != self.seen_flush || generation != self.reported_generation {
+            let at = Instant::now();
             // Barge-in: drop everything queued here, at once.
-            let n = self.consumer.slots();
-            if let Ok(chunk) = self.consumer.read_chunk(n) {
-                chunk.commit_all();
-            }
+            let n = self.ring.skip(usize::MAX, None);
             bump(&counters.cleared_device_frames, n);
             // The ring is empty: a pending skip would eat post-clear audio.
-            self.shared.ring_skip.store(0, SeqCst);
+            shared.ring_skip.store(0, SeqCst);
             self.seen_flush = req;
-            self.shared.flush_ack.store(req, SeqCst);
-        }
-        if self.shared.ring_skip.load(SeqCst) > 0 {
-            // A shed: the oldest frames of the ring go unplayed.
-            let skip = self.shared.ring_skip.swap(0, SeqCst);
-            let n = usize::try_from(skip)
-                .unwrap_or(usize::MAX)
-                .min(self.consumer.slots());
-            if n > 0
-                && let Ok(chunk) = self.consumer.read_chunk(n)
-            {
-                chunk.commit_all();
-                bump(&counters.shed_device_frames, n);
+            shared.flush_ack.store(req, SeqCst);
+            if generation > self.reported_generation {
+                shared.publish_clear(generation, at);
+                self.reported_generation = generation;
             }
         }
+        // Audio a push slipped in after the clear: never played.
+        let stale = self.ring.drop_stale(generation);
+        bump(&counters.cleared_device_frames, stale);
+        if shared.ring_skip.load(SeqCst) > 0 {
+            // A shed: the oldest frames of the ring go unplayed.
+            let skip = shared.ring_skip.swap(0, SeqCst);
+            let n = self.ring.skip(
+                usize::try_from(skip).unwrap_or(usize::MAX),
+                Some(&shared.consumed),
+            );
+            bump(&counters.shed_device_frames, n);
+        }
         let frames = out.len() / self.channels;
-        let avail = self.consumer.slots().min(frames);
+        let avail = self.ring.consumer.slots().min(frames);
         let mut written = 0;
         if avail > 0
-            && let Ok(chunk) = self.consumer.read_chunk(avail)
+            && let Ok(chunk) = self.ring.consumer.read_chunk(avail)
         {
             let (a, b) = chunk.as_slices();
             for (frame, &s) in out.chunks_exact_mut(self.channels).zip(a.iter().chain(b)) {
                 frame.fill(T::from_f32(s));
             }
+            // Counted before the frames leave the ring: a ring seen empty
+            // (a finished `drain`) has all its frames counted.
+            let src = self.ring.segs.advance(avail as u64);
+            shared.consumed.fetch_add(src, SeqCst);
             chunk.commit_all();
             written = avail;
         }
@@ -213,10 +378,48 @@ impl OutputCallback {
         if written < frames {
             let gap = frames - written;
             bump(&counters.silence_frames, gap);
-            if written > 0 || self.shared.upstream.load(SeqCst) > 0 {
+            if written > 0 || shared.upstream.load(SeqCst) > 0 {
                 bump(&counters.underruns, 1);
                 bump(&counters.underrun_frames, gap);
             }
+        }
+    }
+}
+
+impl Shared {
+    /// Publishes the clear the callback just applied (sequence lock; the
+    /// callback is the only writer).
+    fn publish_clear(&self, generation: u64, at: Instant) {
+        let at_ns =
+            u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+        self.cleared_seq.fetch_add(1, SeqCst);
+        self.cleared_generation.store(generation, SeqCst);
+        self.cleared_at_ns.store(at_ns, SeqCst);
+        self.cleared_played
+            .store(self.consumed.load(SeqCst), SeqCst);
+        self.cleared_seq.fetch_add(1, SeqCst);
+    }
+
+    /// Reads what [`publish_clear`](Self::publish_clear) wrote.
+    fn last_cleared(&self) -> Option<Cleared> {
+        loop {
+            let before = self.cleared_seq.load(SeqCst);
+            if before % 2 == 1 {
+                // The callback is between two stores: a few atomics away.
+                std::thread::yield_now();
+                continue;
+            }
+            let generation = self.cleared_generation.load(SeqCst);
+            let at_ns = self.cleared_at_ns.load(SeqCst);
+            let played_frames = self.cleared_played.load(SeqCst);
+            if self.cleared_seq.load(SeqCst) != before {
+                continue;
+            }
+            return (generation > 0).then(|| Cleared {
+                generation,
+                at: self.epoch + Duration::from_nanos(at_ns),
+                played_frames,
+            });
         }
     }
 }
@@ -232,6 +435,12 @@ struct PlaybackPump {
     converter: PlaybackConverter,
     /// Device-rate audio waiting for room in the ring.
     staged: Vec<f32>,
+    /// What `staged` carries, front first: (device frames, PCM16 frames).
+    staged_segments: VecDeque<(u64, u64)>,
+    /// PCM16 frames handed to the converter that no output carries yet
+    /// (held back by the resampler); the next output carries them.
+    carry_src: u64,
+    segments: rtrb::Producer<Segment>,
     scratch: Vec<u8>,
     generation: u64,
     /// The resampler holds input since the last flush.
@@ -266,8 +475,9 @@ impl PlaybackPump {
         let from_staged = dev.min(self.staged.len());
         if from_staged > 0 {
             self.staged.drain(..from_staged);
-            let at_rate = self.dev_to_src(from_staged);
-            self.shared.counters.shed_frames.fetch_add(at_rate, SeqCst);
+            let src = self.take_staged_segments(from_staged as u64);
+            self.shared.counters.shed_frames.fetch_add(src, SeqCst);
+            self.shared.consumed.fetch_add(src, SeqCst);
         }
         tracing::debug!(
             device = %self.device,
@@ -275,6 +485,50 @@ impl PlaybackPump {
             staged = from_staged,
             "playback shed past the queue"
         );
+    }
+
+    /// Takes `dev` device frames off the front of `staged_segments`;
+    /// returns the PCM16-rate frames they carry (a segment cut in two
+    /// shares its frames in proportion, the remainder keeps the rest).
+    fn take_staged_segments(&mut self, mut dev: u64) -> u64 {
+        let mut src = 0;
+        while dev > 0 {
+            let Some(front) = self.staged_segments.front_mut() else {
+                break;
+            };
+            if front.0 <= dev {
+                dev -= front.0;
+                src += front.1;
+                self.staged_segments.pop_front();
+            } else {
+                let part =
+                    u64::try_from(u128::from(front.1) * u128::from(dev) / u128::from(front.0))
+                        .unwrap_or(front.1);
+                front.0 -= dev;
+                front.1 -= part;
+                src += part;
+                dev = 0;
+            }
+        }
+        src
+    }
+
+    /// Appends converter output to `staged`, carrying the PCM16 frames fed
+    /// since the last output (none for the silence a flush pads with).
+    fn stage(&mut self, flush: bool) {
+        let before = self.staged.len();
+        let staged = &mut self.staged;
+        let mut sink = |s: &[f32]| staged.extend_from_slice(s);
+        if flush {
+            self.converter.flush(&mut sink);
+        } else {
+            self.converter.push_pcm16(&self.scratch, &mut sink);
+        }
+        let dev = (self.staged.len() - before) as u64;
+        if dev > 0 {
+            self.staged_segments.push_back((dev, self.carry_src));
+            self.carry_src = 0;
+        }
     }
 
     fn take_input(&mut self) -> usize {
@@ -295,6 +549,8 @@ impl PlaybackPump {
                 self.staged.len(),
             );
             self.staged.clear();
+            self.staged_segments.clear();
+            self.carry_src = 0;
             self.dirty = false;
         }
         let take = budget.min(st.input.len()) & !1;
@@ -321,7 +577,22 @@ impl PlaybackPump {
             // Cleared since we staged: the next tick resets.
             return;
         }
-        let (pushed, _) = self.producer.push_partial_slice(&self.staged);
+        // The segment goes first: the callback never reads audio it cannot
+        // account for.
+        let n = self.staged.len().min(self.producer.slots());
+        if n == 0 || self.segments.slots() == 0 {
+            return;
+        }
+        let src = self.take_staged_segments(n as u64);
+        let seg = Segment {
+            dev: n as u64,
+            src,
+            generation: self.generation,
+        };
+        if self.segments.push(seg).is_err() {
+            return;
+        }
+        let (pushed, _) = self.producer.push_partial_slice(&self.staged[..n]);
         let n = pushed.len();
         self.staged.drain(..n);
         if n > 0 && self.shared.generation.load(SeqCst) != self.generation {
@@ -355,16 +626,13 @@ impl Pump for PlaybackPump {
         if !self.scratch.is_empty() {
             self.last_input = now;
             self.dirty = !self.converter.is_passthrough();
-            let staged = &mut self.staged;
-            self.converter
-                .push_pcm16(&self.scratch, &mut |s: &[f32]| staged.extend_from_slice(s));
+            self.carry_src += (self.scratch.len() / 2) as u64;
+            self.stage(false);
             self.scratch.clear();
         }
         let drain = self.shared.drain_requested.load(SeqCst);
         if self.dirty && remaining == 0 && (drain || now - self.last_input >= IDLE_FLUSH) {
-            let staged = &mut self.staged;
-            self.converter
-                .flush(&mut |s: &[f32]| staged.extend_from_slice(s));
+            self.stage(true);
             self.dirty = false;
         }
         self.push_staged();
@@ -437,11 +705,19 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(PlaybackPump, Devi
     // 200 ms of mono audio at the device rate.
     let ring_capacity = (format.sample_rate as usize / 5).max(256);
     let (producer, consumer) = rtrb::RingBuffer::new(ring_capacity);
+    let (seg_producer, seg_consumer) = rtrb::RingBuffer::new(SEGMENT_RING);
     let cb = OutputCallback {
-        consumer,
+        ring: RingReader {
+            consumer,
+            segs: SegmentReader {
+                segments: seg_consumer,
+                cursor: Cursor::default(),
+            },
+        },
         channels: usize::from(format.channels.max(1)),
         shared: Arc::clone(&shared),
         seen_flush: shared.flush_req.load(SeqCst),
+        reported_generation: shared.generation.load(SeqCst),
     };
     let (errs, errors) = ErrorSink::new(Arc::clone(&shared.counters));
     let cfg = stream_config(format, &config);
@@ -474,6 +750,9 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(PlaybackPump, Devi
             log: LogLimiter::new(),
             converter,
             staged: Vec::with_capacity(ring_capacity),
+            staged_segments: VecDeque::with_capacity(16),
+            carry_src: 0,
+            segments: seg_producer,
             scratch: Vec::new(),
             generation: shared.generation.load(SeqCst),
             dirty: false,
@@ -521,6 +800,12 @@ impl Playback {
             drain_requested: AtomicBool::new(false),
             shed_downstream: AtomicU64::new(0),
             ring_skip: AtomicU64::new(0),
+            consumed: AtomicU64::new(0),
+            epoch: Instant::now(),
+            cleared_seq: AtomicU64::new(0),
+            cleared_generation: AtomicU64::new(0),
+            cleared_at_ns: AtomicU64::new(0),
+            cleared_played: AtomicU64::new(0),
         });
         let hint = config
             .output_device
@@ -657,6 +942,44 @@ impl Playback {
         frames
     }
 
+    /// How many [`clear`](Self::clear) calls so far: the clear generation.
+    /// Audio written after the `n`-th clear belongs to generation `n`.
+    #[must_use]
+    pub fn clear_generation(&self) -> u64 {
+        self.shared.generation.load(SeqCst)
+    }
+
+    /// PCM16-rate frames ([`AudioConfig::sample_rate`]) consumed since the
+    /// stream opened: audio the callback played (silence not counted) plus
+    /// audio dropped by a shed ([`shed_queued_to`](Self::shed_queued_to)).
+    /// Audio dropped by [`clear`](Self::clear) is not counted. Monotonic,
+    /// and never more than what was written.
+    ///
+    /// Exact, not a rate conversion of device frames: every run of device
+    /// frames the callback reads carries the count of PCM16 frames it was
+    /// made from (spread over the run in proportion), so the silence a
+    /// resampler pads with counts nothing and rounding does not add up.
+    /// The resampler's delay (a few ms) makes it run slightly ahead of what
+    /// was heard. For barge-in: sample it when an answer's audio starts and
+    /// compare with [`last_cleared`](Self::last_cleared) to learn how much
+    /// of the answer was played.
+    #[must_use]
+    pub fn played_frames(&self) -> u64 {
+        self.shared.consumed.load(SeqCst)
+    }
+
+    /// The most recent [`clear`](Self::clear) the audio callback has
+    /// applied: its generation, the instant the callback wrote its first
+    /// silent sample for it (the start of the callback that dropped the
+    /// audio queued before it) and [`played_frames`](Self::played_frames)
+    /// at that moment. `None` before the first one. `at` minus the instant
+    /// `clear()` was called is how long the clear took to reach the device
+    /// callback; nothing written before the clear plays after `at`.
+    #[must_use]
+    pub fn last_cleared(&self) -> Option<Cleared> {
+        self.shared.last_cleared()
+    }
+
     /// Memory pressure: keeps the newest [`AudioConfig::shed_floor_ms`] of
     /// queued audio and drops the rest. See [`shed_queued_to`](Self::shed_queued_to).
     pub fn shed_queued(&self) -> usize {
@@ -684,6 +1007,7 @@ impl Playback {
         if from_queue > 0 {
             st.input.drain(..from_queue * 2);
             bump(&self.shared.counters.shed_frames, from_queue);
+            bump(&self.shared.consumed, from_queue);
             if let Some(w) = st.writer.take() {
                 w.wake();
             }
