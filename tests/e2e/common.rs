@@ -99,6 +99,7 @@ pub(crate) fn config(dir: &Path, input: Input, duration: Option<Duration>) -> As
     c.memory = dir.join("memory.json");
     c.duration = duration;
     c.turn_ms = 500;
+    c.realtime.turn_detection = steward::realtime::TurnDetection::Manual;
     c.poll_ms = 100;
     c.status_line = false;
     c

@@ -12,6 +12,7 @@
 mod common;
 mod http;
 mod pressure;
+mod realtime;
 mod server_kill;
 mod session;
 mod soak;

@@ -55,13 +55,14 @@ pub enum Error {
         #[source]
         source: steward::ws::Error,
     },
-    /// The session pool failed to hand out a session.
-    #[error("session pool for {url}: {message}")]
-    Pool {
-        /// The URL, without its query string.
+    /// The realtime conversation could not start (first connection).
+    #[error("realtime service at {url}")]
+    Realtime {
+        /// The URL, without user info or query string.
         url: String,
-        /// What the pool said.
-        message: String,
+        /// What steward-realtime said.
+        #[source]
+        source: steward::realtime::Error,
     },
     /// The steward wiring (monitor, HTTP endpoint) could not start.
     #[error("steward wiring")]

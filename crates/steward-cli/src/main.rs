@@ -67,9 +67,20 @@ struct AssistantArgs {
     /// Split the duration into this many sessions (fresh connections).
     #[arg(long, default_value_t = 1)]
     sessions: u32,
-    /// Commit a turn this often.
+    /// Who ends the user's turn: the service's voice detection (server) or
+    /// a commit every --turn (manual).
+    #[arg(long, value_enum, default_value_t = TurnMode::Server)]
+    turn_detection: TurnMode,
+    /// With --turn-detection manual: commit a turn this often.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     turn: Duration,
+    /// The longest the service keeps a session (60m on the GA API, 30m on
+    /// the beta); sessions are renewed a margin before.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60m")]
+    max_session: Duration,
+    /// Renew this long before a session would end.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    renew_margin: Duration,
     /// Serve /health (JSON) and /metrics (Prometheus) here, e.g. 127.0.0.1:9898.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
@@ -95,6 +106,15 @@ struct AssistantArgs {
     /// never), so the run reconnects.
     #[arg(long, value_name = "N", default_value_t = 0)]
     drop_every: u32,
+}
+
+/// `--turn-detection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TurnMode {
+    /// The service's voice activity detection.
+    Server,
+    /// Commits every --turn.
+    Manual,
 }
 
 #[derive(Debug, Args)]
@@ -210,6 +230,11 @@ async fn assistant(args: AssistantArgs) -> Result<Outcome> {
     config.duration = args.duration;
     config.sessions = args.sessions;
     config.turn_ms = u32::try_from(args.turn.as_millis()).unwrap_or(u32::MAX);
+    if args.turn_detection == TurnMode::Manual {
+        config.realtime.turn_detection = steward::realtime::TurnDetection::Manual;
+    }
+    config.realtime.max_session = args.max_session;
+    config.realtime.renew_margin = args.renew_margin;
     config.http_addr = args.http;
     config.soak_dir = args.soak_dir;
     config.playback = !args.no_playback;

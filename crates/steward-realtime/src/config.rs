@@ -181,14 +181,16 @@ impl RealtimeConfig {
         Ok(())
     }
 
-    /// When to renew a session that connected `connected_for` ago and whose
-    /// service said it expires in `expires_in`: `min(expires, max_session)`
-    /// less the margin, as time from now.
+    /// When to renew a session that connected `connected_for` ago and that
+    /// lasts `expires_in` from its connection, by the service's word:
+    /// `min(expires_in, max_session)` less the margin, as time from now.
+    /// The margin is at most a quarter of the session, so a short session
+    /// (a stand-in's limit) is not renewed over and over.
     #[must_use]
     pub fn renew_in(&self, connected_for: Duration, expires_in: Option<Duration>) -> Duration {
-        let by_max = self.max_session.saturating_sub(connected_for);
-        let end = expires_in.map_or(by_max, |e| e.min(by_max));
-        end.saturating_sub(self.renew_margin)
+        let total = expires_in.map_or(self.max_session, |e| e.min(self.max_session));
+        let margin = self.renew_margin.min(total / 4);
+        total.saturating_sub(margin).saturating_sub(connected_for)
     }
 
     /// A steward-ws client builder for `url` with what a realtime link
@@ -291,6 +293,9 @@ mod tests {
         assert_eq!(c.renew_in(10 * min, None), 45 * min);
         assert_eq!(c.renew_in(Duration::ZERO, Some(30 * min)), 25 * min);
         assert_eq!(c.renew_in(58 * min, None), Duration::ZERO);
+        // A 20 s session is renewed after 15 s, not at once.
+        let secs = Duration::from_secs;
+        assert_eq!(c.renew_in(Duration::ZERO, Some(secs(20))), secs(15));
     }
 
     #[test]

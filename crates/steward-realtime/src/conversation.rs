@@ -22,6 +22,8 @@ use crate::stats::RealtimeStats;
 const OUTPUTS_KEPT: usize = 64;
 /// Truncations awaiting the service's word.
 const PENDING_KEPT: usize = 64;
+/// Items we created that the service has not confirmed yet.
+const CREATED_KEPT: usize = 256;
 
 /// What the application hears about the conversation.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +151,12 @@ pub struct Conversation {
     pending: HashMap<String, String>,
     /// Tool calls whose name comes only with `response.done`.
     unnamed_calls: HashMap<String, String>,
+    /// Items we created, entered in the history when the service echoes
+    /// them (its order, not ours): tool outputs by call id, user texts by
+    /// item id.
+    created: HashMap<String, HistoryItem>,
+    /// A `response.create` waits for the response in progress to end.
+    response_wanted: bool,
     next_id: u64,
     stats: RealtimeStats,
 }
@@ -178,6 +186,8 @@ impl Conversation {
             session: 0,
             pending: HashMap::new(),
             unnamed_calls: HashMap::new(),
+            created: HashMap::new(),
+            response_wanted: false,
             next_id: 0,
             stats: RealtimeStats::default(),
         }
@@ -234,6 +244,8 @@ impl Conversation {
         self.speaking = false;
         self.pending.clear();
         self.unnamed_calls.clear();
+        self.created.clear();
+        self.response_wanted = false;
         for o in &mut self.outputs {
             o.done = true;
         }
@@ -261,11 +273,13 @@ impl Conversation {
         if let Some(delta) = event.transcript_delta() {
             let item = delta.item_id.clone().unwrap_or_default();
             let text = delta.delta.clone();
-            if !self.history.update(&item, |h| {
+            let found = self.history.update(&item, |h| {
                 if let HistoryItem::Assistant { text: t, .. } = h {
                     t.push_str(&text);
                 }
-            }) {
+            });
+            // An answer removed as unheard is known, just not kept.
+            if !found && self.output(&item).is_none() {
                 self.stats.protocol_error("unknown_item");
             }
             return step;
@@ -370,6 +384,9 @@ impl Conversation {
         }
         self.response = None;
         self.stats.responses += 1;
+        if std::mem::take(&mut self.response_wanted) {
+            step.send.push(ClientEvent::response_create());
+        }
         let status = response
             .get("status")
             .and_then(Value::as_str)
@@ -495,6 +512,17 @@ impl Conversation {
                         *t = text.to_string();
                     }
                 });
+            }
+            "conversation.item.added" | "conversation.item.created" => {
+                let item = v.get("item").unwrap_or(&Value::Null);
+                let key = match str_at(item, &["type"]) {
+                    Some("function_call_output") => str_at(item, &["call_id"]),
+                    Some("message") => str_at(item, &["id"]),
+                    _ => None,
+                };
+                if let Some(entry) = key.and_then(|k| self.created.remove(k)) {
+                    self.history.push(entry);
+                }
             }
             "conversation.item.truncated" => {
                 if let Some(item_id) = str_at(v, &["item_id"]) {
@@ -638,36 +666,63 @@ impl Conversation {
         result
     }
 
-    /// Answers a tool call: the output item and a `response.create`.
+    /// Answers a tool call: the output item, and a `response.create` now
+    /// or, while a response is in progress, when it is done (the service
+    /// refuses a second one). The output enters the history when the service
+    /// confirms it (`conversation.item.added`).
     pub fn tool_output(&mut self, call_id: &str, output: &str) -> Vec<ClientEvent> {
-        self.history.push(HistoryItem::FunctionOutput {
-            call_id: call_id.into(),
-            output: output.into(),
-        });
-        vec![
-            ClientEvent::function_call_output(call_id, output),
-            ClientEvent::response_create(),
-        ]
+        self.remember_created(
+            call_id.into(),
+            HistoryItem::FunctionOutput {
+                call_id: call_id.into(),
+                output: output.into(),
+            },
+        );
+        let mut events = vec![ClientEvent::function_call_output(call_id, output)];
+        events.extend(self.want_response());
+        events
     }
 
-    /// A typed user message (kept in the history) and a `response.create`.
+    /// A typed user message and a response (see
+    /// [`tool_output`](Self::tool_output) for when each happens).
     pub fn user_text(&mut self, text: &str) -> Vec<ClientEvent> {
         let item_id = self.event_id("user");
-        self.history.push(HistoryItem::User {
-            item_id: item_id.clone(),
-            text: Some(text.into()),
-        });
+        self.remember_created(
+            item_id.clone(),
+            HistoryItem::User {
+                item_id: item_id.clone(),
+                text: Some(text.into()),
+            },
+        );
         let item = json!({
             "id": item_id, "type": "message", "role": "user",
             "content": [{"type": "input_text", "text": text}],
         });
-        vec![
-            ClientEvent::ConversationItemCreate(realtime::ConversationItemCreate {
+        let mut events = vec![ClientEvent::ConversationItemCreate(
+            realtime::ConversationItemCreate {
                 item,
                 ..Default::default()
-            }),
-            ClientEvent::response_create(),
-        ]
+            },
+        )];
+        events.extend(self.want_response());
+        events
+    }
+
+    /// Keeps the map of unconfirmed items bounded (a service that never
+    /// echoes must not grow it).
+    fn remember_created(&mut self, key: String, item: HistoryItem) {
+        if self.created.len() >= CREATED_KEPT {
+            self.created.clear();
+        }
+        self.created.insert(key, item);
+    }
+
+    fn want_response(&mut self) -> Option<ClientEvent> {
+        if self.responding() {
+            self.response_wanted = true;
+            return None;
+        }
+        Some(ClientEvent::response_create())
     }
 
     /// The events that replay the history into a new session.

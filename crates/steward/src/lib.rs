@@ -113,6 +113,9 @@ pub use steward_monitor as monitor;
 #[doc(inline)]
 pub use steward_ws as ws;
 
+#[cfg(feature = "realtime")]
+#[doc(inline)]
+pub use steward_realtime as realtime;
 #[cfg(feature = "audio")]
 #[doc(inline)]
 pub use steward_audio as audio;

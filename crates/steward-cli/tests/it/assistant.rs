@@ -44,6 +44,8 @@ fn the_assistant_command_runs_a_wav_session_and_remembers() {
         .args([
             "--duration",
             "3s",
+            "--turn-detection",
+            "manual",
             "--turn",
             "500ms",
             "--remember-every",
@@ -105,7 +107,14 @@ fn without_a_duration_a_wav_session_ends_after_the_last_answer() {
         .arg("assistant")
         .arg("--input")
         .arg(&wav)
-        .args(["--turn", "400ms", "--quiet", "--no-playback"])
+        .args([
+            "--turn-detection",
+            "manual",
+            "--turn",
+            "400ms",
+            "--quiet",
+            "--no-playback",
+        ])
         .arg("--memory")
         .arg(dir.path().join("memory.json"))
         .arg("--report")
@@ -188,6 +197,7 @@ async fn the_link_drops_mid_session_and_the_books_still_balance() {
     config.playback = false;
     config.memory = dir.path().join("memory.json");
     config.turn_ms = 200;
+    config.realtime.turn_detection = steward::realtime::TurnDetection::Manual;
     config.poll_ms = 50;
     config.http_addr = Some("127.0.0.1:0".parse().expect("addr"));
     let assistant = Assistant::start(config).await.expect("start");
@@ -240,6 +250,7 @@ async fn sessions_cycle_over_the_duration() {
     config.duration = Some(Duration::from_millis(1500));
     config.sessions = 3;
     config.turn_ms = 200;
+    config.realtime.turn_detection = steward::realtime::TurnDetection::Manual;
     config.poll_ms = 50;
     let assistant = Assistant::start(config).await.expect("start");
     let report = tokio::time::timeout(PATIENCE, assistant.wait())
@@ -260,6 +271,7 @@ async fn a_standin_that_drops_every_few_turns_is_reconnected_to() {
     config.playback = false;
     config.memory = dir.path().join("memory.json");
     config.turn_ms = 200;
+    config.realtime.turn_detection = steward::realtime::TurnDetection::Manual;
     config.poll_ms = 50;
     config.standin.drop_every = 2;
     config.standin.reply_audio_ms = 40;

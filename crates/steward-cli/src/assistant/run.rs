@@ -1,0 +1,462 @@
+//! The session task: audio from the input to the realtime conversation,
+//! tool calls to the memory, the status every poll, the report at the end.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use steward::Steward;
+use steward::audio::Playback;
+use steward::realtime::{RealtimeConfig, RealtimeEvent, RealtimeSession, RealtimeStats};
+use steward::store::Store;
+use steward::ws::Client;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+
+use super::input::{Chunk, Source};
+use super::{AssistantConfig, Report, Shared, Status, procfs, soak, tools};
+use crate::Error;
+use crate::error::redact_url;
+use crate::standin::Standin;
+
+/// Errors kept word for word in the report (the rest are only counted).
+const MAX_ERRORS_KEPT: usize = 50;
+/// After a WAV input ends with no duration set: how long to wait for the
+/// last answers.
+const FINISH_GRACE: Duration = Duration::from_secs(10);
+
+/// The session task's state.
+pub(super) struct Run {
+    pub(super) config: AssistantConfig,
+    pub(super) realtime: RealtimeConfig,
+    pub(super) started: Instant,
+    pub(super) url: String,
+    pub(super) standin: Option<Standin>,
+    pub(super) store: Store,
+    pub(super) steward: Steward,
+    pub(super) client: Client,
+    pub(super) source: Option<Source>,
+    pub(super) playback: Option<Arc<Playback>>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) rt: Option<RealtimeSession>,
+    /// Counters of the conversations already closed (`--sessions` cycles).
+    pub(super) closed: RealtimeStats,
+    /// Audio captured while no conversation was open (counted as dropped).
+    pub(super) orphan_audio: u64,
+    /// Tool answers sent (each asks for a response).
+    pub(super) tool_outputs: u64,
+    pub(super) csv: Option<soak::CsvWriter>,
+    pub(super) rows: Vec<soak::Row>,
+    pub(super) report: Report,
+    pub(super) session_index: u32,
+    pub(super) last_error_log: Option<Instant>,
+}
+
+async fn next_chunk(source: &mut Option<Source>) -> Result<Chunk, Error> {
+    match source {
+        Some(source) => source.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_event(rt: Option<&RealtimeSession>) -> Option<RealtimeEvent> {
+    match rt {
+        Some(rt) => rt.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Run {
+    /// Opens a conversation (the first, or the next `--sessions` part).
+    pub(super) async fn open(&mut self) -> Result<(), Error> {
+        let mut builder =
+            RealtimeSession::builder(self.client.clone()).config(self.realtime.clone());
+        if let Some(p) = &self.playback {
+            builder = builder.playout(Arc::clone(p) as Arc<dyn steward::realtime::Playout>);
+        }
+        let rt = builder.connect().await.map_err(|e| Error::Realtime {
+            url: redact_url(&self.url),
+            source: e,
+        })?;
+        self.session_index += 1;
+        if let Some(ws) = rt.ws_session() {
+            self.steward
+                .add_ws_session(&format!("realtime-{}", self.session_index), &ws);
+        }
+        tracing::info!(session = self.session_index, "conversation open");
+        self.rt = Some(rt);
+        Ok(())
+    }
+
+    async fn close_conversation(&mut self) {
+        let Some(rt) = self.rt.take() else { return };
+        let stats = rt.close().await;
+        add_stats(&mut self.closed, &stats);
+    }
+
+    /// The counters of every conversation so far, the open one included.
+    fn realtime_stats(&self) -> RealtimeStats {
+        let mut total = self.closed.clone();
+        if let Some(rt) = &self.rt {
+            add_stats(&mut total, &rt.stats());
+        }
+        total.audio_in_bytes += self.orphan_audio;
+        total.audio_dropped_bytes += self.orphan_audio;
+        total
+    }
+
+    pub(super) async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<Report, Error> {
+        let span = tracing::info_span!("assistant", url = %redact_url(&self.url));
+        let _enter = span.enter();
+        let mut poll = tokio::time::interval(Duration::from_millis(self.config.poll_ms));
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let turn = Duration::from_millis(u64::from(self.config.turn_ms));
+        let mut turns = tokio::time::interval_at(tokio::time::Instant::now() + turn, turn);
+        turns.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let manual = self.realtime.turn_detection.is_manual();
+        let deadline = self
+            .config
+            .duration
+            .map(|d| tokio::time::Instant::now() + d);
+        let segment = match (self.config.duration, self.config.sessions) {
+            (Some(d), n) if n > 1 => Some(d / n),
+            _ => None,
+        };
+        let mut next_cycle = segment.map(|s| tokio::time::Instant::now() + s);
+        let mut finish_by: Option<tokio::time::Instant> = None;
+        let forever = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+
+        loop {
+            if let Some(by) = finish_by
+                && (self.settled() || tokio::time::Instant::now() >= by)
+            {
+                break;
+            }
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        tracing::info!("stop requested");
+                        break;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline.unwrap_or(forever)) => {
+                    tracing::info!("duration reached");
+                    break;
+                }
+                () = tokio::time::sleep_until(next_cycle.unwrap_or(forever)) => {
+                    next_cycle = segment.map(|s| tokio::time::Instant::now() + s);
+                    if self.session_index < self.config.sessions {
+                        tracing::info!(from = self.session_index, "cycling the conversation");
+                        self.close_conversation().await;
+                        if let Err(e) = self.open().await {
+                            self.error(e.to_string());
+                        }
+                    }
+                }
+                _ = poll.tick() => self.poll().await,
+                _ = turns.tick(), if manual => self.commit().await,
+                chunk = next_chunk(&mut self.source) => {
+                    match chunk {
+                        Ok(Chunk::Audio(pcm)) => self.audio(pcm),
+                        Ok(Chunk::End) => {
+                            if manual {
+                                self.commit().await;
+                            }
+                            if deadline.is_none() {
+                                // Nothing more to say: wait for the answers, then end.
+                                finish_by = Some(tokio::time::Instant::now() + FINISH_GRACE);
+                                if let Some(source) = self.source.take() {
+                                    super::off_runtime(move || source.close()).await;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            self.error(format!("input: {e}"));
+                            if let Some(source) = self.source.take() {
+                                super::off_runtime(move || source.close()).await;
+                            }
+                        }
+                    }
+                }
+                event = next_event(self.rt.as_ref()) => self.event(event).await,
+            }
+        }
+        self.finish().await
+    }
+
+    /// True once every committed turn and tool answer has had its response
+    /// and the user is not speaking: the end of a WAV-driven run.
+    fn settled(&self) -> bool {
+        let s = self.realtime_stats();
+        s.responses >= s.turns + self.tool_outputs
+    }
+
+    fn audio(&mut self, pcm: Vec<u8>) {
+        match &self.rt {
+            Some(rt) => rt.send_audio(pcm),
+            None => self.orphan_audio += pcm.len() as u64,
+        }
+    }
+
+    async fn commit(&mut self) {
+        if let Some(rt) = &self.rt
+            && let Err(e) = rt.commit().await
+        {
+            tracing::debug!(error = %e, "commit not sent");
+        }
+    }
+
+    async fn event(&mut self, event: Option<RealtimeEvent>) {
+        let Some(event) = event else {
+            // The conversation's task ended: take a fresh one next poll.
+            self.close_conversation().await;
+            return;
+        };
+        match event {
+            RealtimeEvent::ToolCall {
+                call_id,
+                name,
+                arguments,
+            } => {
+                let output =
+                    tools::run(&self.store, &name, &arguments, &mut self.report.tool_calls).await;
+                let Some(rt) = &self.rt else { return };
+                match rt.tool_output(call_id, output).await {
+                    Ok(()) => self.tool_outputs += 1,
+                    Err(e) => self.error(format!("tool answer not sent: {e}")),
+                }
+            }
+            RealtimeEvent::ServerError(e) => {
+                // Expected races: an empty commit after a reconnect, a cancel
+                // the service's own turn detection beat us to.
+                let benign = matches!(
+                    e.code,
+                    steward::realtime::ServerErrorCode::InputAudioBufferCommitEmpty
+                        | steward::realtime::ServerErrorCode::ResponseCancelNotActive
+                );
+                if !benign {
+                    self.error(format!("service: {}", e.message));
+                }
+            }
+            RealtimeEvent::SessionReady { reason, .. } if reason != "start" => {
+                if let Some(ws) = self.rt.as_ref().and_then(RealtimeSession::ws_session) {
+                    self.steward
+                        .add_ws_session(&format!("realtime-{}-{reason}", self.session_index), &ws);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // -- housekeeping -------------------------------------------------------
+
+    pub(super) async fn poll(&mut self) {
+        if self.rt.is_none()
+            && let Err(e) = self.open().await
+        {
+            self.error(e.to_string());
+        }
+        let health = self.steward.health();
+        let rss = procfs::rss_bytes()
+            .or_else(|| health.sample.as_ref().map(|s| s.rss_bytes))
+            .unwrap_or(0);
+        let elapsed = self.started.elapsed();
+        let seconds = elapsed.as_secs_f64();
+        self.report.rss_peak = self.report.rss_peak.max(rss);
+        // The report's sample lists are made from the rows at the end.
+        let anon = procfs::rss_anon_bytes();
+        let row = soak::Row {
+            seconds,
+            rss_bytes: rss,
+            level: health.level,
+            session: self.session_index,
+            rss_anon_bytes: anon.unwrap_or(0),
+        };
+        if let Some(csv) = &mut self.csv
+            && let Err(e) = csv.push(&row)
+        {
+            self.error(e.to_string());
+            self.csv = None;
+        }
+        self.rows.push(row);
+
+        let rt = self.realtime_stats();
+        let underruns = self.playback.as_ref().map_or(0, |p| p.stats().underruns);
+        let ws = self.rt.as_ref().and_then(RealtimeSession::ws_session);
+        let link = ws.as_ref().map(steward::ws::Session::stats);
+        let status = Status {
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            level: health.level,
+            rss_bytes: rss,
+            pool_size: usize::from(self.rt.is_some()),
+            pool_in_use: usize::from(self.rt.is_some()),
+            tracker_live: health.tracker.as_ref().map_or(0, |t| t.totals.live_count),
+            tracker_bytes: health.tracker.as_ref().map_or(0, |t| t.totals.live_bytes),
+            ws_connected: self.rt.as_ref().is_some_and(RealtimeSession::is_connected),
+            ws_rtt_us: link.as_ref().and_then(|s| s.last_rtt_us),
+            session: self.session_index,
+            reconnects: rt.reconnects,
+            underruns,
+            overflows: self.overflows(&rt),
+            turns: rt.turns,
+            tool_calls: self.report.tool_calls.total(),
+            barge_ins: rt.barge_ins,
+            barge_in_p99_us: rt.barge_in_latency.p99_us,
+            renewals: rt.renewals,
+            protocol_errors: rt.protocol_errors_total(),
+        };
+        if self.config.status_line {
+            super::print_status(&status);
+        }
+        *self.shared.status.lock() = status;
+    }
+
+    fn overflows(&self, rt: &RealtimeStats) -> u64 {
+        let capture = self.source.as_ref().map_or(0, Source::overflow_frames);
+        capture + rt.audio_dropped_bytes / 2
+    }
+
+    fn error(&mut self, message: String) {
+        // Rate-limit the log, keep the first few word for word.
+        let now = Instant::now();
+        if self
+            .last_error_log
+            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1))
+        {
+            tracing::warn!(%message, "assistant error");
+            self.last_error_log = Some(now);
+        }
+        if self.report.errors.len() < MAX_ERRORS_KEPT {
+            self.report.errors.push(message);
+        } else {
+            self.report.errors_not_kept += 1;
+        }
+    }
+
+    /// Closes everything in order and completes the report.
+    pub(super) async fn finish(mut self) -> Result<Report, Error> {
+        if self.config.status_line {
+            super::finish_status_line();
+        }
+        self.close_conversation().await;
+        let rt = self.realtime_stats();
+        self.report.fill_realtime(&rt);
+        self.report.overflows = self.overflows(&rt);
+
+        // Let what is queued play out briefly before closing the stream.
+        if let Some(playback) = self.playback.take() {
+            self.report.underruns = playback.stats().underruns;
+            let _ = tokio::time::timeout(Duration::from_secs(2), playback.drain()).await;
+            if let Some(Err(e)) = super::off_runtime(move || playback.close()).await {
+                self.error(format!("playback close: {e}"));
+            }
+        }
+        if let Some(source) = self.source.take() {
+            super::off_runtime(move || source.close()).await;
+        }
+
+        self.report.health = serde_json::to_value(self.steward.health()).unwrap_or(Value::Null);
+        self.steward.shutdown().await;
+        let closed = self.store.close_async().await;
+        if let Some(standin) = self.standin.take() {
+            self.report.standin = true;
+            self.report.standin_stats = Some(standin.stats());
+            standin.close().await;
+        }
+        self.report.duration_ms =
+            u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let rss_end = procfs::rss_bytes().unwrap_or(0);
+        self.report.rss_end = rss_end;
+        self.report.rss_peak = self.report.rss_peak.max(rss_end);
+
+        self.report.rss_samples = self.rows.iter().map(|r| (r.seconds, r.rss_bytes)).collect();
+        self.report.rss_anon_samples = self
+            .rows
+            .iter()
+            .filter(|r| r.rss_anon_bytes > 0)
+            .map(|r| (r.seconds, r.rss_anon_bytes))
+            .collect();
+        if let Some(dir) = &self.config.soak_dir {
+            let title = format!(
+                "steward assistant: RSS over {:.0} s, {} sessions",
+                self.report.duration_ms as f64 / 1000.0,
+                self.report.sessions
+            );
+            let rows = std::mem::take(&mut self.rows);
+            let path = dir.join("rss.png");
+            match super::off_runtime(move || soak::plot(&path, &rows, &title)).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => self.error(e.to_string()),
+                None => self.error("the plot thread panicked".into()),
+            }
+        }
+        let mut report = std::mem::take(&mut self.report);
+        let memory = self.config.memory.clone();
+        // Every handle goes here (steward, store, streams), so the end
+        // counts see only what outlives the assistant.
+        drop(self);
+        report.threads_end = procfs::threads();
+        report.fds_end = procfs::fds();
+        closed.map_err(|source| Error::Store {
+            path: memory,
+            source,
+        })?;
+        Ok(report)
+    }
+}
+
+/// Adds the counts of `s` to `total` (latency summaries: the later wins,
+/// with the counts added).
+fn add_stats(total: &mut RealtimeStats, s: &RealtimeStats) {
+    macro_rules! add {
+        ($($f:ident),*) => { $( total.$f += s.$f; )* };
+    }
+    add!(
+        sessions,
+        renewals,
+        reconnects,
+        sessions_lost,
+        replays,
+        items_replayed,
+        turns,
+        responses,
+        responses_cancelled,
+        speech_onsets,
+        barge_ins,
+        cancels_sent,
+        truncations_sent,
+        truncations_rejected,
+        items_deleted,
+        tool_calls,
+        audio_in_bytes,
+        audio_sent_bytes,
+        audio_dropped_bytes,
+        audio_held_bytes,
+        audio_received_bytes,
+        audio_played_bytes,
+        audio_discarded_bytes,
+        audio_queued_bytes,
+        history_dropped,
+        events_dropped
+    );
+    for (k, v) in &s.protocol_errors {
+        *total.protocol_errors.entry(k.clone()).or_default() += v;
+    }
+    for (k, v) in &s.server_errors {
+        *total.server_errors.entry(k.clone()).or_default() += v;
+    }
+    if s.barge_in_latency.count > 0 {
+        let count = total.barge_in_latency.count + s.barge_in_latency.count;
+        total.barge_in_latency = s.barge_in_latency;
+        total.barge_in_latency.count = count;
+    }
+    if s.reconnect_replay.count > 0 {
+        let count = total.reconnect_replay.count + s.reconnect_replay.count;
+        total.reconnect_replay = s.reconnect_replay;
+        total.reconnect_replay.count = count;
+    }
+    if !s.rate_limits.is_empty() {
+        total.rate_limits.clone_from(&s.rate_limits);
+    }
+    total.history_items = s.history_items;
+}
