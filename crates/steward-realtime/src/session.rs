@@ -495,6 +495,7 @@ impl Driver {
             return;
         }
         link.appended = 0;
+        self.conv.stats_mut().commits_sent += 1;
         let commit = ClientEvent::InputAudioBufferCommit(realtime::Plain::default());
         self.send_all(vec![commit, ClientEvent::response_create()]);
     }

@@ -86,6 +86,8 @@ pub struct RealtimeStats {
     pub reconnect_replay: LatencySummary,
     /// Committed user turns.
     pub turns: u64,
+    /// Manual commits sent (each answered by a committed turn).
+    pub commits_sent: u64,
     /// Responses done.
     pub responses: u64,
     /// Of those, cancelled (by us or by the service's turn detection).

@@ -188,7 +188,7 @@ impl Run {
     /// and the user is not speaking: the end of a WAV-driven run.
     fn settled(&self) -> bool {
         let s = self.realtime_stats();
-        s.responses >= s.turns + self.tool_outputs
+        s.responses >= s.turns.max(s.commits_sent) + self.tool_outputs
     }
 
     fn audio(&mut self, pcm: Vec<u8>) {
@@ -238,7 +238,11 @@ impl Run {
                     self.error(format!("service: {}", e.message));
                 }
             }
-            RealtimeEvent::SessionReady { reason, .. } if reason != "start" => {
+            // A renewal or a fresh session is a new steward-ws session (a
+            // reconnect keeps the same one); closed ones leave the health.
+            RealtimeEvent::SessionReady { reason, .. }
+                if reason == "renewal" || reason == "fresh" =>
+            {
                 if let Some(ws) = self.rt.as_ref().and_then(RealtimeSession::ws_session) {
                     self.steward
                         .add_ws_session(&format!("realtime-{}-{reason}", self.session_index), &ws);
@@ -419,6 +423,7 @@ fn add_stats(total: &mut RealtimeStats, s: &RealtimeStats) {
         replays,
         items_replayed,
         turns,
+        commits_sent,
         responses,
         responses_cancelled,
         speech_onsets,
