@@ -29,6 +29,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("monitor", "steward-monitor"),
     ("ws", "steward-ws"),
     ("audio", "steward-audio"),
+    ("realtime", "steward-cli"),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<()> {

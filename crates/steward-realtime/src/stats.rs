@@ -17,6 +17,8 @@ pub struct LatencySummary {
     pub count: u64,
     /// Median of the kept samples.
     pub p50_us: Option<u64>,
+    /// 95th percentile of the kept samples.
+    pub p95_us: Option<u64>,
     /// 99th percentile of the kept samples.
     pub p99_us: Option<u64>,
     /// Largest sample ever.
@@ -55,6 +57,7 @@ impl Latencies {
         LatencySummary {
             count: self.count,
             p50_us: at(0.5),
+            p95_us: at(0.95),
             p99_us: at(0.99),
             max_us: Some(self.max),
         }
