@@ -370,6 +370,11 @@ impl Conversation {
             });
             return;
         }
+        // Nothing to play: a playout takes 0 bytes of an empty chunk, and
+        // the driver's play queue would wait behind it for good.
+        if pcm.is_empty() {
+            return;
+        }
         step.play = Some((item_id, pcm));
     }
 
