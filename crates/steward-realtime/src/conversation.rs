@@ -605,7 +605,7 @@ impl Conversation {
             self.stats.cancels_sent += 1;
         }
         let session = self.session;
-        let cut: Vec<(String, u32, u64, u64, bool)> = self
+        let cut: Vec<(String, u32, u64, u64, bool, bool)> = self
             .outputs
             .iter_mut()
             .filter(|o| !o.interrupted)
@@ -623,10 +623,11 @@ impl Conversation {
                     frames_to_ms(played),
                     frames_to_ms(o.received),
                     current,
+                    o.done,
                 ))
             })
             .collect();
-        for (item_id, content_index, played_ms, received_ms, current) in cut {
+        for (item_id, content_index, played_ms, received_ms, current, done) in cut {
             // Only what was heard stays in the history.
             if played_ms == 0 {
                 self.history.remove(&item_id);
@@ -646,7 +647,9 @@ impl Conversation {
                     *heard = Some((played_ms, received_ms));
                 }
             });
-            if !current || played_ms >= received_ms {
+            // All that arrived was played: nothing to cut, unless the answer
+            // is still being made (the service holds more than arrived).
+            if !current || (played_ms >= received_ms && done) {
                 continue;
             }
             let event_id = self.event_id("truncate");
