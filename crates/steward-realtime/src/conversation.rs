@@ -5,8 +5,9 @@
 //! Playout positions are frames (24 kHz) in the coordinate of
 //! [`Playout::played_frames`](crate::Playout::played_frames): a cursor
 //! says where the next written frame will play, each answer item remembers
-//! where its audio started, and the share of an item that was played is the
-//! played position less that start, clamped to what was written.
+//! where its runs of audio were written (a service may interleave the audio
+//! of two items), and the share of an item that was played is, over its
+//! runs, the played position less each run's start, clamped to the run.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -121,9 +122,11 @@ struct Output {
     /// Which service session it belongs to.
     session: u64,
     received: u64,
-    written: u64,
-    /// Playout position of its first written frame.
-    start: Option<u64>,
+    /// Frames of it the played position has passed (played for good).
+    passed: u64,
+    /// Its other written audio: (playout position of the first frame,
+    /// frames) of each run written back to back.
+    runs: Vec<(u64, u64)>,
     /// Cut short (or never played): later audio is discarded.
     interrupted: bool,
     /// Its response is done: no more audio may come.
@@ -133,8 +136,12 @@ struct Output {
 
 impl Output {
     fn played(&self, played_now: u64) -> u64 {
-        self.start
-            .map_or(0, |s| played_now.saturating_sub(s).min(self.written))
+        let runs: u64 = self
+            .runs
+            .iter()
+            .map(|&(start, n)| played_now.saturating_sub(start).min(n))
+            .sum();
+        self.passed + runs
     }
 }
 
@@ -550,8 +557,8 @@ impl Conversation {
             content_index: 0,
             session: self.session,
             received: 0,
-            written: 0,
-            start: None,
+            passed: 0,
+            runs: Vec::new(),
             interrupted: false,
             done: false,
             response_id: response_id.map(str::to_string),
@@ -571,8 +578,18 @@ impl Conversation {
         let cursor = self.cursor;
         self.stats.audio_played_bytes += frames * 2;
         if let Some(out) = self.outputs.iter_mut().rev().find(|o| o.item_id == item_id) {
-            out.start.get_or_insert(cursor);
-            out.written += frames;
+            match out.runs.last_mut() {
+                Some((start, n)) if *start + *n == cursor => *n += frames,
+                _ => out.runs.push((cursor, frames)),
+            }
+            // Runs the position has passed need no place of their own.
+            out.runs.retain(|&(start, n)| {
+                let passed = start + n <= played_now;
+                if passed {
+                    out.passed += n;
+                }
+                !passed
+            });
         }
         self.cursor += frames;
     }
