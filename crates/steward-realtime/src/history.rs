@@ -5,7 +5,7 @@
 //! that was played (cut back to a word boundary), and an answer of which
 //! nothing was played is removed.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -252,10 +252,22 @@ impl History {
     }
 
     /// The events that replay the history into a new session, in order.
+    /// A tool output whose call is not before it (dropped by the bounds
+    /// while other items came between them, or never seen) is left out:
+    /// the service refuses it.
     #[must_use]
     pub fn replay(&self) -> Vec<ClientEvent> {
+        let mut calls = HashSet::new();
         self.items
             .iter()
+            .filter(|item| match item {
+                HistoryItem::FunctionCall { call_id, .. } => {
+                    calls.insert(call_id.as_str());
+                    true
+                }
+                HistoryItem::FunctionOutput { call_id, .. } => calls.contains(call_id.as_str()),
+                _ => true,
+            })
             .filter_map(HistoryItem::replay_event)
             .collect()
     }
