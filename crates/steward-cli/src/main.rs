@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use steward_cli::assistant::{Assistant, AssistantConfig, Input};
-use steward_cli::standin::{Standin, StandinConfig};
+use steward_cli::standin::{Api, Standin, StandinConfig};
 use store_cmd::StoreCommand;
 
 mod store_cmd;
@@ -131,6 +131,19 @@ struct StandinArgs {
     /// Drop each connection after every Nth audio turn (0: never).
     #[arg(long, value_name = "N", default_value_t = 0)]
     drop_every: u32,
+    /// End each session this long after it started (30s, 10m), as the
+    /// service does at its maximum session length.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    session_limit: Option<Duration>,
+    /// Event names: ga or beta.
+    #[arg(long, default_value = "ga")]
+    api: Api,
+    /// Stream answers at this multiple of real time (0: each at once).
+    #[arg(long, default_value_t = 4.0)]
+    speed: f64,
+    /// Corrupt every Nth audio delta (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    bad_delta_every: u32,
 }
 
 /// How a command ended, beyond plain success.
@@ -273,6 +286,12 @@ async fn standin(args: StandinArgs) -> Result<Outcome> {
     config.reply_audio_ms = args.reply_ms;
     config.remember_every = args.remember_every;
     config.drop_every = args.drop_every;
+    config.session_limit_ms = args
+        .session_limit
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    config.api = args.api;
+    config.reply_speed = args.speed;
+    config.bad_delta_every = args.bad_delta_every;
     let standin = Standin::start(config).await?;
     println!(
         "stand-in realtime server (a local stand-in, not the model service) on {}",
