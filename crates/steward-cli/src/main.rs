@@ -53,6 +53,10 @@ struct AssistantArgs {
     /// Listen to generated silence instead of the input device.
     #[arg(long)]
     silence: bool,
+    /// Listen to generated talking (bursts of voiced noise between pauses,
+    /// often over the answers) instead of the input device.
+    #[arg(long, conflicts_with_all = ["input", "silence"])]
+    talk: bool,
     /// The realtime service's URL (wss://...); the API key is read from
     /// OPENAI_API_KEY. Default: a local stand-in.
     #[arg(long)]
@@ -229,6 +233,9 @@ async fn assistant(args: AssistantArgs) -> Result<Outcome> {
         (None, true) => Input::Silence,
         (None, false) => Input::Device,
     };
+    if args.talk {
+        config.input = Input::Talk;
+    }
     if args.url.is_some() {
         // Read here, handed over, never printed.
         config.api_key = std::env::var("OPENAI_API_KEY")
