@@ -169,7 +169,8 @@ fn pick() -> impl Strategy<Value = Pick> {
 
 fn payload() -> impl Strategy<Value = Payload> {
     prop_oneof![
-        12 => (0u16..4800).prop_map(Payload::Frames),
+        12 => (1u16..4800).prop_map(Payload::Frames),
+        1 => Just(Payload::Frames(0)),
         1 => (0u16..100).prop_map(Payload::Odd),
         1 => Just(Payload::BadBase64),
     ]
