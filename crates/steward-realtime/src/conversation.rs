@@ -164,6 +164,9 @@ pub struct Conversation {
     created: HashMap<String, HistoryItem>,
     /// A `response.create` waits for the response in progress to end.
     response_wanted: bool,
+    /// The response a barge-in cancelled, until it is done: an answer item
+    /// it still adds was never heard.
+    cancelled: Option<String>,
     next_id: u64,
     stats: RealtimeStats,
 }
@@ -195,6 +198,7 @@ impl Conversation {
             unnamed_calls: HashMap::new(),
             created: HashMap::new(),
             response_wanted: false,
+            cancelled: None,
             next_id: 0,
             stats: RealtimeStats::default(),
         }
@@ -253,6 +257,7 @@ impl Conversation {
         self.unnamed_calls.clear();
         self.created.clear();
         self.response_wanted = false;
+        self.cancelled = None;
         for o in &mut self.outputs {
             o.done = true;
         }
@@ -324,6 +329,9 @@ impl Conversation {
                     step.notice = Some(self.tool_call(&call.call_id, name, &call.arguments));
                 }
                 None => {
+                    if self.unnamed_calls.len() >= PENDING_KEPT {
+                        self.unnamed_calls.clear();
+                    }
                     self.unnamed_calls
                         .insert(call.call_id.clone(), call.arguments.clone());
                 }
@@ -395,6 +403,7 @@ impl Conversation {
             _ => self.stats.protocol_error("out_of_order"),
         }
         self.response = None;
+        self.cancelled = None;
         self.stats.responses += 1;
         if std::mem::take(&mut self.response_wanted) {
             step.send.push(ClientEvent::response_create());
@@ -511,7 +520,7 @@ impl Conversation {
                 let Some(item_id) = str_at(item, &["id"]).filter(|_| is_answer) else {
                     return;
                 };
-                self.answer_item(item_id, str_at(v, &["response_id"]));
+                self.answer_item(item_id, str_at(v, &["response_id"]), step);
             }
             "response.output_audio_transcript.done" | "response.audio_transcript.done" => {
                 let (Some(item_id), Some(text)) =
@@ -545,12 +554,30 @@ impl Conversation {
         }
     }
 
-    fn answer_item(&mut self, item_id: &str, response_id: Option<&str>) {
+    fn answer_item(&mut self, item_id: &str, response_id: Option<&str>, step: &mut Step) {
         if self.output(item_id).is_some() {
             return;
         }
         if self.outputs.len() == OUTPUTS_KEPT {
             self.outputs.pop_front();
+        }
+        // The cancel crossed this item on the wire: nothing of it is
+        // played, and it leaves the service's conversation too.
+        let late = response_id.is_some() && self.cancelled.as_deref() == response_id;
+        if late {
+            self.outputs.push_back(Output {
+                item_id: item_id.into(),
+                content_index: 0,
+                session: self.session,
+                received: 0,
+                passed: 0,
+                runs: Vec::new(),
+                interrupted: true,
+                done: false,
+                response_id: response_id.map(str::to_string),
+            });
+            step.send.push(self.delete_event(item_id));
+            return;
         }
         self.outputs.push_back(Output {
             item_id: item_id.into(),
@@ -610,6 +637,7 @@ impl Conversation {
         result.happened = true;
         self.stats.barge_ins += 1;
         if let Some(id) = self.response.clone() {
+            self.cancelled = Some(id.clone());
             let event_id = self.event_id("cancel");
             result
                 .send
@@ -649,13 +677,8 @@ impl Conversation {
             if played_ms == 0 {
                 self.history.remove(&item_id);
                 if current {
-                    let event_id = self.event_id("delete");
-                    result.send.push(ClientEvent::Other(json!({
-                        "type": "conversation.item.delete",
-                        "event_id": event_id,
-                        "item_id": item_id,
-                    })));
-                    self.stats.items_deleted += 1;
+                    let event = self.delete_event(&item_id);
+                    result.send.push(event);
                 }
                 continue;
             }
@@ -689,6 +712,17 @@ impl Conversation {
         // The playout is cleared: what comes next plays from here.
         self.cursor = played_now;
         result
+    }
+
+    /// `conversation.item.delete` of an answer nobody heard (counted).
+    fn delete_event(&mut self, item_id: &str) -> ClientEvent {
+        self.stats.items_deleted += 1;
+        let event_id = self.event_id("delete");
+        ClientEvent::Other(json!({
+            "type": "conversation.item.delete",
+            "event_id": event_id,
+            "item_id": item_id,
+        }))
     }
 
     /// Answers a tool call: the output item, and a `response.create` now

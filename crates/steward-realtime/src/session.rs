@@ -622,6 +622,10 @@ impl Driver {
             return;
         };
         while let Some((item, pcm)) = self.play.front_mut() {
+            if pcm.is_empty() {
+                self.play.pop_front();
+                continue;
+            }
             let played = playout.played_frames();
             match playout.try_write(pcm) {
                 Ok(0) => break,

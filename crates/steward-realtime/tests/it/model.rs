@@ -286,6 +286,8 @@ struct Model {
     created: Vec<(String, Value, HistoryItem)>,
     /// A `response.create` waits for the response in progress.
     response_wanted: bool,
+    /// The response a barge-in cancelled, until it is done.
+    cancelled: Option<String>,
     next: u64,
     stats: RealtimeStats,
     /// Every event id the conversation ever used.
@@ -322,6 +324,7 @@ impl Model {
             responses_seen: Vec::new(),
             created: Vec::new(),
             response_wanted: false,
+            cancelled: None,
             next: 0,
             stats: RealtimeStats::default(),
             event_ids: HashSet::new(),
@@ -558,6 +561,7 @@ impl Run {
         if happened {
             m.stats.barge_ins += 1;
             if let Some(r) = &m.response {
+                m.cancelled = Some(r.clone());
                 let mut cancel = json!({"type": "response.cancel"});
                 if !r.is_empty() {
                     cancel["response_id"] = json!(r);
@@ -702,6 +706,7 @@ impl Run {
         m.unnamed.clear();
         m.created.clear();
         m.response_wanted = false;
+        m.cancelled = None;
         for i in &mut m.items {
             i.done = true;
         }
@@ -750,7 +755,39 @@ impl Run {
                     &mut self.conv,
                     &ev::item_added(response.as_deref(), &id, assistant),
                 );
-                prop_assert!(step.play.is_none() && step.send.is_empty() && step.notice.is_none());
+                prop_assert!(step.play.is_none() && step.notice.is_none());
+                // An item of the response a barge-in cancelled crossed the
+                // cancel: never played, deleted at the service.
+                let late = assistant && fresh && response.is_some() && response == self.m.cancelled;
+                if late {
+                    let sent: Vec<Value> = step.send.iter().map(ev::json_of).collect();
+                    prop_assert_eq!(sent.len(), 1, "{:?}", sent);
+                    let mut s = sent[0].clone();
+                    let eid = s["event_id"].as_str().unwrap_or_default().to_string();
+                    prop_assert!(
+                        self.m.event_ids.insert(eid.clone()),
+                        "event id {} twice",
+                        eid
+                    );
+                    s.as_object_mut().map(|o| o.remove("event_id"));
+                    prop_assert_eq!(
+                        s,
+                        json!({"type": "conversation.item.delete", "item_id": id})
+                    );
+                    self.m.stats.items_deleted += 1;
+                    self.m.items.push(MItem {
+                        id: id.clone(),
+                        session: self.m.session,
+                        response,
+                        received: 0,
+                        played: 0,
+                        interrupted: true,
+                        done: false,
+                        truncated: false,
+                    });
+                    return Ok(());
+                }
+                prop_assert!(step.send.is_empty());
                 if assistant && fresh {
                     self.m.items.push(MItem {
                         id: id.clone(),
@@ -839,6 +876,7 @@ impl Run {
                     _ => self.m.error("out_of_order"),
                 }
                 self.m.response = None;
+                self.m.cancelled = None;
                 self.m.stats.responses += 1;
                 if status == "cancelled" {
                     self.m.stats.responses_cancelled += 1;
