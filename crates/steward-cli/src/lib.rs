@@ -3,12 +3,15 @@
 //! realtime model service to run it against with no network.
 //!
 //! - [`standin`]: a small WebSocket server on 127.0.0.1 that speaks enough
-//!   of the realtime protocol (session updates, input audio, committed
-//!   turns answered with a generated tone, a transcript and scripted
-//!   `remember`/`recall`/`forget` tool calls) to drive every code path. It
-//!   is a stand-in, not the model service.
-//! - [`assistant`]: captures audio (the default input device, a WAV file or
-//!   generated silence), streams it as PCM16 24 kHz over a steward-ws
+//!   of the realtime protocol (GA or beta names) to drive every code path:
+//!   session updates, input audio with an energy server VAD or manual
+//!   commits, answers streamed in real time (a generated tone, a
+//!   transcript, scripted `remember`/`recall`/`forget` tool calls), cancels
+//!   and barge-ins, truncation checked as the service does, a session
+//!   limit, a check of replayed histories, and faults on demand. It is a
+//!   stand-in, not the model service.
+//! - [`assistant`]: captures audio (the default input device, a WAV file,
+//!   generated silence or generated talking), streams it as PCM16 24 kHz over a steward-ws
 //!   session, plays the answers through steward-audio, runs the tool calls
 //!   against a steward-store `memory.json`, and watches itself through the
 //!   facade (`Steward::health`, optional `/metrics` endpoint). With a

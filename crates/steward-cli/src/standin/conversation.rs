@@ -239,8 +239,9 @@ impl Conversation {
         self.emit(json!({"type": "session.created", "session": session}));
     }
 
-    /// The `session_expired` error sent at the session limit.
-    pub(super) fn expire(&mut self) -> String {
+    /// What is still due, then the `session_expired` error sent at the
+    /// session limit.
+    pub(super) fn expire(&mut self) -> Vec<String> {
         self.shared.count(|c| &c.sessions_expired);
         self.client_event_id = None;
         let limit = duration_text(self.shared.config.session_limit_ms);
@@ -255,7 +256,7 @@ impl Conversation {
             },
         }));
         self.shared.count(|c| &c.errors_sent);
-        self.out.pop().unwrap_or_default()
+        std::mem::take(&mut self.out)
     }
 
     pub(super) fn binary(&mut self) {

@@ -181,7 +181,7 @@ impl Conversation {
             // Alternately an odd byte count and base64 that does not decode.
             self.shared.count(|c| &c.bad_deltas);
             if (self.deltas / every) % 2 == 1 {
-                realtime::encode_audio(&pcm[..pcm.len() - 1])
+                realtime::encode_audio(&pcm[..pcm.len().saturating_sub(1)])
             } else {
                 let good = realtime::encode_audio(&pcm);
                 format!("*{}", good.get(1..).unwrap_or_default())

@@ -105,7 +105,7 @@ pub(super) async fn serve(
                 break;
             }
             () = sleep_until(expiry.unwrap_or(never)), if expiry.is_some() => {
-                let out = vec![conn.expire()];
+                let out = conn.expire();
                 if send_all(&mut sink, out).await.is_ok() {
                     let frame = CloseFrame { code: CloseCode::Normal, reason: "session expired".into() };
                     let _ = sink.send(WsMessage::Close(Some(frame))).await;

@@ -691,6 +691,43 @@ async fn speech_during_an_answer_cancels_it_and_the_rest_is_not_sent() {
 }
 
 #[tokio::test]
+async fn without_interrupt_response_the_next_answer_waits_for_the_one_in_progress() {
+    let mut config = config();
+    config.reply_audio_ms = 300;
+    config.reply_speed = 0.1; // 3 s to stream each answer
+    let standin = Standin::start(config).await.expect("start");
+    let mut ws = connect(&standin.url()).await;
+    next_event(&mut ws).await;
+    let patient = json!({"type": "session.update", "session": {"audio": {"input": {"turn_detection": {"type": "server_vad", "interrupt_response": false}}}}});
+    send(&mut ws, patient).await;
+    assert_eq!(next_event(&mut ws).await["type"], "session.updated");
+    talk(&mut ws, 0, 300, 600).await;
+    until(&mut ws, "response.output_audio.delta").await;
+    // The user talks over the answer: counted, not cancelled.
+    talk(&mut ws, 0, 300, 600).await;
+    let first = response(&mut ws).await;
+    assert_eq!(
+        of_type(&first, "input_audio_buffer.speech_started").len(),
+        1
+    );
+    assert_eq!(of_type(&first, "input_audio_buffer.committed").len(), 1);
+    assert!(of_type(&first, "response.created").is_empty(), "{first:?}");
+    assert_eq!(
+        first.last().expect("done")["response"]["status"],
+        "completed"
+    );
+    assert_eq!(audio_bytes(&first) + 100 * 48, 300 * 48); // one delta came before
+    // Then the second turn's answer, whole.
+    let second = response(&mut ws).await;
+    assert_eq!(second[0]["type"], "response.created");
+    assert_eq!(audio_bytes(&second), 300 * 48);
+    let stats = standin.stats();
+    assert_eq!((stats.barge_ins, stats.cancels, stats.responses), (1, 0, 2));
+    drop(ws);
+    standin.close().await;
+}
+
+#[tokio::test]
 async fn response_cancel_stops_the_answer_and_without_one_is_an_error() {
     let mut config = config();
     config.reply_audio_ms = 2000;
