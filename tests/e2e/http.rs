@@ -62,7 +62,7 @@ fn same_shape(got: &Value, want: &Value, at: &str) -> Result<(), String> {
 /// The parts whose series `/metrics` must hold while a session runs.
 const PARTS: [&str; 6] = [
     "steward_store_",
-    "steward_pool_",
+    "steward_realtime_",
     "steward_tracker_",
     "steward_monitor_",
     "steward_ws_",

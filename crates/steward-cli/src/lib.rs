@@ -11,15 +11,16 @@
 //!   limit, a check of replayed histories, and faults on demand. It is a
 //!   stand-in, not the model service.
 //! - [`assistant`]: captures audio (the default input device, a WAV file,
-//!   generated silence or generated talking), streams it as PCM16 24 kHz over a steward-ws
-//!   session, plays the answers through steward-audio, runs the tool calls
+//!   generated silence or generated talking), streams it as PCM16 24 kHz
+//!   through a steward-realtime conversation (server VAD turns, barge-in,
+//!   renewal and replay), plays the answers through steward-audio, runs the tool calls
 //!   against a steward-store `memory.json`, and watches itself through the
 //!   facade (`Steward::health`, optional `/metrics` endpoint). With a
 //!   duration and several sessions it is a soak run that records RSS over
 //!   time (`rss.csv`, `rss.png`).
 //!
-//! A whole session against the stand-in, with generated silence as input
-//! and no sound card:
+//! A whole session against the stand-in, with generated talking as input
+//! (the stand-in's voice detection ends each turn) and no sound card:
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -29,11 +30,10 @@
 //!
 //! let dir = tempfile::tempdir()?;
 //! let mut config = AssistantConfig::default();
-//! config.input = Input::Silence;
+//! config.input = Input::Talk;
 //! config.playback = false; // no speaker needed for this example
 //! config.memory = dir.path().join("memory.json");
-//! config.duration = Some(Duration::from_millis(1500));
-//! config.turn_ms = 200;
+//! config.duration = Some(Duration::from_secs(6));
 //! config.standin.remember_every = 1; // every audio turn remembers something
 //!
 //! let assistant = Assistant::start(config).await?;

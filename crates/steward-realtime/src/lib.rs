@@ -75,5 +75,5 @@ pub use conversation::{BargeIn, Conversation, RealtimeEvent, Step};
 pub use error::{Error, ServerError, ServerErrorCode};
 pub use history::{History, HistoryItem, heard_prefix};
 pub use playout::{ClearedAt, Playout, PlayoutError};
-pub use session::{RealtimeSession, RealtimeSessionBuilder};
+pub use session::{RealtimeSession, RealtimeSessionBuilder, RealtimeStatsHandle};
 pub use stats::{LatencySummary, RealtimeStats};

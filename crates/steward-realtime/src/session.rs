@@ -37,7 +37,7 @@ const FRESH_DELAY: Duration = Duration::from_millis(500);
 
 enum Command {
     Audio(Vec<u8>),
-    Commit,
+    Commit(oneshot::Sender<bool>),
     BargeIn(Instant),
     ToolOutput { call_id: String, output: String },
     UserText(String),
@@ -52,8 +52,48 @@ struct Shared {
     stats: Mutex<RealtimeStats>,
     session: Mutex<Option<Session>>,
     connected: AtomicBool,
+    /// The task has ended.
+    closed: AtomicBool,
     /// Audio refused because the command queue was full, in bytes.
     refused: Mutex<u64>,
+}
+
+impl Shared {
+    fn stats(&self) -> RealtimeStats {
+        let mut s = self.stats.lock().clone();
+        let refused = *self.refused.lock();
+        s.audio_in_bytes += refused;
+        s.audio_dropped_bytes += refused;
+        s
+    }
+}
+
+/// A cheap, cloneable view of a session's counters, for exporters (the
+/// steward facade's health and metrics). It keeps nothing alive but the
+/// counters.
+#[derive(Clone)]
+pub struct RealtimeStatsHandle(Arc<Shared>);
+
+impl std::fmt::Debug for RealtimeStatsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeStatsHandle")
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RealtimeStatsHandle {
+    /// The counters now (see [`RealtimeSession::stats`]).
+    #[must_use]
+    pub fn stats(&self) -> RealtimeStats {
+        self.0.stats()
+    }
+
+    /// Whether the session has closed (its task ended).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.load(Relaxed)
+    }
 }
 
 /// One realtime conversation that outlives its sessions.
@@ -186,13 +226,16 @@ impl RealtimeSession {
         self.commands.send(command).await.map_err(|_| Error::Closed)
     }
 
-    /// Manual turns: commits the audio sent since the last commit (if at
-    /// least 100 ms) and asks for a response.
+    /// Manual turns: commits the audio sent since the last commit and asks
+    /// for a response. `Ok(false)` when nothing was committed (less than
+    /// 100 ms of audio since the last commit, or the link is down).
     ///
     /// # Errors
     /// [`Error::Closed`].
-    pub async fn commit(&self) -> Result<(), Error> {
-        self.command(Command::Commit).await
+    pub async fn commit(&self) -> Result<bool, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Commit(tx)).await?;
+        rx.await.map_err(|_| Error::Closed)
     }
 
     /// The caller's own voice detector heard the user start: barge in as on
@@ -260,11 +303,13 @@ impl RealtimeSession {
     /// The counters (refreshed every 100 ms and on every session change).
     #[must_use]
     pub fn stats(&self) -> RealtimeStats {
-        let mut s = self.shared.stats.lock().clone();
-        let refused = *self.shared.refused.lock();
-        s.audio_in_bytes += refused;
-        s.audio_dropped_bytes += refused;
-        s
+        self.shared.stats()
+    }
+
+    /// A cloneable view of the counters that outlives nothing else.
+    #[must_use]
+    pub fn stats_handle(&self) -> RealtimeStatsHandle {
+        RealtimeStatsHandle(Arc::clone(&self.shared))
     }
 
     /// Whether the current link is up.
@@ -415,7 +460,10 @@ impl Driver {
     fn command(&mut self, command: Command) {
         match command {
             Command::Audio(pcm) => self.audio_up(pcm),
-            Command::Commit => self.commit(),
+            Command::Commit(reply) => {
+                let sent = self.commit();
+                let _ = reply.send(sent);
+            }
             Command::BargeIn(at) => self.barge_in(at),
             Command::ToolOutput { call_id, output } => {
                 let events = self.conv.tool_output(&call_id, &output);
@@ -489,15 +537,18 @@ impl Driver {
         }
     }
 
-    fn commit(&mut self) {
-        let Some(link) = &mut self.link else { return };
+    fn commit(&mut self) -> bool {
+        let Some(link) = &mut self.link else {
+            return false;
+        };
         if link.appended < MIN_COMMIT_BYTES || !link.up {
-            return;
+            return false;
         }
         link.appended = 0;
         self.conv.stats_mut().commits_sent += 1;
         let commit = ClientEvent::InputAudioBufferCommit(realtime::Plain::default());
         self.send_all(vec![commit, ClientEvent::response_create()]);
+        true
     }
 
     fn send_all(&mut self, events: Vec<ClientEvent>) {
@@ -533,6 +584,13 @@ impl Driver {
         let arrived = Instant::now();
         let step = self.conv.on_server(&event);
         self.apply(step, arrived);
+        // Turns and responses are what callers wait on: fresh at once.
+        if matches!(
+            event,
+            ServerEvent::ResponseDone(_) | ServerEvent::SpeechStarted(_) | ServerEvent::Other(_)
+        ) {
+            self.publish();
+        }
     }
 
     fn apply(&mut self, step: Step, arrived: Instant) {
@@ -895,6 +953,7 @@ impl Driver {
         self.play_bytes = 0;
         self.conv.discarded(discarded);
         self.publish();
+        self.shared.closed.store(true, Relaxed);
         let stats = self.shared.stats.lock().clone();
         tracing::info!(
             sessions = stats.sessions,

@@ -34,6 +34,9 @@ pub struct Health {
     /// The open WebSocket sessions under the wiring.
     #[cfg(feature = "ws")]
     pub ws: Vec<crate::ws_part::WsHealth>,
+    /// The realtime conversations under the wiring (closed ones leave).
+    #[cfg(feature = "realtime")]
+    pub realtime: Vec<crate::realtime_part::RealtimeHealth>,
     /// The playback streams under the wiring.
     #[cfg(feature = "audio")]
     pub audio: Vec<crate::audio_part::AudioHealth>,

@@ -113,12 +113,12 @@ pub use steward_monitor as monitor;
 #[doc(inline)]
 pub use steward_ws as ws;
 
-#[cfg(feature = "realtime")]
-#[doc(inline)]
-pub use steward_realtime as realtime;
 #[cfg(feature = "audio")]
 #[doc(inline)]
 pub use steward_audio as audio;
+#[cfg(feature = "realtime")]
+#[doc(inline)]
+pub use steward_realtime as realtime;
 
 #[cfg(all(feature = "monitor", feature = "audio"))]
 mod audio_part;
@@ -141,6 +141,8 @@ mod ws_part;
 
 #[cfg(all(feature = "monitor", feature = "audio"))]
 pub use audio_part::{AUDIO_CAPTURE_KIND, AUDIO_PLAYBACK_KIND, AudioHealth};
+#[cfg(all(feature = "monitor", feature = "realtime"))]
+mod realtime_part;
 #[cfg(feature = "monitor")]
 pub use error::Error;
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
@@ -149,6 +151,8 @@ pub use error::TrackedError;
 pub use health::StoreHealth;
 #[cfg(feature = "monitor")]
 pub use health::{CleanupStats, Health};
+#[cfg(all(feature = "monitor", feature = "realtime"))]
+pub use realtime_part::RealtimeHealth;
 #[cfg(feature = "monitor")]
 pub use steward::{Steward, StewardBuilder, StewardConfig};
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]

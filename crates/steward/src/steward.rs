@@ -166,6 +166,8 @@ pub(crate) struct Parts {
     pools: Mutex<Vec<Arc<dyn PoolPart>>>,
     #[cfg(feature = "ws")]
     ws: Mutex<Vec<Arc<crate::ws_part::WsPart>>>,
+    #[cfg(feature = "realtime")]
+    realtime: Mutex<Vec<crate::realtime_part::RealtimePart>>,
     #[cfg(feature = "audio")]
     playbacks: StreamParts<steward_audio::Playback>,
     #[cfg(feature = "audio")]
@@ -485,6 +487,8 @@ impl StewardBuilder {
             pools: Mutex::new(self.pools),
             #[cfg(feature = "ws")]
             ws: Mutex::new(Vec::new()),
+            #[cfg(feature = "realtime")]
+            realtime: Mutex::new(Vec::new()),
             #[cfg(feature = "audio")]
             playbacks: Mutex::new(Vec::new()),
             #[cfg(feature = "audio")]
@@ -934,6 +938,17 @@ impl Steward {
         self.ensure_shed();
     }
 
+    /// Puts a realtime conversation's counters in [`Health`] and `/metrics`
+    /// (barge-ins and their latency, truncations, renewals, replays,
+    /// protocol errors by kind, rate limits). Only a view of the counters is
+    /// kept: the session lives as long as its owner keeps it; once closed it
+    /// leaves the health.
+    #[cfg(feature = "realtime")]
+    pub fn add_realtime(&self, name: &str, session: &steward_realtime::RealtimeSession) {
+        let part = crate::realtime_part::RealtimePart::new(name, session.stats_handle());
+        self.inner.parts.realtime.lock().push(part);
+    }
+
     /// Wraps a pool manager so that every object it makes is tracked by this
     /// steward's tracker as `kind`, `size_bytes` each. `None` when no tracker
     /// was handed in.
@@ -985,6 +1000,15 @@ impl Steward {
         // Before the tracker snapshot: this refreshes the sessions' entries.
         #[cfg(feature = "ws")]
         let ws = p.ws().iter().map(|s| s.health()).collect();
+        #[cfg(feature = "realtime")]
+        let realtime = {
+            let mut parts = p.realtime.lock();
+            parts.retain(|r| !r.is_closed());
+            parts
+                .iter()
+                .map(crate::realtime_part::RealtimePart::health)
+                .collect()
+        };
         #[cfg(feature = "audio")]
         let audio = p.playbacks().iter().filter_map(|s| s.health()).collect();
         #[cfg(feature = "audio")]
@@ -1025,6 +1049,8 @@ impl Steward {
             store: p.store.as_ref().map(crate::health::StoreHealth::of),
             #[cfg(feature = "ws")]
             ws,
+            #[cfg(feature = "realtime")]
+            realtime,
             #[cfg(feature = "audio")]
             audio,
             #[cfg(feature = "audio")]

@@ -680,6 +680,7 @@ impl Assistant {
             closed: RealtimeStats::default(),
             orphan_audio: 0,
             tool_outputs: 0,
+            commits: 0,
             csv,
             rows: Vec::new(),
             report: Report {

@@ -45,6 +45,8 @@ pub(super) struct Run {
     pub(super) orphan_audio: u64,
     /// Tool answers sent (each asks for a response).
     pub(super) tool_outputs: u64,
+    /// Manual commits sent in this conversation (each answered).
+    pub(super) commits: u64,
     pub(super) csv: Option<soak::CsvWriter>,
     pub(super) rows: Vec<soak::Row>,
     pub(super) report: Report,
@@ -79,6 +81,8 @@ impl Run {
             source: e,
         })?;
         self.session_index += 1;
+        self.steward
+            .add_realtime(&format!("conversation-{}", self.session_index), &rt);
         if let Some(ws) = rt.ws_session() {
             self.steward
                 .add_ws_session(&format!("realtime-{}", self.session_index), &ws);
@@ -188,7 +192,7 @@ impl Run {
     /// and the user is not speaking: the end of a WAV-driven run.
     fn settled(&self) -> bool {
         let s = self.realtime_stats();
-        s.responses >= s.turns.max(s.commits_sent) + self.tool_outputs
+        s.responses >= s.turns.max(self.commits) + self.tool_outputs
     }
 
     fn audio(&mut self, pcm: Vec<u8>) {
@@ -199,10 +203,11 @@ impl Run {
     }
 
     async fn commit(&mut self) {
-        if let Some(rt) = &self.rt
-            && let Err(e) = rt.commit().await
-        {
-            tracing::debug!(error = %e, "commit not sent");
+        let Some(rt) = &self.rt else { return };
+        match rt.commit().await {
+            Ok(true) => self.commits += 1,
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "commit not sent"),
         }
     }
 
