@@ -18,13 +18,14 @@ use std::time::Duration;
 use cpal::traits::{DeviceTrait as _, StreamTrait as _};
 use parking_lot::Mutex;
 
-use crate::config::{AudioConfig, DeviceFormat, SampleFormat};
+use crate::config::{AudioConfig, AudioHost, DeviceFormat, SampleFormat};
 use crate::convert::{CaptureConverter, PcmSample, mix_frame};
 use crate::error::{Error, Result};
 use crate::stats::{Counters, Stats, bump};
 use crate::stream::{
-    Direction, ErrorSink, Event, LogLimiter, Pump, Status, Worker, block_on_with_timeout,
-    callback_hook, drain_errors, find_device, host, pick_format, stream_config,
+    Direction, ErrorSink, Event, LogLimiter, Opened, Presence, Pump, Status, Worker,
+    block_on_with_timeout, callback_hook, drain_errors, find_device, open_host, pick_format,
+    stream_config, stream_device,
 };
 
 /// State shared by the handle and the stream thread.
@@ -82,8 +83,7 @@ struct Shared {
 pub struct Capture {
     shared: Arc<Shared>,
     worker: Mutex<Worker>,
-    device: String,
-    format: DeviceFormat,
+    opened: Opened,
     config: AudioConfig,
 }
 
@@ -104,6 +104,12 @@ impl CaptureBuilder {
     /// Records from the device with this name (see [`list_devices`](crate::list_devices)).
     pub fn device(mut self, name: impl Into<String>) -> Self {
         self.config.input_device = Some(name.into());
+        self
+    }
+
+    /// Uses this audio host (default: [`AudioHost::Default`]).
+    pub fn host(mut self, host: AudioHost) -> Self {
+        self.config.host = host;
         self
     }
 
@@ -168,7 +174,9 @@ impl InputCallback {
 /// The stream thread's state.
 struct CapturePump {
     // Field order matters: the stream drops first, stopping callbacks.
-    _stream: cpal::Stream,
+    // `None` once the device is lost: nothing moves after that.
+    stream: Option<cpal::Stream>,
+    presence: Presence,
     consumer: rtrb::Consumer<f32>,
     errors: rtrb::Consumer<cpal::Error>,
     log: LogLimiter,
@@ -183,13 +191,25 @@ struct CapturePump {
 
 impl Pump for CapturePump {
     fn tick(&mut self) {
+        if self.stream.is_none() {
+            return;
+        }
+        let mut events = Vec::new();
         if !self.errors.is_empty() {
-            let events = drain_errors(&mut self.errors, &self.device, &mut self.log);
+            events = drain_errors(&mut self.errors, &self.device, &mut self.log);
+        }
+        events.extend(self.presence.check());
+        if !events.is_empty() {
             let mut st = self.shared.state.lock();
-            if st.status.apply(events)
-                && let Some(w) = st.reader.take()
-            {
-                w.wake();
+            if st.status.apply(events) {
+                if let Some(w) = st.reader.take() {
+                    w.wake();
+                }
+                drop(st);
+                // Lost: stop recording (a server may have moved the stream
+                // to another device); readers get what is queued, then the loss.
+                self.stream = None;
+                return;
             }
         }
         let available = self.consumer.slots();
@@ -260,10 +280,12 @@ where
         .map_err(|e| Error::backend(name, "open the input stream", &e))
 }
 
-fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(CapturePump, DeviceFormat, String)> {
-    let host = host();
+fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(CapturePump, Opened)> {
+    let (host, host_kind) = open_host(config.host)?;
     let (device, name) = find_device(&host, Direction::Input, config.input_device.as_deref())?;
-    let format = pick_format(&device, &name, Direction::Input, &config)?;
+    let (format, buffers) = pick_format(&device, &name, Direction::Input, &config)?;
+    let device = stream_device(host_kind, device, &name, Direction::Input)?;
+    drop(host);
     let converter = CaptureConverter::new(format.sample_rate, format.channels, config.sample_rate)?;
     // One second of mono audio at the device rate.
     let (producer, consumer) = rtrb::RingBuffer::new(format.sample_rate.max(1_000) as usize);
@@ -273,7 +295,8 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(CapturePump, Devic
         counters: Arc::clone(&shared.counters),
     };
     let (errs, errors) = ErrorSink::new(Arc::clone(&shared.counters));
-    let cfg = stream_config(format, &config);
+    let cfg = stream_config(format, buffers, Direction::Input, &config);
+    let opened = Opened::new(format, name.clone(), host_kind, &cfg);
     let stream = match format.sample_format {
         SampleFormat::I8 => build_input::<i8>(&device, &name, cfg, cb, errs),
         SampleFormat::I16 => build_input::<i16>(&device, &name, cfg, cb, errs),
@@ -291,14 +314,17 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(CapturePump, Devic
     let queue_frames = config.ms_to_frames(config.capture_queue_ms);
     tracing::info!(
         device = %name,
+        host = %host_kind,
         rate = format.sample_rate,
         channels = format.channels,
         sample_format = %format.sample_format,
+        buffer_frames = ?opened.buffer_frames,
         "capture started"
     );
     Ok((
         CapturePump {
-            _stream: stream,
+            stream: Some(stream),
+            presence: Presence::new(host_kind, &name, Direction::Input),
             consumer,
             errors,
             log: LogLimiter::new(),
@@ -308,10 +334,9 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(CapturePump, Devic
             chunk_frames,
             max_chunks: queue_frames.div_ceil(chunk_frames).max(1),
             shared,
-            device: name.clone(),
+            device: name,
         },
-        format,
-        name,
+        opened,
     ))
 }
 
@@ -340,27 +365,59 @@ impl Capture {
             .unwrap_or_else(|| "default".into());
         let cfg = config.clone();
         let sh = Arc::clone(&shared);
-        let (worker, format, device) =
+        let (worker, opened) =
             Worker::spawn("steward-audio-capture", &hint, move || setup(cfg, sh))?;
         Ok(Self {
             shared,
             worker: Mutex::new(worker),
-            device,
-            format,
+            opened,
             config: config.clone(),
+        })
+    }
+
+    /// Closes this stream and opens a new one with its configuration: the
+    /// same host and device name (or the default input device). For a lost
+    /// device that came back, or after a [`Event::DeviceLost`] when the
+    /// configuration names no device: the default then is the new one.
+    /// Counters start again from zero.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); the old stream is closed either way.
+    pub fn reopen(&self) -> Result<Self> {
+        let _ = self.close();
+        Self::open(&self.config)
+    }
+
+    /// Like [`reopen`](Self::reopen), but on the host's current default
+    /// input device whatever the configuration names: where to go when the
+    /// named device is gone for good.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); the old stream is closed either way.
+    pub fn reopen_on_default(&self) -> Result<Self> {
+        let _ = self.close();
+        Self::open(&AudioConfig {
+            input_device: None,
+            ..self.config.clone()
         })
     }
 
     /// The device's name.
     #[must_use]
     pub fn device(&self) -> &str {
-        &self.device
+        &self.opened.device
+    }
+
+    /// The audio host the stream runs on.
+    #[must_use]
+    pub fn host(&self) -> AudioHost {
+        self.opened.host
     }
 
     /// What the device runs at.
     #[must_use]
     pub fn device_format(&self) -> DeviceFormat {
-        self.format
+        self.opened.format
     }
 
     /// The configuration this stream was opened with.
@@ -401,7 +458,7 @@ impl Capture {
         if let Some(c) = st.chunks.pop_front() {
             return Poll::Ready(Ok(c));
         }
-        if let Some(e) = st.status.dead(&self.device) {
+        if let Some(e) = st.status.dead(&self.opened.device) {
             return Poll::Ready(Err(e));
         }
         st.reader = Some(waker.clone());
@@ -426,7 +483,7 @@ impl Capture {
         if let Some(c) = st.chunks.pop_front() {
             return Ok(Some(c));
         }
-        match st.status.dead(&self.device) {
+        match st.status.dead(&self.opened.device) {
             Some(e) => Err(e),
             None => Ok(None),
         }
@@ -482,7 +539,7 @@ impl Capture {
         if frames > 0 {
             bump(&self.shared.counters.shed_frames, frames);
             tracing::info!(
-                device = %self.device,
+                device = %self.opened.device,
                 frames,
                 keep_frames = keep,
                 "captured audio beyond the floor dropped"
@@ -517,11 +574,7 @@ impl Capture {
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        let mut s = Stats {
-            device: self.device.clone(),
-            format: Some(self.format),
-            ..Stats::default()
-        };
+        let mut s = self.opened.stats();
         self.shared.counters.fill(&mut s, self.config.sample_rate);
         let st = self.shared.state.lock();
         s.queued_frames = st.chunks.iter().map(|c| c.len() as u64 / 2).sum();
@@ -539,12 +592,12 @@ impl Capture {
     pub fn close(&self) -> Result<Stats> {
         let ok = self.worker.lock().stop();
         let stats = self.stats();
-        tracing::info!(device = %self.device, frames = stats.frames_out, "capture closed");
+        tracing::info!(device = %self.opened.device, frames = stats.frames_out, "capture closed");
         if ok {
             Ok(stats)
         } else {
             Err(Error::Thread {
-                device: self.device.clone(),
+                device: self.opened.device.clone(),
                 message: "the capture thread panicked".into(),
             })
         }

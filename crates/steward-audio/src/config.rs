@@ -15,6 +15,10 @@ pub const DEFAULT_SAMPLE_RATE: u32 = 24_000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AudioConfig {
+    /// The audio host (sound system) to use. Default: PipeWire if compiled
+    /// in (feature `pipewire`) and reachable, then PulseAudio's native
+    /// client, then ALSA (a logged warning says why). See [`AudioHost`].
+    pub host: AudioHost,
     /// Rate of the PCM16 mono audio this crate hands out and accepts (Hz).
     pub sample_rate: u32,
     /// Frames per captured chunk at `sample_rate` (480 = 20 ms at 24 kHz).
@@ -32,8 +36,20 @@ pub struct AudioConfig {
     pub device_channels: Option<u16>,
     /// Device-side sample type to ask for. `None`: the best one offered.
     pub device_sample_format: Option<SampleFormat>,
-    /// Device buffer (period) size in frames. `None`: the device's default.
+    /// Device buffer (period) size in frames, both directions; wins over
+    /// `input_buffer_ms` and `output_buffer_ms`.
     pub device_buffer_frames: Option<u32>,
+    /// Capture: the device buffer (one callback's worth of audio) in ms,
+    /// asked of the host as a fixed size in device frames when it supports
+    /// one. Default 20 ms. `None`: the host's default (PulseAudio's record
+    /// fragment is about two seconds: audio would arrive in lumps).
+    pub input_buffer_ms: Option<u32>,
+    /// Playback: the device buffer (one callback period) in ms, asked of
+    /// the host as a fixed size in device frames when it supports one
+    /// (PulseAudio then targets two periods of latency). Default 20 ms: a
+    /// barge-in `clear()` is heard within about that. `None`: the host's
+    /// default (PulseAudio's is about two seconds).
+    pub output_buffer_ms: Option<u32>,
     /// Captured audio kept for the reader, in ms; when full the OLDEST
     /// chunk is dropped and counted in [`Stats::overflow_frames`](crate::Stats).
     pub capture_queue_ms: u32,
@@ -46,9 +62,16 @@ pub struct AudioConfig {
     pub shed_floor_ms: u32,
 }
 
+/// The default playback buffer: 20 ms.
+pub const DEFAULT_OUTPUT_BUFFER_MS: u32 = 20;
+
+/// The default capture buffer: 20 ms.
+pub const DEFAULT_INPUT_BUFFER_MS: u32 = 20;
+
 impl Default for AudioConfig {
     fn default() -> Self {
         Self {
+            host: AudioHost::Default,
             sample_rate: DEFAULT_SAMPLE_RATE,
             chunk_frames: 480,
             input_device: None,
@@ -57,6 +80,8 @@ impl Default for AudioConfig {
             device_channels: None,
             device_sample_format: None,
             device_buffer_frames: None,
+            input_buffer_ms: Some(DEFAULT_INPUT_BUFFER_MS),
+            output_buffer_ms: Some(DEFAULT_OUTPUT_BUFFER_MS),
             capture_queue_ms: 2_000,
             playback_queue_ms: 2_000,
             shed_floor_ms: 500,
@@ -95,6 +120,22 @@ impl AudioConfig {
         if self.device_buffer_frames == Some(0) {
             return bad("device_buffer_frames", "must be above zero");
         }
+        if let Some(ms) = self.output_buffer_ms
+            && !(1..=2_000).contains(&ms)
+        {
+            return bad("output_buffer_ms", "must be within 1..=2000 ms");
+        }
+        if let Some(ms) = self.input_buffer_ms
+            && !(1..=2_000).contains(&ms)
+        {
+            return bad("input_buffer_ms", "must be within 1..=2000 ms");
+        }
+        if self.host == AudioHost::PipeWire && !AudioHost::PIPEWIRE_COMPILED {
+            return bad(
+                "host",
+                "is `pipewire`, but this build has no PipeWire support (steward-audio feature `pipewire`)",
+            );
+        }
         if !(1..=600_000).contains(&self.capture_queue_ms) {
             return bad("capture_queue_ms", "must be within 1..=600000 ms");
         }
@@ -132,6 +173,82 @@ impl AudioConfig {
 
     pub(crate) fn ms_to_frames(&self, ms: u32) -> usize {
         (u64::from(ms) * u64::from(self.sample_rate) / 1_000) as usize
+    }
+}
+
+/// The audio host (sound system) a stream runs on. Serialised in
+/// snake case: `default`, `alsa`, `pulseaudio`, `pipewire`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AudioHost {
+    /// The best one reachable: PipeWire if compiled in (feature `pipewire`)
+    /// and its server answers, then PulseAudio's native client, then ALSA.
+    /// Falling back to ALSA is logged as a warning with the reasons. Only
+    /// in configurations: a running stream reports the host it chose.
+    #[default]
+    Default,
+    /// ALSA (on a desktop, through ALSA's PulseAudio or PipeWire plugin).
+    Alsa,
+    /// The native PulseAudio protocol client (no system library); also
+    /// talks to PipeWire's PulseAudio server. It finds the server through
+    /// `PULSE_SERVER` (`unix:PATH`) or `XDG_RUNTIME_DIR/pulse/native`.
+    #[serde(rename = "pulseaudio")]
+    PulseAudio,
+    /// PipeWire's own client (feature `pipewire`).
+    #[serde(rename = "pipewire")]
+    PipeWire,
+}
+
+impl AudioHost {
+    /// Every choice, in the order of [`as_str`](Self::as_str).
+    pub const ALL: [AudioHost; 4] = [
+        AudioHost::Default,
+        AudioHost::Alsa,
+        AudioHost::PulseAudio,
+        AudioHost::PipeWire,
+    ];
+
+    /// Whether this build can use PipeWire (feature `pipewire`).
+    pub const PIPEWIRE_COMPILED: bool = cfg!(feature = "pipewire");
+
+    /// The name used in configurations, flags, health and metrics.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Default => "default",
+            Self::Alsa => "alsa",
+            Self::PulseAudio => "pulseaudio",
+            Self::PipeWire => "pipewire",
+        }
+    }
+}
+
+impl std::fmt::Display for AudioHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AudioHost {
+    type Err = Error;
+
+    /// Parses `default`, `alsa`, `pulseaudio` (or `pulse`) and `pipewire`,
+    /// ignoring case.
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.trim().to_ascii_lowercase();
+        if lower == "pulse" {
+            return Ok(Self::PulseAudio);
+        }
+        Self::ALL
+            .into_iter()
+            .find(|h| h.as_str() == lower)
+            .ok_or_else(|| Error::InvalidConfig {
+                field: "host",
+                message: format!(
+                    "`{s}` is not an audio host; expected one of default, alsa, pulseaudio, pipewire"
+                ),
+            })
     }
 }
 
@@ -246,8 +363,9 @@ pub struct FormatRange {
 /// One audio device, as [`list_devices`](crate::list_devices) reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
-    /// The name to pass in [`AudioConfig`] (the backend's device id, e.g.
-    /// `default`, `pulse`, `null`, `hw:CARD=0,DEV=0`).
+    /// The name to pass in [`AudioConfig`] (the host's device id: a sink or
+    /// source name such as `alsa_output.pci-0000_00_1f.3.analog-stereo` on
+    /// PulseAudio, `default`, `pulse`, `null` or `hw:CARD=0,DEV=0` on ALSA).
     pub name: String,
     /// A human-readable description, when the backend has one.
     pub description: Option<String>,

@@ -65,13 +65,14 @@ mod stream;
 
 pub use capture::{Capture, CaptureBuilder};
 pub use config::{
-    AudioConfig, DEFAULT_SAMPLE_RATE, DeviceFormat, DeviceInfo, FormatRange, SampleFormat,
+    AudioConfig, AudioHost, DEFAULT_INPUT_BUFFER_MS, DEFAULT_OUTPUT_BUFFER_MS, DEFAULT_SAMPLE_RATE,
+    DeviceFormat, DeviceInfo, FormatRange, SampleFormat,
 };
 pub use convert::{base64_to_pcm16, pcm16_to_base64};
 pub use error::{BackendError, Error, Result};
 pub use playback::{Cleared, Playback, PlaybackBuilder};
 pub use stats::Stats;
-pub use stream::{Event, list_devices};
+pub use stream::{Event, list_devices, list_host_devices};
 
 #[doc(hidden)]
 pub use stream::callback_hook;

@@ -25,13 +25,14 @@ use std::time::{Duration, Instant};
 use cpal::traits::{DeviceTrait as _, StreamTrait as _};
 use parking_lot::Mutex;
 
-use crate::config::{AudioConfig, DeviceFormat, SampleFormat};
+use crate::config::{AudioConfig, AudioHost, DeviceFormat, SampleFormat};
 use crate::convert::{PcmSample, PlaybackConverter};
 use crate::error::{Error, Result};
 use crate::stats::{Counters, Stats, bump};
 use crate::stream::{
-    Direction, ErrorSink, Event, LogLimiter, Pump, Status, Worker, block_on_with_timeout,
-    callback_hook, drain_errors, find_device, host, pick_format, stream_config,
+    Direction, ErrorSink, Event, LogLimiter, Opened, Presence, Pump, Status, Worker,
+    block_on_with_timeout, callback_hook, drain_errors, find_device, open_host, pick_format,
+    stream_config, stream_device,
 };
 
 /// After the writer pauses this long, the resampler's held-back tail is
@@ -181,8 +182,7 @@ impl Cursor {
 pub struct Playback {
     shared: Arc<Shared>,
     worker: Mutex<Worker>,
-    device: String,
-    format: DeviceFormat,
+    opened: Opened,
     config: AudioConfig,
 }
 
@@ -203,6 +203,20 @@ impl PlaybackBuilder {
     /// Plays on the device with this name (see [`list_devices`](crate::list_devices)).
     pub fn device(mut self, name: impl Into<String>) -> Self {
         self.config.output_device = Some(name.into());
+        self
+    }
+
+    /// Uses this audio host (default: [`AudioHost::Default`]).
+    pub fn host(mut self, host: AudioHost) -> Self {
+        self.config.host = host;
+        self
+    }
+
+    /// The device buffer (one callback period); see
+    /// [`AudioConfig::output_buffer_ms`]. `None`: the host's default.
+    pub fn buffer(mut self, d: Option<Duration>) -> Self {
+        self.config.output_buffer_ms =
+            d.map(|d| u32::try_from(d.as_millis().max(1)).unwrap_or(u32::MAX));
         self
     }
 
@@ -318,12 +332,20 @@ struct OutputCallback {
 
 impl OutputCallback {
     /// Runs on the audio thread: no allocation, no lock, no wait.
+    /// `latency`: how long until the first frame written here is heard,
+    /// when the host says.
     #[inline]
-    fn on_data<T: PcmSample>(&mut self, out: &mut [T]) {
+    fn on_data<T: PcmSample>(&mut self, out: &mut [T], latency: Option<Duration>) {
         let _scope = callback_hook::Scope::enter();
         let shared = &*self.shared;
         let counters = &shared.counters;
         bump(&counters.callbacks, 1);
+        if let Some(l) = latency {
+            let us = u64::try_from(l.as_micros()).unwrap_or(u64::MAX - 1);
+            counters
+                .output_latency_us_plus_one
+                .store(us.saturating_add(1), SeqCst);
+        }
         let req = shared.flush_req.load(SeqCst);
         // Read after `flush_req`: at least the clear that raised it.
         let generation = shared.generation.load(SeqCst);
@@ -427,7 +449,9 @@ impl Shared {
 /// The stream thread's state.
 struct PlaybackPump {
     // Field order matters: the stream drops first, stopping callbacks.
-    _stream: cpal::Stream,
+    // `None` once the device is lost: nothing moves after that.
+    stream: Option<cpal::Stream>,
+    presence: Presence,
     producer: rtrb::Producer<f32>,
     ring_capacity: usize,
     errors: rtrb::Consumer<cpal::Error>,
@@ -605,8 +629,15 @@ impl PlaybackPump {
 
 impl Pump for PlaybackPump {
     fn tick(&mut self) {
+        if self.stream.is_none() {
+            return;
+        }
+        let mut events = Vec::new();
         if !self.errors.is_empty() {
-            let events = drain_errors(&mut self.errors, &self.device, &mut self.log);
+            events = drain_errors(&mut self.errors, &self.device, &mut self.log);
+        }
+        events.extend(self.presence.check());
+        if !events.is_empty() {
             let mut st = self.shared.state.lock();
             if st.status.apply(events) {
                 if let Some(w) = st.writer.take() {
@@ -615,6 +646,11 @@ impl Pump for PlaybackPump {
                 if let Some(w) = st.drainer.take() {
                     w.wake();
                 }
+                drop(st);
+                // Lost: stop playing (a server may have moved the stream to
+                // another device, which is not where it was asked to play).
+                self.stream = None;
+                return;
             }
         }
         let shed = self.shared.shed_downstream.swap(0, SeqCst);
@@ -690,17 +726,22 @@ where
     device
         .build_output_stream::<T, _, _>(
             cfg,
-            move |data: &mut [T], _: &cpal::OutputCallbackInfo| cb.on_data(data),
+            move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+                let ts = info.timestamp();
+                cb.on_data(data, ts.playback.checked_duration_since(ts.callback));
+            },
             move |e| errs.record(e),
             None,
         )
         .map_err(|e| Error::backend(name, "open the output stream", &e))
 }
 
-fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(PlaybackPump, DeviceFormat, String)> {
-    let host = host();
+fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(PlaybackPump, Opened)> {
+    let (host, host_kind) = open_host(config.host)?;
     let (device, name) = find_device(&host, Direction::Output, config.output_device.as_deref())?;
-    let format = pick_format(&device, &name, Direction::Output, &config)?;
+    let (format, buffers) = pick_format(&device, &name, Direction::Output, &config)?;
+    let device = stream_device(host_kind, device, &name, Direction::Output)?;
+    drop(host);
     let converter = PlaybackConverter::new(config.sample_rate, format.sample_rate)?;
     // 200 ms of mono audio at the device rate.
     let ring_capacity = (format.sample_rate as usize / 5).max(256);
@@ -720,7 +761,8 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(PlaybackPump, Devi
         reported_generation: shared.generation.load(SeqCst),
     };
     let (errs, errors) = ErrorSink::new(Arc::clone(&shared.counters));
-    let cfg = stream_config(format, &config);
+    let cfg = stream_config(format, buffers, Direction::Output, &config);
+    let opened = Opened::new(format, name.clone(), host_kind, &cfg);
     let stream = match format.sample_format {
         SampleFormat::I8 => build_output::<i8>(&device, &name, cfg, cb, errs),
         SampleFormat::I16 => build_output::<i16>(&device, &name, cfg, cb, errs),
@@ -736,14 +778,17 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(PlaybackPump, Devi
         .map_err(|e| Error::backend(&name, "start the output stream", &e))?;
     tracing::info!(
         device = %name,
+        host = %host_kind,
         rate = format.sample_rate,
         channels = format.channels,
         sample_format = %format.sample_format,
+        buffer_frames = ?opened.buffer_frames,
         "playback started"
     );
     Ok((
         PlaybackPump {
-            _stream: stream,
+            stream: Some(stream),
+            presence: Presence::new(host_kind, &name, Direction::Output),
             producer,
             ring_capacity,
             errors,
@@ -760,10 +805,9 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(PlaybackPump, Devi
             src_rate: u64::from(config.sample_rate),
             dev_rate: u64::from(format.sample_rate),
             shared,
-            device: name.clone(),
+            device: name,
         },
-        format,
-        name,
+        opened,
     ))
 }
 
@@ -813,27 +857,59 @@ impl Playback {
             .unwrap_or_else(|| "default".into());
         let cfg = config.clone();
         let sh = Arc::clone(&shared);
-        let (worker, format, device) =
+        let (worker, opened) =
             Worker::spawn("steward-audio-playback", &hint, move || setup(cfg, sh))?;
         Ok(Self {
             shared,
             worker: Mutex::new(worker),
-            device,
-            format,
+            opened,
             config: config.clone(),
+        })
+    }
+
+    /// Closes this stream and opens a new one with its configuration: the
+    /// same host and device name (or the default output device). For a
+    /// lost device that came back, or after an [`Event::DeviceLost`] when
+    /// the configuration names no device: the default then is the new one.
+    /// Queued audio is dropped; counters start again from zero.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); the old stream is closed either way.
+    pub fn reopen(&self) -> Result<Self> {
+        let _ = self.close();
+        Self::open(&self.config)
+    }
+
+    /// Like [`reopen`](Self::reopen), but on the host's current default
+    /// output device whatever the configuration names: where to go when
+    /// the named device is gone for good.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open); the old stream is closed either way.
+    pub fn reopen_on_default(&self) -> Result<Self> {
+        let _ = self.close();
+        Self::open(&AudioConfig {
+            output_device: None,
+            ..self.config.clone()
         })
     }
 
     /// The device's name.
     #[must_use]
     pub fn device(&self) -> &str {
-        &self.device
+        &self.opened.device
+    }
+
+    /// The audio host the stream runs on.
+    #[must_use]
+    pub fn host(&self) -> AudioHost {
+        self.opened.host
     }
 
     /// What the device runs at.
     #[must_use]
     pub fn device_format(&self) -> DeviceFormat {
-        self.format
+        self.opened.format
     }
 
     /// The configuration this stream was opened with.
@@ -874,7 +950,7 @@ impl Playback {
 
     fn poll_write(&self, pcm16: &[u8], offset: &mut usize, waker: &Waker) -> Poll<Result<()>> {
         let mut st = self.shared.state.lock();
-        if let Some(e) = st.status.dead(&self.device) {
+        if let Some(e) = st.status.dead(&self.opened.device) {
             return Poll::Ready(Err(e));
         }
         let rest = &pcm16[*offset..];
@@ -909,7 +985,7 @@ impl Playback {
     pub fn try_write(&self, pcm16: &[u8]) -> Result<usize> {
         check_even(pcm16)?;
         let mut st = self.shared.state.lock();
-        if let Some(e) = st.status.dead(&self.device) {
+        if let Some(e) = st.status.dead(&self.opened.device) {
             return Err(e);
         }
         let take = st.capacity.saturating_sub(st.input.len()).min(pcm16.len()) & !1;
@@ -938,7 +1014,7 @@ impl Playback {
         if let Some(w) = st.writer.take() {
             w.wake();
         }
-        tracing::debug!(device = %self.device, frames, "playback cleared");
+        tracing::debug!(device = %self.opened.device, frames, "playback cleared");
         frames
     }
 
@@ -1021,7 +1097,7 @@ impl Playback {
         let frames = from_queue + from_downstream;
         if frames > 0 {
             tracing::info!(
-                device = %self.device,
+                device = %self.opened.device,
                 frames,
                 keep_frames = keep,
                 "playback audio beyond the floor dropped"
@@ -1057,7 +1133,7 @@ impl Playback {
         if st.idle && st.input.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        if let Some(e) = st.status.dead(&self.device) {
+        if let Some(e) = st.status.dead(&self.opened.device) {
             return Poll::Ready(Err(e));
         }
         st.drainer = Some(waker.clone());
@@ -1090,11 +1166,7 @@ impl Playback {
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        let mut s = Stats {
-            device: self.device.clone(),
-            format: Some(self.format),
-            ..Stats::default()
-        };
+        let mut s = self.opened.stats();
         self.shared.counters.fill(&mut s, self.config.sample_rate);
         let st = self.shared.state.lock();
         s.queued_frames = st.input.len() as u64 / 2 + self.shared.downstream.load(SeqCst);
@@ -1112,12 +1184,12 @@ impl Playback {
     pub fn close(&self) -> Result<Stats> {
         let ok = self.worker.lock().stop();
         let stats = self.stats();
-        tracing::info!(device = %self.device, frames = stats.frames_out, "playback closed");
+        tracing::info!(device = %self.opened.device, frames = stats.frames_out, "playback closed");
         if ok {
             Ok(stats)
         } else {
             Err(Error::Thread {
-                device: self.device.clone(),
+                device: self.opened.device.clone(),
                 message: "the playback thread panicked".into(),
             })
         }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::DeviceFormat;
+use crate::config::{AudioHost, DeviceFormat};
 
 /// A snapshot of one stream's counters. Plain data.
 ///
@@ -15,8 +15,18 @@ use crate::config::DeviceFormat;
 pub struct Stats {
     /// The device's name.
     pub device: String,
+    /// The audio host the stream runs on (never `default`: the one chosen).
+    pub host: Option<AudioHost>,
     /// What the device runs at.
     pub format: Option<DeviceFormat>,
+    /// The device buffer (callback period) asked of the host, in device
+    /// frames; `None`: the host's default size.
+    pub buffer_frames: Option<u32>,
+    /// Playback: the output latency the host last reported, in µs: from the
+    /// callback to the moment its first frame is heard (cpal's playback
+    /// timestamp minus its callback timestamp). `None` before the first
+    /// callback or when the host does not say.
+    pub output_latency_us: Option<u64>,
     /// Audio callbacks run so far.
     pub callbacks: u64,
     /// Capture: frames the device delivered (device rate). Playback: frames
@@ -76,6 +86,8 @@ pub(crate) struct Counters {
     /// Device-rate frames the callback skipped for a shed.
     pub(crate) shed_device_frames: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// Playback: the latest output latency in µs, plus one (0: unknown).
+    pub(crate) output_latency_us_plus_one: AtomicU64,
 }
 
 #[inline]
@@ -104,5 +116,6 @@ impl Counters {
         s.shed_frames =
             self.shed_frames.load(Relaxed) + at_rate(self.shed_device_frames.load(Relaxed));
         s.errors = self.errors.load(Relaxed);
+        s.output_latency_us = self.output_latency_us_plus_one.load(Relaxed).checked_sub(1);
     }
 }

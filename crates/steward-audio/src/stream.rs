@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use cpal::traits::{DeviceTrait as _, HostTrait as _};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AudioConfig, DeviceFormat, DeviceInfo, FormatRange, SampleFormat};
+use crate::config::{AudioConfig, AudioHost, DeviceFormat, DeviceInfo, FormatRange, SampleFormat};
 use crate::error::{Error, Result};
 use crate::stats::{Counters, bump};
 
@@ -30,8 +30,12 @@ const ERROR_RING: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Event {
-    /// The device disappeared (unplugged, server gone): the stream is dead;
-    /// open a new one.
+    /// The device disappeared (unplugged, its module unloaded, the server
+    /// gone): the stream has stopped. `reopen()` (same device, once it is
+    /// back) or `reopen_on_default()` (the new default device) when the
+    /// caller decides to. On PulseAudio, which moves such a stream to
+    /// another device, the stream notices within half a second that its
+    /// own device is gone.
     DeviceLost {
         /// The device's name.
         device: String,
@@ -223,8 +227,273 @@ impl Status {
     }
 }
 
-pub(crate) fn host() -> cpal::Host {
-    cpal::default_host()
+/// Where the native PulseAudio client looks for its server: said in errors.
+const PULSE_LOOKUP: &str = "the native PulseAudio client looks for the server socket at $PULSE_SERVER (unix:PATH), $PULSE_RUNTIME_PATH/pulse/native and $XDG_RUNTIME_DIR/pulse/native";
+
+fn unavailable(host: AudioHost, message: String) -> Error {
+    Error::HostUnavailable {
+        message: format!("{host}: {message}"),
+    }
+}
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd"
+))]
+fn open_exact(host: AudioHost) -> Result<Arc<cpal::Host>> {
+    let id = match host {
+        AudioHost::Alsa => cpal::HostId::Alsa,
+        AudioHost::PulseAudio => {
+            // Without a socket, connecting would only fail after a timeout.
+            if !cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
+                return Err(unavailable(
+                    host,
+                    format!("no server socket found ({PULSE_LOOKUP})"),
+                ));
+            }
+            cpal::HostId::PulseAudio
+        }
+        #[cfg(feature = "pipewire")]
+        AudioHost::PipeWire => {
+            if !cpal::available_hosts().contains(&cpal::HostId::PipeWire) {
+                return Err(unavailable(
+                    host,
+                    "no PipeWire server socket found".to_string(),
+                ));
+            }
+            cpal::HostId::PipeWire
+        }
+        _ => {
+            return Err(unavailable(host, "not available in this build".to_string()));
+        }
+    };
+    if id == cpal::HostId::PulseAudio {
+        return shared_pulse_host();
+    }
+    cpal::host_from_id(id)
+        .map(Arc::new)
+        .map_err(|e| unavailable(host, e.to_string()))
+}
+
+/// The process's one connection to the PulseAudio server for finding
+/// devices and formats, opened with the first stream that needs it and
+/// kept: the client library parks a thread and three descriptors per
+/// connection, and one dropped without a last request in flight may stay
+/// parked for the life of the process (so a failed lookup must not cost a
+/// connection). Checked with a request on every use; a dead one (the
+/// server went away) is replaced. Streams get connections of their own
+/// ([`stream_device`]).
+#[cfg(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd"
+))]
+fn shared_pulse_host() -> Result<Arc<cpal::Host>> {
+    pulse_devices().map(|(h, _)| h)
+}
+
+/// The shared connection and the server's devices, listed through it.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd"
+))]
+fn pulse_devices() -> Result<(Arc<cpal::Host>, Vec<cpal::Device>)> {
+    static PULSE: parking_lot::Mutex<Option<Arc<cpal::Host>>> = parking_lot::Mutex::new(None);
+    let mut cached = PULSE.lock();
+    if let Some(h) = cached.as_ref() {
+        match h.devices() {
+            Ok(d) => return Ok((Arc::clone(h), d.collect())),
+            Err(e) => {
+                tracing::info!(error = %e, "the PulseAudio connection is gone: reconnecting");
+                *cached = None;
+            }
+        }
+    }
+    if !cpal::available_hosts().contains(&cpal::HostId::PulseAudio) {
+        return Err(unavailable(
+            AudioHost::PulseAudio,
+            format!("no server socket found ({PULSE_LOOKUP})"),
+        ));
+    }
+    let h = cpal::host_from_id(cpal::HostId::PulseAudio)
+        .map(Arc::new)
+        .map_err(|e| unavailable(AudioHost::PulseAudio, e.to_string()))?;
+    let devices = h
+        .devices()
+        .map_err(|e| unavailable(AudioHost::PulseAudio, e.to_string()))?
+        .collect();
+    *cached = Some(Arc::clone(&h));
+    Ok((h, devices))
+}
+
+/// How often a PulseAudio stream checks that its device still exists.
+const PRESENCE_CHECK: Duration = Duration::from_millis(500);
+
+/// Watches that a stream's device still exists. PulseAudio moves a stream
+/// whose device goes away (unplugged, its module unloaded) to the default
+/// device instead of ending it, and the native client does not pass the
+/// move on: for a stream opened on that device, this is the device lost.
+/// One request on the shared connection per check, from the stream thread.
+#[derive(Debug)]
+pub(crate) struct Presence {
+    host: AudioHost,
+    device: String,
+    dir: Direction,
+    next: Instant,
+}
+
+impl Presence {
+    pub(crate) fn new(host: AudioHost, device: &str, dir: Direction) -> Self {
+        Self {
+            host,
+            device: device.to_string(),
+            dir,
+            next: Instant::now() + PRESENCE_CHECK,
+        }
+    }
+
+    /// `Some(why)` once the device is gone (checked at most every
+    /// [`PRESENCE_CHECK`]); the backend's own errors report the rest.
+    pub(crate) fn check(&mut self) -> Option<Event> {
+        let now = Instant::now();
+        if self.host != AudioHost::PulseAudio || now < self.next {
+            return None;
+        }
+        self.next = now + PRESENCE_CHECK;
+        let message = match self.present() {
+            Ok(true) => return None,
+            Ok(false) => format!(
+                "the sound server no longer has this {} device (removed or unplugged)",
+                self.dir.as_str()
+            ),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(device = %self.device, error = %message, "audio device lost");
+        Some(Event::DeviceLost {
+            device: self.device.clone(),
+            message,
+        })
+    }
+
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "dragonfly",
+        target_os = "freebsd",
+        target_os = "netbsd"
+    ))]
+    fn present(&self) -> Result<bool> {
+        let (_, devices) = pulse_devices()?;
+        Ok(devices.iter().any(|d| {
+            let right_way = match self.dir {
+                Direction::Input => d.supports_input(),
+                Direction::Output => d.supports_output(),
+            };
+            right_way && device_name(d) == self.device
+        }))
+    }
+
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "dragonfly",
+        target_os = "freebsd",
+        target_os = "netbsd"
+    )))]
+    fn present(&self) -> Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Opens the host `want` names; for [`AudioHost::Default`], the first that
+/// answers of PipeWire (if compiled in), PulseAudio and ALSA. Returns the
+/// host and which one it is.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd"
+))]
+pub(crate) fn open_host(want: AudioHost) -> Result<(Arc<cpal::Host>, AudioHost)> {
+    if want != AudioHost::Default {
+        return open_exact(want).map(|h| (h, want));
+    }
+    let mut reasons = Vec::new();
+    let native: &[AudioHost] = if AudioHost::PIPEWIRE_COMPILED {
+        &[AudioHost::PipeWire, AudioHost::PulseAudio]
+    } else {
+        &[AudioHost::PulseAudio]
+    };
+    for &candidate in native {
+        match open_exact(candidate) {
+            Ok(h) => return Ok((h, candidate)),
+            Err(e) => reasons.push(e.to_string()),
+        }
+    }
+    tracing::warn!(
+        reason = %reasons.join("; "),
+        "no native sound server reachable: falling back to ALSA (its PulseAudio plugin costs far more CPU)"
+    );
+    open_exact(AudioHost::Alsa).map(|h| (h, AudioHost::Alsa))
+}
+
+/// The device to build the stream on. A PulseAudio stream gets a connection
+/// of its own, which it closes when it stops: the protocol client puts
+/// every playback stream of a connection in one sync group, and the server
+/// refuses a second one there. Opened only once the shared connection found
+/// the device and its format, so what fails here is rare.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd"
+))]
+pub(crate) fn stream_device(
+    kind: AudioHost,
+    device: cpal::Device,
+    name: &str,
+    dir: Direction,
+) -> Result<cpal::Device> {
+    if kind != AudioHost::PulseAudio {
+        return Ok(device);
+    }
+    drop(device);
+    let own = cpal::host_from_id(cpal::HostId::PulseAudio)
+        .map_err(|e| unavailable(kind, e.to_string()))?;
+    find_device(&own, dir, Some(name)).map(|(d, _)| d)
+}
+
+/// Other systems: the device as found.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd"
+)))]
+pub(crate) fn stream_device(
+    _kind: AudioHost,
+    device: cpal::Device,
+    _name: &str,
+    _dir: Direction,
+) -> Result<cpal::Device> {
+    Ok(device)
+}
+
+/// Other systems: the platform's own host, whatever `want` says.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "dragonfly",
+    target_os = "freebsd",
+    target_os = "netbsd"
+)))]
+pub(crate) fn open_host(want: AudioHost) -> Result<(Arc<cpal::Host>, AudioHost)> {
+    match want {
+        AudioHost::Default => Ok((Arc::new(cpal::default_host()), AudioHost::Default)),
+        other => Err(unavailable(other, "only on Linux and the BSDs".to_string())),
+    }
 }
 
 fn device_name(d: &cpal::Device) -> String {
@@ -238,12 +507,20 @@ fn description(d: &cpal::Device) -> Option<String> {
     d.description().ok().map(|desc| desc.name().to_string())
 }
 
-/// Every device of the default audio host.
+/// Every device of the default audio host ([`AudioHost::Default`]).
 ///
 /// # Errors
 /// [`Error::HostUnavailable`] or [`Error::Backend`] when the backend cannot enumerate.
 pub fn list_devices() -> Result<Vec<DeviceInfo>> {
-    let host = host();
+    list_host_devices(AudioHost::Default)
+}
+
+/// Every device of the audio host `host`.
+///
+/// # Errors
+/// [`Error::HostUnavailable`] or [`Error::Backend`] when the backend cannot enumerate.
+pub fn list_host_devices(host: AudioHost) -> Result<Vec<DeviceInfo>> {
+    let (host, _) = open_host(host)?;
     let default_in = host.default_input_device().map(|d| device_name(&d));
     let default_out = host.default_output_device().map(|d| device_name(&d));
     let devices = host
@@ -344,13 +621,17 @@ pub(crate) fn find_device(
     }
 }
 
-/// Reads what the device supports and picks the format to open.
+/// The device buffer sizes (frames) a format allows, when the host says.
+pub(crate) type BufferRange = Option<(u32, u32)>;
+
+/// Reads what the device supports and picks the format to open, with the
+/// buffer sizes allowed at that format.
 pub(crate) fn pick_format(
     device: &cpal::Device,
     name: &str,
     dir: Direction,
     config: &AudioConfig,
-) -> Result<DeviceFormat> {
+) -> Result<(DeviceFormat, BufferRange)> {
     let (ranges, default) = match dir {
         Direction::Input => (
             device
@@ -384,21 +665,37 @@ pub(crate) fn pick_format(
             sample_format: SampleFormat::from_cpal(d.sample_format())?,
         })
     });
-    crate::config::choose_format(&ours, default, config).ok_or_else(|| Error::UnsupportedConfig {
-        device: name.to_string(),
-        direction: dir.as_str(),
-        message: format!(
-            "asked for rate {:?}, channels {:?}, format {:?}; the device offers {}",
-            config.device_sample_rate,
-            config.device_channels,
-            config.device_sample_format,
-            if ours.is_empty() {
-                "nothing this crate can drive".to_string()
-            } else {
-                summarize_ranges(&ours)
-            }
-        ),
-    })
+    let buffer_range = |f: &DeviceFormat| {
+        ranges
+            .iter()
+            .filter(|r| {
+                r.channels() == f.channels
+                    && SampleFormat::from_cpal(r.sample_format()) == Some(f.sample_format)
+                    && (r.min_sample_rate()..=r.max_sample_rate()).contains(&f.sample_rate)
+            })
+            .find_map(|r| match *r.buffer_size() {
+                cpal::SupportedBufferSize::Range { min, max } => Some((min, max)),
+                _ => None,
+            })
+    };
+    let chosen = crate::config::choose_format(&ours, default, config);
+    chosen
+        .map(|f| (f, buffer_range(&f)))
+        .ok_or_else(|| Error::UnsupportedConfig {
+            device: name.to_string(),
+            direction: dir.as_str(),
+            message: format!(
+                "asked for rate {:?}, channels {:?}, format {:?}; the device offers {}",
+                config.device_sample_rate,
+                config.device_channels,
+                config.device_sample_format,
+                if ours.is_empty() {
+                    "nothing this crate can drive".to_string()
+                } else {
+                    summarize_ranges(&ours)
+                }
+            ),
+        })
 }
 
 /// `f32 1-32ch 1-384000 Hz; i16 ...`: one entry per sample type.
@@ -419,13 +716,79 @@ fn summarize_ranges(ranges: &[FormatRange]) -> String {
     parts.join("; ")
 }
 
-pub(crate) fn stream_config(format: DeviceFormat, config: &AudioConfig) -> cpal::StreamConfig {
+/// The backend stream's configuration: the format, and the buffer size
+/// (`device_buffer_frames`, else `input_buffer_ms` or `output_buffer_ms`,
+/// within what the host allows; the host's default when it allows no fixed
+/// size).
+pub(crate) fn stream_config(
+    format: DeviceFormat,
+    range: BufferRange,
+    dir: Direction,
+    config: &AudioConfig,
+) -> cpal::StreamConfig {
+    let ms = match dir {
+        Direction::Output => config.output_buffer_ms,
+        Direction::Input => config.input_buffer_ms,
+    };
+    let wanted = config.device_buffer_frames.or(ms.map(|ms| {
+        let frames = u64::from(ms) * u64::from(format.sample_rate) / 1_000;
+        u32::try_from(frames.max(1)).unwrap_or(u32::MAX)
+    }));
+    let buffer_size = match (wanted, range) {
+        (Some(frames), Some((min, max))) if min <= max => {
+            cpal::BufferSize::Fixed(frames.clamp(min.max(1), max))
+        }
+        // An explicit frame count goes as asked; the host judges it.
+        (Some(frames), _) if config.device_buffer_frames.is_some() => {
+            cpal::BufferSize::Fixed(frames)
+        }
+        _ => cpal::BufferSize::Default,
+    };
     cpal::StreamConfig {
         channels: format.channels,
         sample_rate: format.sample_rate,
-        buffer_size: config
-            .device_buffer_frames
-            .map_or(cpal::BufferSize::Default, cpal::BufferSize::Fixed),
+        buffer_size,
+    }
+}
+
+/// What a stream thread's setup reports once the backend stream runs.
+#[derive(Debug, Clone)]
+pub(crate) struct Opened {
+    pub(crate) format: DeviceFormat,
+    pub(crate) device: String,
+    pub(crate) host: AudioHost,
+    /// The fixed buffer asked for, in device frames (`None`: host default).
+    pub(crate) buffer_frames: Option<u32>,
+}
+
+impl Opened {
+    pub(crate) fn new(
+        format: DeviceFormat,
+        device: String,
+        host: AudioHost,
+        cfg: &cpal::StreamConfig,
+    ) -> Self {
+        let buffer_frames = match cfg.buffer_size {
+            cpal::BufferSize::Fixed(n) => Some(n),
+            _ => None,
+        };
+        Self {
+            format,
+            device,
+            host,
+            buffer_frames,
+        }
+    }
+
+    /// The stats fields this fixes.
+    pub(crate) fn stats(&self) -> crate::stats::Stats {
+        crate::stats::Stats {
+            device: self.device.clone(),
+            host: Some(self.host),
+            format: Some(self.format),
+            buffer_frames: self.buffer_frames,
+            ..crate::stats::Stats::default()
+        }
     }
 }
 
@@ -449,28 +812,28 @@ impl Worker {
         thread_name: &str,
         device_hint: &str,
         setup: S,
-    ) -> Result<(Self, DeviceFormat, String)>
+    ) -> Result<(Self, Opened)>
     where
-        S: FnOnce() -> Result<(P, DeviceFormat, String)> + Send + 'static,
+        S: FnOnce() -> Result<(P, Opened)> + Send + 'static,
         P: Pump,
     {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let (thread_label, device_label) = (thread_name.to_string(), device_hint.to_string());
-        let (init_tx, init_rx) = mpsc::channel::<Result<(DeviceFormat, String)>>();
+        let (init_tx, init_rx) = mpsc::channel::<Result<Opened>>();
         let thread = std::thread::Builder::new()
             .name(thread_name.to_string())
             .spawn(move || {
                 // One span for the stream's whole life: its logs carry it.
                 let span = tracing::info_span!("audio_stream", thread = %thread_label, device = %device_label);
                 let _entered = span.enter();
-                let (mut pump, format, name) = match setup() {
+                let (mut pump, opened) = match setup() {
                     Ok(ok) => ok,
                     Err(e) => {
                         let _ = init_tx.send(Err(e));
                         return;
                     }
                 };
-                let _ = init_tx.send(Ok((format, name)));
+                let _ = init_tx.send(Ok(opened));
                 // Runs until the handle drops the sender (or sends).
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(TICK) {
                     pump.tick();
@@ -488,7 +851,7 @@ impl Worker {
             thread: Some(thread),
         };
         match init_rx.recv() {
-            Ok(Ok((format, name))) => Ok((worker, format, name)),
+            Ok(Ok(opened)) => Ok((worker, opened)),
             Ok(Err(e)) => {
                 worker.stop();
                 Err(e)

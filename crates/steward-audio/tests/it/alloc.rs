@@ -38,7 +38,6 @@ fn callbacks_allocate_nothing() {
         .build()
         .unwrap();
     let pb_u8 = Playback::builder()
-        .device("pulse")
         .device_format(24_000, 1, SampleFormat::U8)
         .build()
         .unwrap();

@@ -149,3 +149,101 @@ pub(crate) fn run_child(name: &str, env: &[(&str, &str)]) {
     );
     println!("{stdout}");
 }
+
+/// The host `AudioHost::Default` should pick on the test machine: PipeWire
+/// when compiled in and its socket is there, else PulseAudio's native client.
+pub(crate) fn native_host() -> steward_audio::AudioHost {
+    let pipewire_socket = std::env::var_os("PIPEWIRE_RUNTIME_DIR")
+        .or_else(|| std::env::var_os("XDG_RUNTIME_DIR"))
+        .map(|d| std::path::PathBuf::from(d).join("pipewire-0"))
+        .is_some_and(|p| p.exists());
+    if steward_audio::AudioHost::PIPEWIRE_COMPILED && pipewire_socket {
+        steward_audio::AudioHost::PipeWire
+    } else {
+        steward_audio::AudioHost::PulseAudio
+    }
+}
+
+/// A null sink or source of a test's own, under a unique name, so other
+/// tests' audio does not mix in and unloading it (a device unplugged) does
+/// not touch their devices. Unloaded on drop.
+pub(crate) struct OwnNullDevice {
+    module: Option<String>,
+    kind: &'static str,
+    /// The sink's or source's name.
+    pub(crate) name: String,
+}
+
+impl OwnNullDevice {
+    /// `module-null-sink` named `steward_<tag>_<pid>_<n>`.
+    pub(crate) fn sink(tag: &str) -> Self {
+        Self::load("module-null-sink", "sink_name", tag)
+    }
+
+    /// `module-null-source` named `steward_<tag>_<pid>_<n>`.
+    pub(crate) fn source(tag: &str) -> Self {
+        Self::load("module-null-source", "source_name", tag)
+    }
+
+    fn load(kind: &'static str, arg: &str, tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("steward_{tag}_{}_{n}", std::process::id());
+        let mut dev = Self {
+            module: None,
+            kind,
+            name,
+        };
+        dev.module = Some(dev.load_module(arg));
+        dev
+    }
+
+    fn load_module(&self, arg: &str) -> String {
+        let out = Command::new("pactl")
+            .args(["load-module", self.kind, &format!("{arg}={}", self.name)])
+            .output()
+            .expect("run pactl");
+        assert!(
+            out.status.success(),
+            "pactl load-module {} failed: {}",
+            self.kind,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The sink's monitor source (what is played on it, recorded).
+    pub(crate) fn monitor(&self) -> String {
+        format!("{}.monitor", self.name)
+    }
+
+    /// Unloads the module: the device disappears under its streams.
+    pub(crate) fn unload(&mut self) {
+        if let Some(m) = self.module.take() {
+            let status = Command::new("pactl")
+                .args(["unload-module", &m])
+                .status()
+                .expect("run pactl");
+            assert!(status.success(), "pactl unload-module {m} failed");
+        }
+    }
+
+    /// Loads the module again under the same name.
+    pub(crate) fn reload(&mut self) {
+        assert!(self.module.is_none(), "still loaded");
+        let arg = if self.kind == "module-null-sink" {
+            "sink_name"
+        } else {
+            "source_name"
+        };
+        self.module = Some(self.load_module(arg));
+    }
+}
+
+impl Drop for OwnNullDevice {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            let _ = Command::new("pactl").args(["unload-module", &m]).status();
+        }
+    }
+}

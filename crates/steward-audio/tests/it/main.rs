@@ -13,6 +13,7 @@ mod alloc;
 mod common;
 mod convert;
 mod leaks;
+mod loss;
 mod position;
 mod shed;
 mod streams;

@@ -1,28 +1,37 @@
 //! Real streams on the PulseAudio null devices (the default devices once
-//! the setup script ran) and on ALSA's `null` device.
+//! the setup script ran) through the native PulseAudio client, and on
+//! ALSA's `null` device.
 
 use std::time::Duration;
 
-use steward_audio::{AudioConfig, Capture, Error, Playback, SampleFormat, list_devices};
+use steward_audio::{
+    AudioConfig, AudioHost, Capture, Error, Playback, SampleFormat, list_devices, list_host_devices,
+};
 
-use crate::common::{HANG_GUARD, median_freq, require_sound_server, rms, run_child, samples, tone};
+use crate::common::{
+    HANG_GUARD, OwnNullDevice, median_freq, native_host, require_sound_server, rms, run_child,
+    samples, tone,
+};
 
 #[test]
 fn devices_are_listed_and_unknown_names_are_refused_with_the_list() {
     require_sound_server();
-    let devices = list_devices().unwrap();
-    let names: Vec<&str> = devices.iter().map(|d| d.name.as_str()).collect();
+    // ALSA names its devices itself.
+    let alsa = list_host_devices(AudioHost::Alsa).unwrap();
+    let names: Vec<&str> = alsa.iter().map(|d| d.name.as_str()).collect();
     assert!(names.contains(&"default"), "{names:?}");
     assert!(names.contains(&"null"), "{names:?}");
+    // The native host lists the server's sinks and sources, defaults marked.
+    let devices = list_devices().unwrap();
+    let default_in = devices
+        .iter()
+        .find(|d| d.is_default_input && d.supports_input)
+        .unwrap_or_else(|| panic!("no default input: {devices:?}"));
     assert!(
         devices
             .iter()
-            .any(|d| d.is_default_input && d.supports_input)
-    );
-    assert!(
-        devices
-            .iter()
-            .any(|d| d.is_default_output && d.supports_output)
+            .any(|d| d.is_default_output && d.supports_output),
+        "{devices:?}"
     );
 
     let err = Capture::builder()
@@ -37,7 +46,7 @@ fn devices_are_listed_and_unknown_names_are_refused_with_the_list() {
         } => {
             assert_eq!(name, "no-such-device-xyz");
             assert_eq!(*direction, "input");
-            assert!(available.contains("default"), "{available}");
+            assert!(available.contains(&default_in.name), "{available}");
         }
         other => panic!("expected DeviceNotFound, got {other}"),
     }
@@ -100,6 +109,7 @@ fn capture_from_the_default_device_gives_chunks_of_the_configured_size() {
         "20 ms at 24 kHz is 960 bytes"
     );
     let stats = cap.close().unwrap();
+    assert_eq!(stats.host, Some(native_host()), "{stats:?}");
     assert!(stats.callbacks > 0);
     assert!(stats.frames_out >= 25 * 480, "{stats:?}");
     let format = stats.format.unwrap();
@@ -126,7 +136,7 @@ fn capture_converts_48k_stereo_f32_to_python_sized_chunks() {
     let mut cap = Capture::builder()
         .config(AudioConfig {
             chunk_frames: 1024,
-            input_device: Some("pulse".into()),
+            host: AudioHost::PulseAudio,
             device_sample_rate: Some(48_000),
             device_channels: Some(2),
             device_sample_format: Some(SampleFormat::F32),
@@ -134,7 +144,7 @@ fn capture_converts_48k_stereo_f32_to_python_sized_chunks() {
         })
         .build()
         .unwrap();
-    assert_eq!(cap.device(), "pulse");
+    assert_eq!(cap.host(), AudioHost::PulseAudio);
     let f = cap.device_format();
     assert_eq!(
         (f.sample_rate, f.channels, f.sample_format),
@@ -229,77 +239,37 @@ fn clear_drops_queued_playback_at_once() {
     assert!(after.frames_out > stats.frames_out);
 }
 
+/// Pinned to ALSA: its own `null` device, and its `default` device (on
+/// this machine ALSA's PulseAudio plugin), stay usable.
 #[test]
 fn alsa_null_device_streams_open_and_close() {
     require_sound_server();
-    let mut cap = Capture::builder().device("null").build().unwrap();
+    let mut cap = Capture::builder()
+        .host(AudioHost::Alsa)
+        .device("null")
+        .build()
+        .unwrap();
     assert_eq!(cap.device(), "null");
-    let pb = Playback::builder().device("null").build().unwrap();
+    let pb = Playback::builder()
+        .host(AudioHost::Alsa)
+        .device("null")
+        .build()
+        .unwrap();
     pb.write_blocking(&tone(300.0, 0.2, 24_000, 0.1), HANG_GUARD)
         .unwrap();
     assert!(pb.drain_blocking(HANG_GUARD).unwrap());
     let c = cap.next_chunk_blocking(HANG_GUARD).unwrap();
     assert!(c.is_some());
-    cap.close().unwrap();
-    pb.close().unwrap();
-}
-
-/// A null sink of our own, so other tests' audio does not mix in; unloaded on drop.
-struct OwnSink {
-    module: String,
-    name: String,
-}
-
-impl OwnSink {
-    fn load() -> Self {
-        let name = format!("steward_roundtrip_{}", std::process::id());
-        let out = std::process::Command::new("pactl")
-            .args([
-                "load-module",
-                "module-null-sink",
-                &format!("sink_name={name}"),
-            ])
-            .output()
-            .expect("run pactl");
-        assert!(
-            out.status.success(),
-            "pactl load-module failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let module = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Self { module, name }
-    }
-}
-
-impl Drop for OwnSink {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("pactl")
-            .args(["unload-module", &self.module])
-            .status();
-    }
-}
-
-/// Runs the child test `name` with a private null sink as its default sink
-/// and that sink's monitor as its default source (libpulse reads
-/// PULSE_SINK and PULSE_SOURCE), so what it plays is what it records.
-fn run_with_own_sink(name: &str) {
-    require_sound_server();
-    let sink = OwnSink::load();
-    let monitor = format!("{}.monitor", sink.name);
-    run_child(
-        name,
-        &[("PULSE_SINK", &sink.name), ("PULSE_SOURCE", &monitor)],
-    );
-}
-
-#[test]
-fn tone_round_trips_through_the_null_sink_monitor() {
-    run_with_own_sink("streams::child_tone_round_trip");
-}
-
-#[test]
-fn capture_overflow_drops_the_oldest_audio() {
-    run_with_own_sink("streams::child_overflow_keeps_the_newest_audio");
+    assert_eq!(cap.close().unwrap().host, Some(AudioHost::Alsa));
+    assert_eq!(pb.close().unwrap().host, Some(AudioHost::Alsa));
+    let pb = Playback::builder().host(AudioHost::Alsa).build().unwrap();
+    pb.write_blocking(&tone(300.0, 0.2, 24_000, 0.1), HANG_GUARD)
+        .unwrap();
+    assert!(pb.drain_blocking(HANG_GUARD).unwrap());
+    let stats = pb.close().unwrap();
+    assert_eq!(stats.host, Some(AudioHost::Alsa));
+    assert_eq!(stats.device, "default");
+    assert!(stats.frames_out > 0, "{stats:?}");
 }
 
 /// Polls `cond` every 10 ms until it holds; panics after the hang guard.
@@ -314,16 +284,21 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// What is played on a sink of our own is recorded from its monitor.
 #[test]
-#[ignore = "helper: run in a child process by capture_overflow_drops_the_oldest_audio"]
-fn child_overflow_keeps_the_newest_audio() {
+fn capture_overflow_drops_the_oldest_audio() {
     require_sound_server();
+    let sink = OwnNullDevice::sink("overflow");
     // A reader that never reads: the queue holds 300 ms.
     let mut cap = Capture::builder()
+        .host(AudioHost::PulseAudio)
+        .device(sink.monitor())
         .queue(Duration::from_millis(300))
         .build()
         .unwrap();
     let pb = Playback::builder()
+        .host(AudioHost::PulseAudio)
+        .device(&sink.name)
         .queue(Duration::from_secs(5))
         .build()
         .unwrap();
@@ -361,18 +336,20 @@ fn child_overflow_keeps_the_newest_audio() {
 }
 
 #[test]
-#[ignore = "helper: run in a child process by tone_round_trips_through_the_null_sink_monitor"]
-fn child_tone_round_trip() {
+fn tone_round_trips_through_the_null_sink_monitor() {
     require_sound_server();
+    let sink = OwnNullDevice::sink("roundtrip");
     // Both sides convert: playback upsamples to 48 kHz stereo f32, capture
     // downsamples 44.1 kHz stereo i16.
     let mut cap = Capture::builder()
-        .device("pulse")
+        .host(AudioHost::PulseAudio)
+        .device(sink.monitor())
         .device_format(44_100, 2, SampleFormat::I16)
         .build()
         .unwrap();
     let pb = Playback::builder()
-        .device("pulse")
+        .host(AudioHost::PulseAudio)
+        .device(&sink.name)
         .device_format(48_000, 2, SampleFormat::F32)
         .build()
         .unwrap();
@@ -396,9 +373,10 @@ fn child_tone_round_trip() {
     assert!((f - 440.0).abs() < 440.0 * 0.02, "measured {f} Hz");
     let cs = cap.close().unwrap();
     let ps = pb.close().unwrap();
-    // The ALSA PulseAudio plugin reports EIO while its stream starts up
-    // (folded into events, counted): errors are allowed, a lost device is not.
     assert!(!cs.device_lost && !ps.device_lost, "{cs:?} {ps:?}");
+    // The native client has none of the ALSA plugin's start-up EIO storm.
+    assert_eq!((cs.errors, ps.errors), (0, 0), "{cs:?} {ps:?}");
+    assert_eq!(ps.host, Some(AudioHost::PulseAudio));
 }
 
 #[test]
@@ -502,7 +480,8 @@ fn handles_are_send_and_sync() {
 #[test]
 fn without_a_sound_server_open_fails_saying_why() {
     require_sound_server();
-    // libpulse (inside ALSA's default device) connects where PULSE_SERVER says.
+    // The native client and libpulse (inside ALSA's default device) both
+    // connect where PULSE_SERVER says.
     run_child(
         "streams::child_open_without_server",
         &[("PULSE_SERVER", "unix:/nonexistent/steward-no-server")],
@@ -512,6 +491,15 @@ fn without_a_sound_server_open_fails_saying_why() {
 #[test]
 #[ignore = "helper: run in a child process by without_a_sound_server_open_fails_saying_why"]
 fn child_open_without_server() {
+    // The native client finds no socket: a typed error saying where it looked.
+    let native = AudioConfig {
+        host: AudioHost::PulseAudio,
+        ..AudioConfig::default()
+    };
+    let err = Playback::open(&native).unwrap_err();
+    assert!(matches!(err, Error::HostUnavailable { .. }), "{err}");
+    assert!(err.to_string().contains("PULSE_SERVER"), "{err}");
+    // The default host falls back to ALSA (a warning), whose plugin fails too.
     let err = Capture::open(&AudioConfig::default()).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("`default`"), "{text}");
