@@ -852,7 +852,14 @@ fn realtime(o: &mut Out, h: &Health) {
 #[cfg(feature = "audio")]
 type AudioGet = fn(&steward_audio::Stats) -> u64;
 
-/// One family per row of `families`, one sample per stream.
+/// The audio host a stream runs on, as a label value.
+#[cfg(feature = "audio")]
+fn audio_host(s: &steward_audio::Stats) -> &'static str {
+    s.host.map_or("unknown", steward_audio::AudioHost::as_str)
+}
+
+/// One family per row of `families`, one sample per stream, labelled with
+/// the stream's name and the audio host it runs on.
 #[cfg(feature = "audio")]
 fn audio_families(
     o: &mut Out,
@@ -866,7 +873,8 @@ fn audio_families(
     for &(name, kind, help, get) in families {
         o.family(name, kind, help);
         for (stream, a) in names.iter().zip(streams) {
-            o.sample(name, &[("stream", stream)], f(get(&a.stats)));
+            let labels = [("stream", stream.as_str()), ("host", audio_host(&a.stats))];
+            o.sample(name, &labels, f(get(&a.stats)));
         }
     }
 }
@@ -924,6 +932,26 @@ fn audio(o: &mut Out, h: &Health) {
         ),
     ];
     audio_families(o, &h.audio, &families);
+    // Only the streams whose host reports it.
+    let latency: Vec<_> = h
+        .audio
+        .iter()
+        .zip(unique(h.audio.iter().map(|a| a.name.clone())))
+        .filter_map(|(a, name)| Some((name, a.stats.output_latency_us?, audio_host(&a.stats))))
+        .collect();
+    if !latency.is_empty() {
+        let name = "steward_audio_output_latency_seconds";
+        o.family(
+            name,
+            "gauge",
+            "Output latency the audio host last reported (callback to heard).",
+        );
+        for (stream, us, host) in latency {
+            #[allow(clippy::cast_precision_loss)]
+            let secs = us as f64 / 1e6;
+            o.sample(name, &[("stream", &stream), ("host", host)], secs);
+        }
+    }
     let capture: [(&str, &str, &str, AudioGet); 7] = [
         (
             "steward_audio_capture_queued_frames",

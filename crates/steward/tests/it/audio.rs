@@ -31,6 +31,11 @@ async fn playback_is_reported_and_tracked_until_dropped() {
     assert_eq!(h.audio.len(), 1);
     assert_eq!(h.audio[0].name, "speaker");
     assert_eq!(h.audio[0].stats.frames_in, (taken / 2) as u64);
+    // The host it runs on is in the health snapshot (and its JSON).
+    assert_eq!(
+        h.audio[0].stats.host,
+        Some(steward::audio::AudioHost::PulseAudio)
+    );
     let kind = tracker.kind(AUDIO_PLAYBACK_KIND).unwrap();
     assert_eq!(kind.totals.live_count, 1);
     assert_eq!(
@@ -41,7 +46,9 @@ async fn playback_is_reported_and_tracked_until_dropped() {
     assert!(
         steward
             .metrics_text()
-            .contains("steward_audio_frames_in_total{stream=\"speaker\"}")
+            .contains("steward_audio_frames_in_total{stream=\"speaker\",host=\"pulseaudio\"}"),
+        "{}",
+        steward.metrics_text()
     );
 
     // The steward holds it weakly: dropping ours closes it and it leaves.

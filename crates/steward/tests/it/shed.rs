@@ -172,9 +172,9 @@ async fn critical_pressure_sheds_ws_and_audio_queues_to_their_floor() {
             "steward_ws_shed_messages_total{{session=\"model\",direction=\"outbound\"}} {}\n",
             ws.shed_outbound_messages
         ),
-        "steward_audio_capture_queued_frames{stream=\"mic\"}".to_string(),
-        "steward_audio_capture_shed_frames_total{stream=\"mic\"}".to_string(),
-        "steward_audio_shed_frames_total{stream=\"speaker\"}".to_string(),
+        "steward_audio_capture_queued_frames{stream=\"mic\",host=\"pulseaudio\"}".to_string(),
+        "steward_audio_capture_shed_frames_total{stream=\"mic\",host=\"pulseaudio\"}".to_string(),
+        "steward_audio_shed_frames_total{stream=\"speaker\",host=\"pulseaudio\"}".to_string(),
     ] {
         assert!(metrics.contains(&line), "{line} missing from:\n{metrics}");
     }
