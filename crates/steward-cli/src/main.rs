@@ -97,6 +97,10 @@ struct AssistantArgs {
     /// Do not play the answers (they are still received and counted).
     #[arg(long)]
     no_playback: bool,
+    /// The audio host: default (PipeWire if built in and reachable, then
+    /// PulseAudio, then ALSA), alsa, pulseaudio or pipewire.
+    #[arg(long, value_name = "HOST", default_value = "default", value_parser = parse_audio_host)]
+    audio_host: steward::audio::AudioHost,
     /// No live status line.
     #[arg(long, short)]
     quiet: bool,
@@ -258,6 +262,7 @@ async fn assistant(args: AssistantArgs) -> Result<Outcome> {
     config.http_addr = args.http;
     config.soak_dir = args.soak_dir;
     config.playback = !args.no_playback;
+    config.audio_host = args.audio_host;
     config.status_line = !args.quiet;
     config.poll_ms = u64::try_from(args.poll.as_millis()).unwrap_or(u64::MAX);
     config.standin.remember_every = args.remember_every;
@@ -309,4 +314,9 @@ async fn standin(args: StandinArgs) -> Result<Outcome> {
     standin.close().await;
     println!("{}", serde_json::to_string_pretty(&stats)?);
     Ok(Outcome::Done)
+}
+
+/// `--audio-host`: the names steward-audio's `AudioHost` parses.
+fn parse_audio_host(s: &str) -> Result<steward::audio::AudioHost, String> {
+    s.parse().map_err(|e: steward::audio::Error| e.to_string())
 }

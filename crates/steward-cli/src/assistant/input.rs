@@ -73,11 +73,12 @@ pub(crate) struct Paced {
 }
 
 impl Source {
-    /// Opens `input` with chunks of `chunk_ms`.
+    /// Opens `input` with chunks of `chunk_ms` (a device on `host`).
     pub(crate) fn open(
         input: &Input,
         chunk_ms: u32,
         device: Option<&str>,
+        host: steward::audio::AudioHost,
     ) -> Result<Source, Error> {
         let chunk = Duration::from_millis(u64::from(chunk_ms.max(5)));
         match input {
@@ -85,6 +86,7 @@ impl Source {
                 let mut config = AudioConfig::default();
                 config.set_chunk_duration(chunk);
                 config.input_device = device.map(str::to_string);
+                config.host = host;
                 let capture = Capture::open(&config).map_err(|source| Error::Audio {
                     what: format!("capture on {}", device.unwrap_or("the default input")),
                     source,

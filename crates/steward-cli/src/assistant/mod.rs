@@ -91,6 +91,10 @@ pub struct AssistantConfig {
     pub input_device: Option<String>,
     /// The output device by name (default: the system default).
     pub output_device: Option<String>,
+    /// The audio host for capture and playback. Default: PipeWire if
+    /// compiled in and reachable, then PulseAudio, then ALSA; the one
+    /// chosen is in the health JSON (`audio[].stats.host`).
+    pub audio_host: steward::audio::AudioHost,
     /// Play the model's audio. Default true; off, audio is received and
     /// counted but not played.
     pub playback: bool,
@@ -141,6 +145,7 @@ impl Default for AssistantConfig {
             input: Input::Device,
             input_device: None,
             output_device: None,
+            audio_host: steward::audio::AudioHost::Default,
             playback: true,
             memory: PathBuf::from("memory.json"),
             duration: None,
@@ -610,10 +615,12 @@ impl Assistant {
             &config.input,
             config.chunk_ms,
             config.input_device.as_deref(),
+            config.audio_host,
         )?;
         let playback = if config.playback {
             let mut audio = AudioConfig::default();
             audio.output_device.clone_from(&config.output_device);
+            audio.host = config.audio_host;
             let p = Playback::open(&audio).map_err(|source| Error::Audio {
                 what: format!(
                     "playback on {}",
