@@ -142,6 +142,12 @@ fn child_barge_ins() {
                 s.protocol_errors
             );
             assert_eq!(s.protocol_errors_total(), 0, "{s:?}");
+            // The only error a barge-in may meet: the service's own turn
+            // detection cancelled first.
+            assert!(
+                s.server_errors.keys().all(|k| k == "response_cancel_not_active"),
+                "{s:?}"
+            );
             assert!(s.barge_in_latency.count > 0, "{s:?}");
         }
         println!("stand-in: {server:?}");
@@ -150,6 +156,8 @@ fn child_barge_ins() {
         assert_eq!(rejected, 0, "{all:?}");
         assert_eq!(server.truncations_rejected, 0, "{server:?}");
         assert_eq!(server.truncations_ok, sent, "{server:?}");
+        let deleted: u64 = all.iter().map(|s| s.items_deleted).sum();
+        assert_eq!(server.items_deleted, deleted, "{server:?}");
     });
 }
 

@@ -1,12 +1,16 @@
-//! `cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T]`: a long
-//! assistant run against the local stand-in, with RSS recorded every second.
+//! `cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T]
+//! [--session-limit L]`: a long assistant run against the local stand-in,
+//! with RSS recorded every second.
 //!
-//! Builds the release binary, runs `steward assistant --duration D
-//! --sessions N --drop-every T --soak-dir <target>/soak --report
-//! <target>/soak/report.json` (the stand-in drops the connection after every
-//! T answered turns, so the run reconnects as well as cycling sessions)
-//! (audio from the default input device: the sound server's null source on
-//! a machine without a sound card), then prints and writes
+//! Builds the release binary, runs `steward assistant --talk --duration D
+//! --sessions N --drop-every T --standin-session-limit L --soak-dir
+//! <target>/soak --report <target>/soak/report.json`: generated talking
+//! whose bursts often start while an answer plays (barge-ins), the stand-in
+//! drops the connection after every T answered turns (reconnects with
+//! replay) and ends each session after L (renewals before it), on top of the
+//! conversations cycled N times; answers play on the default output (the
+//! sound server's null sink on a machine without a sound card). Then prints
+//! and writes
 //! `<target>/soak/summary.json`: RSS after the warm-up (the first 10 % of
 //! the run, at most 60 s), RSS at the end, the growth in bytes and in % per
 //! hour, turns, reconnects and sessions. `rss.csv` and `rss.png` are beside
@@ -20,11 +24,12 @@ use serde_json::{Value, json};
 use crate::{cargo, root, run, setup};
 
 const HELP: &str = "\
-cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T]
+cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T] [--session-limit L]
 
-  --duration D     how long (humantime: 60s, 10m, 1h); default 1h
-  --sessions N     sessions over the duration (fresh connections); default 6
-  --drop-every T   the stand-in drops the link after every T turns (0: never); default 50
+  --duration D       how long (humantime: 60s, 10m, 1h); default 1h
+  --sessions N       conversations over the duration (fresh connections); default 6
+  --drop-every T     the stand-in drops the link after every T turns (0: never); default 50
+  --session-limit L  the stand-in ends each session after L (renewed before); default 4m
 ";
 
 /// Longest warm-up excluded from the growth figure.
@@ -34,6 +39,7 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
     let mut duration = "1h".to_string();
     let mut sessions = "6".to_string();
     let mut drop_every = "50".to_string();
+    let mut session_limit = "4m".to_string();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -41,6 +47,9 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
             "--sessions" => sessions = it.next().context("--sessions needs a value")?.clone(),
             "--drop-every" => {
                 drop_every = it.next().context("--drop-every needs a value")?.clone();
+            }
+            "--session-limit" => {
+                session_limit = it.next().context("--session-limit needs a value")?.clone();
             }
             "-h" | "--help" => {
                 print!("{HELP}");
@@ -75,12 +84,15 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
     run(std::process::Command::new(&binary)
         .args([
             "assistant",
+            "--talk",
             "--duration",
             &duration,
             "--sessions",
             &sessions,
             "--drop-every",
             &drop_every,
+            "--standin-session-limit",
+            &session_limit,
         ])
         .arg("--soak-dir")
         .arg(&dir)
@@ -194,6 +206,14 @@ pub(crate) fn summarize(report: &Value) -> Result<Value> {
         "responses": report["responses"],
         "sessions": report["sessions"],
         "reconnects": report["reconnects"],
+        "renewals": report["renewals"],
+        "items_replayed": report["items_replayed"],
+        "barge_ins": report["barge_ins"],
+        "barge_in_latency": report["barge_in_latency"],
+        "truncations_sent": report["truncations_sent"],
+        "truncations_rejected": report["truncations_rejected"],
+        "reconnect_replay": report["reconnect_replay"],
+        "protocol_errors": report["protocol_errors"],
         "tool_calls": report["tool_calls"],
         "audio_bytes_captured": report["audio_bytes_captured"],
         "audio_bytes_dropped": report["audio_bytes_dropped"],
@@ -235,6 +255,21 @@ fn print_summary(s: &Value) {
     println!(
         "  turns {}, responses {}, sessions {}, reconnects {}, errors {}",
         s["turns"], s["responses"], s["sessions"], s["reconnects"], s["errors"]
+    );
+    let ms = |v: &Value| {
+        v.as_f64()
+            .map_or_else(|| "-".to_string(), |us| format!("{:.1} ms", us / 1000.0))
+    };
+    println!(
+        "  barge-ins {} (latency p50 {}, p99 {}), truncations {} (rejected {}), renewals {}, items replayed {}, reconnect+replay p95 {}",
+        s["barge_ins"],
+        ms(&s["barge_in_latency"]["p50_us"]),
+        ms(&s["barge_in_latency"]["p99_us"]),
+        s["truncations_sent"],
+        s["truncations_rejected"],
+        s["renewals"],
+        s["items_replayed"],
+        ms(&s["reconnect_replay"]["p95_us"])
     );
     println!("  threads {}, fds {}", s["threads"], s["fds"]);
 }

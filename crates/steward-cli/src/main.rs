@@ -114,6 +114,10 @@ struct AssistantArgs {
     /// never), so the run reconnects.
     #[arg(long, value_name = "N", default_value_t = 0)]
     drop_every: u32,
+    /// Stand-in only: end each session this long after it started, as the
+    /// service does at its maximum (0: never); the assistant renews before.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    standin_session_limit: Duration,
 }
 
 /// `--turn-detection`.
@@ -267,6 +271,8 @@ async fn assistant(args: AssistantArgs) -> Result<Outcome> {
     config.poll_ms = u64::try_from(args.poll.as_millis()).unwrap_or(u64::MAX);
     config.standin.remember_every = args.remember_every;
     config.standin.drop_every = args.drop_every;
+    config.standin.session_limit_ms =
+        u64::try_from(args.standin_session_limit.as_millis()).unwrap_or(u64::MAX);
 
     let assistant = Assistant::start(config).await?;
     if let Some(url) = assistant.standin_url() {

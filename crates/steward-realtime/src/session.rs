@@ -188,6 +188,7 @@ impl RealtimeSessionBuilder {
             lost_at: None,
             renew_requested: false,
             playout_failed: false,
+            retiring: Vec::new(),
         };
         driver.adopt(session, "start", Instant::now());
         let task = tokio::spawn(driver.run().instrument(span));
@@ -385,6 +386,8 @@ struct Driver {
     lost_at: Option<Instant>,
     renew_requested: bool,
     playout_failed: bool,
+    /// Old sessions closing after a switch.
+    retiring: Vec<JoinHandle<()>>,
 }
 
 async fn next_message(session: Option<Session>) -> Option<Option<Message>> {
@@ -742,10 +745,11 @@ impl Driver {
             appended: 0,
         });
         if let Some(old) = old {
-            // Queued messages are written, then the old session closes.
-            tokio::spawn(async move {
+            // Queued messages are written, then the old session closes;
+            // `close` waits for it, so nothing outlives the conversation.
+            self.retiring.push(tokio::spawn(async move {
                 let _ = old.session.shutdown(ShutdownMode::Drain).await;
-            });
+            }));
         }
         *self.shared.session.lock() = Some(session);
         self.conv.stats_mut().sessions += 1;
@@ -908,6 +912,7 @@ impl Driver {
     }
 
     fn tick(&mut self) {
+        self.retiring.retain(|t| !t.is_finished());
         self.pump_playout();
         self.measure_clears();
         self.flush_held();
@@ -944,6 +949,9 @@ impl Driver {
         if let Some(link) = self.link.take() {
             let unsent = link.session.shutdown(ShutdownMode::Drain).await;
             self.take_back(&unsent);
+        }
+        for old in std::mem::take(&mut self.retiring) {
+            let _ = old.await;
         }
         self.shared.connected.store(false, Relaxed);
         *self.shared.session.lock() = None;

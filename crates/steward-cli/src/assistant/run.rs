@@ -232,12 +232,15 @@ impl Run {
                 }
             }
             RealtimeEvent::ServerError(e) => {
-                // Expected races: an empty commit after a reconnect, a cancel
-                // the service's own turn detection beat us to.
+                // Expected races and ends the conversation recovers from:
+                // an empty commit after a reconnect, a cancel the service's
+                // own turn detection beat us to, a session that reached its
+                // limit before a turn boundary came (reconnected, replayed).
                 let benign = matches!(
                     e.code,
                     steward::realtime::ServerErrorCode::InputAudioBufferCommitEmpty
                         | steward::realtime::ServerErrorCode::ResponseCancelNotActive
+                        | steward::realtime::ServerErrorCode::SessionExpired
                 );
                 if !benign {
                     self.error(format!("service: {}", e.message));

@@ -307,6 +307,7 @@ impl Conversation {
                     .unwrap_or_default();
                 match kind {
                     "conversation.item.truncate" => self.truncate(&value),
+                    "conversation.item.delete" => self.item_delete(&value),
                     "" => self.error("invalid_request_error", "the event has no type", None),
                     known if KNOWN.contains(&known) => {
                         let message = format!("malformed {known} event");
@@ -569,6 +570,31 @@ impl Conversation {
             self.records.pop_front();
             self.records_dropped += 1;
         }
+        self.publish();
+    }
+
+    /// `conversation.item.delete {item_id}` → `conversation.item.deleted`;
+    /// an unknown id is an error, as at the service.
+    fn item_delete(&mut self, event: &Value) {
+        let Some(item_id) = event.get("item_id").and_then(Value::as_str) else {
+            return self.error(
+                "missing_required_parameter",
+                "Missing required parameter: 'item_id'.",
+                Some("item_id"),
+            );
+        };
+        let item_id = clip(item_id, 128);
+        let Some(at) = self.records.iter().rposition(|r| r.id == item_id) else {
+            let message =
+                format!("Error deleting item: the item with id '{item_id}' does not exist.");
+            return self.error("item_delete_invalid_item_id", &message, Some("item_id"));
+        };
+        self.records.remove(at);
+        if self.last_item_id.as_deref() == Some(item_id.as_str()) {
+            self.last_item_id = self.records.back().map(|r| r.id.clone());
+        }
+        self.shared.count(|c| &c.items_deleted);
+        self.emit(json!({"type": "conversation.item.deleted", "item_id": item_id}));
         self.publish();
     }
 
@@ -867,6 +893,8 @@ const KNOWN: &[&str] = &[
     "input_audio_buffer.commit",
     "input_audio_buffer.clear",
     "conversation.item.create",
+    "conversation.item.truncate",
+    "conversation.item.delete",
     "response.create",
     "response.cancel",
 ];

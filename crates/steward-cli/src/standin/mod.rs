@@ -378,6 +378,8 @@ stats! {
     truncations_ok,
     /// `conversation.item.truncate` events refused with an `error`.
     truncations_rejected,
+    /// Items removed by `conversation.item.delete`.
+    items_deleted,
     /// Sessions ended at `session_limit_ms` with `session_expired`.
     sessions_expired,
     /// Connections frozen (`freeze_after_ms`).

@@ -840,6 +840,34 @@ async fn truncation_is_checked_as_the_service_does() {
     );
     let stats = standin.stats();
     assert_eq!((stats.truncations_ok, stats.truncations_rejected), (1, 5));
+
+    // Deleting: an unknown id is refused; a known item goes, and then it is
+    // unknown to truncate too.
+    send(
+        &mut ws,
+        json!({"type": "conversation.item.delete", "item_id": "item_nope"}),
+    )
+    .await;
+    let error = next_event(&mut ws).await;
+    assert_eq!(
+        error["error"]["code"], "item_delete_invalid_item_id",
+        "{error}"
+    );
+    send(
+        &mut ws,
+        json!({"type": "conversation.item.delete", "item_id": assistant}),
+    )
+    .await;
+    let deleted = next_event(&mut ws).await;
+    assert_eq!(deleted["type"], "conversation.item.deleted", "{deleted}");
+    assert_eq!(deleted["item_id"].as_str(), Some(assistant.as_str()));
+    send(&mut ws, truncate(&assistant, 0, 100)).await;
+    let error = next_event(&mut ws).await;
+    assert_eq!(
+        error["error"]["code"], "item_truncate_invalid_item_id",
+        "{error}"
+    );
+    assert_eq!(standin.stats().items_deleted, 1);
     drop(ws);
     standin.close().await;
 }
