@@ -21,6 +21,9 @@ use serde_json::{Value, json};
 
 use crate::root;
 
+/// `cargo xtask bench cpu`: a whole assistant session's CPU (see `cpu.rs`).
+const CPU: &str = "cpu";
+
 /// The bench names `cargo xtask bench NAME` accepts, and their crates.
 const BENCHES: &[(&str, &str)] = &[
     ("store", "steward-store"),
@@ -38,12 +41,13 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     for a in args {
         match a.as_str() {
             "--quick" => quick = true,
-            n if BENCHES.iter().any(|(b, _)| *b == n) => names.push(n.to_string()),
+            n if n == CPU || BENCHES.iter().any(|(b, _)| *b == n) => names.push(n.to_string()),
             other => bail!(
                 "unknown bench `{other}`; known: {}",
                 BENCHES
                     .iter()
                     .map(|(b, _)| *b)
+                    .chain([CPU])
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
@@ -51,9 +55,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     if names.is_empty() {
         names = BENCHES.iter().map(|(b, _)| b.to_string()).collect();
+        names.push(CPU.to_string());
     }
     let target = target_dir();
     for name in &names {
+        if name == CPU {
+            crate::cpu::run(&target, quick)?;
+            continue;
+        }
         let krate = BENCHES
             .iter()
             .find(|(b, _)| b == name)

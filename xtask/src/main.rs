@@ -3,6 +3,7 @@
 //! Kept light on purpose: std, anyhow and serde_json only.
 
 mod bench;
+mod cpu;
 mod soak;
 mod tidy;
 
@@ -18,8 +19,10 @@ tasks:
   ci                        setup, fmt --check, clippy -D warnings, tests, docs -D warnings
   setup                     install and start what the tests need (sound server, Python peer, Redis)
   test [ARGS...]            setup, then every test (nextest when present) and the doctests
-  bench [NAME] [--quick]    criterion benches (store, pool, tracker, monitor, ws, audio);
-                            ratios are written to target/bench/summary.json
+  bench [NAME] [--quick]    criterion benches (store, pool, tracker, monitor, ws, audio,
+                            realtime) and `cpu` (a 20 s assistant session's share of a
+                            core, with and without audio); written to
+                            target/bench/summary.json
   fuzz [TARGET] [--seconds N]  run cargo-fuzz targets (default: all, 30 s each)
   proptest [--cases N]      the property tests with many more cases (default 2000)
   soak [--duration 1h] [--sessions N] [--drop-every T]

@@ -22,6 +22,22 @@
 //! - Each stream owns one thread that builds, owns and drops the backend
 //!   stream; [`Capture::close`], [`Playback::close`] and `Drop` stop it and
 //!   join the thread. Backend errors become [`Event`]s, never panics.
+//! - [`AudioConfig::host`] picks the sound system ([`AudioHost`]): by
+//!   default PipeWire (feature `pipewire`) when its server answers, then
+//!   cpal's native PulseAudio client (a protocol client, no system
+//!   library; it finds the server through `PULSE_SERVER` or
+//!   `XDG_RUNTIME_DIR/pulse/native`), then ALSA, with a logged warning
+//!   saying why. [`Stats::host`] says which one runs. The native client
+//!   costs a fraction of ALSA's PulseAudio plugin, whose start-up errors
+//!   make cpal's ALSA worker spin.
+//! - Device buffers are 20 ms both ways by default
+//!   ([`AudioConfig::output_buffer_ms`], [`AudioConfig::input_buffer_ms`]);
+//!   the output latency the host reports is in [`Stats::output_latency_us`].
+//! - A lost device (unplugged, its module unloaded, the server gone) is an
+//!   [`Event::DeviceLost`]; the stream stops, and `reopen()` or
+//!   `reopen_on_default()` open a new one when the caller asks. PulseAudio
+//!   moves such a stream to another device instead of ending it: a stream
+//!   checks twice a second that its own device is still there.
 //! - [`convert`] holds the conversions, resampling (rubato) and the base64
 //!   helpers for the realtime API; they need no sound card.
 //!
