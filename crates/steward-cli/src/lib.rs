@@ -41,8 +41,10 @@
 //! let report = assistant.wait().await?;
 //! assert!(report.turns >= 1);
 //! assert!(report.tool_calls.remember >= 1);
+//! // A barge-in may cancel a turn's answer before its tool call, so which
+//! // turn was remembered varies; that one was is certain.
 //! let memory = std::fs::read_to_string(dir.path().join("memory.json"))?;
-//! assert!(memory.contains("turn_1"));
+//! assert!(memory.contains("\"turn_"));
 //! # Ok(())
 //! # }
 //! ```
