@@ -137,6 +137,13 @@ impl fmt::Debug for ClientConfig {
 /// `min(initial_delay × multiplier^(n-1), max_delay)`, then reduced by a
 /// random fraction up to `jitter` (0.2 = up to 20 % shorter) so that many
 /// clients cut off together do not come back together.
+///
+/// `n` counts consecutive failures: failed connects, and links that were
+/// lost before they had been up for `healthy_after` (a server or proxy that
+/// accepts and then drops at once, or closes every session with 1009). Such
+/// a *flap* does not start the count again: the backoff keeps growing and
+/// `max_attempts` applies. Only a link that stayed up for `healthy_after`
+/// resets it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReconnectConfig {
@@ -154,6 +161,12 @@ pub struct ReconnectConfig {
     pub multiplier: f64,
     /// Random reduction of each delay, 0..=1. Default 0.2.
     pub jitter: f64,
+    /// A link lost before it was up this long is a failure (a flap,
+    /// counted in `Stats::flaps` and logged): the attempt count goes on
+    /// from where it was. Zero: every link that came up resets the count.
+    /// Default 5 s.
+    #[serde(rename = "healthy_after_ms", with = "millis")]
+    pub healthy_after: Duration,
 }
 
 impl Default for ReconnectConfig {
@@ -165,6 +178,7 @@ impl Default for ReconnectConfig {
             max_delay: Duration::from_secs(30),
             multiplier: 2.0,
             jitter: 0.2,
+            healthy_after: Duration::from_secs(5),
         }
     }
 }

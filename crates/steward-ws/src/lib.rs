@@ -9,6 +9,9 @@
 //!   silent peer is found within 2× the interval even while we only send.
 //!   RTT is measured from the pongs.
 //! - **Reconnect** with exponential backoff, jitter and a cap on attempts.
+//!   A link lost before it was up for `healthy_after` is a failure (a
+//!   *flap*, counted in [`Stats::flaps`] and logged): a server that accepts
+//!   and drops at once sees the backoff grow and the cap apply.
 //!   The application sees [`Event`]s; messages queued but never written when
 //!   a link died come back in [`Event::Disconnected`] — never dropped silently.
 //! - **Limits with explicit defaults** ([`ClientConfig`]): messages up to
@@ -29,7 +32,8 @@
 //! 10 s without an answer, connect timeout 10 s, close timeout 5 s, drain
 //! timeout 10 s, messages and frames up to 16 MiB, outbound and inbound
 //! queues of 1024 messages / 32 MiB each, 256 events, reconnect up to 10
-//! attempts from 250 ms doubling to 30 s with 20 % jitter.
+//! attempts from 250 ms doubling to 30 s with 20 % jitter, a link lost
+//! within 5 s counted as a failed attempt.
 //!
 //! `ws://` and `wss://` (rustls; system roots with the default `native-roots`
 //! feature, Mozilla roots with `webpki-roots`, plus any root given to the

@@ -138,14 +138,17 @@ pub enum Event {
     },
     /// The session waits `delay` and then makes reconnect attempt `attempt` (from 1).
     Reconnecting {
-        /// The attempt number, from 1.
+        /// The attempt number, from 1: consecutive failures so far plus one
+        /// (links lost before they were healthy count as failures, see
+        /// [`ReconnectConfig`](crate::ReconnectConfig)).
         attempt: u32,
         /// The backoff delay before this attempt (with jitter).
         delay: Duration,
     },
     /// Reconnecting failed for good; the session is closed.
     GaveUp {
-        /// How many reconnect attempts were made (0 when reconnecting is disabled).
+        /// Consecutive failed attempts, flaps included (0 when reconnecting
+        /// is disabled).
         attempts: u32,
         /// The error of the last attempt (`None` when reconnecting is disabled).
         last_error: Option<Error>,

@@ -44,6 +44,7 @@ struct Counters {
     oversize_outgoing: AtomicU64,
     oversize_incoming: AtomicU64,
     events_dropped: AtomicU64,
+    flaps: AtomicU64,
     shed_outbound_messages: AtomicU64,
     shed_outbound_bytes: AtomicU64,
     shed_inbound_messages: AtomicU64,
@@ -97,6 +98,10 @@ pub struct Stats {
     pub inbound_queued_bytes: u64,
     /// Events dropped because the event queue was full.
     pub events_dropped: u64,
+    /// Links lost before they were up for
+    /// [`ReconnectConfig::healthy_after`](crate::ReconnectConfig::healthy_after):
+    /// each counted as a failed attempt, so the backoff grows.
+    pub flaps: u64,
     /// Outbound messages dropped by [`Session::shed_queued`] (never written).
     pub shed_outbound_messages: u64,
     /// Payload bytes of those messages.
@@ -388,6 +393,7 @@ impl Session {
             cmd_closed: false,
             ev_tx,
             ping_seq: 0,
+            streak: 0,
         };
         let span = tracing::info_span!("ws_session", url = %client.url);
         tokio::spawn(driver.run(ws).instrument(span));
@@ -618,6 +624,7 @@ impl Session {
             inbound_queued_messages: in_m,
             inbound_queued_bytes: in_b,
             events_dropped: c.events_dropped.load(Relaxed),
+            flaps: c.flaps.load(Relaxed),
             shed_outbound_messages: c.shed_outbound_messages.load(Relaxed),
             shed_outbound_bytes: c.shed_outbound_bytes.load(Relaxed),
             shed_inbound_messages: c.shed_inbound_messages.load(Relaxed),
@@ -704,6 +711,9 @@ struct Driver {
     cmd_closed: bool,
     ev_tx: mpsc::Sender<Event>,
     ping_seq: u64,
+    /// Consecutive failures: failed connects and links lost before they
+    /// were healthy. Reset by a link that stayed up for `healthy_after`.
+    streak: u32,
 }
 
 impl Driver {
@@ -734,6 +744,7 @@ impl Driver {
         let mut ws = ws;
         loop {
             self.shared.connected.store(true, Relaxed);
+            let up_since = Instant::now();
             let end = self.run_link(ws).await;
             self.shared.connected.store(false, Relaxed);
             let (reason, undelivered) = match end {
@@ -745,6 +756,7 @@ impl Driver {
             };
             bump(&self.shared.counters.disconnects, 1);
             tracing::warn!(error = %reason, undelivered = undelivered.len(), "link lost");
+            self.judge_link(up_since.elapsed());
             self.emit(Event::Disconnected {
                 reason,
                 undelivered,
@@ -790,6 +802,24 @@ impl Driver {
         self.shared.inbound.close();
     }
 
+    /// A link that was up for `healthy_after` resets the failure streak; a
+    /// shorter one is a flap: counted, logged, and the streak goes on.
+    fn judge_link(&mut self, lived: Duration) {
+        let healthy_after = self.config().reconnect.healthy_after;
+        if lived >= healthy_after {
+            self.streak = 0;
+            return;
+        }
+        let flaps = self.shared.counters.flaps.fetch_add(1, Relaxed) + 1;
+        tracing::warn!(
+            ?lived,
+            ?healthy_after,
+            flaps,
+            failures = self.streak,
+            "link lost before it was healthy: the peer is flapping, the backoff goes on growing"
+        );
+    }
+
     /// Backoff, attempts, events. `None` when the session must end.
     async fn reconnect(&mut self) -> Option<Ws> {
         let policy = self.config().reconnect.clone();
@@ -802,13 +832,13 @@ impl Driver {
             });
             return None;
         }
-        let mut attempt: u32 = 0;
         let mut last_error = None;
         loop {
-            if policy.max_attempts.is_some_and(|max| attempt >= max) {
+            if policy.max_attempts.is_some_and(|max| self.streak >= max) {
                 break;
             }
-            attempt += 1;
+            self.streak += 1;
+            let attempt = self.streak;
             let delay = policy.delay(attempt, rand::random::<f64>());
             tracing::info!(attempt, ?delay, "reconnecting");
             self.emit(Event::Reconnecting { attempt, delay });
@@ -834,9 +864,10 @@ impl Driver {
             }
         }
         let undelivered = self.close_queue();
-        tracing::error!(attempts = attempt, "giving up reconnecting");
+        let attempts = self.streak;
+        tracing::error!(attempts, "giving up reconnecting");
         self.emit(Event::GaveUp {
-            attempts: attempt,
+            attempts,
             last_error,
             undelivered,
         });

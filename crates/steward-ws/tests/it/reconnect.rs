@@ -1,4 +1,4 @@
-//! A server killed and restarted; giving up; backoff.
+//! A server killed and restarted; giving up; backoff; a flapping server.
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ fn fast_reconnect(max_attempts: Option<u32>) -> ReconnectConfig {
         max_delay: Duration::from_millis(400),
         multiplier: 2.0,
         jitter: 0.2,
+        healthy_after: Duration::from_secs(5),
     }
 }
 
@@ -194,4 +195,91 @@ fn backoff_grows_is_capped_and_jittered() {
     assert_eq!(policy.delay(u32::MAX, 0.0), Duration::from_secs(2));
     assert_eq!(policy.delay(1, 1.0), Duration::from_millis(50));
     assert_eq!(policy.delay(30, 1.0), Duration::from_secs(1));
+}
+
+/// A server that completes the handshake and drops the connection at once;
+/// counts the connections it accepted.
+async fn flapping_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = accepted.clone();
+    let url = rust_server(move |ws| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        async move { drop(ws) }
+    })
+    .await;
+    (url, accepted)
+}
+
+fn flapping_policy(max_attempts: Option<u32>) -> ReconnectConfig {
+    ReconnectConfig {
+        enabled: true,
+        max_attempts,
+        initial_delay: Duration::from_millis(40),
+        max_delay: Duration::from_millis(800),
+        multiplier: 2.0,
+        jitter: 0.2,
+        healthy_after: Duration::from_secs(2),
+    }
+}
+
+#[tokio::test]
+async fn a_flapping_server_is_backed_off_and_given_up_on() {
+    let (url, accepted) = flapping_server().await;
+    let session = builder(&url)
+        .reconnect(flapping_policy(Some(5)))
+        .connected()
+        .await;
+    let events = session.events();
+    // Every link comes up and is lost at once; the attempt count goes on
+    // instead of starting at 1 after each connect, so the cap applies.
+    let mut attempts = Vec::new();
+    let gave_up = loop {
+        match next_event(&events).await {
+            Event::Reconnecting { attempt, .. } => attempts.push(attempt),
+            Event::GaveUp { attempts, .. } => break attempts,
+            Event::Connected { .. } | Event::Disconnected { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(attempts, vec![1, 2, 3, 4, 5]);
+    assert_eq!(gave_up, 5);
+    assert!(matches!(next_event(&events).await, Event::Closed));
+    let stats = session.stats();
+    assert!(stats.flaps >= 5, "{stats:?}");
+    assert_eq!(
+        stats.flaps, stats.disconnects,
+        "every lost link was a flap: {stats:?}"
+    );
+    // The first connection and at most one per attempt.
+    let accepted = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(accepted <= 6, "{accepted} connections");
+}
+
+#[tokio::test]
+async fn a_flapping_server_sees_the_backoff_grow() {
+    let (url, accepted) = flapping_server().await;
+    let policy = flapping_policy(None);
+    let session = builder(&url).reconnect(policy.clone()).connected().await;
+    let window = Duration::from_secs(3);
+    tokio::time::sleep(window).await;
+    let seen = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    session.shutdown(steward_ws::ShutdownMode::Abandon).await;
+    // The most connections the window can hold: the first, then one per
+    // attempt whose shortest delays (full jitter) fit in it. A backoff that
+    // started again at 1 after each connect would make ~70.
+    let mut bound = 1u64;
+    let mut spent = Duration::ZERO;
+    for attempt in 1.. {
+        spent += policy.delay(attempt, 1.0);
+        if spent > window {
+            break;
+        }
+        bound += 1;
+    }
+    assert!(
+        seen <= bound,
+        "{seen} connections in {window:?}, at most {bound} with a growing backoff"
+    );
+    assert!(seen >= 2, "it reconnected at all: {seen}");
+    assert!(session.stats().flaps >= 1);
 }
