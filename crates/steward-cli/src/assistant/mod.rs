@@ -413,6 +413,13 @@ pub struct Report {
     pub errors: Vec<String>,
     /// Errors beyond those kept.
     pub errors_not_kept: u64,
+    /// Links lost (each one reconnected, or given up on).
+    #[serde(default)]
+    pub links_lost: u64,
+    /// Of those, links lost before they were healthy: a flapping service
+    /// or proxy (each also an error).
+    #[serde(default)]
+    pub link_flaps: u64,
 }
 
 impl Report {
@@ -544,9 +551,11 @@ impl std::fmt::Display for Report {
         )?;
         write!(
             f,
-            "  server errors {}, errors {}",
+            "  server errors {}, errors {}, links lost {} (flapping {})",
             self.server_errors,
-            self.errors.len() as u64 + self.errors_not_kept
+            self.errors.len() as u64 + self.errors_not_kept,
+            self.links_lost,
+            self.link_flaps
         )?;
         for e in self.errors.iter().take(5) {
             write!(f, "\n    {e}")?;
@@ -700,6 +709,7 @@ impl Assistant {
             },
             session_index: 0,
             last_error_log: None,
+            flaps_seen: 0,
         };
         if let Err(e) = run.open().await {
             // Close what was started (monitor, endpoint, streams, stand-in).

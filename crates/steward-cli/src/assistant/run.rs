@@ -52,6 +52,8 @@ pub(super) struct Run {
     pub(super) report: Report,
     pub(super) session_index: u32,
     pub(super) last_error_log: Option<Instant>,
+    /// Flaps of the current steward-ws session already reported.
+    pub(super) flaps_seen: u64,
 }
 
 async fn next_chunk(source: &mut Option<Source>) -> Result<Chunk, Error> {
@@ -89,6 +91,7 @@ impl Run {
         }
         tracing::info!(session = self.session_index, "conversation open");
         self.rt = Some(rt);
+        self.flaps_seen = 0;
         Ok(())
     }
 
@@ -255,8 +258,27 @@ impl Run {
                     self.steward
                         .add_ws_session(&format!("realtime-{}-{reason}", self.session_index), &ws);
                 }
+                self.flaps_seen = 0;
             }
+            RealtimeEvent::LinkLost { reason } => self.link_lost(&reason),
             _ => {}
+        }
+    }
+
+    /// Counts a lost link; one lost before it was healthy (a flap, which
+    /// steward-ws counts and backs off from) is also an error.
+    fn link_lost(&mut self, reason: &str) {
+        self.report.links_lost += 1;
+        let flaps = self
+            .rt
+            .as_ref()
+            .and_then(RealtimeSession::ws_session)
+            .map_or(0, |ws| ws.stats().flaps);
+        let new = flaps.saturating_sub(self.flaps_seen);
+        if new > 0 {
+            self.flaps_seen = flaps;
+            self.report.link_flaps += new;
+            self.error(format!("link flapping (lost before it was healthy): {reason}"));
         }
     }
 

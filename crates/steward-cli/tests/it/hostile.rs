@@ -1,0 +1,117 @@
+//! The binary against hostile peers and careless surroundings: a service
+//! that accepts and drops at once, secrets at every log level, a stdout
+//! nobody reads.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use steward::realtime::RealtimeConfig;
+use tokio::net::TcpListener;
+
+/// A WebSocket server on 127.0.0.1 that completes the handshake and drops
+/// the connection at once; counts the connections it accepted.
+async fn flapping_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                drop(ws);
+            }
+        }
+    });
+    (format!("ws://{addr}/v1/realtime"), accepted)
+}
+
+/// `steward assistant` with silence in and no playback, a report in `dir`.
+fn assistant(dir: &Path, url: Option<&str>, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_steward"));
+    cmd.arg("assistant")
+        .args(["--silence", "--no-playback"])
+        .arg("--memory")
+        .arg(dir.join("memory.json"))
+        .arg("--report")
+        .arg(dir.join("report.json"))
+        .args(extra);
+    if let Some(url) = url {
+        cmd.args(["--url", url]);
+    }
+    cmd
+}
+
+fn report(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("report.json")).expect("report.json");
+    serde_json::from_str(&text).expect("report JSON")
+}
+
+fn output_text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_service_is_backed_off_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, accepted) = flapping_server().await;
+    let started = Instant::now();
+    let mut cmd = assistant(
+        dir.path(),
+        Some(&url),
+        &["--duration", "4s", "--quiet", "--turn-detection", "manual"],
+    );
+    cmd.env_remove("OPENAI_API_KEY");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect("run steward assistant");
+    let window = started.elapsed();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+
+    // The most connections the run could make with a growing backoff: the
+    // first, then one per attempt whose shortest delay (full jitter) fits
+    // in the time it ran. Starting again at attempt 1 after every connect
+    // would make dozens.
+    let policy = RealtimeConfig::default()
+        .client_builder(url.as_str())
+        .build()
+        .expect("client")
+        .config()
+        .reconnect
+        .clone();
+    let mut bound = 1u64;
+    let mut spent = Duration::ZERO;
+    for attempt in 1.. {
+        spent += policy.delay(attempt, 1.0);
+        if spent > window {
+            break;
+        }
+        bound += 1;
+    }
+    let seen = accepted.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        seen <= bound,
+        "{seen} connections in {window:?}, at most {bound} with a growing backoff"
+    );
+
+    let report = report(dir.path());
+    let flaps = report["link_flaps"].as_u64().expect("link_flaps");
+    assert!(flaps >= 1, "{report:#}");
+    assert!(report["links_lost"].as_u64().expect("links_lost") >= flaps);
+    let errors = report["errors"].as_array().expect("errors");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.as_str().is_some_and(|e| e.contains("flapping"))),
+        "{report:#}"
+    );
+    assert!(text.contains("flapping"), "{text}");
+}
