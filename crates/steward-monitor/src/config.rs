@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::level::Thresholds;
+use crate::trend::TrendConfig;
 
 /// The longest sampling interval accepted.
 const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
@@ -46,6 +47,9 @@ pub struct MonitorConfig {
     /// Capacity of the event broadcast channel (1 to 65536); slow
     /// subscribers lag and skip events. Default 64.
     pub event_capacity: usize,
+    /// The leak trend: growth rate over a sliding window after a warm-up,
+    /// and when to raise `Growing`.
+    pub trend: TrendConfig,
 }
 
 impl Default for MonitorConfig {
@@ -58,6 +62,7 @@ impl Default for MonitorConfig {
             thresholds: Thresholds::default(),
             malloc_trim: false,
             event_capacity: 64,
+            trend: TrendConfig::default(),
         }
     }
 }
@@ -96,21 +101,22 @@ impl MonitorConfig {
                 format!("the number of events buffered for subscribers, 1 to {MAX_EVENT_CAPACITY}"),
             ));
         }
-        self.thresholds.validate()
+        self.thresholds.validate()?;
+        self.trend.validate()
     }
 }
 
 /// `Duration` as whole milliseconds.
-mod millis {
+pub(crate) mod millis {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         u64::deserialize(d).map(Duration::from_millis)
     }
 }

@@ -20,6 +20,13 @@
 //!   each under a timeout; a failing, panicking or slow handler is logged,
 //!   counted and reported, and the monitor carries on. Optionally
 //!   [`malloc_trim`] afterwards (glibc).
+//! - **Leak trend** ([`TrendMachine`], [`TrendConfig`]): after a warm-up,
+//!   the growth rate of the anonymous resident memory over a sliding window
+//!   as a Theil–Sen slope ([`theil_sen`]: spikes and steps do not make a
+//!   trend), in bytes per hour in [`Stats::trend`]; [`Event::Growing`] when
+//!   it stays above a configured rate for a configured time,
+//!   [`Event::GrowthCleared`] with hysteresis. Bounded cost: at most
+//!   `capacity` points (default 120) in the window.
 //! - **Observing**: the level on a `watch` channel ([`Monitor::watch_level`]),
 //!   [`Event`]s on a broadcast channel ([`Monitor::subscribe`]) and in
 //!   `tracing`; [`Stats`] and [`Sample`] are plain serde structs.
@@ -69,6 +76,8 @@ mod monitor;
 pub mod parse;
 mod sample;
 mod source;
+pub mod theil_sen;
+mod trend;
 mod trim;
 
 pub use config::MonitorConfig;
@@ -82,4 +91,7 @@ pub use monitor::{
 };
 pub use sample::{CgroupMemory, LimitSource, Sample};
 pub use source::{FakeSource, ProcessMemory, SampleSource, SystemSource};
+pub use trend::{
+    GrowthChange, Trend, TrendConfig, TrendMachine, TrendMetric, TrendPhase, TrendStep,
+};
 pub use trim::{SUPPORTED as MALLOC_TRIM_SUPPORTED, malloc_trim};

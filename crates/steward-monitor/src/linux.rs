@@ -191,6 +191,7 @@ impl FastProc {
         Ok(ProcessMemory {
             rss_bytes: statm.resident_pages.saturating_mul(page_size),
             virtual_bytes: statm.size_pages.saturating_mul(page_size),
+            anon_bytes: statm.anon_pages().map(|p| p.saturating_mul(page_size)),
         })
     }
 
@@ -212,6 +213,7 @@ impl FastProc {
         Ok(Sample {
             rss_bytes: memory.rss_bytes,
             virtual_bytes: memory.virtual_bytes,
+            anon_bytes: memory.anon_bytes,
             limit_bytes,
             limit_source,
             physical_bytes: physical,

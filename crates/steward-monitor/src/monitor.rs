@@ -19,6 +19,7 @@ use crate::error::{BoxError, Error};
 use crate::level::{Level, LevelMachine, Reason};
 use crate::sample::Sample;
 use crate::source::{SampleSource, SystemSource};
+use crate::trend::{GrowthChange, Trend, TrendMachine};
 
 /// What a cleanup handler is told.
 #[derive(Clone, Debug)]
@@ -139,6 +140,19 @@ pub enum Event {
         /// The error, with its sources.
         error: String,
     },
+    /// The leak trend's slope stayed at or above the growing rate for the
+    /// configured time: memory keeps growing.
+    Growing {
+        /// The trend at that moment (slope, window, threshold).
+        trend: Trend,
+        /// The sample that raised it.
+        sample: Box<Sample>,
+    },
+    /// The slope stayed below the clear rate for the configured time.
+    GrowthCleared {
+        /// The trend at that moment.
+        trend: Trend,
+    },
 }
 
 /// The result of one [`Monitor::check_now`].
@@ -193,6 +207,8 @@ pub struct Stats {
     pub malloc_trim_freed_bytes: u64,
     /// The last sample taken.
     pub last_sample: Option<Sample>,
+    /// The leak trend: growth rate over the window, the `Growing` signal.
+    pub trend: Trend,
 }
 
 /// Builds a [`Monitor`].
@@ -266,6 +282,7 @@ impl MonitorBuilder {
             closing: AtomicBool::new(false),
             failed_in_a_row: AtomicU64::new(0),
             rss: Mutex::new(RssProbe::new()),
+            trend: Mutex::new(TrendMachine::new(config.trend.clone())),
             config,
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -488,6 +505,8 @@ struct Shared {
     /// Consecutive failed samples.
     failed_in_a_row: AtomicU64,
     rss: Mutex<RssProbe>,
+    /// Fed by checks only (under the `machine` lock, so in order).
+    trend: Mutex<TrendMachine>,
 }
 
 impl Shared {
@@ -532,9 +551,15 @@ impl Shared {
         }
         let sample = self.sample()?;
         let raw_level = self.config.thresholds.classify(&sample);
-        let step = machine.step(raw_level, Instant::now());
+        let now = Instant::now();
+        let step = machine.step(raw_level, now);
+        let (trend_bytes, metric) = sample.trend_bytes();
+        let trend_step = self.trend.lock().observe(now, trend_bytes);
+        let mut trend = trend_step.trend;
+        trend.metric = metric;
         {
             let mut stats = self.stats.lock();
+            stats.trend = trend.clone();
             stats.checks += 1;
             stats.raw_level = raw_level;
             stats.level = step.level;
@@ -562,6 +587,29 @@ impl Shared {
                 sample: Box::new(sample.clone()),
             });
             self.level_tx.send_replace(to);
+        }
+        match trend_step.change {
+            Some(GrowthChange::Raised) => {
+                tracing::warn!(
+                    bytes_per_hour = trend.bytes_per_hour,
+                    threshold = trend.growing_bytes_per_hour,
+                    ?metric,
+                    bytes = trend_bytes,
+                    "memory keeps growing"
+                );
+                let _ = self.events.send(Event::Growing {
+                    trend,
+                    sample: Box::new(sample.clone()),
+                });
+            }
+            Some(GrowthChange::Cleared) => {
+                tracing::info!(
+                    bytes_per_hour = trend.bytes_per_hour,
+                    "memory growth stopped"
+                );
+                let _ = self.events.send(Event::GrowthCleared { trend });
+            }
+            None => {}
         }
         let handlers = match step.notify {
             Some(reason) => {

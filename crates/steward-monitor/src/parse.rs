@@ -8,29 +8,44 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The first two fields of `/proc/self/statm`, in pages.
+/// The first three fields of `/proc/self/statm`, in pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Statm {
     /// Total program size (virtual), in pages.
     pub size_pages: u64,
     /// Resident set size, in pages.
     pub resident_pages: u64,
+    /// Resident pages backed by files or shared memory (`RssFile +
+    /// RssShmem`), when the file has the field; the rest of the resident
+    /// set is anonymous (heap, stacks).
+    pub shared_pages: Option<u64>,
+}
+
+impl Statm {
+    /// Anonymous resident pages: resident minus shared, when known.
+    #[must_use]
+    pub fn anon_pages(&self) -> Option<u64> {
+        self.shared_pages
+            .map(|shared| self.resident_pages.saturating_sub(shared))
+    }
 }
 
 /// Parses `/proc/self/statm` (`size resident shared text lib data dt`).
 ///
 /// ```
 /// let s = steward_monitor::parse::statm("765 438 410 5 0 123 0\n").unwrap();
-/// assert_eq!((s.size_pages, s.resident_pages), (765, 438));
+/// assert_eq!((s.size_pages, s.resident_pages, s.anon_pages()), (765, 438, Some(28)));
 /// ```
 #[must_use]
 pub fn statm(text: &str) -> Option<Statm> {
     let mut fields = text.split_ascii_whitespace();
     let size_pages = fields.next()?.parse().ok()?;
     let resident_pages = fields.next()?.parse().ok()?;
+    let shared_pages = fields.next().and_then(|f| f.parse().ok());
     Some(Statm {
         size_pages,
         resident_pages,
+        shared_pages,
     })
 }
 

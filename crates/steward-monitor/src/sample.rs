@@ -35,6 +35,11 @@ pub struct Sample {
     pub rss_bytes: u64,
     /// Virtual size of the process, in bytes.
     pub virtual_bytes: u64,
+    /// Anonymous resident memory of the process (heap, stacks: RSS minus
+    /// file-backed and shared pages), in bytes, where the platform tells it
+    /// (`/proc/self/statm`). The leak trend follows it.
+    #[serde(default)]
+    pub anon_bytes: Option<u64>,
     /// The limit the process lives under: the smaller of the cgroup limit and
     /// physical memory, in bytes. Fractions in the thresholds are of this.
     pub limit_bytes: u64,
@@ -69,6 +74,16 @@ impl Sample {
             physical_bytes: limit_bytes,
             unix_ms: now_unix_ms(),
             ..Self::default()
+        }
+    }
+
+    /// The figure the leak trend follows: the anonymous resident memory
+    /// when known, else the RSS.
+    #[must_use]
+    pub fn trend_bytes(&self) -> (u64, crate::trend::TrendMetric) {
+        match self.anon_bytes {
+            Some(anon) => (anon, crate::trend::TrendMetric::Anon),
+            None => (self.rss_bytes, crate::trend::TrendMetric::Rss),
         }
     }
 

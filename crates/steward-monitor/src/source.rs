@@ -33,6 +33,9 @@ pub struct ProcessMemory {
     pub rss_bytes: u64,
     /// Virtual size, bytes.
     pub virtual_bytes: u64,
+    /// Anonymous resident memory (RSS minus file-backed and shared pages),
+    /// bytes, where the platform tells it.
+    pub anon_bytes: Option<u64>,
 }
 
 /// The real sampler.
@@ -191,6 +194,7 @@ impl SysinfoProbe {
         Ok(ProcessMemory {
             rss_bytes: process.memory(),
             virtual_bytes: process.virtual_memory(),
+            anon_bytes: None,
         })
     }
 
@@ -213,6 +217,7 @@ impl SysinfoProbe {
         Ok(Sample {
             rss_bytes: memory.rss_bytes,
             virtual_bytes: memory.virtual_bytes,
+            anon_bytes: memory.anon_bytes,
             limit_bytes,
             limit_source,
             physical_bytes: physical,

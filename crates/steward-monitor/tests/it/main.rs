@@ -1,6 +1,7 @@
 //! Integration tests of steward-monitor: parsers against sample and real
 //! kernel files, the level state machine (property tests), the monitor task
-//! with a scripted source, and real memory freed under real pressure.
+//! with a scripted source, real memory freed under real pressure, and the
+//! leak trend (estimator, injected leaks, a real growing heap).
 
 // Tests tweak one or two fields of a default config at a time.
 #![allow(clippy::field_reassign_with_default)]
@@ -10,6 +11,7 @@ mod monitor;
 mod parsing;
 mod real_memory;
 mod system;
+mod trend;
 
 /// Tests that assert on this process's RSS take this lock, so that under
 /// plain `cargo test` (one process, tests on parallel threads) they do not

@@ -135,9 +135,15 @@ fn meminfo_statm_auxv() {
         parse::statm("1 2"),
         Some(parse::Statm {
             size_pages: 1,
-            resident_pages: 2
+            resident_pages: 2,
+            shared_pages: None
         })
     );
+    let full = parse::statm("100 50 20 1 0 40 0\n").expect("statm");
+    assert_eq!(full.anon_pages(), Some(30));
+    // More shared than resident cannot happen, and does not underflow.
+    assert_eq!(parse::statm("1 2 9").and_then(|s| s.anon_pages()), Some(0));
+    assert_eq!(parse::statm("1 2 x").and_then(|s| s.anon_pages()), None);
     assert_eq!(parse::statm("1"), None);
     let word = std::mem::size_of::<usize>();
     let mut auxv = Vec::new();
