@@ -4,6 +4,7 @@
 
 mod bench;
 mod cpu;
+mod heap;
 mod soak;
 mod tidy;
 
@@ -25,10 +26,12 @@ tasks:
                             target/bench/summary.json
   fuzz [TARGET] [--seconds N]  run cargo-fuzz targets (default: all, 30 s each)
   proptest [--cases N]      the property tests with many more cases (default 2000)
-  soak [--duration 1h] [--sessions N] [--drop-every T]
+  soak [--duration 1h] [--sessions N] [--drop-every T] [--max-growth-kib-per-hour G] [--heap]
                             a long assistant run against the local stand-in: RSS every
-                            second to target/soak/rss.csv and rss.png, growth after the
-                            warm-up in target/soak/summary.json
+                            second to target/soak/rss.csv and rss.png, growth per hour
+                            after the warm-up (Theil–Sen, 95 % interval) in
+                            target/soak/summary.json; fails above G (default 256 KiB/h);
+                            --heap: allocation sites still live at the end (dhat)
 ";
 
 fn main() -> Result<()> {

@@ -1,6 +1,7 @@
 //! `cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T]
-//! [--session-limit L]`: a long assistant run against the local stand-in,
-//! with RSS recorded every second.
+//! [--session-limit L] [--warmup W] [--max-growth-kib-per-hour G] [--heap]`:
+//! a long assistant run against the local stand-in, with RSS recorded every
+//! second.
 //!
 //! Builds the release binary, runs `steward assistant --talk --duration D
 //! --sessions N --drop-every T --standin-session-limit L --soak-dir
@@ -10,11 +11,23 @@
 //! replay) and ends each session after L (renewals before it), on top of the
 //! conversations cycled N times; answers play on the default output (the
 //! sound server's null sink on a machine without a sound card). Then prints
-//! and writes
-//! `<target>/soak/summary.json`: RSS after the warm-up (the first 10 % of
-//! the run, at most 60 s), RSS at the end, the growth in bytes and in % per
-//! hour, turns, reconnects and sessions. `rss.csv` and `rss.png` are beside
-//! it.
+//! and writes `<target>/soak/summary.json`: RSS and its anonymous part
+//! (heap, stacks) after the warm-up and at the end, and their **growth per
+//! hour after the warm-up as a Theil–Sen slope** (the median of the
+//! pairwise slopes, so spikes and a step do not decide it) with its 95 %
+//! rank-based confidence interval, turns, reconnects and sessions. The
+//! series is thinned first to one point per `max(1 s, span / 600)` (the
+//! median of each stretch), which bounds the pairs and the
+//! autocorrelation the interval ignores. The task fails when the
+//! anonymous growth (RSS when the report has no anonymous series) exceeds
+//! `--max-growth-kib-per-hour` (default 256, the goal). `rss.csv` and
+//! `rss.png` are beside it.
+//!
+//! `--heap` builds the binary with feature `dhat-heap` (dhat as the global
+//! allocator; see `heap.rs` of steward-cli) and has it start the heap
+//! profiler at the end of the warm-up: `dhat-heap.json` then holds, per
+//! allocation site, the blocks allocated after the warm-up and still live
+//! at the end of the run, which `heap-growth.txt` lists, largest first.
 
 use std::path::PathBuf;
 
@@ -23,23 +36,40 @@ use serde_json::{Value, json};
 
 use crate::{cargo, root, run, setup};
 
+#[path = "../../crates/steward-monitor/src/theil_sen.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod theil_sen;
+
 const HELP: &str = "\
 cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T] [--session-limit L]
+                 [--warmup W] [--max-growth-kib-per-hour G] [--heap]
 
   --duration D       how long (humantime: 60s, 10m, 1h); default 1h
   --sessions N       conversations over the duration (fresh connections); default 6
   --drop-every T     the stand-in drops the link after every T turns (0: never); default 50
   --session-limit L  the stand-in ends each session after L (renewed before); default 4m
+  --warmup W         seconds left out of the growth (default: 10 min, at most a fifth of the run)
+  --max-growth-kib-per-hour G
+                     fail when the anonymous RSS grows faster after the warm-up; default 256
+  --heap             profile the heap with dhat from the end of the warm-up and list the
+                     allocation sites still live at the end (heap-growth.txt)
 ";
 
-/// Longest warm-up excluded from the growth figure.
-const WARMUP_MAX_S: f64 = 60.0;
+/// The longest default warm-up excluded from the growth figure.
+const WARMUP_MAX_S: f64 = 600.0;
+/// Most points the slope is estimated over (after thinning).
+const MAX_POINTS: f64 = 600.0;
+/// z of a two-sided 95 % interval.
+const Z95: f64 = 1.959_964;
 
 pub(crate) fn run_soak(args: &[String]) -> Result<()> {
     let mut duration = "1h".to_string();
     let mut sessions = "6".to_string();
     let mut drop_every = "50".to_string();
     let mut session_limit = "4m".to_string();
+    let mut warmup_arg: Option<String> = None;
+    let mut max_growth = "256".to_string();
+    let mut heap = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -51,6 +81,16 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
             "--session-limit" => {
                 session_limit = it.next().context("--session-limit needs a value")?.clone();
             }
+            "--warmup" => {
+                warmup_arg = Some(it.next().context("--warmup needs seconds")?.clone());
+            }
+            "--max-growth-kib-per-hour" => {
+                max_growth = it
+                    .next()
+                    .context("--max-growth-kib-per-hour needs a number")?
+                    .clone();
+            }
+            "--heap" => heap = true,
             "-h" | "--help" => {
                 print!("{HELP}");
                 return Ok(());
@@ -66,22 +106,59 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
     drop_every
         .parse::<u32>()
         .with_context(|| format!("--drop-every must be a number, not {drop_every:?}"))?;
+    let max_growth_kib: f64 = max_growth
+        .parse()
+        .ok()
+        .filter(|g: &f64| g.is_finite() && *g >= 0.0)
+        .with_context(|| {
+            format!("--max-growth-kib-per-hour must be a number of KiB, not {max_growth:?}")
+        })?;
+    let warmup_s: Option<f64> = match &warmup_arg {
+        Some(w) => Some(
+            w.parse()
+                .ok()
+                .filter(|w: &f64| w.is_finite() && *w >= 0.0)
+                .with_context(|| format!("--warmup must be seconds, not {w:?}"))?,
+        ),
+        None => None,
+    };
 
     setup()?;
-    run(cargo().args([
+    let mut build = cargo();
+    build.args([
         "build",
         "--release",
         "-p",
         "steward-cli",
         "--bin",
         "steward",
-    ]))?;
+    ]);
+    if heap {
+        build.args(["--features", "dhat-heap"]);
+    }
+    run(&mut build)?;
     let target = target_dir();
     let dir = target.join("soak");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let report_path = dir.join("report.json");
+    let heap_path = dir.join("dhat-heap.json");
+    if heap {
+        // A stale profile must not pass for this run's.
+        let _ = std::fs::remove_file(&heap_path);
+    }
     let binary = target.join("release").join("steward");
-    run(std::process::Command::new(&binary)
+    let mut assistant = std::process::Command::new(&binary);
+    if heap {
+        // The warm-up the summary will use, known before the run from
+        // the duration asked for.
+        let total = humantime_secs(&duration)
+            .with_context(|| format!("--duration must be like 60s, 10m, 1h, not {duration:?}"))?;
+        let start_after = warmup_s.unwrap_or_else(|| default_warmup(total));
+        assistant
+            .env("STEWARD_DHAT_FILE", &heap_path)
+            .env("STEWARD_DHAT_AFTER_S", format!("{start_after}"));
+    }
+    run(assistant
         .args([
             "assistant",
             "--talk",
@@ -105,7 +182,7 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
         .with_context(|| format!("cannot read {}", report_path.display()))?;
     let report: Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not JSON", report_path.display()))?;
-    let summary = summarize(&report)?;
+    let summary = summarize(&report, warmup_s, max_growth_kib * 1024.0)?;
     let path = dir.join("summary.json");
     std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -114,7 +191,69 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
         "soak: {} (rss.csv, rss.png, report.json beside it)",
         path.display()
     );
+    if heap {
+        let text = std::fs::read_to_string(&heap_path).with_context(|| {
+            format!(
+                "cannot read {} (did the heap profiler start?)",
+                heap_path.display()
+            )
+        })?;
+        let profile: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", heap_path.display()))?;
+        let listing = crate::heap::growth_report(&profile, 25)?;
+        let out = dir.join("heap-growth.txt");
+        std::fs::write(&out, &listing)
+            .with_context(|| format!("cannot write {}", out.display()))?;
+        print!(
+            "{}",
+            listing.lines().take(12).collect::<Vec<_>>().join("\n") + "\n"
+        );
+        eprintln!("soak: {} (dhat-heap.json beside it)", out.display());
+    }
+    if summary["growth_within_goal"] == Value::Bool(false) {
+        bail!(
+            "{} grew {} bytes/h after the warm-up (95 % interval {}), above the goal of {} KiB/h",
+            summary["growth_series"].as_str().unwrap_or("memory"),
+            summary["growth_bytes_per_hour"],
+            summary["growth_ci95_bytes_per_hour"],
+            max_growth_kib
+        );
+    }
     Ok(())
+}
+
+/// Seconds in `1h`, `10m`, `90s`, `2h30m` (the forms the soak takes).
+fn humantime_secs(text: &str) -> Option<f64> {
+    let mut total = 0.0;
+    let mut number = String::new();
+    let mut rest = text.trim();
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        number.clear();
+        number.push_str(&rest[..digits]);
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = rest[..unit_len].trim();
+        rest = &rest[unit_len..];
+        let scale = match unit {
+            "h" | "hour" | "hours" => 3600.0,
+            "m" | "min" | "mins" => 60.0,
+            "s" | "sec" | "secs" | "" => 1.0,
+            "ms" => 0.001,
+            _ => return None,
+        };
+        total += number.parse::<f64>().ok()? * scale;
+    }
+    (total > 0.0).then_some(total)
+}
+
+/// The warm-up left out of the growth: 10 min, at most a fifth of the run.
+fn default_warmup(span_s: f64) -> f64 {
+    (span_s * 0.2).min(WARMUP_MAX_S)
 }
 
 fn target_dir() -> PathBuf {
@@ -137,12 +276,14 @@ fn median_between(samples: &[(f64, f64)], from: f64, to: f64) -> Option<f64> {
     Some(window[window.len() / 2])
 }
 
-/// Growth of one series after the warm-up.
+/// One series after the warm-up.
 struct Growth {
     after_warmup: f64,
     at_end: f64,
     peak: f64,
-    pct_per_hour: f64,
+    /// Theil–Sen slope with its 95 % interval, bytes per hour.
+    slope: theil_sen::Estimate,
+    points: usize,
 }
 
 /// `(seconds, bytes)` pairs of a report field (empty when absent).
@@ -155,53 +296,98 @@ fn series(report: &Value, field: &str) -> Vec<(f64, f64)> {
     })
 }
 
+/// The samples from `from` on, one point per `step` seconds: the median
+/// time and the median bytes of each stretch (a spike does not move it).
+fn thin(samples: &[(f64, f64)], from: f64, step: f64) -> Vec<(f64, f64)> {
+    let mut out = Vec::new();
+    let mut times = Vec::new();
+    let mut values = Vec::new();
+    let mut bucket_end = from + step;
+    let mut flush = |times: &mut Vec<f64>, values: &mut Vec<f64>| {
+        if let (Some(t), Some(v)) = (
+            theil_sen::median(times.as_mut_slice()),
+            theil_sen::median(values.as_mut_slice()),
+        ) {
+            out.push((t, v));
+        }
+        times.clear();
+        values.clear();
+    };
+    for &(t, v) in samples.iter().filter(|(t, _)| *t >= from) {
+        while t >= bucket_end {
+            flush(&mut times, &mut values);
+            bucket_end += step;
+        }
+        times.push(t);
+        values.push(v);
+    }
+    flush(&mut times, &mut values);
+    out
+}
+
 fn growth(samples: &[(f64, f64)], warmup: f64, window: f64) -> Option<Growth> {
     let (first, last) = (samples.first()?, samples.last()?);
     let start_at = first.0 + warmup;
     // Medians over short windows, so one noisy sample does not decide.
     let after_warmup = median_between(samples, start_at, start_at + window).unwrap_or(first.1);
     let at_end = median_between(samples, last.0 - window, f64::INFINITY).unwrap_or(last.1);
-    let measured_s = (last.0 - start_at).max(1.0);
-    let pct_per_hour = if after_warmup > 0.0 {
-        (at_end - after_warmup) / after_warmup * 100.0 * 3600.0 / measured_s
-    } else {
-        0.0
-    };
+    let step = ((last.0 - start_at) / MAX_POINTS).max(1.0);
+    // Hours and bytes: the slope is bytes per hour.
+    let points: Vec<(f64, f64)> = thin(samples, start_at, step)
+        .into_iter()
+        .map(|(t, v)| ((t - start_at) / 3600.0, v))
+        .collect();
+    let slope = theil_sen::estimate(&points, Z95)?;
     Some(Growth {
         after_warmup,
         at_end,
         peak: samples.iter().map(|s| s.1).fold(0.0, f64::max),
-        pct_per_hour: (pct_per_hour * 100.0).round() / 100.0,
+        slope,
+        points: points.len(),
     })
 }
 
 /// The figures that matter from the assistant's report. RSS includes code
 /// and libraries paged in as new paths run; its anonymous part (heap,
-/// stacks) is where a leak would show, so both are summarised.
-pub(crate) fn summarize(report: &Value) -> Result<Value> {
+/// stacks) is where a leak would show, so both are summarised and the goal
+/// (`max_growth`, bytes per hour) applies to the anonymous part. `warmup`:
+/// seconds left out (default: [`default_warmup`] of the run).
+pub(crate) fn summarize(report: &Value, warmup: Option<f64>, max_growth: f64) -> Result<Value> {
     let samples = series(report, "rss_samples");
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
         bail!("the report has no RSS samples");
     };
     let span = (last.0 - first.0).max(0.0);
-    let warmup = (span * 0.1).min(WARMUP_MAX_S);
+    let warmup = warmup.unwrap_or_else(|| default_warmup(span));
     let window = (span * 0.02).clamp(3.0, 60.0);
-    let rss = growth(&samples, warmup, window).context("no RSS samples")?;
+    let rss = growth(&samples, warmup, window)
+        .context("fewer than two RSS samples after the warm-up: run longer or shorten --warmup")?;
     let anon = growth(&series(report, "rss_anon_samples"), warmup, window);
-    let anon_field = |f: fn(&Growth) -> f64| anon.as_ref().map(|g| f(g) as i64);
+    let anon_field = |f: fn(&Growth) -> f64| anon.as_ref().map(|g| f(g).round() as i64);
+    let goal = anon.as_ref().map_or(("rss", &rss), |a| ("anon", a));
+    let rounded = |e: &theil_sen::Estimate| {
+        json!({
+            "slope": e.slope.round() as i64,
+            "ci95": [e.low.round() as i64, e.high.round() as i64],
+        })
+    };
     Ok(json!({
         "duration_s": report["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
         "samples": samples.len(),
         "warmup_s": warmup,
+        "slope_points": goal.1.points,
+        "growth_series": goal.0,
+        "growth_bytes_per_hour": goal.1.slope.slope.round() as i64,
+        "growth_ci95_bytes_per_hour": [goal.1.slope.low.round() as i64, goal.1.slope.high.round() as i64],
+        "growth_goal_bytes_per_hour": max_growth.round() as i64,
+        "growth_within_goal": goal.1.slope.slope <= max_growth,
         "rss_after_warmup_bytes": rss.after_warmup as u64,
         "rss_end_bytes": rss.at_end as u64,
         "rss_peak_bytes": rss.peak as u64,
-        "rss_growth_bytes": (rss.at_end - rss.after_warmup) as i64,
-        "rss_growth_pct_per_hour": rss.pct_per_hour,
+        "rss_growth_bytes_per_hour": rounded(&rss.slope),
         "anon_after_warmup_bytes": anon_field(|g| g.after_warmup),
         "anon_end_bytes": anon_field(|g| g.at_end),
-        "anon_growth_bytes": anon_field(|g| g.at_end - g.after_warmup),
-        "anon_growth_pct_per_hour": anon.as_ref().map(|g| g.pct_per_hour),
+        "anon_growth_bytes_per_hour": anon.as_ref().map(|g| rounded(&g.slope)),
         "turns": report["turns"],
         "responses": report["responses"],
         "sessions": report["sessions"],
@@ -219,6 +405,7 @@ pub(crate) fn summarize(report: &Value) -> Result<Value> {
         "audio_bytes_dropped": report["audio_bytes_dropped"],
         "underruns": report["underruns"],
         "overflows": report["overflows"],
+        "memory_growth": report["memory_growth"],
         "threads": [report["threads_start"], report["threads_end"]],
         "fds": [report["fds_start"], report["fds_end"]],
         "errors": report["errors"].as_array().map_or(0, Vec::len),
@@ -239,19 +426,38 @@ fn print_summary(s: &Value) {
         mib(&s["rss_end_bytes"]),
         mib(&s["rss_peak_bytes"])
     );
+    let kib = |v: &Value| v.as_f64().unwrap_or(0.0) / 1024.0;
+    let slope = |g: &Value| {
+        format!(
+            "{:+.1} KiB/h (95 % {:+.1} .. {:+.1})",
+            kib(&g["slope"]),
+            kib(&g["ci95"][0]),
+            kib(&g["ci95"][1])
+        )
+    };
     println!(
-        "  growth: {} bytes ({} %/h)",
-        s["rss_growth_bytes"], s["rss_growth_pct_per_hour"]
+        "  RSS growth after warm-up (Theil–Sen over {} points): {}",
+        s["slope_points"],
+        slope(&s["rss_growth_bytes_per_hour"])
     );
     if !s["anon_end_bytes"].is_null() {
         println!(
-            "  anonymous part (heap, stacks): {:.2} MiB after warm-up, {:.2} MiB at end, growth {} bytes ({} %/h)",
+            "  anonymous part (heap, stacks): {:.2} MiB after warm-up, {:.2} MiB at end, growth {}",
             mib(&s["anon_after_warmup_bytes"]),
             mib(&s["anon_end_bytes"]),
-            s["anon_growth_bytes"],
-            s["anon_growth_pct_per_hour"]
+            slope(&s["anon_growth_bytes_per_hour"])
         );
     }
+    println!(
+        "  goal: {} growth at most {:.0} KiB/h: {}",
+        s["growth_series"].as_str().unwrap_or("?"),
+        kib(&s["growth_goal_bytes_per_hour"]),
+        if s["growth_within_goal"] == Value::Bool(true) {
+            "met"
+        } else {
+            "EXCEEDED"
+        }
+    );
     println!(
         "  turns {}, responses {}, sessions {}, reconnects {}, errors {}",
         s["turns"], s["responses"], s["sessions"], s["reconnects"], s["errors"]
@@ -278,39 +484,105 @@ fn print_summary(s: &Value) {
 mod tests {
     use super::*;
 
+    const MIB: f64 = 1024.0 * 1024.0;
+
+    /// `(t, bytes)` every second for `secs`, from `f`.
+    fn samples(secs: u32, f: impl Fn(f64) -> f64) -> Vec<Value> {
+        (0..=secs)
+            .map(|t| json!([t, f(f64::from(t)) as u64]))
+            .collect()
+    }
+
     #[test]
-    fn growth_is_measured_after_the_warmup() {
-        // 100 s: 10 MiB during a 10 s warm-up, then 20 MiB growing to 21 MiB.
-        let mib = 1024.0 * 1024.0;
-        let samples: Vec<Value> = (0..=100)
-            .map(|t| {
-                let t = f64::from(t);
-                let rss = if t < 10.0 {
-                    10.0 * mib
-                } else {
-                    20.0 * mib + (t - 10.0) / 90.0 * mib
-                };
-                json!([t, rss as u64])
-            })
-            .collect();
-        let anon: Vec<Value> = (0..=100).map(|t| json!([t, 4 * 1024 * 1024])).collect();
-        let report = json!({"rss_samples": samples, "rss_anon_samples": anon, "duration_ms": 100_000, "turns": 5});
-        let s = summarize(&report).expect("summary");
-        assert_eq!(s["warmup_s"], 10.0);
-        let after = s["rss_after_warmup_bytes"].as_f64().expect("after") / mib;
-        let end = s["rss_end_bytes"].as_f64().expect("end") / mib;
-        assert!((20.0..20.1).contains(&after), "{after}");
-        assert!((20.9..=21.0).contains(&end), "{end}");
-        let pct = s["rss_growth_pct_per_hour"].as_f64().expect("pct");
-        assert!(pct > 100.0, "{pct}"); // ~5 % in 90 s is ~200 %/h
+    fn growth_is_a_robust_slope_after_the_warmup() {
+        // 1 h: 10 MiB during a 10 min warm-up, then 20 MiB growing 1 MiB/h,
+        // with a spike of +30 MiB every 50 s and a drop to 15 MiB at the very
+        // end that first-minus-last would take for shrinking.
+        let rss = samples(3600, |t| {
+            if t < 600.0 {
+                10.0 * MIB
+            } else if t > 3590.0 {
+                15.0 * MIB
+            } else if (t as u32).is_multiple_of(50) {
+                50.0 * MIB
+            } else {
+                20.0 * MIB + (t - 600.0) / 3600.0 * MIB
+            }
+        });
+        // The anonymous part: 512 KiB/h plus a saw of +-64 KiB.
+        let anon = samples(3600, |t| {
+            let saw = if (t as u32) % 7 < 3 { 64.0 } else { -64.0 } * 1024.0;
+            4.0 * MIB + t / 3600.0 * 0.5 * MIB + saw
+        });
+        let report = json!({"rss_samples": rss, "rss_anon_samples": anon, "duration_ms": 3_600_000, "turns": 5});
+        let s = summarize(&report, None, 256.0 * 1024.0).expect("summary");
+        assert_eq!(s["warmup_s"], 600.0);
+        let rss_slope = s["rss_growth_bytes_per_hour"]["slope"]
+            .as_f64()
+            .expect("slope")
+            / MIB;
+        assert!((0.95..1.05).contains(&rss_slope), "{rss_slope}");
+        let ci = &s["rss_growth_bytes_per_hour"]["ci95"];
+        let (low, high) = (
+            ci[0].as_f64().expect("low") / MIB,
+            ci[1].as_f64().expect("high") / MIB,
+        );
+        assert!(
+            low <= 1.0 && 1.0 <= high && high - low < 0.2,
+            "{low} .. {high}"
+        );
+        assert_eq!(s["growth_series"], "anon");
+        let anon_slope = s["growth_bytes_per_hour"].as_f64().expect("slope") / MIB;
+        assert!((0.45..0.55).contains(&anon_slope), "{anon_slope}");
+        assert_eq!(s["growth_within_goal"], false);
+        assert_eq!(s["growth_goal_bytes_per_hour"], 262_144);
         assert_eq!(s["turns"], 5);
-        assert_eq!(s["anon_growth_bytes"], 0);
-        assert_eq!(s["anon_end_bytes"], 4 * 1024 * 1024);
+        // A goal above it is met.
+        let s = summarize(&report, None, 1024.0 * 1024.0).expect("summary");
+        assert_eq!(s["growth_within_goal"], true);
+    }
+
+    #[test]
+    fn a_flat_series_is_within_the_goal_and_its_interval_holds_zero() {
+        let anon = samples(1800, |t| {
+            8.0 * MIB
+                + if (t as u32).is_multiple_of(2) {
+                    4096.0
+                } else {
+                    0.0
+                }
+        });
+        let rss = samples(1800, |_| 16.0 * MIB);
+        let report = json!({"rss_samples": rss, "rss_anon_samples": anon});
+        let s = summarize(&report, Some(60.0), 256.0 * 1024.0).expect("summary");
+        assert_eq!(s["warmup_s"], 60.0);
+        assert_eq!(s["growth_within_goal"], true);
+        let ci = &s["growth_ci95_bytes_per_hour"];
+        assert!(
+            ci[0].as_f64() <= Some(0.0) && Some(0.0) <= ci[1].as_f64(),
+            "{ci}"
+        );
+        assert!(s["slope_points"].as_u64() <= Some(MAX_POINTS as u64));
     }
 
     #[test]
     fn a_report_without_samples_is_an_error() {
-        assert!(summarize(&json!({"rss_samples": []})).is_err());
-        assert!(summarize(&json!({})).is_err());
+        assert!(summarize(&json!({"rss_samples": []}), None, 0.0).is_err());
+        assert!(summarize(&json!({}), None, 0.0).is_err());
+        // Everything inside the warm-up: nothing to estimate.
+        let rss = samples(10, |_| MIB);
+        assert!(summarize(&json!({"rss_samples": rss}), Some(60.0), 0.0).is_err());
+    }
+
+    #[test]
+    fn durations_and_thinning() {
+        assert_eq!(humantime_secs("1h"), Some(3600.0));
+        assert_eq!(humantime_secs("2m30s"), Some(150.0));
+        assert_eq!(humantime_secs("90"), Some(90.0));
+        assert_eq!(humantime_secs("1 fortnight"), None);
+        assert_eq!(humantime_secs(""), None);
+        let points: Vec<(f64, f64)> = (0..10).map(|t| (f64::from(t), f64::from(t * t))).collect();
+        // Stretches of 4 s from t = 2: [2, 6), [6, 10).
+        assert_eq!(thin(&points, 2.0, 4.0), vec![(3.5, 12.5), (7.5, 56.5)]);
     }
 }
