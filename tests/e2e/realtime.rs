@@ -67,7 +67,7 @@ impl Rng {
 }
 
 /// One conversation that talks over `target` answers at random points.
-async fn barge_in_over_answers(url: String, target: u64, seed: u64) -> RealtimeStats {
+async fn barge_in_over_answers(url: String, target: u64, seed: u64) -> (RealtimeStats, u64) {
     let playback =
         Arc::new(Playback::open(&AudioConfig::default()).expect("playback on the null sink"));
     let session = connect(&url, realtime_config(), Some(Arc::clone(&playback))).await;
@@ -94,8 +94,16 @@ async fn barge_in_over_answers(url: String, target: u64, seed: u64) -> RealtimeS
     // Let the last answer arrive, then close.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stats = session.close().await;
+    let period_us = callback_period_us(&playback.stats());
     let _ = playback.close();
-    stats
+    (stats, period_us)
+}
+
+/// The mean length of the playback callback's buffer, in µs.
+fn callback_period_us(stats: &steward::audio::Stats) -> u64 {
+    let rate = stats.format.map_or(48_000, |f| u64::from(f.sample_rate));
+    let frames = (stats.frames_out + stats.silence_frames) / stats.callbacks.max(1);
+    frames * 1_000_000 / rate.max(1)
 }
 
 in_child!(five_hundred_barge_ins_and_no_rejected_truncation => child_barge_ins);
@@ -122,25 +130,43 @@ fn child_barge_ins() {
             .map(|i| tokio::spawn(barge_in_over_answers(url.clone(), 170, i * 7919)))
             .collect();
         let mut all = Vec::new();
+        let mut periods = Vec::new();
         for run in runs {
-            all.push(run.await.expect("conversation task"));
+            let (stats, period_us) = run.await.expect("conversation task");
+            all.push(stats);
+            periods.push(period_us);
         }
         let server = standin.stats();
         standin.close().await;
         let barge_ins: u64 = all.iter().map(|s| s.barge_ins).sum();
         let sent: u64 = all.iter().map(|s| s.truncations_sent).sum();
         let rejected: u64 = all.iter().map(|s| s.truncations_rejected).sum();
-        for s in &all {
+        for (s, period_us) in all.iter().zip(&periods) {
             println!(
-                "barge-ins {} truncations {} cancels {} deleted {} latency p50 {:?} µs p99 {:?} µs; protocol errors {:?}",
+                "barge-ins {} truncations {} cancels {} deleted {} latency p50 {:?} µs p99 {:?} µs max {:?} µs; \
+                 truncation lag p50 {:?} µs p99 {:?} µs max {:?} µs (callback period {period_us} µs); protocol errors {:?}",
                 s.barge_ins,
                 s.truncations_sent,
                 s.cancels_sent,
                 s.items_deleted,
                 s.barge_in_latency.p50_us,
                 s.barge_in_latency.p99_us,
+                s.barge_in_latency.max_us,
+                s.truncation_lag.p50_us,
+                s.truncation_lag.p99_us,
+                s.truncation_lag.max_us,
                 s.protocol_errors
             );
+            // audio_end_ms never claims more than was played, and falls
+            // short of it by at most the callback that was running at the
+            // onset (plus the millisecond it is rounded down to).
+            assert_eq!(s.truncations_beyond_heard, 0, "{s:?}");
+            // Checked: each truncation sent with a clear (one whose answer
+            // had all played while more was coming needed none).
+            assert!(s.truncation_lag.count > 0, "{s:?}");
+            assert!(s.truncation_lag.count <= s.truncations_sent, "{s:?}");
+            let lag = s.truncation_lag.p99_us.unwrap_or(0);
+            assert!(lag <= period_us + 1_000, "lag {lag} µs, period {period_us} µs: {s:?}");
             assert_eq!(s.protocol_errors_total(), 0, "{s:?}");
             // The only error a barge-in may meet: the service's own turn
             // detection cancelled first.

@@ -112,6 +112,41 @@ pub struct BargeIn {
     pub truncated_ms: Option<u64>,
     /// Whether a cancel was sent.
     pub cancelled: bool,
+    /// One per truncation sent: how it compares with what was heard once
+    /// the clear reached the playout.
+    pub checks: Vec<TruncationCheck>,
+}
+
+/// A truncation's `audio_end_ms` beside the audio of its item that the
+/// playout went on to play before the clear took effect (the callback
+/// running at the onset finishes its buffer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruncationCheck {
+    sent_frames: u64,
+    passed: u64,
+    runs: Vec<(u64, u64)>,
+}
+
+impl TruncationCheck {
+    /// The truncation's `audio_end_ms`, in frames.
+    #[must_use]
+    pub fn sent_frames(&self) -> u64 {
+        self.sent_frames
+    }
+
+    /// Frames of the item played with the playout at `played_frames`.
+    #[must_use]
+    pub fn heard_frames(&self, played_frames: u64) -> u64 {
+        played(self.passed, &self.runs, played_frames)
+    }
+}
+
+fn played(passed: u64, runs: &[(u64, u64)], played_now: u64) -> u64 {
+    let runs: u64 = runs
+        .iter()
+        .map(|&(start, n)| played_now.saturating_sub(start).min(n))
+        .sum();
+    passed + runs
 }
 
 /// The audio of one answer item.
@@ -136,12 +171,7 @@ struct Output {
 
 impl Output {
     fn played(&self, played_now: u64) -> u64 {
-        let runs: u64 = self
-            .runs
-            .iter()
-            .map(|&(start, n)| played_now.saturating_sub(start).min(n))
-            .sum();
-        self.passed + runs
+        played(self.passed, &self.runs, played_now)
     }
 }
 
@@ -650,7 +680,7 @@ impl Conversation {
             self.stats.cancels_sent += 1;
         }
         let session = self.session;
-        let cut: Vec<(String, u32, u64, u64, bool, bool)> = self
+        let cut: Vec<(String, u32, u64, u64, bool, bool, TruncationCheck)> = self
             .outputs
             .iter_mut()
             .filter(|o| !o.interrupted)
@@ -662,6 +692,11 @@ impl Conversation {
                 }
                 o.interrupted = true;
                 let current = o.session == session;
+                let check = TruncationCheck {
+                    sent_frames: frames_to_ms(played) * SAMPLE_RATE / 1000,
+                    passed: o.passed,
+                    runs: o.runs.clone(),
+                };
                 Some((
                     o.item_id.clone(),
                     o.content_index,
@@ -669,10 +704,11 @@ impl Conversation {
                     frames_to_ms(o.received),
                     current,
                     o.done,
+                    check,
                 ))
             })
             .collect();
-        for (item_id, content_index, played_ms, received_ms, current, done) in cut {
+        for (item_id, content_index, played_ms, received_ms, current, done, check) in cut {
             // Only what was heard stays in the history.
             if played_ms == 0 {
                 self.history.remove(&item_id);
@@ -707,6 +743,7 @@ impl Conversation {
                 "audio_end_ms": played_ms,
             })));
             result.truncated_ms = Some(played_ms);
+            result.checks.push(check);
             self.stats.truncations_sent += 1;
         }
         // The playout is cleared: what comes next plays from here.

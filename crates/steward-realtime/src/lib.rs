@@ -71,7 +71,7 @@ mod session;
 mod stats;
 
 pub use config::{Api, BYTES_PER_MS, RealtimeConfig, SAMPLE_RATE, TurnDetection};
-pub use conversation::{BargeIn, Conversation, RealtimeEvent, Step};
+pub use conversation::{BargeIn, Conversation, RealtimeEvent, Step, TruncationCheck};
 pub use error::{Error, ServerError, ServerErrorCode};
 pub use history::{History, HistoryItem, heard_prefix};
 pub use playout::{ClearedAt, Playout, PlayoutError};

@@ -14,13 +14,27 @@ pub struct ClearedAt {
     pub generation: u64,
     /// When the callback wrote its first silent sample for it.
     pub at: Instant,
+    /// [`Playout::played_frames`] at that moment, when the playout knows
+    /// it: what had been played when the queued audio was dropped.
+    pub played_frames: Option<u64>,
 }
 
 impl ClearedAt {
     /// A clear `generation` applied at `at`.
     #[must_use]
     pub fn new(generation: u64, at: Instant) -> Self {
-        Self { generation, at }
+        Self {
+            generation,
+            at,
+            played_frames: None,
+        }
+    }
+
+    /// The same clear, applied with the playout at `frames` played.
+    #[must_use]
+    pub fn with_played_frames(mut self, frames: u64) -> Self {
+        self.played_frames = Some(frames);
+        self
     }
 }
 
@@ -99,6 +113,7 @@ impl Playout for steward_audio::Playback {
     }
 
     fn last_cleared(&self) -> Option<ClearedAt> {
-        steward_audio::Playback::last_cleared(self).map(|c| ClearedAt::new(c.generation, c.at))
+        steward_audio::Playback::last_cleared(self)
+            .map(|c| ClearedAt::new(c.generation, c.at).with_played_frames(c.played_frames))
     }
 }

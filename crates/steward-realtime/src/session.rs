@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::Error;
-use crate::config::{BYTES_PER_MS, RealtimeConfig};
-use crate::conversation::{Conversation, RealtimeEvent, Step};
+use crate::config::{BYTES_PER_MS, RealtimeConfig, SAMPLE_RATE};
+use crate::conversation::{Conversation, RealtimeEvent, Step, TruncationCheck};
 use crate::history::HistoryItem;
 use crate::playout::Playout;
 use crate::stats::{Latencies, RealtimeStats};
@@ -184,6 +184,7 @@ impl RealtimeSessionBuilder {
             play_bytes: 0,
             clears: Vec::new(),
             barge_latency: Latencies::default(),
+            truncation_lag: Latencies::default(),
             replay_latency: Latencies::default(),
             lost_at: None,
             renew_requested: false,
@@ -378,9 +379,11 @@ struct Driver {
     /// Model audio waiting for the playout: (item id, PCM16).
     play: VecDeque<(String, Vec<u8>)>,
     play_bytes: u64,
-    /// Clears not yet seen applied by the callback: (generation, onset).
-    clears: Vec<(u64, Instant)>,
+    /// Clears not yet seen applied by the callback: (generation, onset,
+    /// the truncations sent with it).
+    clears: Vec<(u64, Instant, Vec<TruncationCheck>)>,
     barge_latency: Latencies,
+    truncation_lag: Latencies,
     replay_latency: Latencies,
     /// When the current link was lost (or a renewal began).
     lost_at: Option<Instant>,
@@ -636,12 +639,13 @@ impl Driver {
 
     fn barge_in(&mut self, onset: Instant) {
         let played = self.playout.as_ref().map_or(0, |p| p.played_frames());
-        let decision = self.conv.barge_in(played);
+        let mut decision = self.conv.barge_in(played);
         if decision.clear
             && let Some(p) = &self.playout
         {
             let generation = p.clear();
-            self.clears.push((generation, onset));
+            let checks = std::mem::take(&mut decision.checks);
+            self.clears.push((generation, onset, checks));
         }
         if decision.happened {
             let dropped = std::mem::take(&mut self.play);
@@ -721,14 +725,27 @@ impl Driver {
         };
         let applied = playout.last_cleared();
         let now = Instant::now();
-        let latency = &mut self.barge_latency;
-        self.clears.retain(|&(generation, onset)| match applied {
-            Some(c) if c.generation >= generation => {
-                latency.record(c.at.saturating_duration_since(onset));
+        let mut beyond = 0;
+        self.clears.retain(|(generation, onset, checks)| match applied {
+            Some(c) if c.generation >= *generation => {
+                self.barge_latency
+                    .record(c.at.saturating_duration_since(*onset));
+                // Only the clear that was asked for tells where this
+                // truncation's item stopped; a later one came after more.
+                if let (true, Some(played)) = (c.generation == *generation, c.played_frames) {
+                    for check in checks.iter() {
+                        let heard = check.heard_frames(played);
+                        let sent = check.sent_frames();
+                        beyond += u64::from(sent > heard);
+                        self.truncation_lag
+                            .record(frames_to_duration(heard.saturating_sub(sent)));
+                    }
+                }
                 false
             }
-            _ => now.duration_since(onset) < CLEAR_PATIENCE,
+            _ => now.duration_since(*onset) < CLEAR_PATIENCE,
         });
+        self.conv.stats_mut().truncations_beyond_heard += beyond;
     }
 
     // -- links ----------------------------------------------------------------
@@ -929,6 +946,7 @@ impl Driver {
         s.audio_held_bytes = self.held_bytes;
         s.audio_queued_bytes = self.play_bytes;
         s.barge_in_latency = self.barge_latency.summary();
+        s.truncation_lag = self.truncation_lag.summary();
         s.reconnect_replay = self.replay_latency.summary();
         s.history_items = self.conv.history().len() as u64;
         s.history_dropped = self.conv.history().dropped();
@@ -984,4 +1002,9 @@ fn append_pcm(message: &Message) -> Option<Vec<u8>> {
         ClientEvent::InputAudioBufferAppend(a) => realtime::decode_audio(&a.audio).ok(),
         _ => None,
     }
+}
+
+/// 24 kHz frames as a duration.
+fn frames_to_duration(frames: u64) -> Duration {
+    Duration::from_micros(frames.saturating_mul(1_000_000) / SAMPLE_RATE)
 }

@@ -108,6 +108,13 @@ pub struct RealtimeStats {
     pub truncations_sent: u64,
     /// Of those, refused by the service.
     pub truncations_rejected: u64,
+    /// Audio of a truncated item played after its `audio_end_ms` was taken,
+    /// until the clear reached the playout (at most the callback running at
+    /// the onset), per truncation: what the service was not told was heard.
+    pub truncation_lag: LatencySummary,
+    /// Truncations whose `audio_end_ms` claimed more than was played when
+    /// the clear took effect (an invariant: always 0).
+    pub truncations_beyond_heard: u64,
     /// `conversation.item.delete` sent for answers of which nothing was played.
     pub items_deleted: u64,
     /// Tool calls the model made.

@@ -697,7 +697,7 @@ fn realtime(o: &mut Out, h: &Health) {
         .zip(h.realtime.iter().map(|r| &r.stats))
         .collect();
     type Get = fn(&RealtimeStats) -> u64;
-    let families: [(&str, &str, &str, Get); 12] = [
+    let families: [(&str, &str, &str, Get); 13] = [
         (
             "steward_realtime_sessions_total",
             "counter",
@@ -753,6 +753,12 @@ fn realtime(o: &mut Out, h: &Health) {
             |s| s.truncations_rejected,
         ),
         (
+            "steward_realtime_truncations_beyond_heard_total",
+            "counter",
+            "Truncations that claimed more audio than was played (always 0).",
+            |s| s.truncations_beyond_heard,
+        ),
+        (
             "steward_realtime_tool_calls_total",
             "counter",
             "Tool calls the model made.",
@@ -778,11 +784,16 @@ fn realtime(o: &mut Out, h: &Health) {
         }
     }
     type Lat = fn(&RealtimeStats) -> LatencySummary;
-    let latencies: [(&str, &str, Lat); 2] = [
+    let latencies: [(&str, &str, Lat); 3] = [
         (
             "steward_realtime_barge_in_latency_seconds",
             "From a speech onset to the first silent sample the playback wrote.",
             |s| s.barge_in_latency,
+        ),
+        (
+            "steward_realtime_truncation_lag_seconds",
+            "Audio of a truncated item played after its audio_end_ms was taken.",
+            |s| s.truncation_lag,
         ),
         (
             "steward_realtime_reconnect_replay_seconds",

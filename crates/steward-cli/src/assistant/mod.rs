@@ -487,12 +487,13 @@ impl std::fmt::Display for Report {
         };
         writeln!(
             f,
-            "  barge-ins {} (latency p50 {}, p99 {}), truncations sent {} rejected {}; reconnect+replay p50 {} p99 {}",
+            "  barge-ins {} (latency p50 {}, p99 {}), truncations sent {} rejected {} (lag p99 {}); reconnect+replay p50 {} p99 {}",
             self.barge_ins,
             ms(self.barge_in_latency.p50_us),
             ms(self.barge_in_latency.p99_us),
             self.truncations_sent,
             self.truncations_rejected,
+            ms(self.realtime.truncation_lag.p99_us),
             ms(self.reconnect_replay.p50_us),
             ms(self.reconnect_replay.p99_us),
         )?;

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use steward::Steward;
 use steward::audio::Playback;
-use steward::realtime::{RealtimeConfig, RealtimeEvent, RealtimeSession, RealtimeStats};
+use steward::realtime::{
+    LatencySummary, RealtimeConfig, RealtimeEvent, RealtimeSession, RealtimeStats,
+};
 use steward::store::Store;
 use steward::ws::Client;
 use tokio::sync::watch;
@@ -439,8 +441,20 @@ impl Run {
     }
 }
 
-/// Adds the counts of `s` to `total` (latency summaries: the later wins,
-/// with the counts added).
+/// The later summary's quantiles win; counts add up, the largest stays.
+fn add_latency(total: &mut LatencySummary, s: &LatencySummary) {
+    if s.count == 0 {
+        return;
+    }
+    let count = total.count + s.count;
+    let max = total.max_us.max(s.max_us);
+    *total = *s;
+    total.count = count;
+    total.max_us = max;
+}
+
+/// Adds the counts of `s` to `total` (latency summaries: see
+/// [`add_latency`]).
 fn add_stats(total: &mut RealtimeStats, s: &RealtimeStats) {
     macro_rules! add {
         ($($f:ident),*) => { $( total.$f += s.$f; )* };
@@ -461,6 +475,7 @@ fn add_stats(total: &mut RealtimeStats, s: &RealtimeStats) {
         cancels_sent,
         truncations_sent,
         truncations_rejected,
+        truncations_beyond_heard,
         items_deleted,
         tool_calls,
         audio_in_bytes,
@@ -480,16 +495,9 @@ fn add_stats(total: &mut RealtimeStats, s: &RealtimeStats) {
     for (k, v) in &s.server_errors {
         *total.server_errors.entry(k.clone()).or_default() += v;
     }
-    if s.barge_in_latency.count > 0 {
-        let count = total.barge_in_latency.count + s.barge_in_latency.count;
-        total.barge_in_latency = s.barge_in_latency;
-        total.barge_in_latency.count = count;
-    }
-    if s.reconnect_replay.count > 0 {
-        let count = total.reconnect_replay.count + s.reconnect_replay.count;
-        total.reconnect_replay = s.reconnect_replay;
-        total.reconnect_replay.count = count;
-    }
+    add_latency(&mut total.barge_in_latency, &s.barge_in_latency);
+    add_latency(&mut total.truncation_lag, &s.truncation_lag);
+    add_latency(&mut total.reconnect_replay, &s.reconnect_replay);
     if !s.rate_limits.is_empty() {
         total.rate_limits.clone_from(&s.rate_limits);
     }

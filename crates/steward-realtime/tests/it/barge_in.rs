@@ -308,3 +308,32 @@ fn session_expired_is_flagged_and_a_new_session_is_a_turn_boundary() {
     conv.new_session();
     assert!(conv.at_turn_boundary() && !conv.responding() && !conv.speaking());
 }
+
+/// The check handed back with a truncation says how much more of the item
+/// played until the clear took effect, and never less than was sent.
+#[test]
+fn a_truncation_check_measures_what_played_until_the_clear() {
+    let mut conv = answering();
+    stream(&mut conv, "a1", 1000);
+    // 400.5 ms played when the onset arrives: audio_end_ms is 400.
+    let b = conv.barge_in(frames(400) + 12);
+    assert_eq!(truncations(&b), vec![("a1".to_string(), 400)]);
+    let [check] = b.checks.as_slice() else {
+        panic!("one check per truncation: {b:?}");
+    };
+    assert_eq!(check.sent_frames(), frames(400));
+    // The callback running at the onset finished its 20 ms buffer first.
+    assert_eq!(check.heard_frames(frames(420) + 12), frames(420) + 12);
+    // Nothing after the item's own audio counts.
+    assert_eq!(check.heard_frames(frames(5000)), frames(1000));
+}
+
+/// A barge-in that truncates nothing hands back no check.
+#[test]
+fn no_truncation_no_check() {
+    let mut conv = answering();
+    stream(&mut conv, "a1", 500);
+    let b = conv.barge_in(0);
+    assert!(truncations(&b).is_empty(), "{b:?}");
+    assert!(b.checks.is_empty(), "{b:?}");
+}
