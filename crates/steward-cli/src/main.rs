@@ -16,6 +16,7 @@ use steward_cli::assistant::{Assistant, AssistantConfig, Input};
 use steward_cli::standin::{Api, Standin, StandinConfig};
 use store_cmd::StoreCommand;
 
+mod logging;
 mod store_cmd;
 
 /// Keeps a realtime assistant's memory healthy.
@@ -169,7 +170,7 @@ enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    logging::init(cli.verbose);
     match run(cli.command) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::MissingKey(key)) => {
@@ -187,18 +188,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-fn init_logging(verbose: bool) {
-    if !verbose {
-        return;
-    }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn run(command: Command) -> Result<Outcome> {

@@ -115,3 +115,53 @@ async fn a_flapping_service_is_backed_off_and_reported() {
     );
     assert!(text.contains("flapping"), "{text}");
 }
+
+/// A key no log line, report or message may hold.
+const KEY: &str = "sk-steward-test-4f1c9e0b7a2d";
+
+/// Runs `steward -v assistant` at `RUST_LOG=trace` with `KEY` in the
+/// environment; the output, stdout and stderr together.
+fn traced(dir: &Path, url: &str) -> Output {
+    let mut cmd = assistant(
+        dir,
+        Some(url),
+        &[
+            "--duration",
+            "3s",
+            "--turn-detection",
+            "manual",
+            "--turn",
+            "500ms",
+        ],
+    );
+    cmd.arg("-v")
+        .env("RUST_LOG", "trace")
+        .env("OPENAI_API_KEY", KEY)
+        .output()
+        .expect("run steward assistant")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_is_in_no_log_line_at_trace_level_nor_in_the_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let standin = steward_cli::standin::Standin::start(Default::default())
+        .await
+        .expect("stand-in");
+    let url = standin.url();
+    let path = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || traced(&path, &url))
+        .await
+        .expect("join");
+    standin.close().await;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // It did log at trace level, protocol libraries included.
+    assert!(text.contains("TRACE"), "{text}");
+    assert!(!text.contains(KEY), "the key is in the output");
+    let report = report(dir.path());
+    assert!(report["turns"].as_u64().expect("turns") >= 1, "{report:#}");
+    assert!(
+        !report.to_string().contains(KEY),
+        "the key is in the report"
+    );
+}
