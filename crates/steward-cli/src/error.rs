@@ -96,10 +96,17 @@ pub enum Error {
     },
 }
 
-/// URL without its query string (which may carry secrets), for messages.
-pub(crate) fn redact_url(url: &str) -> String {
-    match url.split_once('?') {
-        Some((base, _)) => format!("{base}?…"),
-        None => url.to_string(),
+/// The one URL redaction (no user info, no query), for messages, spans,
+/// reports and `Debug`.
+pub(crate) use steward_redact::redact_url;
+
+/// Serde helper: an optional URL written as [`redact_url`] shows it.
+pub(crate) fn serialize_redacted<S: serde::Serializer>(
+    url: &Option<String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(url) => s.serialize_some(&redact_url(url)),
+        None => s.serialize_none(),
     }
 }

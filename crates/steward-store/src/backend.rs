@@ -193,20 +193,8 @@ async fn open_redis(url: &str) -> Result<Box<dyn Backend>> {
 async fn open_redis(url: &str) -> Result<Box<dyn Backend>> {
     Err(Error::Config(format!(
         "{}: this build has no Redis backend (feature `redis` of steward-store)",
-        redact_url(url)
+        steward_redact::redact_url(url)
     )))
-}
-
-/// `url` with any user and password replaced by `***`, for messages.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_string(),
-    }
 }
 
 /// The file store through the seam: writes are its `_async` forms (durable

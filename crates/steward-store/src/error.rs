@@ -150,7 +150,8 @@ pub enum Error {
     /// A Redis URL the client cannot use. The URL is shown without password.
     #[error("bad Redis URL {url}: {reason}")]
     BadUrl {
-        /// The URL, user and password replaced by `***`.
+        /// The URL as `steward_redact::redact_url` shows it: no user info
+        /// (so no password, whatever it holds), no query.
         url: String,
         /// What is wrong.
         reason: String,

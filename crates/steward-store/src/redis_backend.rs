@@ -80,18 +80,25 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use steward_pool::{Manager, Metrics, Pool, PoolConfig, Pooled};
 
-use crate::backend::{Backend, BoxFuture, redact_url};
+use steward_redact::redact_url;
+
+use crate::backend::{Backend, BoxFuture};
 use crate::error::{Error, Result};
 use crate::store::encode_value;
 use crate::subscribe::{Change, DEFAULT_SUBSCRIPTION_CAPACITY, Hub, SubQueue, Subscription};
 
 /// Settings of a [`RedisStore`]. Plain data (serde).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` and `Serialize` show the URL as [`steward_redact::redact_url`]
+/// does (no user info, so no password; no query): a serialized config is
+/// for showing and holds no secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db][?ns=name]`. An `ns` query
     /// parameter sets [`namespace`](Self::namespace) unless that is set
     /// explicitly by [`RedisBuilder::namespace`].
+    #[serde(serialize_with = "serialize_redacted")]
     pub url: String,
     /// The namespace (one per assistant or user): stores with different
     /// namespaces on one server never see each other's keys. Default `default`.
@@ -124,6 +131,28 @@ pub struct RedisConfig {
     /// time, so a few slots keep it busy while writes gather; more only
     /// make smaller batches. Default 4.
     pub batches_in_flight: usize,
+}
+
+fn serialize_redacted<S: serde::Serializer>(url: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_url(url))
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("namespace", &self.namespace)
+            .field("pool", &self.pool)
+            .field("retry_for", &self.retry_for)
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_key_bytes", &self.max_key_bytes)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("subscription_capacity", &self.subscription_capacity)
+            .field("dedupe_writes", &self.dedupe_writes)
+            .field("batches_in_flight", &self.batches_in_flight)
+            .finish()
+    }
 }
 
 impl Default for RedisConfig {
@@ -1826,6 +1855,26 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(!e.contains("secret"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn passwords_with_reserved_characters_never_show() {
+        for password in ["hunter2", "hun/ter2", "hun?ter2#x", "hun@ter2", "h/u?n#t@er2"] {
+            let url = format!("redis://bob:{password}@127.0.0.1:1/0?ns=alice&x=qkey");
+            let builder = RedisStore::builder(url.as_str())
+                .retry_for(Duration::from_millis(10));
+            let shown = format!("{builder:?}");
+            let json = serde_json::to_string(&builder.config).expect("json");
+            // Nothing listens on port 1: every URL is refused or unreachable.
+            let err = builder.build().await.err().expect("no server");
+            let mut text = format!("{shown} {json} {err} {err:?}");
+            let mut source = std::error::Error::source(&err);
+            while let Some(s) = source {
+                text.push_str(&format!(" {s} {s:?}"));
+                source = s.source();
+            }
+            assert!(!text.contains("ter2") && !text.contains("qkey"), "{password}: {text}");
+        }
     }
 
     #[test]

@@ -8,10 +8,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, handshake::client::Request};
+use steward_redact::redact_url;
 use tracing::Instrument;
 
 use crate::Error;
-use crate::config::{ClientBuilder, ClientConfig, redact_url, validate};
+use crate::config::{ClientBuilder, ClientConfig, validate};
 use crate::error::BoxError;
 use crate::session::Session;
 use crate::tls::{self, Transport};

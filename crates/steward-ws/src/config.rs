@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use steward_redact::redact_url;
 
 use crate::Error;
 use crate::client::Client;
@@ -19,13 +20,20 @@ const MIB: usize = 1024 * 1024;
 /// field has a default, so a config file may name only `url`.
 ///
 /// `Debug` shows header names but never their values (`Authorization`
-/// carries API keys) and drops the URL's query string.
+/// carries API keys). `Debug`, `Serialize`, errors and logs show the URL as
+/// [`steward_redact::redact_url`] does: no user info, no query string.
+/// `Serialize` also writes `<redacted>` for the value of every header that
+/// carries credentials ([`steward_redact::is_sensitive_header`]), so a
+/// serialized config is for showing: it never holds a secret, and it reads
+/// back without them.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientConfig {
     /// `ws://` or `wss://` URL.
+    #[serde(serialize_with = "shown::url")]
     pub url: String,
     /// Extra request headers, e.g. `("Authorization", "Bearer …")`. Never logged.
+    #[serde(serialize_with = "shown::headers")]
     pub headers: Vec<(String, String)>,
     /// TCP connect, TLS and HTTP upgrade together. Default 10 s.
     #[serde(rename = "connect_timeout_ms", with = "millis")]
@@ -194,19 +202,27 @@ impl ReconnectConfig {
     }
 }
 
-/// Removes user info and the query string from a URL for logs and errors.
-pub(crate) fn redact_url(url: &str) -> String {
-    let without_query = url.split(['?', '#']).next().unwrap_or_default();
-    match without_query.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
+/// Serde helpers: what a serialized config shows of its secrets.
+mod shown {
+    use serde::Serializer;
+    use steward_redact::{is_sensitive_header, redact_url};
+
+    pub(super) fn url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&redact_url(url))
+    }
+
+    pub(super) fn headers<S: Serializer>(
+        headers: &[(String, String)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(headers.iter().map(|(name, value)| {
+            let value = if is_sensitive_header(name) {
+                "<redacted>"
+            } else {
+                value.as_str()
             };
-            let host = authority.rsplit('@').next().unwrap_or(authority);
-            format!("{scheme}://{host}{path}")
-        }
-        None => without_query.to_string(),
+            (name, value)
+        }))
     }
 }
 

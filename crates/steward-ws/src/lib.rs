@@ -37,8 +37,10 @@
 //!
 //! `ws://` and `wss://` (rustls; system roots with the default `native-roots`
 //! feature, Mozilla roots with `webpki-roots`, plus any root given to the
-//! builder). Headers such as `Authorization` are never logged, and URLs lose
-//! their query string in logs and errors.
+//! builder). Headers such as `Authorization` are never logged nor
+//! serialized, and URLs are shown as `steward_redact::redact_url` shows them
+//! (no user info, no query string) in logs, spans, errors, `Debug` and a
+//! serialized [`ClientConfig`].
 //!
 //! ```
 //! use std::time::Duration;

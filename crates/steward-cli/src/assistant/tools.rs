@@ -97,7 +97,7 @@ async fn execute(store: &Store, name: &str, arguments: &str) -> Result<Value, St
             store
                 .upsert_async(&key, value)
                 .await
-                .map_err(|e| format!("cannot store {key:?}: {e}"))?;
+                .map_err(|e| format!("cannot store {key:?}: {}", for_model(&e)))?;
             tracing::info!(%key, "remembered");
             Ok(json!({"ok": true, "key": key}))
         }
@@ -109,7 +109,7 @@ async fn execute(store: &Store, name: &str, arguments: &str) -> Result<Value, St
             let existed = store
                 .delete_async(&key)
                 .await
-                .map_err(|e| format!("cannot delete {key:?}: {e}"))?;
+                .map_err(|e| format!("cannot delete {key:?}: {}", for_model(&e)))?;
             tracing::info!(%key, existed, "forgotten");
             Ok(json!({"ok": true, "key": key, "existed": existed}))
         }
@@ -118,6 +118,39 @@ async fn execute(store: &Store, name: &str, arguments: &str) -> Result<Value, St
             other.chars().take(64).collect::<String>()
         )),
     }
+}
+
+/// A store error as the model may see it: absolute paths (where this
+/// machine keeps the memory) shortened to their file names.
+fn for_model(e: &steward::store::Error) -> String {
+    strip_dirs(&e.to_string())
+}
+
+/// Each absolute path in `text` (a word starting with `/`, after an opening
+/// quote or bracket) loses its directories.
+fn strip_dirs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('/') {
+        let boundary = rest[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || "\"'`([{<=:".contains(c));
+        let end = rest[start..]
+            .find(|c: char| c.is_whitespace() || "\"'`)]}>,;".contains(c))
+            .map_or(rest.len(), |n| start + n);
+        if boundary {
+            let word = &rest[start..end];
+            let name = word.rsplit('/').next().unwrap_or_default();
+            out.push_str(&rest[..start]);
+            out.push_str(name);
+        } else {
+            out.push_str(&rest[..end]);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -161,5 +194,31 @@ mod tests {
             }
         );
         store.close().expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_store_error_reaches_the_model_without_absolute_paths() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("memory.json")).expect("store");
+        store.close().expect("close");
+        let mut counts = ToolCounts::default();
+        let out = run(
+            &store,
+            "remember",
+            r#"{"key":"color","value":"blue"}"#,
+            &mut counts,
+        )
+        .await;
+        assert!(
+            out.contains("error") && out.contains("memory.json"),
+            "{out}"
+        );
+        let dir = dir.path().to_string_lossy().into_owned();
+        assert!(!out.contains(&dir), "{out}");
+        assert_eq!(counts.failed, 1);
+        assert_eq!(
+            strip_dirs("store /a/b/memory.json is closed (\"/c/d\") 1/2"),
+            "store memory.json is closed (\"d\") 1/2"
+        );
     }
 }

@@ -9,5 +9,6 @@ mod link;
 #[cfg(feature = "pool")]
 mod pool;
 mod reconnect;
+mod secrets;
 mod shed;
 mod tls;
