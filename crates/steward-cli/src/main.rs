@@ -159,6 +159,9 @@ struct StandinArgs {
     bad_delta_every: u32,
 }
 
+/// How long the final report may wait for a stdout nobody reads.
+const STDOUT_PATIENCE: Duration = Duration::from_secs(5);
+
 /// How a command ended, beyond plain success.
 enum Outcome {
     Done,
@@ -278,11 +281,14 @@ async fn assistant(args: AssistantArgs) -> Result<Outcome> {
     let report = assistant.wait().await;
     signals.abort();
     let report = report?;
-    println!("{report}");
+    // The file first: stdout may be a pipe nobody reads.
     if let Some(path) = args.report {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(&path, json + "\n")
             .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    }
+    if !steward_cli::assistant::print_within(format!("{report}\n"), STDOUT_PATIENCE) {
+        eprintln!("steward: stdout is not being read; the report was not printed");
     }
     Ok(Outcome::Done)
 }

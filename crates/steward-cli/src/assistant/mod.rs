@@ -35,6 +35,7 @@
 //! `wait` returns.
 
 mod input;
+mod out;
 mod procfs;
 mod run;
 mod soak;
@@ -55,6 +56,8 @@ use steward::realtime::{LatencySummary, RealtimeConfig, RealtimeStats};
 use steward::store::Store;
 use steward::tracker::Tracker;
 use steward::ws::Client;
+
+pub use out::{print_within, status_lines_dropped};
 use tokio::sync::watch;
 
 pub use input::Input;
@@ -422,6 +425,9 @@ pub struct Report {
     /// or proxy (each also an error).
     #[serde(default)]
     pub link_flaps: u64,
+    /// Status lines dropped because stdout was not being read.
+    #[serde(default)]
+    pub status_lines_dropped: u64,
 }
 
 impl Report {
@@ -843,22 +849,21 @@ async fn off_runtime<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) 
     result
 }
 
+/// Through the stdout thread: a stdout nobody reads never stalls the
+/// session (lines are dropped and counted instead).
 fn print_status(status: &Status) {
-    use std::io::{IsTerminal, Write};
-    let mut out = std::io::stdout();
-    if out.is_terminal() {
-        let _ = write!(out, "\r{status}\x1b[K");
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        out::status(format!("\r{status}\x1b[K"));
     } else {
-        let _ = writeln!(out, "{status}");
+        out::status(format!("{status}\n"));
     }
-    let _ = out.flush();
 }
 
 fn finish_status_line() {
-    use std::io::{IsTerminal, Write};
-    let mut out = std::io::stdout();
-    if out.is_terminal() {
-        let _ = writeln!(out);
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        out::status("\n".into());
     }
 }
 

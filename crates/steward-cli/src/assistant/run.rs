@@ -401,6 +401,7 @@ impl Run {
         }
         self.report.duration_ms =
             u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.report.status_lines_dropped = super::status_lines_dropped();
         let rss_end = procfs::rss_bytes().unwrap_or(0);
         self.report.rss_end = rss_end;
         self.report.rss_peak = self.report.rss_peak.max(rss_end);

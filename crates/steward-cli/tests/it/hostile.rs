@@ -205,3 +205,47 @@ async fn a_password_in_the_url_is_in_no_log_line_error_or_report() {
     }
     standin.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdout_nobody_reads_does_not_freeze_the_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A status line every 10 ms fills a pipe's 64 KiB within a few seconds.
+    let mut child = assistant(
+        dir.path(),
+        None,
+        &[
+            "--duration",
+            "6s",
+            "--poll",
+            "10ms",
+            "--turn-detection",
+            "manual",
+            "--turn",
+            "500ms",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("start steward assistant");
+    // Held, never read.
+    let _stdout = child.stdout.take().expect("stdout");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hang guard: the assistant did not finish with its stdout unread");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+    let report = report(dir.path());
+    assert!(report["turns"].as_u64().expect("turns") >= 2, "{report:#}");
+    assert!(
+        report["status_lines_dropped"].as_u64().expect("dropped") > 0,
+        "{report:#}"
+    );
+}
