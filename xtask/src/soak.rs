@@ -47,7 +47,8 @@ cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T] [--session-limi
   --duration D       how long (humantime: 60s, 10m, 1h); default 1h
   --sessions N       conversations over the duration (fresh connections); default 6
   --drop-every T     the stand-in drops the link after every T turns (0: never); default 50
-  --session-limit L  the stand-in ends each session after L (renewed before); default 4m
+  --session-limit L  the stand-in ends each session after L (renewed before); default 2m (renewals
+                     every 90 s: more often than the drops come)
   --warmup W         seconds left out of the growth (default: 10 min, at most a fifth of the run)
   --max-growth-kib-per-hour G
                      fail when the anonymous RSS grows faster after the warm-up; default 256
@@ -66,7 +67,7 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
     let mut duration = "1h".to_string();
     let mut sessions = "6".to_string();
     let mut drop_every = "50".to_string();
-    let mut session_limit = "4m".to_string();
+    let mut session_limit = "2m".to_string();
     let mut warmup_arg: Option<String> = None;
     let mut max_growth = "256".to_string();
     let mut heap = false;
