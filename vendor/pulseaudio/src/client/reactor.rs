@@ -46,7 +46,17 @@ struct ReactorState {
 struct SharedState {
     protocol_version: u16,
     next_seq: AtomicU32,
+    /// Woken when the last handle goes, so that the reactor finds the command
+    /// channel closed and ends: a reactor parked with nothing to read would
+    /// otherwise keep its thread and descriptors for the life of the process.
+    waker: Arc<Waker>,
     _thread_handle: JoinHandle<super::Result<()>>,
+}
+
+impl Drop for SharedState {
+    fn drop(&mut self) {
+        let _ = self.waker.0.wake();
+    }
 }
 
 // We need to wrap this to implement futures::task::ArcWake.
@@ -61,8 +71,10 @@ impl futures::task::ArcWake for Waker {
 #[derive(Clone)]
 pub(super) struct ReactorHandle {
     state: Weak<Mutex<ReactorState>>,
-    shared: Arc<SharedState>,
+    // Declared, so dropped, before `shared`: the last handle closes the
+    // channel before `SharedState::drop` wakes the reactor.
     outgoing: Sender<(u32, protocol::Command)>,
+    shared: Arc<SharedState>,
     waker: Arc<Waker>,
 }
 
@@ -322,10 +334,11 @@ impl Reactor {
         Ok(ReactorHandle {
             state: Arc::downgrade(&state),
             outgoing: cmd_tx,
-            waker,
+            waker: waker.clone(),
             shared: Arc::new(SharedState {
                 protocol_version,
                 next_seq: AtomicU32::new(1024),
+                waker,
                 _thread_handle: reactor_thread,
             }),
         })
