@@ -35,9 +35,10 @@
 //!   the output latency the host reports is in [`Stats::output_latency_us`].
 //! - A lost device (unplugged, its module unloaded, the server gone) is an
 //!   [`Event::DeviceLost`]; the stream stops, and `reopen()` or
-//!   `reopen_on_default()` open a new one when the caller asks. PulseAudio
-//!   moves such a stream to another device instead of ending it: a stream
-//!   checks twice a second that its own device is still there.
+//!   `reopen_on_default()` open a new one when the caller asks (counted in
+//!   [`Stats::reopens`]). PulseAudio moves such a stream to another device
+//!   instead of ending it: a stream checks twice a second that its own
+//!   device is still there.
 //! - [`convert`] holds the conversions, resampling (rubato) and the base64
 //!   helpers for the realtime API; they need no sound card.
 //!

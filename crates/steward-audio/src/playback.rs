@@ -877,7 +877,7 @@ impl Playback {
     /// As [`open`](Self::open); the old stream is closed either way.
     pub fn reopen(&self) -> Result<Self> {
         let _ = self.close();
-        Self::open(&self.config)
+        self.counted(Self::open(&self.config))
     }
 
     /// Like [`reopen`](Self::reopen), but on the host's current default
@@ -888,9 +888,17 @@ impl Playback {
     /// As [`open`](Self::open); the old stream is closed either way.
     pub fn reopen_on_default(&self) -> Result<Self> {
         let _ = self.close();
-        Self::open(&AudioConfig {
+        self.counted(Self::open(&AudioConfig {
             output_device: None,
             ..self.config.clone()
+        }))
+    }
+
+    /// A reopened stream counts one reopen more than this one.
+    fn counted(&self, reopened: Result<Self>) -> Result<Self> {
+        reopened.map(|mut s| {
+            s.opened.reopens = self.opened.reopens + 1;
+            s
         })
     }
 

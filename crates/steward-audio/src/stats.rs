@@ -65,6 +65,12 @@ pub struct Stats {
     pub last_error: Option<String>,
     /// The device was lost; the stream delivers no more audio.
     pub device_lost: bool,
+    /// How many times this stream was reopened (`reopen` or
+    /// `reopen_on_default`, counted along the chain: a stream reopened from
+    /// one that was reopened once says 2). The other counters start again
+    /// from zero with each new stream.
+    #[serde(default)]
+    pub reopens: u64,
 }
 
 /// The live counters. Only `fetch_add`/`load` with relaxed ordering: the

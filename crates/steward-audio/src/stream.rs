@@ -759,6 +759,10 @@ pub(crate) struct Opened {
     pub(crate) host: AudioHost,
     /// The fixed buffer asked for, in device frames (`None`: host default).
     pub(crate) buffer_frames: Option<u32>,
+    /// How many reopens led to this stream (see [`Stats::reopens`]).
+    ///
+    /// [`Stats::reopens`]: crate::Stats::reopens
+    pub(crate) reopens: u64,
 }
 
 impl Opened {
@@ -777,6 +781,7 @@ impl Opened {
             device,
             host,
             buffer_frames,
+            reopens: 0,
         }
     }
 
@@ -787,6 +792,7 @@ impl Opened {
             host: Some(self.host),
             format: Some(self.format),
             buffer_frames: self.buffer_frames,
+            reopens: self.reopens,
             ..crate::stats::Stats::default()
         }
     }

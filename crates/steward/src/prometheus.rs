@@ -892,7 +892,7 @@ fn audio_families(
 
 #[cfg(feature = "audio")]
 fn audio(o: &mut Out, h: &Health) {
-    let families: [(&str, &str, &str, AudioGet); 8] = [
+    let families: [(&str, &str, &str, AudioGet); 9] = [
         (
             "steward_audio_queued_frames",
             "gauge",
@@ -941,6 +941,12 @@ fn audio(o: &mut Out, h: &Health) {
             "Errors the audio backend reported.",
             |s| s.errors,
         ),
+        (
+            "steward_audio_reopens_total",
+            "counter",
+            "Times the stream was reopened (after a lost device, say).",
+            |s| s.reopens,
+        ),
     ];
     audio_families(o, &h.audio, &families);
     // Only the streams whose host reports it.
@@ -963,7 +969,7 @@ fn audio(o: &mut Out, h: &Health) {
             o.sample(name, &[("stream", &stream), ("host", host)], secs);
         }
     }
-    let capture: [(&str, &str, &str, AudioGet); 7] = [
+    let capture: [(&str, &str, &str, AudioGet); 8] = [
         (
             "steward_audio_capture_queued_frames",
             "gauge",
@@ -1005,6 +1011,12 @@ fn audio(o: &mut Out, h: &Health) {
             "counter",
             "Errors the audio backend reported.",
             |s| s.errors,
+        ),
+        (
+            "steward_audio_capture_reopens_total",
+            "counter",
+            "Times the stream was reopened (after a lost device, say).",
+            |s| s.reopens,
         ),
     ];
     audio_families(o, &h.capture, &capture);

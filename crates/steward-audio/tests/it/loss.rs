@@ -153,6 +153,7 @@ fn child_playback_loss() {
     assert!(on_default.drain_blocking(HANG_GUARD).unwrap());
     let s = on_default.close().unwrap();
     assert!(s.frames_out > 0 && !s.device_lost, "{s:?}");
+    assert_eq!(s.reopens, 1, "{s:?}");
 
     // The device comes back: reopening on it plays again.
     sink.reload();
@@ -162,6 +163,7 @@ fn child_playback_loss() {
     assert!(again.drain_blocking(HANG_GUARD).unwrap());
     let s = again.close().unwrap();
     assert!(s.frames_out > 0 && !s.device_lost, "{s:?}");
+    assert_eq!((s.reopens, pb.stats().reopens), (1, 0), "{s:?}");
     assert_back_to(baseline);
 }
 
@@ -210,7 +212,7 @@ fn child_capture_loss() {
             .unwrap()
             .is_some()
     );
-    on_default.close().unwrap();
+    assert_eq!(on_default.close().unwrap().reopens, 1);
 
     source.reload();
     let again = cap.reopen().unwrap();
@@ -220,5 +222,6 @@ fn child_capture_loss() {
     }
     let s = again.close().unwrap();
     assert!(s.frames_out > 0 && !s.device_lost, "{s:?}");
+    assert_eq!((s.reopens, cap.stats().reopens), (1, 0), "{s:?}");
     assert_back_to(baseline);
 }
