@@ -19,6 +19,9 @@
 //!   reconnected, both with the history replayed; user audio is accounted,
 //!   so `audio_bytes_captured = sent + dropped + pending` always holds in
 //!   the [`Report`];
+//! - when the output or input device is lost (unplugged, its module
+//!   unloaded), the stream is reopened on the default device and the run
+//!   goes on; reopenings are counted ([`Report::audio_reopens`]);
 //! - with [`AssistantConfig::sessions`] > 1 the duration is split into that
 //!   many conversations (each a fresh connection and history);
 //! - every [`AssistantConfig::poll_ms`] it samples RSS, updates the
@@ -34,6 +37,7 @@
 //! devices run on steward-audio's own threads. All of them are gone when
 //! `wait` returns.
 
+mod devices;
 mod input;
 mod out;
 mod procfs;
@@ -267,6 +271,9 @@ pub struct Status {
     /// Audio overflows so far: capture frames dropped, plus playback deltas
     /// dropped because the writer lagged.
     pub overflows: u64,
+    /// Audio streams reopened on the default device after theirs was lost.
+    #[serde(default)]
+    pub audio_reopens: u64,
     /// Committed turns.
     pub turns: u64,
     /// Tool calls.
@@ -289,7 +296,7 @@ impl std::fmt::Display for Status {
         };
         write!(
             f,
-            "[{:>5.0}s] level {} | rss {} | pool {}/{} | tracker {} live {} | ws {} #{} rtt {} reconnects {} renewals {} | audio under {} over {} | turns {} | barge-ins {} p99 {} | tools {} | bad events {}",
+            "[{:>5.0}s] level {} | rss {} | pool {}/{} | tracker {} live {} | ws {} #{} rtt {} reconnects {} renewals {} | audio under {} over {} reopens {} | turns {} | barge-ins {} p99 {} | tools {} | bad events {}",
             self.elapsed_ms as f64 / 1000.0,
             self.level,
             mib(self.rss_bytes),
@@ -304,6 +311,7 @@ impl std::fmt::Display for Status {
             self.renewals,
             self.underruns,
             self.overflows,
+            self.audio_reopens,
             self.turns,
             self.barge_ins,
             self.barge_in_p99_us.map_or_else(
@@ -371,6 +379,22 @@ pub struct Report {
     pub underruns: u64,
     /// Audio overflows (capture frames dropped + playback deltas dropped).
     pub overflows: u64,
+    /// The output device played to at the end (after any reopening).
+    #[serde(default)]
+    pub playback_device: Option<String>,
+    /// The audio host it ran on.
+    #[serde(default)]
+    pub playback_host: Option<steward::audio::AudioHost>,
+    /// The input device captured from at the end (device input only).
+    #[serde(default)]
+    pub capture_device: Option<String>,
+    /// The audio host it ran on.
+    #[serde(default)]
+    pub capture_host: Option<steward::audio::AudioHost>,
+    /// Audio streams reopened on the default device after theirs was lost
+    /// (the lost device's stream is closed, the run goes on).
+    #[serde(default)]
+    pub audio_reopens: u64,
     /// RSS at the start, in bytes.
     pub rss_start: u64,
     /// RSS at the end, in bytes.
@@ -537,6 +561,17 @@ impl std::fmt::Display for Report {
             self.underruns,
             self.overflows
         )?;
+        let device = |d: &Option<String>, h: Option<steward::audio::AudioHost>| match (d, h) {
+            (Some(d), Some(h)) => format!("{d} ({h})"),
+            _ => "none".to_string(),
+        };
+        writeln!(
+            f,
+            "  audio devices: playback {}, capture {}; reopened {} after a lost device",
+            device(&self.playback_device, self.playback_host),
+            device(&self.capture_device, self.capture_host),
+            self.audio_reopens
+        )?;
         let t = &self.tool_calls;
         writeln!(
             f,
@@ -653,6 +688,9 @@ impl Assistant {
         } else {
             None
         };
+        if let Some(p) = &playback {
+            tracing::info!(device = p.device(), host = %p.host(), "playing to the output device");
+        }
 
         // What can fail for a bad setting comes before anything runs.
         let mut realtime = config.realtime.clone();
@@ -681,10 +719,10 @@ impl Assistant {
             .store(store.clone())
             .tracker(Tracker::new());
         if let Some(p) = &playback {
-            builder = builder.playback("speaker", p);
+            builder = builder.playback(devices::SPEAKER, p);
         }
         if let Some(c) = source.capture() {
-            builder = builder.capture("microphone", c);
+            builder = builder.capture(devices::MICROPHONE, c);
         }
         let steward = builder.build().map_err(Error::Steward)?;
 
@@ -699,7 +737,8 @@ impl Assistant {
             steward: steward.clone(),
             client,
             source: Some(source),
-            playback,
+            lost_capture: None,
+            playback: playback.map(|p| Arc::new(devices::Speaker::new(p))),
             shared: Arc::clone(&shared),
             rt: None,
             closed: RealtimeStats::default(),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use steward::Steward;
-use steward::audio::Playback;
+use steward::audio::Capture;
 use steward::realtime::{
     LatencySummary, RealtimeConfig, RealtimeEvent, RealtimeSession, RealtimeStats,
 };
@@ -15,6 +15,7 @@ use steward::ws::Client;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
+use super::devices::Speaker;
 use super::input::{Chunk, Source};
 use super::{AssistantConfig, Report, Shared, Status, procfs, soak, tools};
 use crate::Error;
@@ -38,7 +39,11 @@ pub(super) struct Run {
     pub(super) steward: Steward,
     pub(super) client: Client,
     pub(super) source: Option<Source>,
-    pub(super) playback: Option<Arc<Playback>>,
+    /// A capture whose device was lost and could not be reopened yet.
+    pub(super) lost_capture: Option<Arc<Capture>>,
+    /// The playout the conversation writes to (the stream under it is
+    /// reopened when its device is lost).
+    pub(super) playback: Option<Arc<Speaker>>,
     pub(super) shared: Arc<Shared>,
     pub(super) rt: Option<RealtimeSession>,
     /// Counters of the conversations already closed (`--sessions` cycles).
@@ -167,6 +172,8 @@ impl Run {
                 chunk = next_chunk(&mut self.source) => {
                     match chunk {
                         Ok(Chunk::Audio(pcm)) => self.audio(pcm),
+                        // Reopened on the default input (or retried each poll).
+                        Err(_) if self.capture_lost() => self.recover_devices().await,
                         Ok(Chunk::End) => {
                             if manual {
                                 self.commit().await;
@@ -292,6 +299,7 @@ impl Run {
         {
             self.error(e.to_string());
         }
+        self.recover_devices().await;
         let health = self.steward.health();
         let rss = procfs::rss_bytes()
             .or_else(|| health.sample.as_ref().map(|s| s.rss_bytes))
@@ -317,7 +325,7 @@ impl Run {
         self.rows.push(row);
 
         let rt = self.realtime_stats();
-        let underruns = self.playback.as_ref().map_or(0, |p| p.stats().underruns);
+        let underruns = self.playback.as_ref().map_or(0, |p| p.underruns());
         let ws = self.rt.as_ref().and_then(RealtimeSession::ws_session);
         let link = ws.as_ref().map(steward::ws::Session::stats);
         let status = Status {
@@ -334,6 +342,7 @@ impl Run {
             reconnects: rt.reconnects,
             underruns,
             overflows: self.overflows(&rt),
+            audio_reopens: self.report.audio_reopens,
             turns: rt.turns,
             tool_calls: self.report.tool_calls.total(),
             barge_ins: rt.barge_ins,
@@ -352,7 +361,7 @@ impl Run {
         capture + rt.audio_dropped_bytes / 2
     }
 
-    fn error(&mut self, message: String) {
+    pub(super) fn error(&mut self, message: String) {
         // Rate-limit the log, keep the first few word for word.
         let now = Instant::now();
         if self
@@ -380,12 +389,19 @@ impl Run {
         self.report.overflows = self.overflows(&rt);
 
         // Let what is queued play out briefly before closing the stream.
-        if let Some(playback) = self.playback.take() {
-            self.report.underruns = playback.stats().underruns;
+        if let Some(speaker) = self.playback.take() {
+            self.report.underruns = speaker.underruns();
+            let playback = speaker.current();
+            self.report.playback_device = Some(playback.device().to_string());
+            self.report.playback_host = Some(playback.host());
             let _ = tokio::time::timeout(Duration::from_secs(2), playback.drain()).await;
             if let Some(Err(e)) = super::off_runtime(move || playback.close()).await {
                 self.error(format!("playback close: {e}"));
             }
+        }
+        if let Some(c) = self.source.as_ref().and_then(Source::capture) {
+            self.report.capture_device = Some(c.device().to_string());
+            self.report.capture_host = Some(c.host());
         }
         if let Some(source) = self.source.take() {
             super::off_runtime(move || source.close()).await;

@@ -158,7 +158,7 @@ fn a_bad_wav_is_a_one_line_error_and_exit_2() {
     assert!(stderr.contains("broken.wav"), "{stderr}");
 }
 
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !done() {
         assert!(
@@ -170,7 +170,7 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 /// GET `path` from the endpoint; the whole response.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+pub(crate) fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
     tcp.set_read_timeout(Some(PATIENCE)).expect("timeout");
     write!(

@@ -3,6 +3,7 @@
 //! sound server's null devices.
 
 mod assistant;
+mod devices;
 mod hostile;
 #[path = "../../../steward-store/tests/it/redis_server.rs"]
 mod redis_server;
