@@ -133,7 +133,10 @@ pub struct RedisConfig {
     pub batches_in_flight: usize,
 }
 
-fn serialize_redacted<S: serde::Serializer>(url: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn serialize_redacted<S: serde::Serializer>(
+    url: &str,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(&redact_url(url))
 }
 
@@ -1859,21 +1862,31 @@ mod tests {
 
     #[tokio::test]
     async fn passwords_with_reserved_characters_never_show() {
-        for password in ["hunter2", "hun/ter2", "hun?ter2#x", "hun@ter2", "h/u?n#t@er2"] {
+        for password in [
+            "hunter2",
+            "hun/ter2",
+            "hun?ter2#x",
+            "hun@ter2",
+            "h/u?n#t@er2",
+        ] {
             let url = format!("redis://bob:{password}@127.0.0.1:1/0?ns=alice&x=qkey");
-            let builder = RedisStore::builder(url.as_str())
-                .retry_for(Duration::from_millis(10));
+            let builder = RedisStore::builder(url.as_str()).retry_for(Duration::from_millis(10));
             let shown = format!("{builder:?}");
             let json = serde_json::to_string(&builder.config).expect("json");
             // Nothing listens on port 1: every URL is refused or unreachable.
-            let err = builder.build().await.err().expect("no server");
+            let Err(err) = builder.build().await else {
+                panic!("nothing listens on port 1");
+            };
             let mut text = format!("{shown} {json} {err} {err:?}");
             let mut source = std::error::Error::source(&err);
             while let Some(s) = source {
                 text.push_str(&format!(" {s} {s:?}"));
                 source = s.source();
             }
-            assert!(!text.contains("ter2") && !text.contains("qkey"), "{password}: {text}");
+            assert!(
+                !text.contains("ter2") && !text.contains("qkey"),
+                "{password}: {text}"
+            );
         }
     }
 
