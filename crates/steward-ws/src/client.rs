@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use steward_redact::redact_url;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, handshake::client::Request};
-use steward_redact::redact_url;
 use tracing::Instrument;
 
 use crate::Error;
