@@ -20,6 +20,9 @@ pub struct Health {
     pub sample: Option<Sample>,
     /// The monitor's counters.
     pub monitor: steward_monitor::Stats,
+    /// The leak trend: growth per hour after the warm-up, the `Growing`
+    /// signal and the tracked kinds that grew with it.
+    pub growth: crate::growth::GrowthHealth,
     /// What the wiring's cleanup handlers did.
     pub cleanup: CleanupStats,
     /// Metrics of every pool under the wiring.

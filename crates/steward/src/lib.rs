@@ -125,6 +125,8 @@ mod audio_part;
 #[cfg(feature = "monitor")]
 mod error;
 #[cfg(feature = "monitor")]
+mod growth;
+#[cfg(feature = "monitor")]
 mod health;
 #[cfg(feature = "http")]
 mod http;
@@ -147,6 +149,8 @@ mod realtime_part;
 pub use error::Error;
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
 pub use error::TrackedError;
+#[cfg(feature = "monitor")]
+pub use growth::{GrowingSignal, GrowthHealth, KindGrowth};
 #[cfg(all(feature = "monitor", feature = "store"))]
 pub use health::StoreHealth;
 #[cfg(feature = "monitor")]

@@ -167,6 +167,7 @@ fn monitor(o: &mut Out, h: &Health) {
             f(s.limit_bytes),
         );
     }
+    growth(o, h);
     let m = &h.monitor;
     let counters: [(&str, &str, u64); 11] = [
         (
@@ -227,6 +228,49 @@ fn monitor(o: &mut Out, h: &Health) {
     ];
     for (name, help, v) in counters {
         o.single(name, "counter", help, f(v));
+    }
+}
+
+/// The leak trend: the slope once there is one, the signal, and with it
+/// the change of every tracked kind since the warm-up.
+fn growth(o: &mut Out, h: &Health) {
+    let g = &h.growth;
+    if let Some(rate) = g.bytes_per_hour {
+        // Rates are far below 2^53 bytes per hour.
+        #[allow(clippy::cast_precision_loss)]
+        let rate = rate as f64;
+        o.single(
+            "steward_memory_growth_bytes_per_hour",
+            "gauge",
+            "Growth of the process's anonymous memory (RSS where unknown) over the monitor's window after the warm-up, a Theil-Sen slope.",
+            rate,
+        );
+    }
+    o.single(
+        "steward_memory_growing",
+        "gauge",
+        "1 while the Growing signal is raised (the slope stayed above the configured rate).",
+        if g.growing { 1.0 } else { 0.0 },
+    );
+    o.single(
+        "steward_memory_growing_signals_total",
+        "counter",
+        "Growing signals raised.",
+        f(g.raised),
+    );
+    if let Some(signal) = &g.signal
+        && !signal.kinds.is_empty()
+    {
+        let name = "steward_memory_growing_kind_bytes_change";
+        o.family(
+            name,
+            "gauge",
+            "Per tracked kind, live bytes when Growing was raised minus at the end of the warm-up.",
+        );
+        for k in &signal.kinds {
+            #[allow(clippy::cast_precision_loss)]
+            o.sample(name, &[("kind", &k.kind)], k.bytes_change as f64);
+        }
     }
 }
 

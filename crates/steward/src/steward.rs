@@ -185,6 +185,8 @@ pub(crate) struct Parts {
     /// so the features alone change nothing.
     #[cfg(any(feature = "ws", feature = "audio"))]
     shed_registered: std::sync::atomic::AtomicBool,
+    /// The `Growing` signal with the tracked kinds, kept by the growth task.
+    pub(crate) growth: crate::growth::GrowthState,
 }
 
 impl Parts {
@@ -282,6 +284,8 @@ pub(crate) struct Inner {
     monitor: Monitor,
     parts: Arc<Parts>,
     started: Instant,
+    /// The task following the trend's events; aborted on shutdown or drop.
+    growth: Mutex<Option<crate::growth::Watch>>,
     #[cfg(feature = "http")]
     http: Mutex<Option<crate::http::Server>>,
     #[cfg(feature = "http")]
@@ -507,6 +511,7 @@ impl StewardBuilder {
                     .then(steward_monitor::SystemSource::new)
                     .and_then(Result::ok),
             ),
+            growth: crate::growth::GrowthState::default(),
         });
         #[cfg(feature = "ws")]
         for (name, session) in &self.ws {
@@ -530,6 +535,11 @@ impl StewardBuilder {
         #[cfg(feature = "audio")]
         drop((self.playbacks, self.captures));
         register_handlers(&monitor, &parts)?;
+        let growth = monitor
+            .config()
+            .trend
+            .enabled
+            .then(|| crate::growth::watch(&monitor, &parts));
         #[cfg(any(feature = "ws", feature = "audio"))]
         if buffers > 0 {
             register_shed(&monitor, &parts)?;
@@ -552,6 +562,7 @@ impl StewardBuilder {
                 monitor,
                 parts,
                 started: Instant::now(),
+                growth: Mutex::new(growth),
                 #[cfg(feature = "http")]
                 http: Mutex::new(http),
                 #[cfg(feature = "http")]
@@ -1019,6 +1030,7 @@ impl Steward {
             level: self.inner.monitor.level(),
             running: self.inner.monitor.is_running(),
             sample: monitor.last_sample.clone(),
+            growth: p.growth.health(&monitor.trend),
             monitor,
             cleanup: CleanupStats {
                 moderate_rounds: c.moderate_rounds.load(Relaxed),
@@ -1085,6 +1097,10 @@ impl Steward {
             if let Some(server) = server {
                 server.shutdown().await;
             }
+        }
+        let growth = self.inner.growth.lock().take();
+        if let Some(growth) = growth {
+            growth.stop().await;
         }
         self.inner.monitor.shutdown().await;
         tracing::info!("steward stopped");
