@@ -250,6 +250,13 @@ pub struct Status {
     pub level: Level,
     /// Resident memory, in bytes.
     pub rss_bytes: u64,
+    /// The monitor's leak trend: growth of the anonymous memory per hour
+    /// over its window after the warm-up; `None` until it has one.
+    #[serde(default)]
+    pub growth_bytes_per_hour: Option<i64>,
+    /// Whether the monitor's `Growing` signal is raised.
+    #[serde(default)]
+    pub growing: bool,
     /// Sessions in the pool (open) and checked out.
     pub pool_size: usize,
     /// Sessions checked out of the pool.
@@ -296,10 +303,11 @@ impl std::fmt::Display for Status {
         };
         write!(
             f,
-            "[{:>5.0}s] level {} | rss {} | pool {}/{} | tracker {} live {} | ws {} #{} rtt {} reconnects {} renewals {} | audio under {} over {} reopens {} | turns {} | barge-ins {} p99 {} | tools {} | bad events {}",
+            "[{:>5.0}s] level {} | rss {} growth {} | pool {}/{} | tracker {} live {} | ws {} #{} rtt {} reconnects {} renewals {} | audio under {} over {} reopens {} | turns {} | barge-ins {} p99 {} | tools {} | bad events {}",
             self.elapsed_ms as f64 / 1000.0,
             self.level,
             mib(self.rss_bytes),
+            growth_text(self.growth_bytes_per_hour, self.growing),
             self.pool_in_use,
             self.pool_size,
             self.tracker_live,
@@ -321,6 +329,62 @@ impl std::fmt::Display for Status {
             self.tool_calls,
             self.protocol_errors,
         )
+    }
+}
+
+/// A growth rate as `+12.3 KiB/h` (`GROWING` appended while the signal is
+/// raised), or `-` before the monitor has a slope.
+fn growth_text(bytes_per_hour: Option<i64>, growing: bool) -> String {
+    let Some(rate) = bytes_per_hour else {
+        return "-".into();
+    };
+    let rate = rate as f64;
+    let text = if rate.abs() < 1024.0 * 1024.0 {
+        format!("{:+.1} KiB/h", rate / 1024.0)
+    } else {
+        format!("{:+.2} MiB/h", rate / (1024.0 * 1024.0))
+    };
+    if growing { text + " GROWING" } else { text }
+}
+
+/// The monitor's leak trend at the end of a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MemoryGrowth {
+    /// Where the estimate was: `warming_up`, `collecting`, `ready`, `off`.
+    pub phase: String,
+    /// Growth of the anonymous memory per hour over the monitor's window
+    /// (a Theil–Sen slope); `None` when the run ended before it had one
+    /// (the warm-up is 10 min by default).
+    pub bytes_per_hour: Option<i64>,
+    /// Whether the `Growing` signal was raised at the end.
+    pub growing: bool,
+    /// `Growing` signals raised during the run.
+    pub raised: u64,
+    /// While raised: the tracked kinds that grew since the warm-up,
+    /// `(kind, bytes)`, largest first.
+    pub kinds_grown: Vec<(String, i64)>,
+}
+
+impl MemoryGrowth {
+    fn of(growth: &steward::GrowthHealth) -> Self {
+        let phase = serde_json::to_value(growth.phase)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Self {
+            phase,
+            bytes_per_hour: growth.bytes_per_hour,
+            growing: growth.growing,
+            raised: growth.raised,
+            kinds_grown: growth.signal.as_ref().map_or_else(Vec::new, |s| {
+                s.kinds
+                    .iter()
+                    .filter(|k| k.bytes_change > 0)
+                    .map(|k| (k.kind.clone(), k.bytes_change))
+                    .collect()
+            }),
+        }
     }
 }
 
@@ -401,6 +465,10 @@ pub struct Report {
     pub rss_end: u64,
     /// Highest RSS sampled, in bytes.
     pub rss_peak: u64,
+    /// The monitor's leak trend at the end: growth per hour after its
+    /// warm-up and the `Growing` signal.
+    #[serde(default)]
+    pub memory_growth: MemoryGrowth,
     /// RSS samples: (seconds since start, bytes).
     pub rss_samples: Vec<(f64, u64)>,
     /// Samples of the anonymous part of RSS (heap, stacks), where a leak
@@ -580,10 +648,16 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  rss: start {}, end {}, peak {}",
+            "  rss: start {}, end {}, peak {}; growth {} ({}, {} Growing signals)",
             mib(self.rss_start),
             mib(self.rss_end),
-            mib(self.rss_peak)
+            mib(self.rss_peak),
+            growth_text(
+                self.memory_growth.bytes_per_hour,
+                self.memory_growth.growing
+            ),
+            self.memory_growth.phase.replace('_', " "),
+            self.memory_growth.raised
         )?;
         writeln!(
             f,
@@ -941,12 +1015,14 @@ mod tests {
             session: 2,
             turns: 7,
             tool_calls: 3,
+            growth_bytes_per_hour: Some(3 << 19),
+            growing: true,
             ..Status::default()
         };
         let line = status.to_string();
         for part in [
             "level none",
-            "rss 20.0 MiB",
+            "rss 20.0 MiB growth +1.50 MiB/h GROWING",
             "pool 1/1",
             "ws up #2 rtt 1.5 ms",
             "turns 7",
@@ -955,6 +1031,12 @@ mod tests {
             assert!(line.contains(part), "{part:?} in {line}");
         }
         assert!(!line.contains('\n'));
+        let quiet = Status {
+            growth_bytes_per_hour: Some(-2048),
+            ..Status::default()
+        };
+        assert!(quiet.to_string().contains("growth -2.0 KiB/h |"), "{quiet}");
+        assert!(Status::default().to_string().contains("growth - |"));
     }
 
     #[test]

@@ -287,7 +287,9 @@ impl Run {
         if new > 0 {
             self.flaps_seen = flaps;
             self.report.link_flaps += new;
-            self.error(format!("link flapping (lost before it was healthy): {reason}"));
+            self.error(format!(
+                "link flapping (lost before it was healthy): {reason}"
+            ));
         }
     }
 
@@ -332,6 +334,8 @@ impl Run {
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             level: health.level,
             rss_bytes: rss,
+            growth_bytes_per_hour: health.growth.bytes_per_hour,
+            growing: health.growth.growing,
             pool_size: usize::from(self.rt.is_some()),
             pool_in_use: usize::from(self.rt.is_some()),
             tracker_live: health.tracker.as_ref().map_or(0, |t| t.totals.live_count),
@@ -407,7 +411,9 @@ impl Run {
             super::off_runtime(move || source.close()).await;
         }
 
-        self.report.health = serde_json::to_value(self.steward.health()).unwrap_or(Value::Null);
+        let health = self.steward.health();
+        self.report.memory_growth = super::MemoryGrowth::of(&health.growth);
+        self.report.health = serde_json::to_value(health).unwrap_or(Value::Null);
         self.steward.shutdown().await;
         let closed = self.store.close_async().await;
         if let Some(standin) = self.standin.take() {
