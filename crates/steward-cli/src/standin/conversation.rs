@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -140,6 +141,10 @@ pub(super) struct Conversation {
     /// The user item the speech in progress becomes.
     speech_item: Option<String>,
     pub(super) audio_turns: u64,
+    /// The latest audio turn's number over every connection of the
+    /// stand-in (`drop_every` counts these: a renewal's new connection
+    /// does not start the count again).
+    stand_in_turn: u64,
     pub(super) records: VecDeque<Record>,
     records_dropped: usize,
     pub(super) last_item_id: Option<String>,
@@ -185,6 +190,7 @@ impl Conversation {
             vad: Vad::default(),
             speech_item: None,
             audio_turns: 0,
+            stand_in_turn: 0,
             records: VecDeque::new(),
             records_dropped: 0,
             last_item_id: None,
@@ -499,7 +505,7 @@ impl Conversation {
     /// A committed audio turn: the user item, its transcript, and the
     /// answer now (`respond`) or on `response.create`.
     fn commit_turn(&mut self, item_id: String, ms: u64, respond: bool) {
-        self.shared.count(|c| &c.turns);
+        self.stand_in_turn = self.shared.counters.turns.fetch_add(1, Relaxed) + 1;
         self.audio_turns += 1;
         let previous = self.last_item_id.clone();
         self.emit(json!({
@@ -814,7 +820,7 @@ impl Conversation {
             .or_else(|| ToolCall::scripted(self.audio_turns, config.remember_every));
         let drop_after = config.drop_every > 0
             && self
-                .audio_turns
+                .stand_in_turn
                 .is_multiple_of(u64::from(config.drop_every));
         Plan {
             audio_ms,

@@ -227,8 +227,9 @@ pub struct StandinConfig {
     /// Connections served at once; more are refused. Default 64.
     pub max_connections: usize,
     /// Drop the connection abruptly (no close frame, as a crashed service
-    /// would) right after answering every this many audio turns, so that
-    /// soak runs exercise reconnects. `0` (the default) never drops.
+    /// would) right after answering every this many audio turns, counted
+    /// over all connections (a renewal does not restart the count), so
+    /// that soak runs exercise reconnects. `0` (the default) never drops.
     pub drop_every: u32,
     /// Corrupt every this many audio deltas of a connection, alternately
     /// with an odd number of bytes and with invalid base64. `0` (the

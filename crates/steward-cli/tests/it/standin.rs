@@ -503,6 +503,39 @@ async fn drop_every_ends_the_connection_after_the_nth_answer() {
     standin.close().await;
 }
 
+/// A renewal opens a new connection: the count goes on across it, so a
+/// soak that renews often still sees its drops.
+#[tokio::test]
+async fn drop_every_counts_turns_across_connections() {
+    let mut config = config();
+    config.drop_every = 3;
+    let standin = Standin::start(config).await.expect("start");
+    async fn turn(ws: &mut Ws) {
+        send(ws, append(100)).await;
+        send(ws, json!({"type": "input_audio_buffer.commit"})).await;
+        assert_eq!(next_event(ws).await["type"], "input_audio_buffer.committed");
+        response(ws).await;
+    }
+    let mut first = connect(&standin.url()).await;
+    next_event(&mut first).await;
+    turn(&mut first).await;
+    turn(&mut first).await;
+    // The renewal: a second connection, the first closed by the client.
+    let mut second = connect(&standin.url()).await;
+    next_event(&mut second).await;
+    let _ = first.close(None).await;
+    turn(&mut second).await; // the third turn of the stand-in
+    let end = tokio::time::timeout(PATIENCE, second.next())
+        .await
+        .expect("ends in time");
+    assert!(!matches!(end, Some(Ok(Message::Close(_)))), "{end:?}");
+    eventually(&standin, "dropped connection", |s| {
+        s.dropped_connections == 1
+    })
+    .await;
+    standin.close().await;
+}
+
 #[tokio::test]
 async fn with_turn_detection_off_a_commit_waits_for_response_create() {
     let standin = Standin::start(StandinConfig::default())
