@@ -16,8 +16,16 @@ use steward_cli::assistant::{Assistant, AssistantConfig, Input};
 use steward_cli::standin::{Api, Standin, StandinConfig};
 use store_cmd::StoreCommand;
 
+#[cfg(feature = "dhat-heap")]
+mod heap;
 mod logging;
 mod store_cmd;
+
+/// With feature `dhat-heap` (for `cargo xtask soak --heap`), dhat counts
+/// every allocation; see `heap.rs`.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
 
 /// Keeps a realtime assistant's memory healthy.
 #[derive(Debug, Parser)]
@@ -172,6 +180,8 @@ enum Outcome {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "dhat-heap")]
+    let _heap = heap::start_from_env();
     let cli = Cli::parse();
     logging::init(cli.verbose);
     match run(cli.command) {
