@@ -714,8 +714,8 @@ impl Assistant {
     ///
     /// # Errors
     /// [`Error::Config`], [`Error::Bind`] (stand-in), [`Error::Store`],
-    /// [`Error::Audio`], [`Error::Wav`], [`Error::Steward`], [`Error::Pool`]
-    /// (first connection), [`Error::Output`] (soak dir).
+    /// [`Error::Audio`], [`Error::Wav`], [`Error::Steward`],
+    /// [`Error::Realtime`] (first connection), [`Error::Output`] (soak dir).
     pub async fn start(config: AssistantConfig) -> Result<Assistant, Error> {
         config.validate()?;
         let threads_start = procfs::threads();
