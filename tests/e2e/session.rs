@@ -37,10 +37,12 @@ fn child_whole_session() {
     // Warm-up of what is set up once per process and kept for its life, so
     // that it does not count as left behind by the session: the audio
     // backends load their configuration (open and close one stream each
-    // way), and tokio's signal registry opens a socket pair with the first
-    // runtime that has a signal driver.
+    // way), tokio's signal registry opens a socket pair with the first
+    // runtime that has a signal driver, and the stdout writer starts.
     warm_up_audio();
     drop(runtime());
+    // The assistant's stdout writer: one thread for the process's life.
+    let _ = steward_cli::assistant::print_within(String::new(), std::time::Duration::from_secs(1));
     // The baseline is taken before the runtime exists: after it is dropped
     // (which joins its workers and its blocking pool) nothing the session
     // started may remain.

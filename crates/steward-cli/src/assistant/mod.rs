@@ -718,6 +718,7 @@ impl Assistant {
     /// [`Error::Realtime`] (first connection), [`Error::Output`] (soak dir).
     pub async fn start(config: AssistantConfig) -> Result<Assistant, Error> {
         config.validate()?;
+        out::start();
         let threads_start = procfs::threads();
         let fds_start = procfs::fds();
         let rss_start = procfs::rss_bytes().unwrap_or(0);

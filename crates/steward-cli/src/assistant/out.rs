@@ -60,6 +60,13 @@ fn sender() -> Option<SyncSender<Line>> {
     writer().tx.lock().ok().and_then(|tx| tx.clone())
 }
 
+/// Starts the writer thread (once per process, it lives as long as the
+/// process): the assistant calls it before it counts its threads, so the
+/// writer is part of the baseline and not a thread left behind.
+pub(crate) fn start() {
+    let _ = writer();
+}
+
 /// Queues a status line; drops it (counted) when the writer lags.
 pub(crate) fn status(text: String) {
     let sent = sender().map(|tx| tx.try_send(Line::Status(text)));
