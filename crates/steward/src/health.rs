@@ -46,6 +46,26 @@ pub struct Health {
     /// The capture streams under the wiring.
     #[cfg(feature = "audio")]
     pub capture: Vec<crate::audio_part::AudioHealth>,
+    /// The HTTP endpoint's connections, when it was asked for.
+    #[cfg(feature = "http")]
+    pub http: Option<HttpHealth>,
+}
+
+/// The HTTP endpoint's connections since the start.
+#[cfg(feature = "http")]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct HttpHealth {
+    /// Connections being served now.
+    pub open_connections: u64,
+    /// Connections served (taken within `HttpConfig::max_connections`).
+    pub accepted: u64,
+    /// Connections refused because `max_connections` were open.
+    pub refused: u64,
+    /// Connections closed by a read, write or header timeout.
+    pub timed_out: u64,
+    /// Connections closed because they reached `max_connection_age`.
+    pub aged_out: u64,
 }
 
 /// What the wiring's cleanup handlers did since the start.

@@ -90,7 +90,12 @@
 //! stats.
 //!
 //! The HTTP endpoint has no authentication and the snapshot names tracked
-//! resources: bind it to a loopback address (or behind your own proxy).
+//! resources (counters, sizes and names, never memory contents: no store
+//! keys or values, no queued messages or audio). `build` refuses a
+//! non-loopback address unless `HttpConfig::allow_remote` is set; put it
+//! behind your own proxy for that. Each connection has header, read and
+//! write timeouts and a maximum age, and at most
+//! `HttpConfig::max_connections` are served at once (more are refused).
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 #[cfg(feature = "store")]
@@ -151,6 +156,8 @@ pub use error::Error;
 pub use error::TrackedError;
 #[cfg(feature = "monitor")]
 pub use growth::{GrowingSignal, GrowthHealth, KindGrowth};
+#[cfg(feature = "http")]
+pub use health::HttpHealth;
 #[cfg(all(feature = "monitor", feature = "store"))]
 pub use health::StoreHealth;
 #[cfg(feature = "monitor")]
@@ -158,7 +165,7 @@ pub use health::{CleanupStats, Health};
 #[cfg(all(feature = "monitor", feature = "realtime"))]
 pub use realtime_part::RealtimeHealth;
 #[cfg(feature = "monitor")]
-pub use steward::{Steward, StewardBuilder, StewardConfig};
+pub use steward::{HttpConfig, Steward, StewardBuilder, StewardConfig};
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
 pub use tracked::{TrackedManager, TrackedObject};
 #[cfg(all(feature = "monitor", feature = "ws"))]

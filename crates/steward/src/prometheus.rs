@@ -143,7 +143,51 @@ pub(crate) fn render(h: &Health) -> String {
     realtime(&mut o, h);
     #[cfg(feature = "audio")]
     audio(&mut o, h);
+    #[cfg(feature = "http")]
+    http(&mut o, h);
     o.text
+}
+
+#[cfg(feature = "http")]
+fn http(o: &mut Out, h: &Health) {
+    let Some(c) = &h.http else {
+        return;
+    };
+    let rows: [(&str, &str, &str, u64); 5] = [
+        (
+            "steward_http_connections",
+            "gauge",
+            "Connections the health endpoint serves now.",
+            c.open_connections,
+        ),
+        (
+            "steward_http_connections_accepted_total",
+            "counter",
+            "Connections the health endpoint took within its cap.",
+            c.accepted,
+        ),
+        (
+            "steward_http_connections_refused_total",
+            "counter",
+            "Connections refused at the health endpoint's connection cap.",
+            c.refused,
+        ),
+        (
+            "steward_http_connections_timed_out_total",
+            "counter",
+            "Connections closed by a header, read or write timeout.",
+            c.timed_out,
+        ),
+        (
+            "steward_http_connections_aged_out_total",
+            "counter",
+            "Connections closed at their maximum age.",
+            c.aged_out,
+        ),
+    ];
+    for (name, kind, help, v) in rows {
+        o.single(name, kind, help, f(v));
+    }
 }
 
 fn monitor(o: &mut Out, h: &Health) {

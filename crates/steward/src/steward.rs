@@ -45,8 +45,66 @@ pub struct StewardConfig {
     pub trim_on_critical: bool,
     /// Where the HTTP endpoint listens (`/health` JSON, `/metrics`
     /// Prometheus text). `None` (the default) serves nothing. Needs the
-    /// `http` feature; without it a set address is refused by `build`.
+    /// `http` feature; without it a set address is refused by `build`. A
+    /// non-loopback address is refused unless [`HttpConfig::allow_remote`].
     pub http_addr: Option<std::net::SocketAddr>,
+    /// The HTTP endpoint's limits (connections, timeouts) and whether it
+    /// may listen beyond loopback.
+    pub http: HttpConfig,
+}
+
+/// The HTTP endpoint's limits. Durations are milliseconds when serialised.
+///
+/// The endpoint has no authentication. It serves counters, levels, sizes
+/// and the names parts were registered under; it never serves memory
+/// contents (no store keys or values, no queued messages or audio).
+///
+/// ```
+/// let config: steward::HttpConfig =
+///     serde_json::from_str(r#"{"max_connections": 8, "write_timeout_ms": 2000}"#).unwrap();
+/// assert_eq!(config.max_connections, 8);
+/// assert!(!config.allow_remote);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// Most connections served at once; a connection beyond it gets a
+    /// `503` (written only if the socket takes it at once) and is closed.
+    /// Default 32.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this. Default 10 s.
+    #[serde(rename = "header_read_timeout_ms", with = "millis")]
+    pub header_read_timeout: Duration,
+    /// A connection that sends nothing for this long while the endpoint
+    /// waits for it (idle keep-alive included) is closed. Default 30 s.
+    #[serde(rename = "read_timeout_ms", with = "millis")]
+    pub read_timeout: Duration,
+    /// A connection whose answer makes no progress for this long (a
+    /// client that does not read, pipelined requests piling up) is
+    /// closed. Default 10 s.
+    #[serde(rename = "write_timeout_ms", with = "millis")]
+    pub write_timeout: Duration,
+    /// A connection older than this finishes its request in flight and is
+    /// closed (cut a few seconds later if it does not). Default 10 min.
+    #[serde(rename = "max_connection_age_ms", with = "millis")]
+    pub max_connection_age: Duration,
+    /// Lets [`StewardConfig::http_addr`] be a non-loopback address.
+    /// Default off: `build` refuses one.
+    pub allow_remote: bool,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 32,
+            header_read_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(600),
+            allow_remote: false,
+        }
+    }
 }
 
 impl Default for StewardConfig {
@@ -57,6 +115,7 @@ impl Default for StewardConfig {
             stale_report_max: 16,
             trim_on_critical: true,
             http_addr: None,
+            http: HttpConfig::default(),
         }
     }
 }
@@ -290,6 +349,9 @@ pub(crate) struct Inner {
     http: Mutex<Option<crate::http::Server>>,
     #[cfg(feature = "http")]
     http_addr: Option<std::net::SocketAddr>,
+    /// The endpoint's connection counters (kept after shutdown).
+    #[cfg(feature = "http")]
+    http_counters: Option<Arc<crate::http::Counters>>,
 }
 
 impl std::fmt::Debug for Steward {
@@ -381,10 +443,19 @@ impl StewardBuilder {
     }
 
     /// Serves `/health` and `/metrics` on `addr` (`127.0.0.1:0` picks a free
-    /// port; [`Steward::http_addr`] tells which).
+    /// port; [`Steward::http_addr`] tells which). A non-loopback address
+    /// needs [`HttpConfig::allow_remote`]; the limits are
+    /// [`StewardConfig::http`].
     #[cfg(feature = "http")]
     pub fn http(mut self, addr: std::net::SocketAddr) -> Self {
         self.config.http_addr = Some(addr);
+        self
+    }
+
+    /// Replaces the HTTP endpoint's limits (see [`HttpConfig`]).
+    #[cfg(feature = "http")]
+    pub fn http_config(mut self, config: HttpConfig) -> Self {
+        self.config.http = config;
         self
     }
 
@@ -463,8 +534,10 @@ impl StewardBuilder {
     ///
     /// # Errors
     /// [`Error::NoRuntime`] outside a runtime, [`Error::Monitor`] for an
-    /// invalid monitor config, [`Error::InvalidConfig`], [`Error::Bind`]
-    /// (feature `http`) when the address is taken.
+    /// invalid monitor config, [`Error::InvalidConfig`] (a non-loopback
+    /// HTTP address without [`HttpConfig::allow_remote`], no connection
+    /// allowed, a zero timeout), [`Error::Bind`] (feature `http`) when the
+    /// address is taken.
     pub fn build(self) -> Result<Steward, Error> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::NoRuntime);
@@ -475,6 +548,10 @@ impl StewardBuilder {
                 field: "http_addr",
                 reason: "the HTTP endpoint needs the `http` feature of steward".into(),
             });
+        }
+        #[cfg(feature = "http")]
+        if let Some(addr) = self.config.http_addr {
+            crate::http::check(addr, &self.config.http)?;
         }
         let monitor = self
             .monitor
@@ -545,18 +622,21 @@ impl StewardBuilder {
             register_shed(&monitor, &parts)?;
         }
         #[cfg(feature = "http")]
+        let http_config = self.config.http.clone();
+        #[cfg(feature = "http")]
         let listener = match self.config.http_addr {
             Some(addr) => Some(crate::http::bind(addr)?),
             None => None,
         };
         let inner = Arc::new_cyclic(|_weak| {
             #[cfg(feature = "http")]
-            let (http, http_addr) = match listener {
-                Some((listener, addr)) => (
-                    Some(crate::http::Server::start(listener, _weak.clone())),
-                    Some(addr),
-                ),
-                None => (None, None),
+            let (http, http_addr, http_counters) = match listener {
+                Some((listener, addr)) => {
+                    let server = crate::http::Server::start(listener, _weak.clone(), http_config);
+                    let counters = server.counters();
+                    (Some(server), Some(addr), Some(counters))
+                }
+                None => (None, None, None),
             };
             Inner {
                 monitor,
@@ -567,6 +647,8 @@ impl StewardBuilder {
                 http: Mutex::new(http),
                 #[cfg(feature = "http")]
                 http_addr,
+                #[cfg(feature = "http")]
+                http_counters,
             }
         });
         tracing::info!(handlers = inner.monitor.handlers().len(), "steward started");
@@ -1067,6 +1149,12 @@ impl Steward {
             audio,
             #[cfg(feature = "audio")]
             capture,
+            #[cfg(feature = "http")]
+            http: self
+                .inner
+                .http_counters
+                .as_deref()
+                .map(crate::http::Counters::health),
         }
     }
 

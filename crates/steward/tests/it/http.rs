@@ -339,3 +339,150 @@ fn parse_value(v: &str, line: &str) -> f64 {
         v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
     }
 }
+
+/// A steward serving only the endpoint on 127.0.0.1, with `limits` applied.
+fn endpoint(limits: impl FnOnce(&mut steward::HttpConfig)) -> (Steward, SocketAddr) {
+    let mut config = steward::StewardConfig::default();
+    limits(&mut config.http);
+    let steward = Steward::builder()
+        .config(config)
+        .http("127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap();
+    let addr = steward.http_addr().unwrap();
+    (steward, addr)
+}
+
+/// Connects with a small receive buffer, so a client that never reads
+/// stops the server's writes after a few answers.
+async fn reluctant_client(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_pipeline_and_never_read_do_not_hold_the_endpoint() {
+    let (steward, addr) = endpoint(|http| {
+        http.write_timeout = Duration::from_millis(300);
+        http.read_timeout = Duration::from_secs(2);
+    });
+
+    // 80 clients pipeline requests for as long as the server takes them and
+    // never read an answer; each ends when the server cuts it.
+    let pipelined = "GET /metrics HTTP/1.1\r\nHost: steward\r\n\r\n".repeat(64);
+    let mut hogs = tokio::task::JoinSet::new();
+    for _ in 0..80 {
+        let mut stream = reluctant_client(addr).await;
+        let pipelined = pipelined.clone();
+        hogs.spawn(async move { while stream.write_all(pipelined.as_bytes()).await.is_ok() {} });
+    }
+
+    // A fresh client still gets its answer; while every slot is held it is
+    // refused with a 503 and tries again.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match request(addr, "GET", "/health").await.status {
+                200 => break,
+                503 => tokio::time::sleep(Duration::from_millis(50)).await,
+                other => panic!("unexpected status {other}"),
+            }
+        }
+    })
+    .await
+    .expect("/health answered within the hang guard");
+
+    // Every stuck client is cut and the count comes back down.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while hogs.join_next().await.is_some() {}
+    })
+    .await
+    .expect("every pipelining client cut within the hang guard");
+    eventually("no connection left open", || {
+        steward
+            .health()
+            .http
+            .is_some_and(|h| h.open_connections == 0)
+    })
+    .await;
+    let http = steward.health().http.unwrap();
+    assert!(http.timed_out >= 1, "{http:?}");
+    assert!(
+        http.accepted + http.refused >= 81,
+        "every connection counted: {http:?}"
+    );
+    let series = check_exposition(&steward.metrics_text());
+    let none: BTreeMap<String, String> = BTreeMap::new();
+    assert_eq!(
+        series[&("steward_http_connections".to_owned(), none.clone())],
+        0.0
+    );
+    assert!(series[&("steward_http_connections_timed_out_total".to_owned(), none)] >= 1.0);
+    steward.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_are_refused() {
+    let (steward, addr) = endpoint(|http| http.max_connections = 2);
+    let open = |n| {
+        let steward = steward.clone();
+        move || {
+            steward
+                .health()
+                .http
+                .is_some_and(|h| h.open_connections == n)
+        }
+    };
+    let idle = [
+        TcpStream::connect(addr).await.unwrap(),
+        TcpStream::connect(addr).await.unwrap(),
+    ];
+    eventually("two idle connections served", open(2)).await;
+    let busy = request(addr, "GET", "/health").await;
+    assert_eq!(busy.status, 503);
+    assert_eq!(busy.headers["connection"], "close");
+    drop(idle);
+    eventually("the idle connections closed", open(0)).await;
+    assert_eq!(request(addr, "GET", "/health").await.status, 200);
+    let http = steward.health().http.unwrap();
+    assert_eq!((http.refused, http.accepted), (1, 3), "{http:?}");
+    steward.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_remote_address_needs_allow_remote() {
+    let err = Steward::builder()
+        .http("0.0.0.0:0".parse().unwrap())
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                field: "http_addr",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("0.0.0.0:0"), "{err}");
+
+    let mut config = steward::StewardConfig::default();
+    config.http.allow_remote = true;
+    let steward = Steward::builder()
+        .config(config)
+        .http("0.0.0.0:0".parse().unwrap())
+        .build()
+        .unwrap();
+    assert!(steward.http_addr().unwrap().ip().is_unspecified());
+    steward.shutdown().await;
+
+    let config: steward::StewardConfig =
+        serde_json::from_str(r#"{"http": {"max_connections": 0}}"#).unwrap();
+    let err = Steward::builder()
+        .config(config)
+        .http("127.0.0.1:0".parse().unwrap())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("http.max_connections"), "{err}");
+}
