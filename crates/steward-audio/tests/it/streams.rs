@@ -508,3 +508,54 @@ fn child_open_without_server() {
     let err = Playback::open(&AudioConfig::default()).unwrap_err();
     assert!(err.to_string().contains("sound server"), "{err}");
 }
+
+#[test]
+fn without_the_native_socket_the_default_host_falls_back_to_alsa_and_plays() {
+    require_sound_server();
+    // The native client looks only at the environment: an empty runtime
+    // directory hides the server from it. libpulse, inside ALSA's default
+    // device, also reads a client configuration, which names the server.
+    let set = std::env::var("PULSE_SERVER").ok().filter(|s| !s.is_empty());
+    let socket = set.clone().unwrap_or_else(|| {
+        let dir = std::env::var("XDG_RUNTIME_DIR").expect("XDG_RUNTIME_DIR is set");
+        format!("unix:{dir}/pulse/native")
+    });
+    let scratch = std::env::temp_dir().join(format!("steward-fallback-{}", std::process::id()));
+    let runtime = scratch.join("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    let conf = scratch.join("client.conf");
+    std::fs::write(&conf, format!("default-server = {socket}\n")).unwrap();
+    let (runtime, conf) = (runtime.to_string_lossy(), conf.to_string_lossy());
+    let mut env = vec![
+        ("XDG_RUNTIME_DIR", &*runtime),
+        ("PULSE_RUNTIME_PATH", &*runtime),
+        ("PULSE_CLIENTCONFIG", &*conf),
+    ];
+    if set.is_some() {
+        // Said here, so empty for the child (only the configuration names it).
+        env.push(("PULSE_SERVER", ""));
+    }
+    run_child("streams::child_fallback_to_alsa", &env);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[test]
+#[ignore = "helper: run in a child process by without_the_native_socket_the_default_host_falls_back_to_alsa_and_plays"]
+fn child_fallback_to_alsa() {
+    let native = AudioConfig {
+        host: AudioHost::PulseAudio,
+        ..AudioConfig::default()
+    };
+    assert!(matches!(
+        Playback::open(&native),
+        Err(Error::HostUnavailable { .. })
+    ));
+    let pb = Playback::open(&AudioConfig::default()).unwrap();
+    assert_eq!(pb.host(), AudioHost::Alsa);
+    let audio = tone(440.0, 0.3, 24_000, 0.4);
+    pb.write_blocking(&audio, HANG_GUARD).unwrap();
+    assert!(pb.drain_blocking(HANG_GUARD).unwrap());
+    let stats = pb.close().unwrap();
+    assert_eq!(stats.host, Some(AudioHost::Alsa), "{stats:?}");
+    assert!(stats.frames_out > 0, "{stats:?}");
+}
