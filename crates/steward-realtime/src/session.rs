@@ -726,25 +726,26 @@ impl Driver {
         let applied = playout.last_cleared();
         let now = Instant::now();
         let mut beyond = 0;
-        self.clears.retain(|(generation, onset, checks)| match applied {
-            Some(c) if c.generation >= *generation => {
-                self.barge_latency
-                    .record(c.at.saturating_duration_since(*onset));
-                // Only the clear that was asked for tells where this
-                // truncation's item stopped; a later one came after more.
-                if let (true, Some(played)) = (c.generation == *generation, c.played_frames) {
-                    for check in checks.iter() {
-                        let heard = check.heard_frames(played);
-                        let sent = check.sent_frames();
-                        beyond += u64::from(sent > heard);
-                        self.truncation_lag
-                            .record(frames_to_duration(heard.saturating_sub(sent)));
+        self.clears
+            .retain(|(generation, onset, checks)| match applied {
+                Some(c) if c.generation >= *generation => {
+                    self.barge_latency
+                        .record(c.at.saturating_duration_since(*onset));
+                    // Only the clear that was asked for tells where this
+                    // truncation's item stopped; a later one came after more.
+                    if let (true, Some(played)) = (c.generation == *generation, c.played_frames) {
+                        for check in checks.iter() {
+                            let heard = check.heard_frames(played);
+                            let sent = check.sent_frames();
+                            beyond += u64::from(sent > heard);
+                            self.truncation_lag
+                                .record(frames_to_duration(heard.saturating_sub(sent)));
+                        }
                     }
+                    false
                 }
-                false
-            }
-            _ => now.duration_since(*onset) < CLEAR_PATIENCE,
-        });
+                _ => now.duration_since(*onset) < CLEAR_PATIENCE,
+            });
         self.conv.stats_mut().truncations_beyond_heard += beyond;
     }
 
