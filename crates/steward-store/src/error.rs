@@ -156,6 +156,15 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The PEM file of [`RedisConfig::tls_ca_file`](crate::RedisConfig::tls_ca_file)
+    /// could not be read or holds no usable certificate.
+    #[error("Redis TLS CA file {path}: {reason}")]
+    RedisCaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The Redis server could not be reached (connecting failed, or the
     /// connection kept failing for the whole retry time). For writes, see
     /// [`Error::RedisWriteNotApplied`] / [`Error::RedisWriteUnknown`].

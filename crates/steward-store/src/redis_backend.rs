@@ -95,9 +95,11 @@ use crate::subscribe::{Change, DEFAULT_SUBSCRIPTION_CAPACITY, Hub, SubQueue, Sub
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host[:port][/db][?ns=name]`. An `ns` query
-    /// parameter sets [`namespace`](Self::namespace) unless that is set
-    /// explicitly by [`RedisBuilder::namespace`].
+    /// `redis://[user:password@]host[:port][/db][?ns=name]`, or `rediss://`
+    /// for TLS (rustls; the server's certificate is checked against
+    /// [`tls_ca_file`](Self::tls_ca_file), or the system's roots). An `ns`
+    /// query parameter sets [`namespace`](Self::namespace) unless that is
+    /// set explicitly by [`RedisBuilder::namespace`].
     #[serde(serialize_with = "serialize_redacted")]
     pub url: String,
     /// The namespace (one per assistant or user): stores with different
@@ -131,6 +133,11 @@ pub struct RedisConfig {
     /// time, so a few slots keep it busy while writes gather; more only
     /// make smaller batches. Default 4.
     pub batches_in_flight: usize,
+    /// For `rediss://`: a PEM file of the certificates that may sign the
+    /// server's (a private CA), trusted instead of the system's roots.
+    /// `None` (the default): the system's roots. Refused with a `redis://`
+    /// URL.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 fn serialize_redacted<S: serde::Serializer>(
@@ -154,6 +161,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("subscription_capacity", &self.subscription_capacity)
             .field("dedupe_writes", &self.dedupe_writes)
             .field("batches_in_flight", &self.batches_in_flight)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -178,6 +186,7 @@ impl Default for RedisConfig {
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             dedupe_writes: true,
             batches_in_flight: 4,
+            tls_ca_file: None,
         }
     }
 }
@@ -254,6 +263,12 @@ impl RedisBuilder {
         self
     }
 
+    /// See [`RedisConfig::tls_ca_file`].
+    pub fn tls_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.config.tls_ca_file = Some(path.into());
+        self
+    }
+
     /// See [`RedisConfig::max_value_bytes`].
     pub fn max_value_bytes(mut self, n: usize) -> Self {
         self.config.max_value_bytes = n;
@@ -264,8 +279,10 @@ impl RedisBuilder {
     /// store. Needs a Tokio runtime (time and I/O enabled).
     ///
     /// Errors: [`Error::BadUrl`] for a URL the client cannot use,
-    /// [`Error::Config`] for bad limits, [`Error::RedisUnavailable`] if the
-    /// server cannot be reached within [`RedisConfig::retry_for`].
+    /// [`Error::Config`] for bad limits (or a CA file without `rediss://`),
+    /// [`Error::RedisCaFile`] for a CA file that cannot be read or used,
+    /// [`Error::RedisUnavailable`] if the server cannot be reached (or its
+    /// certificate is not trusted) within [`RedisConfig::retry_for`].
     pub async fn build(self) -> Result<RedisStore> {
         let mut config = self.config;
         let target = Target::parse(&config.url)?;
@@ -278,11 +295,7 @@ impl RedisBuilder {
         if config.batches_in_flight == 0 {
             return Err(Error::Config("batches_in_flight must be at least 1".into()));
         }
-        let client =
-            ::redis::Client::open(target.client_url.as_str()).map_err(|e| Error::BadUrl {
-                url: redact_url(&config.url),
-                reason: e.to_string(),
-            })?;
+        let client = client(&target, &config)?;
         let server: Arc<str> = target.server.into();
         let keys = Keys::new(&config.namespace, target.db);
         let mut conn_config = AsyncConnectionConfig::new()
@@ -302,7 +315,8 @@ impl RedisBuilder {
             .config(pool_config)
             .build()
             .map_err(|e| Error::Config(e.to_string()))?;
-        let location = format!("redis://{server}?ns={}", config.namespace);
+        let scheme = if target.tls { "rediss" } else { "redis" };
+        let location = format!("{scheme}://{server}?ns={}", config.namespace);
         let inner = Arc::new(Inner {
             // Before `config` moves in.
             leaders: Arc::new(tokio::sync::Semaphore::new(config.batches_in_flight)),
@@ -325,6 +339,55 @@ impl RedisBuilder {
     }
 }
 
+/// The protocol client for `target`: TLS (rustls, ring) for `rediss://`,
+/// with the roots of [`RedisConfig::tls_ca_file`] when set.
+fn client(target: &Target, config: &RedisConfig) -> Result<::redis::Client> {
+    let bad_url = |e: RedisError| Error::BadUrl {
+        url: redact_url(&config.url),
+        reason: e.to_string(),
+    };
+    if target.tls {
+        ensure_crypto_provider();
+    }
+    // Parses the URL (no connection yet).
+    let client = ::redis::Client::open(target.client_url.as_str()).map_err(bad_url)?;
+    let Some(path) = config.tls_ca_file.as_ref() else {
+        return Ok(client);
+    };
+    if !target.tls {
+        return Err(Error::Config(format!(
+            "tls_ca_file {} needs a rediss:// URL",
+            path.display()
+        )));
+    }
+    let ca_file = |reason: String| Error::RedisCaFile {
+        path: path.clone(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_file(e.to_string()))?;
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    if !pem.windows(BEGIN.len()).any(|w| w == BEGIN) {
+        return Err(ca_file("no PEM certificate in it".into()));
+    }
+    let certificates = ::redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    };
+    // The URL parsed above: what fails here is the roots.
+    ::redis::Client::build_with_tls(target.client_url.as_str(), certificates)
+        .map_err(|e| ca_file(e.to_string()))
+}
+
+/// The redis client builds its rustls config with the process's default
+/// crypto provider: ring (the one steward-ws uses) unless the program
+/// installed one already.
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Err: another thread installed one meanwhile, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// What the URL says, split for the client and for messages.
 struct Target {
     /// The URL without our `ns` parameter.
@@ -334,6 +397,8 @@ struct Target {
     ns: Option<String>,
     /// The database number (for the server's keyspace event channel).
     db: u32,
+    /// `rediss://`: TLS.
+    tls: bool,
 }
 
 impl Target {
@@ -384,6 +449,7 @@ impl Target {
             return Err(bad("empty namespace (ns=)"));
         }
         Ok(Target {
+            tls: url.scheme() == "rediss",
             client_url: url.to_string(),
             server,
             ns,

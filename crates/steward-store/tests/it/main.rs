@@ -14,6 +14,7 @@ mod prompt_xml;
 mod python;
 mod redis_backend;
 pub(crate) mod redis_server;
+mod redis_tls;
 mod ttl;
 
 use std::path::{Path, PathBuf};
