@@ -59,9 +59,11 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// The snapshot holds a value steward cannot keep exactly (NaN, Infinity,
-    /// an integer wider than 64 bits, a lone surrogate). Refused rather than
-    /// silently changed; the file was not modified.
+    /// The snapshot holds something steward cannot keep exactly (a key with a
+    /// lone surrogate, nesting deeper than the reader's limit). Refused rather
+    /// than silently changed; the file was not modified. (Values such as NaN,
+    /// Infinity, wide integers and strings with lone surrogates are kept as
+    /// raw JSON instead: see [`raw_json`](crate::raw_json).)
     #[error("{path} at {at}: value of key {key:?} cannot be kept exactly: {reason}")]
     Unsupported {
         /// The snapshot.

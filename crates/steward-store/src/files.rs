@@ -135,7 +135,15 @@ pub fn write_snapshot(path: impl AsRef<Path>, map: &Map<String, Value>) -> Resul
 }
 
 /// Parses snapshot bytes, mapping reader errors to `Corrupt`/`Unsupported`.
+///
+/// An empty (or whitespace-only) file is an empty memory: the Python
+/// assistant leaves one when it crashes between truncating `memory.json`
+/// and writing it.
 pub(crate) fn parse_snapshot(path: &Path, bytes: &[u8]) -> Result<Map<String, Value>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        tracing::warn!(path = %path.display(), "empty snapshot: opening as an empty memory");
+        return Ok(Map::new());
+    }
     json::parse_object(bytes).map_err(|e| {
         let (line, column) = e.line_column(bytes);
         let at = Position::Line { line, column };

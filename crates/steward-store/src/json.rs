@@ -3,9 +3,12 @@
 //! The writer reproduces `json.dump(m, f, indent=2)` byte for byte
 //! (`ensure_ascii` escapes, Python's float `repr`, `",\n"` and `": "`
 //! separators, no trailing newline). The reader accepts what Python's
-//! `json.load` accepts, reports errors with Python's line and column, and
-//! refuses values it cannot keep exactly (NaN, infinities, integers wider than
-//! 64 bits, lone surrogates) instead of silently changing them.
+//! `json.load` accepts and reports errors with Python's line and column.
+//! Values that `serde_json::Value` cannot hold (NaN, infinities, integers
+//! wider than 64 bits, numbers beyond a 64-bit float, strings with lone
+//! surrogates) are kept as their exact JSON text in a raw-JSON object (see
+//! [`raw_json`]) and written back as that text, so nothing Python wrote is
+//! changed.
 
 use std::fmt::Write as _;
 
@@ -15,6 +18,67 @@ use serde_json::{Map, Number, Value};
 /// limit is about 1,000 (its recursion limit); this keeps every recursive walk
 /// far from the end of a thread's stack.
 pub(crate) const MAX_DEPTH: usize = 400;
+
+/// The one key of an object that stands for a JSON value kept as its exact
+/// text (see [`raw_json`]).
+pub const RAW_JSON_KEY: &str = "$steward::raw_json";
+
+/// The exact JSON text of a value that `serde_json::Value` cannot hold, if
+/// `value` is such a raw-JSON object: `{"$steward::raw_json": "NaN"}` reads
+/// as `Some("NaN")`. The snapshot reader makes these for `NaN`, `Infinity`,
+/// `-Infinity`, integers wider than 64 bits, numbers beyond a 64-bit float
+/// and strings holding lone surrogates (the whole string literal, quotes
+/// included), and the snapshot writer writes their text back verbatim. An
+/// object with that key whose text is not such a value is an ordinary
+/// object.
+///
+/// ```
+/// let v = steward_store::raw_value("NaN").unwrap();
+/// assert_eq!(steward_store::raw_json(&v), Some("NaN"));
+/// assert!(steward_store::raw_value("1").is_none()); // a Value holds 1 itself
+/// ```
+pub fn raw_json(value: &Value) -> Option<&str> {
+    let Value::Object(map) = value else {
+        return None;
+    };
+    if map.len() != 1 {
+        return None;
+    }
+    let text = map.get(RAW_JSON_KEY)?.as_str()?;
+    is_raw_text(text).then_some(text)
+}
+
+/// The raw-JSON object for `text` (see [`raw_json`]), if `text` is one JSON
+/// value that `serde_json::Value` cannot hold; `None` otherwise. This is how
+/// a caller writes such a value (say `NaN`) through the store's API.
+pub fn raw_value(text: &str) -> Option<Value> {
+    is_raw_text(text).then(|| make_raw(text))
+}
+
+fn make_raw(text: &str) -> Value {
+    let mut m = Map::new();
+    m.insert(RAW_JSON_KEY.to_string(), Value::String(text.to_string()));
+    Value::Object(m)
+}
+
+/// Whether `text` is exactly one scalar JSON value (as Python reads it)
+/// that the reader keeps raw.
+fn is_raw_text(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut p = Parser {
+        text: bytes,
+        pos: 0,
+        top_key: None,
+    };
+    match p.value(0) {
+        Ok(Value::Object(m)) => {
+            p.pos == bytes.len()
+                && m.len() == 1
+                && m.get(RAW_JSON_KEY).and_then(Value::as_str) == Some(text)
+        }
+        _ => false,
+    }
+}
 
 /// Output style of [`write_value`].
 #[derive(Clone, Copy)]
@@ -68,7 +132,10 @@ pub(crate) fn write_value(out: &mut String, value: &Value, style: Style, level: 
             }
             close(out, style, level, ']');
         }
-        Value::Object(map) => write_map(out, map, style, level),
+        Value::Object(map) => match raw_json(value) {
+            Some(text) => out.push_str(text),
+            None => write_map(out, map, style, level),
+        },
     }
 }
 
@@ -338,22 +405,40 @@ impl Parser<'_> {
         match self.peek() {
             Some(b'{') => Ok(Value::Object(self.object(depth, false)?)),
             Some(b'[') => self.array(depth),
-            Some(b'"') => Ok(Value::String(self.string()?)),
+            Some(b'"') => {
+                let start = self.pos;
+                let (s, lone) = self.string_lossy()?;
+                if lone {
+                    return Ok(self.raw_from(start));
+                }
+                Ok(Value::String(s))
+            }
             Some(b't') => self.literal("true", Value::Bool(true)),
             Some(b'f') => self.literal("false", Value::Bool(false)),
             Some(b'n') => self.literal("null", Value::Null),
-            Some(b'N') if self.text[self.pos..].starts_with(b"NaN") => {
-                Err(self.unsupported(self.pos, "NaN has no exact JSON value"))
-            }
-            Some(b'I') if self.text[self.pos..].starts_with(b"Infinity") => {
-                Err(self.unsupported(self.pos, "Infinity has no exact JSON value"))
-            }
-            Some(b'-') if self.text[self.pos..].starts_with(b"-Infinity") => {
-                Err(self.unsupported(self.pos, "-Infinity has no exact JSON value"))
+            Some(b'N' | b'I' | b'-') if self.at_constant().is_some() => {
+                let start = self.pos;
+                self.pos += self.at_constant().unwrap_or(0);
+                Ok(self.raw_from(start))
             }
             Some(b'-' | b'0'..=b'9') => self.number(),
             _ => Err(self.error("expected a value")),
         }
+    }
+
+    /// Length of Python's `NaN`, `Infinity` or `-Infinity` at the position.
+    fn at_constant(&self) -> Option<usize> {
+        let rest = &self.text[self.pos..];
+        [&b"NaN"[..], b"Infinity", b"-Infinity"]
+            .into_iter()
+            .find(|c| rest.starts_with(c))
+            .map(<[u8]>::len)
+    }
+
+    /// The raw-JSON object for the text from `start` to the position.
+    fn raw_from(&self, start: usize) -> Value {
+        // Every raw value is ASCII or a string literal already checked as UTF-8.
+        make_raw(&String::from_utf8_lossy(&self.text[start..self.pos]))
     }
 
     fn literal(&mut self, word: &str, value: Value) -> Result<Value, ParseError> {
@@ -387,6 +472,10 @@ impl Parser<'_> {
             self.skip_ws();
             if self.peek() != Some(b'"') {
                 return Err(self.error("expected a property name enclosed in double quotes"));
+            }
+            if top {
+                // A problem in the key itself names no key.
+                self.top_key = None;
             }
             let key = self.string()?;
             self.skip_ws();
@@ -474,12 +563,8 @@ impl Parser<'_> {
                 .parse()
                 .map_err(|_| self.error_at(start, "invalid number"))?;
             if !f.is_finite() {
-                return Err(self.unsupported(
-                    start,
-                    format!(
-                        "{literal} is out of range for a 64-bit float (Python reads it as infinity)"
-                    ),
-                ));
+                // Python reads it as infinity; kept as written.
+                return Ok(self.raw_from(start));
             }
             return Number::from_f64(f)
                 .map(Value::Number)
@@ -491,7 +576,8 @@ impl Parser<'_> {
         if let Ok(u) = literal.parse::<u64>() {
             return Ok(Value::Number(u.into()));
         }
-        Err(self.unsupported(start, format!("integer {literal} is wider than 64 bits")))
+        // Wider than 64 bits: kept as written (Python's int is unbounded).
+        Ok(self.raw_from(start))
     }
 
     fn digits(&mut self) {
@@ -515,8 +601,21 @@ impl Parser<'_> {
         Ok(v)
     }
 
+    /// A string that must be representable: an object key.
     fn string(&mut self) -> Result<String, ParseError> {
         let start = self.pos;
+        let (s, lone) = self.string_lossy()?;
+        if lone {
+            return Err(self.unsupported(start, "lone surrogate \\u escape in a key"));
+        }
+        Ok(s)
+    }
+
+    /// A string literal; `true` if it holds a lone surrogate (replaced by
+    /// U+FFFD in the returned text).
+    fn string_lossy(&mut self) -> Result<(String, bool), ParseError> {
+        let start = self.pos;
+        let mut lone = false;
         self.pos += 1; // opening quote
         let mut out = String::new();
         loop {
@@ -539,15 +638,16 @@ impl Parser<'_> {
                 None => return Err(self.error_at(start, "unterminated string")),
                 Some(b'"') => {
                     self.pos += 1;
-                    return Ok(out);
+                    return Ok((out, lone));
                 }
-                Some(b'\\') => self.escape(&mut out)?,
+                Some(b'\\') => lone |= self.escape(&mut out)?,
                 Some(_) => return Err(self.error("invalid control character in string")),
             }
         }
     }
 
-    fn escape(&mut self, out: &mut String) -> Result<(), ParseError> {
+    /// One escape; `true` if it was a lone surrogate.
+    fn escape(&mut self, out: &mut String) -> Result<bool, ParseError> {
         let at = self.pos;
         self.pos += 1; // backslash
         let Some(c) = self.peek() else {
@@ -567,10 +667,10 @@ impl Parser<'_> {
             _ => return Err(self.error_at(at, "invalid \\escape")),
         };
         out.push(simple);
-        Ok(())
+        Ok(false)
     }
 
-    fn unicode_escape(&mut self, at: usize, out: &mut String) -> Result<(), ParseError> {
+    fn unicode_escape(&mut self, at: usize, out: &mut String) -> Result<bool, ParseError> {
         let first = self.hex4()?;
         let code = if (0xD800..0xDC00).contains(&first) {
             // A high surrogate must be followed by a low one to make one character.
@@ -582,19 +682,22 @@ impl Parser<'_> {
                     0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
                 } else {
                     self.pos = save;
-                    return Err(self.unsupported(at, "lone surrogate \\u escape in a string"));
+                    out.push(char::REPLACEMENT_CHARACTER);
+                    return Ok(true);
                 }
             } else {
-                return Err(self.unsupported(at, "lone surrogate \\u escape in a string"));
+                out.push(char::REPLACEMENT_CHARACTER);
+                return Ok(true);
             }
         } else if (0xDC00..0xE000).contains(&first) {
-            return Err(self.unsupported(at, "lone surrogate \\u escape in a string"));
+            out.push(char::REPLACEMENT_CHARACTER);
+            return Ok(true);
         } else {
             first
         };
         let c = char::from_u32(code).ok_or_else(|| self.error_at(at, "invalid \\u escape"))?;
         out.push(c);
-        Ok(())
+        Ok(false)
     }
 }
 

@@ -108,11 +108,23 @@
 //! `memory.json.log.tmp` during compaction. [`check`] verifies all of them
 //! without modifying anything.
 //!
+//! # Values `serde_json` cannot hold
+//!
+//! Python's `json.dump` also writes `NaN`, `Infinity`, `-Infinity`,
+//! integers wider than 64 bits and strings with lone surrogates. The store
+//! opens such files and keeps each such value as its exact JSON text in a
+//! raw-JSON object (see [`raw_json`] and [`raw_value`]), which the snapshot
+//! writer writes back verbatim: Python reads back what it wrote.
+//!
 //! # Damage
 //!
 //! A damaged snapshot is reported with its line and column, a damaged log
 //! record with its byte offset; neither is ever overwritten. A torn last
-//! log record (a write that was never acknowledged) is cut off on open.
+//! log record (a write that was never acknowledged) is cut off on open. An
+//! empty `memory.json` (what the Python assistant leaves when it crashes
+//! between truncating the file and writing it) opens as an empty memory; a
+//! cut-off one is a [`Error::Corrupt`] naming the file, line and column,
+//! and stays untouched until a person moves it away or fixes it.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod backend;
@@ -134,7 +146,7 @@ pub use backend::{Backend, BackendExt, BoxFuture, Entry, is_redis_url, open_back
 pub use check::{CheckReport, Problem, Severity, check};
 pub use error::{BoxError, Error, Position, Result};
 pub use files::{load, load_with_ttl, write_snapshot};
-pub use json::to_python_json;
+pub use json::{RAW_JSON_KEY, raw_json, raw_value, to_python_json};
 pub use prompt::{pattern_matches, render_prompt};
 #[cfg(feature = "redis")]
 pub use redis_backend::{

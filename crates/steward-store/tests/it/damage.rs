@@ -42,9 +42,9 @@ fn corrupt_snapshot_is_reported_with_line_and_column_and_kept() {
 }
 
 #[test]
-fn non_object_and_empty_snapshots_are_refused() {
+fn non_object_snapshots_are_refused() {
     let (_d, path) = temp_store();
-    for text in [&b"[1, 2]"[..], b"", b"\"x\"", b"{\"a\": 1} x"] {
+    for text in [&b"[1, 2]"[..], b"\"x\"", b"{\"a\": 1} x"] {
         std::fs::write(&path, text).unwrap();
         let e = Store::open(&path).unwrap_err();
         assert!(matches!(e, Error::Corrupt { .. }), "{text:?}: {e}");
@@ -53,16 +53,14 @@ fn non_object_and_empty_snapshots_are_refused() {
 }
 
 #[test]
-fn nan_infinity_and_wide_integers_are_refused_naming_the_key() {
+fn unrepresentable_keys_and_too_deep_values_are_refused_naming_the_key() {
     let (_d, path) = temp_store();
+    let deep = format!("{{\"d\": {}1{}}}", "[".repeat(500), "]".repeat(500));
     for (text, key, line, column) in [
-        ("{\n  \"ok\": 1,\n  \"x\": NaN\n}", "x", 3, 8),
-        ("{\"y\": [1, -Infinity]}", "y", 1, 11),
-        ("{\"big\": 123456789012345678901234567890}", "big", 1, 9),
-        ("{\"f\": 1e400}", "f", 1, 7),
-        ("{\"s\": \"\\ud800\"}", "s", 1, 8),
+        ("{\n  \"ok\": 1,\n  \"\\ud800\": 2\n}".to_string(), "", 3, 3),
+        (deep, "d", 1, 406),
     ] {
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, &text).unwrap();
         let e = Store::open(&path).unwrap_err();
         match &e {
             Error::Unsupported { key: k, at, .. } => {

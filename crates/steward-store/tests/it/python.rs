@@ -154,3 +154,137 @@ print("ok")
     assert_eq!(s.list_keys(), ["user_name", "n", "added_by_python"]);
     assert_eq!(s.read("added_by_python").unwrap()[0], 1e-5);
 }
+
+/// What Python's `json.dump` writes but `serde_json::Value` cannot hold:
+/// NaN, infinities, integers wider than 64 bits, lone surrogates (also
+/// nested). Python writes the file, the store opens it, keeps those values
+/// as raw JSON, adds a key and compacts; Python reads the result back equal
+/// and it is byte for byte Python's own dump.
+#[test]
+fn python_nan_infinity_wide_integers_and_lone_surrogates_open_and_round_trip() {
+    let (_d, path) = temp_store();
+    let writer = r#"
+import json, sys
+m = {"ok": 1, "nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"),
+     "big": 2**100, "neg": -2**70, "s": "\ud83d", "nested": {"l": [float("nan"), 2**65, "a\udc00b", 1.5]}}
+json.dump(m, open(sys.argv[1], "w"), indent=2)
+"#;
+    run_python(writer, &[&path]);
+    let original = read(&path);
+    let s = Store::open(&path).expect("Python's file opens");
+    assert_eq!(s.read("ok"), Some(serde_json::json!(1)));
+    for (key, raw) in [
+        ("nan", "NaN"),
+        ("inf", "Infinity"),
+        ("ninf", "-Infinity"),
+        ("big", "1267650600228229401496703205376"),
+        ("neg", "-1180591620717411303424"),
+        ("s", "\"\\ud83d\""),
+    ] {
+        let v = s.read(key).unwrap_or_else(|| panic!("{key} missing"));
+        assert_eq!(steward_store::raw_json(&v), Some(raw), "{key}: {v}");
+    }
+    let nested = s.read("nested").unwrap();
+    let list = nested["l"].as_array().unwrap();
+    assert_eq!(steward_store::raw_json(&list[0]), Some("NaN"));
+    assert_eq!(
+        steward_store::raw_json(&list[1]),
+        Some("36893488147419103232")
+    );
+    assert_eq!(steward_store::raw_json(&list[2]), Some("\"a\\udc00b\""));
+    assert_eq!(list[3], serde_json::json!(1.5));
+    // Such a value can also be written through the API.
+    s.upsert("added", steward_store::raw_value("NaN").unwrap())
+        .unwrap();
+    s.close().unwrap();
+    let written = read(&path);
+    assert_ne!(written, original);
+    let checker = r#"
+import json, math, sys
+m = json.load(open(sys.argv[1]))
+want = {"ok": 1, "nan": float("nan"), "inf": float("inf"), "ninf": float("-inf"),
+        "big": 2**100, "neg": -2**70, "s": "\ud83d", "nested": {"l": [float("nan"), 2**65, "a\udc00b", 1.5]},
+        "added": float("nan")}
+assert list(m) == list(want), list(m)
+for k in ("ok", "inf", "ninf", "big", "neg", "s"):
+    assert m[k] == want[k] and type(m[k]) is type(want[k]), (k, m[k])
+assert math.isnan(m["nan"]) and math.isnan(m["added"])
+l = m["nested"]["l"]
+assert math.isnan(l[0]) and l[1:] == [2**65, "a\udc00b", 1.5], l
+raw = open(sys.argv[1], "rb").read()
+assert json.dumps(m, indent=2).encode() == raw, raw
+print("ok")
+"#;
+    assert_eq!(run_python(checker, &[&path]).trim(), "ok");
+    // And it opens again with the same raw values.
+    let again = Store::open(&path).unwrap();
+    assert_eq!(
+        steward_store::raw_json(&again.read("big").unwrap()),
+        Some("1267650600228229401496703205376")
+    );
+}
+
+/// The Python assistant truncates `memory.json`, then writes it; a crash in
+/// between leaves an empty file. That opens as an empty memory, and what
+/// the store writes is a file Python reads.
+#[test]
+fn python_crash_after_truncating_leaves_an_empty_memory_that_opens() {
+    let (_d, path) = temp_store();
+    run_python(
+        r#"
+import os, sys
+f = open(sys.argv[1], "w")
+f.flush()
+os._exit(0)
+"#,
+        &[&path],
+    );
+    assert_eq!(read(&path), b"");
+    let s = Store::open(&path).expect("an empty memory.json opens");
+    assert!(s.is_empty());
+    s.upsert("user_name", "Ada").unwrap();
+    s.close().unwrap();
+    let out = run_python(
+        "import json, sys; print(json.load(open(sys.argv[1]))['user_name'])",
+        &[&path],
+    );
+    assert_eq!(out.trim(), "Ada");
+}
+
+/// A crash mid-write leaves a cut-off file: an error naming the file, line
+/// and column, from open, `load` and `check`, and the file is never changed.
+#[test]
+fn python_crash_mid_write_leaves_a_cut_off_file_that_is_refused_not_overwritten() {
+    let (_d, path) = temp_store();
+    run_python(
+        r#"
+import json, os, sys
+text = json.dumps({"user_name": "Ada", "reminders": ["dentist", "milk"], "n": 3}, indent=2)
+f = open(sys.argv[1], "w")
+f.write(text[:len(text) // 2])
+f.flush()
+os._exit(0)
+"#,
+        &[&path],
+    );
+    let cut = read(&path);
+    let e = Store::open(&path).unwrap_err();
+    match &e {
+        steward_store::Error::Corrupt { path: p, at, .. } => {
+            assert_eq!(p, &path);
+            assert!(
+                matches!(at, steward_store::Position::Line { line: 4, .. }),
+                "{e}"
+            );
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    let shown = e.to_string();
+    assert!(
+        shown.contains(&path.display().to_string()) && shown.contains("line 4"),
+        "{shown}"
+    );
+    assert!(steward_store::load(&path).is_err());
+    assert!(!steward_store::check(&path).unwrap().is_ok());
+    assert_eq!(read(&path), cut, "a damaged memory.json is never changed");
+}
