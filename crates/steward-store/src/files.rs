@@ -19,8 +19,9 @@ pub(crate) struct Paths {
     pub(crate) lock: PathBuf,
     pub(crate) snapshot_tmp: PathBuf,
     pub(crate) log_tmp: PathBuf,
-    /// Expiry times of TTL entries (`{key: ms since epoch}`), beside the
-    /// snapshot so the snapshot stays a plain `{key: value}` object.
+    /// Expiry times of TTL entries (`{key: [ms since epoch, fingerprint of
+    /// the value]}`), beside the snapshot so the snapshot stays a plain
+    /// `{key: value}` object.
     pub(crate) ttl: PathBuf,
     pub(crate) ttl_tmp: PathBuf,
     pub(crate) dir: PathBuf,
@@ -205,23 +206,70 @@ pub(crate) fn apply_ttl(map: &mut Map<String, Value>, expires: &mut Expiries, op
     }
 }
 
-/// Reads the expiry sidecar: `{key: ms}` for keys of `map`. A missing or
-/// unreadable sidecar means no expiries (the entries stay, permanent).
+/// Fingerprint of a value in the expiry sidecar: CRC-32 of its compact
+/// JSON. An expiry counts only for the value it was written for.
+pub(crate) fn value_fingerprint(value: &Value) -> u32 {
+    serde_json::to_vec(value).map_or(0, |bytes| crc32fast::hash(&bytes))
+}
+
+/// The expiry sidecar's text for `expires` (keys of `map`):
+/// `{key: [ms, fingerprint of the value]}`, sorted by key.
+pub(crate) fn encode_expiries(map: &Map<String, Value>, expires: &Expiries) -> String {
+    let sorted: std::collections::BTreeMap<&String, (u64, u32)> = expires
+        .iter()
+        .filter_map(|(k, &at)| Some((k, (at, value_fingerprint(map.get(k)?)))))
+        .collect();
+    serde_json::to_string(&sorted).unwrap_or_else(|_| "{}".into())
+}
+
+/// The expiries in sidecar bytes that still belong to `map`: an entry whose
+/// key is gone, or whose value is not the one it was written for (someone,
+/// say the Python assistant, rewrote the key in `memory.json`), is ignored,
+/// so the value stays permanent. `None` if the bytes are not a sidecar.
+pub(crate) fn parse_expiries(
+    path: &Path,
+    bytes: &[u8],
+    map: &Map<String, Value>,
+) -> Option<Expiries> {
+    let parsed: std::collections::BTreeMap<String, Value> = match serde_json::from_slice(bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "ignoring an unreadable expiry file");
+            return None;
+        }
+    };
+    let mut out = Expiries::new();
+    for (key, entry) in parsed {
+        let Some(value) = map.get(&key) else {
+            continue;
+        };
+        let checked = serde_json::from_value::<(u64, u32)>(entry).ok();
+        match checked {
+            Some((at, fingerprint)) if fingerprint == value_fingerprint(value) => {
+                out.insert(key, at);
+            }
+            Some(_) => tracing::warn!(
+                path = %path.display(),
+                key = %key,
+                "ignoring an expiry written for another value (the key was rewritten in the snapshot); the value stays"
+            ),
+            None => tracing::warn!(
+                path = %path.display(),
+                key = %key,
+                "ignoring an expiry without a value fingerprint; the value stays"
+            ),
+        }
+    }
+    Some(out)
+}
+
+/// Reads the expiry sidecar for keys of `map`. A missing or unreadable
+/// sidecar means no expiries (the entries stay, permanent).
 fn load_expiries(paths: &Paths, map: &Map<String, Value>) -> Result<Expiries> {
     let Some(bytes) = read_optional(&paths.ttl)? else {
         return Ok(Expiries::new());
     };
-    let parsed: std::collections::BTreeMap<String, u64> = match serde_json::from_slice(&bytes) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(path = %paths.ttl.display(), error = %e, "ignoring an unreadable expiry file");
-            return Ok(Expiries::new());
-        }
-    };
-    Ok(parsed
-        .into_iter()
-        .filter(|(k, _)| map.contains_key(k))
-        .collect())
+    Ok(parse_expiries(&paths.ttl, &bytes, map).unwrap_or_default())
 }
 
 /// Everything read from a store's files without changing any of them.
@@ -265,9 +313,9 @@ pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
     if roll_forward {
         // The compaction's expiry file may still wait beside it.
         if let Some(b) = read_optional(&paths.ttl_tmp)?
-            && let Ok(p) = serde_json::from_slice::<std::collections::BTreeMap<String, u64>>(&b)
+            && let Some(p) = parse_expiries(&paths.ttl_tmp, &b, &map)
         {
-            expires = p.into_iter().filter(|(k, _)| map.contains_key(k)).collect();
+            expires = p;
         }
         return Ok(Loaded {
             map,

@@ -85,10 +85,13 @@
 //! [`Store::upsert_with_ttl`] writes an entry that expires; once expired it
 //! is invisible to every read at once. The file store keeps the expiry
 //! (wall-clock ms, from its [`Clock`]) as a log record and, after a
-//! compaction, in `memory.json.ttl` (`{key: ms}`) beside the snapshot:
+//! compaction, in `memory.json.ttl` (`{key: [ms, fingerprint]}`, the CRC-32
+//! of the value it was written for) beside the snapshot:
 //! `memory.json` stays the plain `{key: value}` object the Python assistant
 //! reads (it sees a TTL entry as ordinary until a compaction after expiry
-//! drops it). Expired entries are removed for good by
+//! drops it). Should the key be rewritten in `memory.json` meanwhile (the
+//! Python assistant, a hand edit), the fingerprint no longer matches and
+//! the expiry is ignored: the new value stays. Expired entries are removed for good by
 //! [`Store::sweep_expired`] (the steward facade's monitor cleanup is the
 //! place to call it) or by compaction. Redis expires entries natively.
 //!

@@ -964,7 +964,8 @@ impl Store {
     ///
     /// On disk the expiry time (wall clock, ms since the Unix epoch, by the
     /// store's [`Clock`]) is a log record, and after compaction an entry of
-    /// `memory.json.ttl` (`{key: ms}`) beside the snapshot: `memory.json`
+    /// `memory.json.ttl` (`{key: [ms, fingerprint of the value]}`; an expiry
+    /// whose value was rewritten in `memory.json` is ignored) beside the snapshot: `memory.json`
     /// itself stays a plain `{key: value}` object the Python assistant
     /// reads (it sees a TTL entry as an ordinary one until a compaction
     /// after its expiry drops it).
@@ -1549,12 +1550,12 @@ impl Writer {
         let id = SnapshotId::of(Some(text.as_bytes()));
         // The expiries go beside the snapshot; the sidecar is rewritten (or
         // emptied) whenever there is one, so it always matches the snapshot.
+        // Each expiry carries its value's fingerprint: should someone rewrite
+        // the key in the snapshot, the expiry no longer applies to it.
         let ttl_text = {
+            let map = shared.map.read();
             let expires = shared.expires.read();
-            (!expires.is_empty() || p.ttl.exists()).then(|| {
-                let sorted: std::collections::BTreeMap<&String, &u64> = expires.iter().collect();
-                serde_json::to_string(&sorted).unwrap_or_else(|_| "{}".into())
-            })
+            (!expires.is_empty() || p.ttl.exists()).then(|| files::encode_expiries(&map, &expires))
         };
         let staged = files::write_synced(&p.snapshot_tmp, text.as_bytes(), Some(&p.snapshot))
             .and_then(|()| match &ttl_text {

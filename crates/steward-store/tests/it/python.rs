@@ -288,3 +288,69 @@ os._exit(0)
     assert!(!steward_store::check(&path).unwrap().is_ok());
     assert_eq!(read(&path), cut, "a damaged memory.json is never changed");
 }
+
+/// A key set with a TTL, then rewritten permanently by the Python assistant
+/// in `memory.json`: the expiry in the sidecar belongs to the old value, so
+/// the new value neither expires nor is deleted by the next compaction. A
+/// TTL entry Python left alone still expires.
+#[test]
+fn python_rewriting_a_ttl_key_makes_it_permanent() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let (_d, path) = temp_store();
+    let t0 = 1_700_000_000_000;
+    let clock = steward_store::ManualClock::new(t0);
+    let open = || {
+        Store::builder(&path)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap()
+    };
+    let s = open();
+    s.upsert("name", "Ada").unwrap();
+    s.upsert_with_ttl("weather", "rain", Duration::from_secs(5))
+        .unwrap();
+    s.upsert_with_ttl("news", "quiet", Duration::from_secs(5))
+        .unwrap();
+    s.close().unwrap(); // the expiries are now in the sidecar
+    run_python(
+        r#"
+import json, sys
+m = json.load(open(sys.argv[1]))
+m["weather"] = "sunny, for good"
+json.dump(m, open(sys.argv[1], "w"), indent=2)
+"#,
+        &[&path],
+    );
+    let s = open();
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(
+        s.read("weather"),
+        Some(serde_json::json!("sunny, for good")),
+        "the value Python wrote does not expire"
+    );
+    assert_eq!(s.read("news"), None, "the untouched TTL entry expires");
+    assert!(
+        s.entries_with_ttl()
+            .iter()
+            .all(|e| e.ttl.is_none() && e.key != "news")
+    );
+    s.close().unwrap(); // compacts
+    let out = run_python(
+        "import json, sys; m = json.load(open(sys.argv[1])); print(json.dumps(m, sort_keys=True))",
+        &[&path],
+    );
+    assert_eq!(
+        out.trim(),
+        r#"{"name": "Ada", "weather": "sunny, for good"}"#
+    );
+    // And still there after another open, compaction and expiry time.
+    let s = open();
+    clock.advance(Duration::from_secs(3600));
+    s.compact().unwrap();
+    assert_eq!(
+        s.read("weather"),
+        Some(serde_json::json!("sunny, for good"))
+    );
+}

@@ -115,7 +115,8 @@ fn expiries_survive_reopen_and_compaction_and_memory_json_stays_plain() {
         "{\n  \"name\": \"Ada\",\n  \"weather\": \"rain\"\n}"
     );
     let sidecar = std::fs::read_to_string(dir.path().join("memory.json.ttl")).unwrap();
-    assert_eq!(sidecar, format!("{{\"weather\":{}}}", T0 + 60_000));
+    let rain = crc32fast::hash(b"\"rain\"");
+    assert_eq!(sidecar, format!("{{\"weather\":[{},{rain}]}}", T0 + 60_000));
     let store = open(&path, &clock);
     assert_eq!(store.read("weather"), Some(json!("rain")));
     clock.advance(Duration::from_secs(60));
