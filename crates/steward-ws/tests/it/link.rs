@@ -478,7 +478,13 @@ fn config_is_plain_serde_data_with_explicit_units() {
     assert_eq!(json["pong_timeout_ms"], 10_000);
     assert_eq!(json["max_message_size"], 16 << 20);
     assert_eq!(json["reconnect"]["max_attempts"], 10);
-    let back: steward_ws::ClientConfig = serde_json::from_value(json).unwrap();
+    // Credentials never leave in serialized form: the header comes back
+    // redacted, everything else as it was.
+    assert!(!json.to_string().contains("sk-1"), "{json}");
+    let mut back: steward_ws::ClientConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(back.headers[0].0, "Authorization");
+    assert_ne!(back.headers[0].1, "Bearer sk-1");
+    back.headers.clone_from(&config.headers);
     assert_eq!(back, config);
     // A file may name only the URL; unknown keys are refused by name.
     let minimal: steward_ws::ClientConfig =
