@@ -227,6 +227,24 @@ pub enum Error {
         /// `redis://host:port/db?ns=name`.
         location: String,
     },
+    /// A write's log record was written but its fsync failed: the write may
+    /// or may not be on disk, and the next open replays it if it is (so a
+    /// failed `reset` may still wipe the memory). Not retried: the store is
+    /// poisoned (later writes get [`Error::Poisoned`]); reopen it and read
+    /// the key to know.
+    #[error(
+        "fsync of {path} failed after writing the record at byte offset {offset}: \
+         the write may or may not have been applied (reopen and read to know): {source}"
+    )]
+    WriteUnknown {
+        /// The log.
+        path: PathBuf,
+        /// Byte offset of the batch's record in the log.
+        offset: u64,
+        /// The OS error of the fsync.
+        #[source]
+        source: std::io::Error,
+    },
     /// An earlier fsync of the log failed, so the data on disk is unknown; the
     /// store refuses further writes. Reopen it to recover from what is on disk.
     #[error("store {path} refuses writes after a failed fsync; reopen it")]
@@ -266,6 +284,15 @@ impl Error {
             Error::Io { op, path, source } => Error::Io {
                 op,
                 path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::WriteUnknown {
+                path,
+                offset,
+                source,
+            } => Error::WriteUnknown {
+                path: path.clone(),
+                offset: *offset,
                 source: std::io::Error::new(source.kind(), source.to_string()),
             },
             Error::Poisoned { path } => Error::Poisoned { path: path.clone() },

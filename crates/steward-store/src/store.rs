@@ -140,6 +140,21 @@ pub struct StoreBuilder {
     path: PathBuf,
     config: StoreConfig,
     clock: Arc<dyn Clock>,
+    sync_fault: Option<SyncFault>,
+}
+
+/// A test's stand-in for a failing `fdatasync` of the log (feature
+/// `fault-injection`): called with the log's path before each real one; an
+/// error is taken as that fsync's error.
+#[derive(Clone)]
+struct SyncFault(Arc<SyncFaultFn>);
+
+type SyncFaultFn = dyn Fn(&Path) -> std::io::Result<()> + Send + Sync;
+
+impl std::fmt::Debug for SyncFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncFault")
+    }
 }
 
 impl StoreBuilder {
@@ -149,7 +164,21 @@ impl StoreBuilder {
             path: path.into(),
             config: StoreConfig::default(),
             clock: Arc::new(SystemClock),
+            sync_fault: None,
         }
+    }
+
+    /// Tests only (feature `fault-injection`): `fault` runs before each
+    /// `fdatasync` of the log's write batches, after the batch's record was
+    /// written; an error it returns is taken as that fsync's error (the
+    /// record may then be on disk or not, as after a real one).
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_log_sync(
+        mut self,
+        fault: impl Fn(&Path) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        self.sync_fault = Some(SyncFault(Arc::new(fault)));
+        self
     }
 
     /// Replaces all settings.
@@ -213,6 +242,7 @@ impl StoreBuilder {
             next_compact_at: self.config.compact_log_bytes,
             poisoned: false,
             lock: Some(lock),
+            sync_fault: self.sync_fault,
         };
         let shared = Arc::new(Shared {
             map: RwLock::new(opened.map),
@@ -1201,6 +1231,7 @@ struct Writer {
     poisoned: bool,
     /// Held for the thread's life; dropping it releases the lock.
     lock: Option<LockGuard>,
+    sync_fault: Option<SyncFault>,
 }
 
 impl Writer {
@@ -1304,7 +1335,11 @@ impl Writer {
                 .counters
                 .failed_batches
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, writes = batch.len(), "write batch failed; nothing applied");
+            if matches!(e, Error::WriteUnknown { .. }) {
+                tracing::error!(error = %e, writes = batch.len(), "write batch fsync failed; outcome unknown, store poisoned");
+            } else {
+                tracing::error!(error = %e, writes = batch.len(), "write batch failed; nothing applied");
+            }
             for (_, slot) in batch {
                 slot.complete(Err(e.duplicate()));
             }
@@ -1482,9 +1517,21 @@ impl Writer {
             self.file_len = self.log_len;
             return Err(Error::io("appending to", path, e));
         }
-        if let Err(e) = self.log.sync_data() {
+        let synced = match &self.sync_fault {
+            Some(fault) => (fault.0)(path).and_then(|()| self.log.sync_data()),
+            None => self.log.sync_data(),
+        };
+        if let Err(source) = synced {
+            // The record was written: it may be on disk or not, and a
+            // retried fsync could report success for pages the kernel has
+            // already dropped. Never retried; the next open replays the
+            // record if it is there.
             self.poisoned = true;
-            return Err(Error::io("fsync of", path, e));
+            return Err(Error::WriteUnknown {
+                path: path.to_path_buf(),
+                offset: self.log_len,
+                source,
+            });
         }
         self.log_len = end;
         self.file_len = self.file_len.max(end);

@@ -294,3 +294,65 @@ fn crash_between_compaction_renames_is_rolled_forward() {
     let s = Store::open(&path2).unwrap();
     assert_eq!(s.list_keys(), ["a", "b"]);
 }
+
+/// A failed fdatasync of a write batch (through the store's fault seam, a
+/// stand-in for EIO from the disk: the record is written, its fsync fails)
+/// is reported as "outcome unknown", never as "not applied": the record
+/// can be on disk, and here it is, so the reset the caller saw fail wipes
+/// the memory at the next open. The store is poisoned, the fsync not
+/// retried.
+#[test]
+fn failed_fsync_of_a_write_is_reported_as_unknown_and_may_be_applied() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let (_d, path) = temp_store();
+    for failing in ["reset", "upsert"] {
+        let armed = Arc::new(AtomicBool::new(false));
+        let trigger = Arc::clone(&armed);
+        let s = Store::builder(&path)
+            .fail_log_sync(move |_| {
+                if trigger.load(Ordering::SeqCst) {
+                    Err(std::io::Error::from_raw_os_error(5)) // EIO
+                } else {
+                    Ok(())
+                }
+            })
+            .build()
+            .unwrap();
+        s.upsert("a", 1).unwrap();
+        s.upsert("b", 2).unwrap();
+        armed.store(true, Ordering::SeqCst);
+        let e = match failing {
+            "reset" => s.reset().unwrap_err(),
+            _ => s.upsert("c", 3).map(|_| ()).unwrap_err(),
+        };
+        match &e {
+            Error::WriteUnknown {
+                path: p, offset, ..
+            } => {
+                assert_eq!(p, &log_of(&path), "{e}");
+                assert!(*offset > 0, "{e}");
+            }
+            other => panic!("{failing}: expected WriteUnknown, got {other:?}"),
+        }
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&log_of(&path).display().to_string())
+                && shown.contains("may or may not"),
+            "{shown}"
+        );
+        // Poisoned: no further write, no retried fsync.
+        armed.store(false, Ordering::SeqCst);
+        assert!(matches!(s.upsert("d", 4), Err(Error::Poisoned { .. })));
+        drop(s);
+        let again = Store::open(&path).unwrap();
+        match failing {
+            "reset" => assert!(again.is_empty(), "the 'failed' reset was applied"),
+            _ => assert_eq!(again.read("c"), Some(serde_json::json!(3))),
+        }
+        assert!(!again.contains_key("d"));
+        again.reset().unwrap();
+        again.close().unwrap();
+    }
+}
