@@ -96,5 +96,5 @@ pub use client::Client;
 pub use config::{ClientBuilder, ClientConfig, ReconnectConfig};
 pub use error::{BoxError, Direction, Error};
 pub use message::{Event, Message, ShutdownMode};
-pub use session::{Events, Session, Stats};
+pub use session::{Events, Session, Stats, WeakSession};
 pub use shed::{Shed, ShedFloor, Sheddable};

@@ -309,8 +309,11 @@ enum Command {
 
 /// The application's handle on one logical WebSocket session that survives
 /// reconnects. Cheap to clone; the session ends when [`shutdown`](Self::shutdown)
-/// is called or when the last clone is dropped (queued messages are then
-/// written and the link closed with code 1000).
+/// is called or when the last clone is dropped: queued messages are then
+/// written for at most [`ClientConfig::drain_timeout`](crate::ClientConfig::drain_timeout)
+/// and the link closed with code 1000; a link that is down, or lost after
+/// that, is not reconnected (nobody is left to use it). A [`WeakSession`]
+/// does not keep it going.
 ///
 /// # What "sent" means
 /// A message is *sent* once every byte of its frame has been accepted by the
@@ -368,7 +371,84 @@ impl Events {
     }
 }
 
+/// A handle that does not keep its session going: counters, state and
+/// sheds while the session lives, nothing once every [`Session`] clone is
+/// gone (for a supervisor that watches sessions it does not own).
+#[derive(Clone)]
+pub struct WeakSession {
+    shared: Arc<Shared>,
+    out_tx: mpsc::WeakUnboundedSender<Outgoing>,
+    in_rx: std::sync::Weak<Mutex<Inbox>>,
+    cmd_tx: mpsc::WeakSender<Command>,
+    events: std::sync::Weak<Mutex<mpsc::Receiver<Event>>>,
+}
+
+impl std::fmt::Debug for WeakSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakSession")
+            .field("url", &self.shared.url())
+            .field("alive", &self.is_alive())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WeakSession {
+    /// A full handle, while a [`Session`] clone still exists somewhere.
+    pub fn upgrade(&self) -> Option<Session> {
+        Some(Session {
+            shared: Arc::clone(&self.shared),
+            out_tx: self.out_tx.upgrade()?,
+            in_rx: self.in_rx.upgrade()?,
+            cmd_tx: self.cmd_tx.upgrade()?,
+            events: Events {
+                rx: self.events.upgrade()?,
+            },
+        })
+    }
+
+    /// True while a [`Session`] clone exists (the owner still holds it).
+    pub fn is_alive(&self) -> bool {
+        self.cmd_tx.strong_count() > 0
+    }
+
+    /// The URL (without query string).
+    pub fn url(&self) -> &str {
+        self.shared.url()
+    }
+
+    /// True once the session no longer accepts messages (shut down, gave
+    /// up, or ended when its last handle went).
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Relaxed)
+    }
+
+    /// A snapshot of the counters (they stay readable after the end).
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// [`Session::shed_queued`] while the session has an owner; nothing
+    /// (an empty [`Shed`]) once it has none.
+    pub async fn shed_queued(&self) -> Shed {
+        match self.upgrade() {
+            Some(session) => session.shed_queued().await,
+            None => Shed::default(),
+        }
+    }
+}
+
 impl Session {
+    /// A handle that does not keep the session going (see [`WeakSession`]).
+    pub fn downgrade(&self) -> WeakSession {
+        WeakSession {
+            shared: Arc::clone(&self.shared),
+            out_tx: self.out_tx.downgrade(),
+            in_rx: Arc::downgrade(&self.in_rx),
+            cmd_tx: self.cmd_tx.downgrade(),
+            events: Arc::downgrade(&self.events.rx),
+        }
+    }
+
     pub(crate) fn start(client: Arc<ClientInner>, ws: Ws) -> Self {
         let c = &client.config;
         let shared = Arc::new(Shared {
@@ -600,12 +680,18 @@ impl Session {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
-        let c = &self.shared.counters;
-        let (out_m, out_b) = self.shared.outbound.queued();
-        let (in_m, in_b) = self.shared.inbound.queued();
+        self.shared.stats()
+    }
+}
+
+impl Shared {
+    fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let (out_m, out_b) = self.outbound.queued();
+        let (in_m, in_b) = self.inbound.queued();
         let rtt = c.last_rtt_us.load(Relaxed);
         Stats {
-            connected: self.is_connected(),
+            connected: self.connected.load(Relaxed),
             connections: c.connections.load(Relaxed),
             reconnects: c.reconnects.load(Relaxed),
             disconnects: c.disconnects.load(Relaxed),
@@ -695,8 +781,9 @@ struct Link {
     /// A message read while the inbound queue was full, and the wait for room.
     pending_in: Option<(Message, TicketWait)>,
     peer_close: Option<(u16, String)>,
-    /// Set by `shutdown(Drain)`: the deadline of the drain.
-    draining: Option<(Pin<Box<Sleep>>, Reply)>,
+    /// Set by `shutdown(Drain)` (with its reply) or when the last handle
+    /// goes (none): the deadline of the drain.
+    draining: Option<(Pin<Box<Sleep>>, Option<Reply>)>,
 }
 
 struct Driver {
@@ -820,8 +907,17 @@ impl Driver {
         );
     }
 
-    /// Backoff, attempts, events. `None` when the session must end.
+    /// Backoff, attempts, events. `None` when the session must end: also
+    /// when every handle is gone, as nobody is left to use a new link.
     async fn reconnect(&mut self) -> Option<Ws> {
+        if self.cmd_closed {
+            let undelivered = self.close_queue();
+            tracing::warn!(
+                undelivered = undelivered.len(),
+                "link lost after every handle was dropped: not reconnecting"
+            );
+            return None;
+        }
         let policy = self.config().reconnect.clone();
         if !policy.enabled {
             let undelivered = self.close_queue();
@@ -954,7 +1050,7 @@ impl Driver {
                 Step::Shutdown(ShutdownMode::Drain, reply) => {
                     self.shared.closed.store(true, Relaxed);
                     let timeout = self.config().drain_timeout;
-                    link.draining = Some((Box::pin(tokio::time::sleep(timeout)), reply));
+                    link.draining = Some((Box::pin(tokio::time::sleep(timeout)), Some(reply)));
                 }
                 Step::Shutdown(ShutdownMode::Abandon, reply) => {
                     let undelivered = self.close_link(&mut link).await;
@@ -963,10 +1059,14 @@ impl Driver {
                 }
                 Step::Drained => {
                     let undelivered = self.close_link(&mut link).await;
-                    if let Some((_, reply)) = link.draining.take() {
-                        let _ = reply.send(undelivered);
+                    match link.draining.take() {
+                        Some((_, Some(reply))) => {
+                            let _ = reply.send(undelivered);
+                            return LinkEnd::Shutdown;
+                        }
+                        // The drain after the last handle: nobody to answer.
+                        _ => return LinkEnd::HandlesGone,
                     }
-                    return LinkEnd::Shutdown;
                 }
                 Step::HandlesGone => {
                     self.close_link(&mut link).await;
@@ -1103,9 +1203,14 @@ impl Driver {
                         let _ = reply.send(self.shed_outbound(&floor));
                         progress = true;
                     }
-                    // Every handle is gone; `out_rx` ends too once drained.
+                    // Every handle is gone; `out_rx` ends too once drained,
+                    // which may take at most the drain timeout.
                     Poll::Ready(None) => {
                         self.cmd_closed = true;
+                        if link.draining.is_none() {
+                            let timeout = self.config().drain_timeout;
+                            link.draining = Some((Box::pin(tokio::time::sleep(timeout)), None));
+                        }
                         progress = true;
                     }
                     Poll::Pending => {}

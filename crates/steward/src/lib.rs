@@ -76,7 +76,8 @@
 //! # }).unwrap();
 //! ```
 //!
-//! With `ws`, sessions handed in (`StewardBuilder::ws_session`) join the
+//! With `ws`, sessions handed in (`StewardBuilder::ws_session`, held
+//! weakly: a session its owner dropped ends as it would alone) join the
 //! snapshot (link state, RTT, queues, reconnects, shed messages) and are
 //! tracked as `ws.session` while open; at `Critical` each drops queued
 //! audio beyond its floor (`ClientConfig::shed_floor`: the newest 256

@@ -250,7 +250,7 @@ pub(crate) struct Parts {
 
 impl Parts {
     #[cfg(feature = "ws")]
-    fn add_ws(&self, name: &str, session: &steward_ws::Session) {
+    fn add_ws(&self, name: &str, session: &steward_ws::WeakSession) {
         let part = crate::ws_part::WsPart::new(
             name,
             session,
@@ -374,7 +374,7 @@ pub struct StewardBuilder {
     #[cfg(feature = "pool")]
     pools: Vec<Arc<dyn PoolPart>>,
     #[cfg(feature = "ws")]
-    ws: Vec<(String, steward_ws::Session)>,
+    ws: Vec<(String, steward_ws::WeakSession)>,
     #[cfg(feature = "audio")]
     playbacks: Vec<(String, Arc<steward_audio::Playback>)>,
     #[cfg(feature = "audio")]
@@ -486,11 +486,14 @@ impl StewardBuilder {
 
     /// The session's stats join [`Health`] under `name`, and (with a
     /// tracker) it is tracked as `ws.session` while open, sized by the bytes
-    /// it has queued. More sessions can be added later with
+    /// it has queued. Held weakly: once you drop your last handle the
+    /// session ends as it would without the steward (queued messages
+    /// written for at most its drain timeout, no reconnecting) and leaves
+    /// the wiring. More sessions can be added later with
     /// [`Steward::add_ws_session`].
     #[cfg(feature = "ws")]
     pub fn ws_session(mut self, name: &str, session: &steward_ws::Session) -> Self {
-        self.ws.push((name.to_owned(), session.clone()));
+        self.ws.push((name.to_owned(), session.downgrade()));
         self
     }
 
@@ -1024,10 +1027,10 @@ impl Steward {
     }
 
     /// Puts a WebSocket session under the wiring (see
-    /// [`StewardBuilder::ws_session`]); it leaves once closed.
+    /// [`StewardBuilder::ws_session`]), held weakly; it leaves once closed.
     #[cfg(feature = "ws")]
     pub fn add_ws_session(&self, name: &str, session: &steward_ws::Session) {
-        self.inner.parts.add_ws(name, session);
+        self.inner.parts.add_ws(name, &session.downgrade());
         self.ensure_shed();
     }
 

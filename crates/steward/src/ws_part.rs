@@ -2,17 +2,18 @@
 //! and each session is tracked by the tracker without the user writing it.
 
 use serde::Serialize;
-use steward_ws::Session;
+use steward_ws::WeakSession;
 
 use crate::part_entry::PartEntry;
 
 /// Tracker kind of a WebSocket session.
 pub const WS_SESSION_KIND: &str = "ws.session";
 
-/// One session as the wiring holds it.
+/// One session as the wiring holds it: weakly, so a session its owner
+/// dropped ends as it would without the wiring (and then leaves it).
 pub(crate) struct WsPart {
     name: String,
-    session: Session,
+    session: WeakSession,
     /// Tracked by queued bytes; traffic (messages moved) touches the entry.
     entry: PartEntry,
 }
@@ -20,7 +21,7 @@ pub(crate) struct WsPart {
 impl WsPart {
     pub(crate) fn new(
         name: &str,
-        session: &Session,
+        session: &WeakSession,
         #[cfg(feature = "tracker")] tracker: Option<&steward_tracker::Tracker>,
     ) -> Self {
         let entry = PartEntry::new(
@@ -37,6 +38,7 @@ impl WsPart {
         }
     }
 
+    /// Shut down, gave up, or ended after its owner dropped it.
     pub(crate) fn is_closed(&self) -> bool {
         self.session.is_closed()
     }

@@ -5,6 +5,7 @@
 mod codec;
 mod common;
 mod limits;
+mod owner;
 mod link;
 #[cfg(feature = "pool")]
 mod pool;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use steward::tracker::Tracker;
-use steward::ws::{Client, Message, ShutdownMode};
+use steward::ws::{Client, Message, Session, ShutdownMode};
 use steward::{Steward, WS_SESSION_KIND};
 
 /// Echoes text and binary messages of one connection, then ends.
@@ -25,21 +25,22 @@ async fn echo_peer() -> (String, tokio::task::JoinHandle<()>) {
     (format!("ws://{addr}/v1/realtime"), task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_are_tracked_and_reported_while_open() {
-    let (url, peer) = echo_peer().await;
-    let session = Client::builder(url)
-        .build()
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+/// A connected session under a steward with a tracker, as `name`.
+async fn wired(client: steward::ws::ClientBuilder, name: &str) -> (Session, Tracker, Steward) {
+    let session = client.build().unwrap().connect().await.unwrap();
     let tracker = Tracker::new();
     let steward = Steward::builder()
         .tracker(tracker.clone())
-        .ws_session("model \"realtime\"", &session)
+        .ws_session(name, &session)
         .build()
         .unwrap();
+    (session, tracker, steward)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_tracked_and_reported_while_open() {
+    let (url, peer) = echo_peer().await;
+    let (session, tracker, steward) = wired(Client::builder(url), "model \"realtime\"").await;
     assert_eq!(tracker.kind(WS_SESSION_KIND).unwrap().totals.live_count, 1);
 
     session.send(Message::text("hello")).await.unwrap();
@@ -80,4 +81,85 @@ async fn sessions_are_tracked_and_reported_while_open() {
         .await
         .expect("the peer ends after the close")
         .unwrap();
+}
+
+/// An echo server that can be killed: its links are cut and every later
+/// connection is closed at once, counted.
+struct KillableServer {
+    url: String,
+    kill: tokio::sync::watch::Sender<bool>,
+    attempts_after_kill: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+async fn killable_server() -> KillableServer {
+    use std::sync::atomic::Ordering::Relaxed;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (kill, killed) = tokio::sync::watch::channel(false);
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = attempts.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            if *killed.borrow() {
+                counter.fetch_add(1, Relaxed);
+                continue;
+            }
+            let mut killed = killed.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                tokio::select! {
+                    () = async { while let Some(Ok(_)) = ws.next().await {} } => {}
+                    _ = killed.wait_for(|k| *k) => {}
+                }
+            });
+        }
+    });
+    KillableServer {
+        url: format!("ws://{addr}/v1/realtime"),
+        kill,
+        attempts_after_kill: attempts,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_its_owner_dropped_ends_under_the_wiring() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let server = killable_server().await;
+    let reconnect = steward::ws::ReconnectConfig {
+        max_attempts: None,
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        ..steward::ws::ReconnectConfig::default()
+    };
+    let (session, tracker, steward) =
+        wired(Client::builder(&server.url).reconnect(reconnect), "model").await;
+    let later = session.clone();
+    steward.add_ws_session("model again", &later);
+    assert_eq!(steward.health().ws.len(), 2);
+    let events = session.events();
+
+    // Every user handle goes, then the server dies.
+    drop((session, later));
+    server.kill.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(event) = events.recv().await {
+            assert!(
+                !matches!(event, steward::ws::Event::Reconnecting { .. }),
+                "reconnecting with no owner"
+            );
+        }
+    })
+    .await
+    .expect("the session's task ends within the hang guard");
+    assert!(steward.health().ws.is_empty());
+    assert_eq!(tracker.kind(WS_SESSION_KIND).unwrap().totals.live_count, 0);
+
+    // No connection attempt comes later (a few backoff periods).
+    let attempts = server.attempts_after_kill.load(Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.attempts_after_kill.load(Relaxed), attempts);
+    assert_eq!(attempts, 0, "no reconnect attempt at all");
+    steward.shutdown().await;
 }
