@@ -126,6 +126,65 @@ where
     }
 }
 
+/// A handle that does not keep its keyed pool alive (see
+/// [`KeyedPool::downgrade`]).
+pub struct WeakKeyedPool<K, M>
+where
+    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
+    M: KeyedManager<K>,
+{
+    inner: Weak<KeyedInner<K, M>>,
+}
+
+impl<K, M> Clone for WeakKeyedPool<K, M>
+where
+    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
+    M: KeyedManager<K>,
+{
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, M> fmt::Debug for WeakKeyedPool<K, M>
+where
+    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
+    M: KeyedManager<K>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakKeyedPool")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, M> WeakKeyedPool<K, M>
+where
+    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
+    M: KeyedManager<K>,
+{
+    /// The keyed pool, while a [`KeyedPool`] handle (or what keeps it,
+    /// such as a checked-out object) still exists.
+    pub fn upgrade(&self) -> Option<KeyedPool<K, M>> {
+        self.inner.upgrade().map(|inner| KeyedPool { inner })
+    }
+}
+
+impl<K, M> KeyedPool<K, M>
+where
+    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
+    M: KeyedManager<K>,
+{
+    /// A handle that does not keep the keyed pool alive.
+    pub fn downgrade(&self) -> WeakKeyedPool<K, M> {
+        WeakKeyedPool {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+}
+
 impl<K, M> fmt::Debug for KeyedPool<K, M>
 where
     K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,

@@ -148,6 +148,47 @@ impl<M: Manager> Clone for Pool<M> {
     }
 }
 
+/// A handle that does not keep its pool alive (see [`Pool::downgrade`]):
+/// for a supervisor that looks after pools it does not own.
+pub struct WeakPool<M: Manager> {
+    inner: Weak<Inner<M>>,
+}
+
+impl<M: Manager> Clone for WeakPool<M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<M: Manager> std::fmt::Debug for WeakPool<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakPool")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<M: Manager> WeakPool<M> {
+    /// The pool, while a [`Pool`] handle or a checked-out object still
+    /// keeps it.
+    pub fn upgrade(&self) -> Option<Pool<M>> {
+        self.inner.upgrade().map(|inner| Pool { inner })
+    }
+}
+
+impl<M: Manager> Pool<M> {
+    /// A handle that does not keep the pool alive: when every [`Pool`]
+    /// handle and checked-out object is gone the pool goes as usual, and
+    /// [`WeakPool::upgrade`] says `None`.
+    pub fn downgrade(&self) -> WeakPool<M> {
+        WeakPool {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+}
+
 impl<M: Manager> fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")

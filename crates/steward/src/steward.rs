@@ -135,56 +135,58 @@ mod millis {
     }
 }
 
-/// A pool of any manager type, as the wiring sees it.
+/// A pool of any manager type, as the wiring sees it: held weakly, so a
+/// pool its owner dropped goes (its idle objects with it) and leaves.
 #[cfg(feature = "pool")]
 pub(crate) trait PoolPart: Send + Sync {
     fn reap_idle(&self) -> usize;
     fn shrink_to_min_idle(&self) -> usize;
-    fn metrics(&self) -> steward_pool::Metrics;
+    /// `None` once the pool is gone.
+    fn metrics(&self) -> Option<steward_pool::Metrics>;
     fn is_closed(&self) -> bool;
 }
 
 #[cfg(feature = "pool")]
-impl<M: steward_pool::Manager> PoolPart for steward_pool::Pool<M> {
+impl<M: steward_pool::Manager> PoolPart for steward_pool::WeakPool<M> {
     fn reap_idle(&self) -> usize {
-        steward_pool::Pool::reap_idle(self)
+        self.upgrade().map_or(0, |p| p.reap_idle())
     }
 
     fn shrink_to_min_idle(&self) -> usize {
-        steward_pool::Pool::shrink_to_min_idle(self)
+        self.upgrade().map_or(0, |p| p.shrink_to_min_idle())
     }
 
-    fn metrics(&self) -> steward_pool::Metrics {
-        steward_pool::Pool::metrics(self)
+    fn metrics(&self) -> Option<steward_pool::Metrics> {
+        self.upgrade().map(|p| p.metrics())
     }
 
     fn is_closed(&self) -> bool {
-        steward_pool::Pool::is_closed(self)
+        self.upgrade().is_none_or(|p| p.is_closed())
     }
 }
 
 #[cfg(feature = "pool")]
-impl<K, M> PoolPart for steward_pool::KeyedPool<K, M>
+impl<K, M> PoolPart for steward_pool::WeakKeyedPool<K, M>
 where
     K: Eq + std::hash::Hash + Clone + std::fmt::Debug + Send + Sync + 'static,
     M: steward_pool::KeyedManager<K>,
 {
     fn reap_idle(&self) -> usize {
-        steward_pool::KeyedPool::reap_idle(self)
+        self.upgrade().map_or(0, |p| p.reap_idle())
     }
 
     fn shrink_to_min_idle(&self) -> usize {
-        steward_pool::KeyedPool::shrink_to_min_idle(self)
+        self.upgrade().map_or(0, |p| p.shrink_to_min_idle())
     }
 
     /// All keys together; `max_size` is the per-key cap.
-    fn metrics(&self) -> steward_pool::Metrics {
-        steward_pool::KeyedPool::metrics(self).total
+    fn metrics(&self) -> Option<steward_pool::Metrics> {
+        self.upgrade().map(|p| p.metrics().total)
     }
 
     fn is_closed(&self) -> bool {
         // The global cap reads 0 once the keyed pool is closed.
-        steward_pool::KeyedPool::metrics(self).max_total == 0
+        self.upgrade().is_none_or(|p| p.metrics().max_total == 0)
     }
 }
 
@@ -332,8 +334,14 @@ fn live<S: crate::audio_part::Stream>(
 /// The handle of the wiring. Cheap to clone; clones share everything.
 ///
 /// The monitor task and the HTTP endpoint stop on [`Steward::shutdown`] or
-/// when the last handle is dropped. The parts handed in (store, tracker,
-/// pools) stay the caller's: shutdown neither closes nor flushes them.
+/// when the last handle is dropped. The parts handed in stay the caller's:
+/// shutdown neither closes nor flushes them. Pools, WebSocket sessions and
+/// audio streams are held weakly (one its owner dropped goes as it would
+/// without the steward). The store and the tracker are held strongly:
+/// [`Steward::store`] and [`Steward::tracker`] lend them out and
+/// [`Steward::tracked_manager`] tracks with the tracker, so a store's
+/// writer thread runs until the store is closed or its last handle, the
+/// steward's included, is dropped.
 #[derive(Clone)]
 pub struct Steward {
     inner: Arc<Inner>,
@@ -476,11 +484,13 @@ impl StewardBuilder {
     }
 
     /// The pool reaps idle objects at `Moderate`, shrinks to `min_idle` at
-    /// `Critical`, and its metrics join [`Health`]. More pools can be added
-    /// later with [`Steward::add_pool`].
+    /// `Critical`, and its metrics join [`Health`]. Held weakly: a pool you
+    /// drop goes as it would without the steward (its idle objects closed)
+    /// and leaves the wiring. More pools can be added later with
+    /// [`Steward::add_pool`].
     #[cfg(feature = "pool")]
     pub fn pool<M: steward_pool::Manager>(mut self, pool: &steward_pool::Pool<M>) -> Self {
-        self.pools.push(Arc::new(pool.clone()));
+        self.pools.push(Arc::new(pool.downgrade()));
         self
     }
 
@@ -505,7 +515,7 @@ impl StewardBuilder {
         K: Eq + std::hash::Hash + Clone + std::fmt::Debug + Send + Sync + 'static,
         M: steward_pool::KeyedManager<K>,
     {
-        self.pools.push(Arc::new(pool.clone()));
+        self.pools.push(Arc::new(pool.downgrade()));
         self
     }
 
@@ -984,11 +994,15 @@ impl Steward {
         self.inner.parts.tracker.as_ref()
     }
 
-    /// Puts a pool under the wiring (see [`StewardBuilder::pool`]). The
-    /// steward keeps a handle until the pool is closed.
+    /// Puts a pool under the wiring (see [`StewardBuilder::pool`]), held
+    /// weakly: it leaves once closed or dropped.
     #[cfg(feature = "pool")]
     pub fn add_pool<M: steward_pool::Manager>(&self, pool: &steward_pool::Pool<M>) {
-        self.inner.parts.pools.lock().push(Arc::new(pool.clone()));
+        self.inner
+            .parts
+            .pools
+            .lock()
+            .push(Arc::new(pool.downgrade()));
     }
 
     /// Puts a keyed pool under the wiring (see [`StewardBuilder::keyed_pool`]).
@@ -998,7 +1012,11 @@ impl Steward {
         K: Eq + std::hash::Hash + Clone + std::fmt::Debug + Send + Sync + 'static,
         M: steward_pool::KeyedManager<K>,
     {
-        self.inner.parts.pools.lock().push(Arc::new(pool.clone()));
+        self.inner
+            .parts
+            .pools
+            .lock()
+            .push(Arc::new(pool.downgrade()));
     }
 
     /// Puts a playback stream under the wiring (see
@@ -1139,7 +1157,7 @@ impl Steward {
                 audio_shed_frames: c.audio_shed_frames.load(Relaxed),
             },
             #[cfg(feature = "pool")]
-            pools: p.pools().iter().map(|pool| pool.metrics()).collect(),
+            pools: p.pools().iter().filter_map(|pool| pool.metrics()).collect(),
             #[cfg(feature = "tracker")]
             tracker: p.tracker.as_ref().map(steward_tracker::Tracker::snapshot),
             #[cfg(feature = "store")]

@@ -370,3 +370,33 @@ async fn keyed_pools_reap_every_key() {
     );
     steward.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_its_owner_dropped_goes_with_its_objects() {
+    let tracker = Tracker::new();
+    let steward = Steward::builder()
+        .config(pressure(false, Duration::from_secs(3600)))
+        .tracker(tracker.clone())
+        .build()
+        .unwrap();
+    let manager = steward.tracked_manager(Buffers, "pool.buffer", 4096);
+    let pool = Pool::builder(manager.unwrap())
+        .reaper_interval(None)
+        .build()
+        .unwrap();
+    steward.add_pool(&pool);
+    drop(pool.get().await.unwrap());
+    assert_eq!(steward.health().pools.len(), 1);
+    assert_eq!(tracker.kind("pool.buffer").unwrap().totals.live_count, 1);
+
+    // The owner lets go: the idle object is closed and the pool leaves.
+    drop(pool);
+    eventually("the pool's idle object to be closed", || {
+        tracker
+            .kind("pool.buffer")
+            .is_none_or(|k| k.totals.live_count == 0)
+    })
+    .await;
+    assert!(steward.health().pools.is_empty());
+    steward.shutdown().await;
+}
