@@ -158,7 +158,7 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
-    /// The PEM file of [`RedisConfig::tls_ca_file`](crate::RedisConfig::tls_ca_file)
+    /// The PEM file of `RedisConfig::tls_ca_file` (feature `redis`)
     /// could not be read or holds no usable certificate.
     #[error("Redis TLS CA file {path}: {reason}")]
     RedisCaFile {

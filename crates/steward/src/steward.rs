@@ -338,8 +338,8 @@ fn live<S: crate::audio_part::Stream>(
 /// shutdown neither closes nor flushes them. Pools, WebSocket sessions and
 /// audio streams are held weakly (one its owner dropped goes as it would
 /// without the steward). The store and the tracker are held strongly:
-/// [`Steward::store`] and [`Steward::tracker`] lend them out and
-/// [`Steward::tracked_manager`] tracks with the tracker, so a store's
+/// `Steward::store` and `Steward::tracker` lend them out and
+/// `Steward::tracked_manager` tracks with the tracker, so a store's
 /// writer thread runs until the store is closed or its last handle, the
 /// steward's included, is dropped.
 #[derive(Clone)]
@@ -549,7 +549,7 @@ impl StewardBuilder {
     /// [`Error::NoRuntime`] outside a runtime, [`Error::Monitor`] for an
     /// invalid monitor config, [`Error::InvalidConfig`] (a non-loopback
     /// HTTP address without [`HttpConfig::allow_remote`], no connection
-    /// allowed, a zero timeout), [`Error::Bind`] (feature `http`) when the
+    /// allowed, a zero timeout), `Error::Bind` (feature `http`) when the
     /// address is taken.
     pub fn build(self) -> Result<Steward, Error> {
         if tokio::runtime::Handle::try_current().is_err() {

@@ -5,8 +5,8 @@
 mod codec;
 mod common;
 mod limits;
-mod owner;
 mod link;
+mod owner;
 #[cfg(feature = "pool")]
 mod pool;
 mod reconnect;

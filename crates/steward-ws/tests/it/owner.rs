@@ -47,7 +47,10 @@ fn forever() -> ReconnectConfig {
 fn fill(session: &steward_ws::Session) {
     for seed in 0..24 {
         // Full: what is queued is enough.
-        if session.try_send(Message::binary(payload(1 << 20, seed))).is_err() {
+        if session
+            .try_send(Message::binary(payload(1 << 20, seed)))
+            .is_err()
+        {
             break;
         }
     }
@@ -67,7 +70,9 @@ async fn until_closed(events: &steward_ws::Events) -> Vec<Event> {
     })
     .await;
     assert!(
-        within("the event stream to end", events.recv()).await.is_none(),
+        within("the event stream to end", events.recv())
+            .await
+            .is_none(),
         "nothing after Closed"
     );
     seen
