@@ -4,7 +4,7 @@
 //! write timeout on the socket itself ([`Deadlines`]: no progress for that
 //! long fails the connection, so a client that pipelines requests and never
 //! reads the answers is cut), a maximum age, and a cap on open connections
-//! (a semaphore; beyond it a connection is refused and closed at once).
+//! (a semaphore; beyond it a connection gets a `503` and is closed).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,7 +38,10 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What a refused connection is told, if its socket takes it at once.
+/// How long a refused connection gets to take its `503` and close.
+const REFUSE_LINGER: Duration = Duration::from_secs(1);
+
+/// What a refused connection is told.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n";
 
 /// Refuses what cannot work: a non-loopback address without
@@ -180,6 +183,9 @@ async fn serve(
         "health endpoint listening"
     );
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    // Refused connections told so and closed politely, at most this many
+    // at once; beyond, they are dropped.
+    let refusing = Arc::new(Semaphore::new(config.max_connections));
     let config = Arc::new(config);
     let mut connections = JoinSet::new();
     loop {
@@ -190,7 +196,9 @@ async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-                        refuse(&stream, peer, &counters);
+                        if let Some(closing) = refuse(stream, peer, &counters, &refusing) {
+                            connections.spawn(closing);
+                        }
                         continue;
                     };
                     counters.open.fetch_add(1, Relaxed);
@@ -229,16 +237,37 @@ async fn serve(
     tracing::info!(?addr, "health endpoint stopped");
 }
 
-/// Every slot is taken: a `503` if the socket takes it without waiting,
-/// then the connection is closed (dropped).
-fn refuse(stream: &TcpStream, peer: SocketAddr, counters: &Counters) {
+/// Every slot is taken: the connection is refused. While few refusals are
+/// in progress it gets a `503` and a polite close (its request read and
+/// dropped, so the close is not a reset that could destroy the answer),
+/// all within [`REFUSE_LINGER`]; otherwise it is simply dropped.
+fn refuse(
+    stream: TcpStream,
+    peer: SocketAddr,
+    counters: &Counters,
+    refusing: &Arc<Semaphore>,
+) -> Option<impl Future<Output = ()> + Send + 'static> {
     let refused = counters.refused.fetch_add(1, Relaxed).saturating_add(1);
-    // Never waits: a client that does not read gets the close only.
-    let _ = stream.try_write(BUSY);
     // The first refusal and then every 100th, so a flood does not flood the log.
     if refused % 100 == 1 {
         tracing::warn!(%peer, refused, "health endpoint at its connection cap: connection refused");
     }
+    let permit = Arc::clone(refusing).try_acquire_owned().ok()?;
+    Some(async move {
+        let _permit = permit;
+        let _ = tokio::time::timeout(REFUSE_LINGER, tell_busy(stream)).await;
+    })
+}
+
+/// Writes the `503`, ends our side, and reads what the client sends until
+/// it closes.
+async fn tell_busy(mut stream: TcpStream) -> io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(BUSY).await?;
+    stream.shutdown().await?;
+    let mut sink = [0_u8; 1024];
+    while stream.read(&mut sink).await? > 0 {}
+    Ok(())
 }
 
 async fn connection(

@@ -70,7 +70,7 @@ pub struct StewardConfig {
 #[non_exhaustive]
 pub struct HttpConfig {
     /// Most connections served at once; a connection beyond it gets a
-    /// `503` (written only if the socket takes it at once) and is closed.
+    /// `503` and is closed (within a second, or at once in a flood).
     /// Default 32.
     pub max_connections: usize,
     /// A client must send a request's headers within this. Default 10 s.
