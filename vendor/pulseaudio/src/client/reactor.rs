@@ -349,7 +349,15 @@ impl Reactor {
 
         loop {
             self.poll.poll(&mut events, None)?;
-            self.recv()?;
+            // Read only when the socket said so: a wake-up for the waker (a
+            // command or playback data to send) or for writability would
+            // otherwise cost a read that would block.
+            let readable = events.iter().any(|e| {
+                e.token() == SOCKET && (e.is_readable() || e.is_read_closed() || e.is_error())
+            });
+            if readable {
+                self.recv()?;
+            }
 
             // Handle any requested writes.
             self.write_streams()?;
@@ -360,10 +368,20 @@ impl Reactor {
     fn recv(&mut self) -> Result<(), ClientError> {
         use io::Read;
 
+        // A read shorter than the scratch buffer emptied the socket: the
+        // next arrival raises a new (edge-triggered) event, so reading again
+        // now would only block.
+        let mut drained = false;
         'read: loop {
+            if drained {
+                return Ok(());
+            }
             match self.socket.read(&mut self.read_scratch) {
                 Ok(0) => return Err(ClientError::Disconnected),
-                Ok(n) => self.read_buf.extend_from_slice(&self.read_scratch[..n]),
+                Ok(n) => {
+                    drained = n < self.read_scratch.len();
+                    self.read_buf.extend_from_slice(&self.read_scratch[..n]);
+                }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(err) => return Err(err.into()),
             };
