@@ -2,7 +2,8 @@
 //!
 //! Path: the audio callback downmixes to mono `f32` at the device rate and
 //! pushes it into a one-second lock-free ring (no allocation, no lock). The
-//! stream's own thread drains the ring every few milliseconds, resamples,
+//! stream's own thread, woken by the callback once the ring holds the rest
+//! of the next chunk, drains the ring, resamples,
 //! converts to PCM16 and cuts chunks into a bounded queue; when that queue is
 //! full the OLDEST chunk is dropped and counted, so a slow reader always gets
 //! the freshest audio. (The callback cannot drop the oldest audio itself: the
@@ -12,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -23,9 +25,9 @@ use crate::convert::{CaptureConverter, PcmSample, mix_frame};
 use crate::error::{Error, Result};
 use crate::stats::{Counters, Stats, bump};
 use crate::stream::{
-    Direction, ErrorSink, Event, LogLimiter, Opened, Presence, Pump, Status, Worker,
-    block_on_with_timeout, callback_hook, drain_errors, find_device, open_host, pick_format,
-    stream_config, stream_device,
+    Direction, ErrorSink, Event, IDLE_WAKE, LogLimiter, Notify, Opened, Presence, Pump, Status,
+    Worker, block_on_with_timeout, callback_hook, drain_errors, find_device, open_host,
+    pick_format, stream_config, stream_device,
 };
 
 /// State shared by the handle and the stream thread.
@@ -40,6 +42,11 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     counters: Arc<Counters>,
+    /// Wakes the stream thread.
+    notify: Arc<Notify>,
+    /// Frames in the ring at which the callback wakes the stream thread:
+    /// what the next chunk still needs (set by the thread).
+    wake_frames: AtomicUsize,
 }
 
 /// A running capture stream: device audio in, PCM16LE mono chunks at
@@ -47,8 +54,9 @@ struct Shared {
 ///
 /// How audio moves: the audio callback downmixes to mono `f32` at the
 /// device rate and pushes it into a one-second lock-free ring (no
-/// allocation, no lock, no wait). The stream's own thread drains the ring
-/// every 5 ms, resamples, converts to PCM16 and cuts chunks into a bounded
+/// allocation, no lock, no wait). The stream's own thread, woken by the
+/// callback once the ring holds what the next chunk needs (about once a
+/// chunk), drains the ring, resamples, converts to PCM16 and cuts chunks into a bounded
 /// queue ([`AudioConfig::capture_queue_ms`]). When the reader falls behind
 /// and the queue is full, the OLDEST chunk is dropped and counted in
 /// [`Stats::overflow_frames`], so a slow reader always gets the freshest
@@ -148,6 +156,7 @@ struct InputCallback {
     producer: rtrb::Producer<f32>,
     channels: usize,
     counters: Arc<Counters>,
+    shared: Arc<Shared>,
 }
 
 impl InputCallback {
@@ -168,6 +177,12 @@ impl InputCallback {
         if let Ok(chunk) = self.producer.write_chunk_uninit(n) {
             chunk.fill_from_iter(data.chunks_exact(self.channels).map(mix_frame));
         }
+        // The next chunk is complete: wake the thread (an atomic swap, a
+        // futex wake at most; no lock, no allocation).
+        let filled = self.producer.buffer().capacity() - self.producer.slots();
+        if filled >= self.shared.wake_frames.load(Ordering::Relaxed) {
+            self.shared.notify.notify();
+        }
     }
 }
 
@@ -185,15 +200,36 @@ struct CapturePump {
     chunk_bytes: usize,
     chunk_frames: usize,
     max_chunks: usize,
+    /// The most `wake_frames` may be: half the ring.
+    max_wake: usize,
     shared: Arc<Shared>,
     device: String,
 }
 
+impl CapturePump {
+    /// Tells the callback how many ring frames complete the next chunk.
+    fn set_wake(&self) {
+        let missing = self.chunk_bytes.saturating_sub(self.partial.len()) / 2;
+        let frames = self
+            .converter
+            .input_needed(missing.max(1))
+            .min(self.max_wake);
+        self.shared.wake_frames.store(frames, Ordering::Relaxed);
+    }
+}
+
 impl Pump for CapturePump {
-    fn tick(&mut self) {
+    fn tick(&mut self) -> Duration {
         if self.stream.is_none() {
-            return;
+            return IDLE_WAKE;
         }
+        self.move_audio();
+        self.presence.until_next()
+    }
+}
+
+impl CapturePump {
+    fn move_audio(&mut self) {
         let mut events = Vec::new();
         if !self.errors.is_empty() {
             events = drain_errors(&mut self.errors, &self.device, &mut self.log);
@@ -223,12 +259,14 @@ impl Pump for CapturePump {
             chunk.commit_all();
         }
         if self.partial.len() < self.chunk_bytes {
+            self.set_wake();
             return;
         }
         let mut ready = Vec::new();
         while self.partial.len() >= self.chunk_bytes {
             ready.push(self.partial.drain(..self.chunk_bytes).collect::<Vec<u8>>());
         }
+        self.set_wake();
         bump(
             &self.shared.counters.frames_out,
             ready.len() * self.chunk_frames,
@@ -288,13 +326,23 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(CapturePump, Opene
     drop(host);
     let converter = CaptureConverter::new(format.sample_rate, format.channels, config.sample_rate)?;
     // One second of mono audio at the device rate.
-    let (producer, consumer) = rtrb::RingBuffer::new(format.sample_rate.max(1_000) as usize);
+    let ring = format.sample_rate.max(1_000) as usize;
+    let (producer, consumer) = rtrb::RingBuffer::new(ring);
+    let max_wake = ring / 2;
+    // Before the first callback: a whole chunk.
+    shared.wake_frames.store(
+        converter
+            .input_needed(config.chunk_frames as usize)
+            .min(max_wake),
+        Ordering::Relaxed,
+    );
     let cb = InputCallback {
         producer,
         channels: usize::from(format.channels.max(1)),
         counters: Arc::clone(&shared.counters),
+        shared: Arc::clone(&shared),
     };
-    let (errs, errors) = ErrorSink::new(Arc::clone(&shared.counters));
+    let (errs, errors) = ErrorSink::new(Arc::clone(&shared.counters), Arc::clone(&shared.notify));
     let cfg = stream_config(format, buffers, Direction::Input, &config);
     let opened = Opened::new(format, name.clone(), host_kind, &cfg);
     let stream = match format.sample_format {
@@ -333,6 +381,7 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(CapturePump, Opene
             chunk_bytes: config.chunk_bytes(),
             chunk_frames,
             max_chunks: queue_frames.div_ceil(chunk_frames).max(1),
+            max_wake,
             shared,
             device: name,
         },
@@ -355,9 +404,12 @@ impl Capture {
     /// [`Error::Backend`] naming the device.
     pub fn open(config: &AudioConfig) -> Result<Self> {
         config.validate()?;
+        let notify = Arc::new(Notify::default());
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             counters: Arc::new(Counters::default()),
+            notify: Arc::clone(&notify),
+            wake_frames: AtomicUsize::new(1),
         });
         let hint = config
             .input_device
@@ -365,8 +417,9 @@ impl Capture {
             .unwrap_or_else(|| "default".into());
         let cfg = config.clone();
         let sh = Arc::clone(&shared);
-        let (worker, opened) =
-            Worker::spawn("steward-audio-capture", &hint, move || setup(cfg, sh))?;
+        let (worker, opened) = Worker::spawn("steward-audio-capture", &hint, notify, move || {
+            setup(cfg, sh)
+        })?;
         Ok(Self {
             shared,
             worker: Mutex::new(worker),

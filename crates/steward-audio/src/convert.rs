@@ -336,6 +336,20 @@ impl MonoResampler {
         }
     }
 
+    /// Input frames still to push before `out_frames` more output frames
+    /// come out (whole chunks; at least one frame).
+    fn input_needed(&self, out_frames: usize) -> usize {
+        let raw = (out_frames as u64 * u64::from(self.from)).div_ceil(u64::from(self.to).max(1));
+        let raw = usize::try_from(raw).unwrap_or(usize::MAX);
+        if self.inner.is_none() || self.chunk_in == 0 {
+            return raw.max(1);
+        }
+        raw.div_ceil(self.chunk_in)
+            .saturating_mul(self.chunk_in)
+            .saturating_sub(self.pending.len())
+            .max(1)
+    }
+
     /// Pushes out what is pending plus the resampler's delay, padded with
     /// silence, so the tail of a stream is heard. Continuity with later input
     /// is kept (the resampler is not reset), at the price of that silence.
@@ -466,6 +480,12 @@ impl CaptureConverter {
     /// Converts mono `f32` samples at the device rate, appending PCM16LE bytes.
     pub fn push_mono(&mut self, mono: &[f32], out: &mut Vec<u8>) {
         Self::emit(&mut self.resampler, mono, out);
+    }
+
+    /// Mono device frames still to push before `frames` more PCM16 frames
+    /// come out (at least one).
+    pub(crate) fn input_needed(&self, frames: usize) -> usize {
+        self.resampler.input_needed(frames)
     }
 
     /// Pushes out the samples the resampler holds back, padded with silence.

@@ -3,7 +3,8 @@
 //! Path: `write` appends PCM16 bytes to a bounded queue (waiting when it is
 //! full: backpressure instead of the unbounded queue the Python assistant
 //! had). The stream's own thread resamples what the device can take next
-//! into a 200 ms lock-free ring; the audio callback pops from the ring,
+//! into a 200 ms lock-free ring, topping it up when the callback wakes it
+//! (the ring below half with audio waiting); the audio callback pops from the ring,
 //! upmixes to the device's channels and sample type, and plays silence
 //! (counted) when the ring runs dry. `clear()` empties the queue at once and
 //! tells the callback to drop its ring on its next run (barge-in).
@@ -30,9 +31,9 @@ use crate::convert::{PcmSample, PlaybackConverter};
 use crate::error::{Error, Result};
 use crate::stats::{Counters, Stats, bump};
 use crate::stream::{
-    Direction, ErrorSink, Event, LogLimiter, Opened, Presence, Pump, Status, Worker,
-    block_on_with_timeout, callback_hook, drain_errors, find_device, open_host, pick_format,
-    stream_config, stream_device,
+    Direction, ErrorSink, Event, IDLE_WAKE, LogLimiter, Notify, Opened, Presence, Pump, Status,
+    Worker, block_on_with_timeout, callback_hook, drain_errors, find_device, open_host,
+    pick_format, stream_config, stream_device,
 };
 
 /// After the writer pauses this long, the resampler's held-back tail is
@@ -60,11 +61,20 @@ struct Shared {
     /// The callback empties its ring when `flush_req != flush_ack`.
     flush_req: AtomicU64,
     flush_ack: AtomicU64,
-    /// Frames (PCM16 rate) between the queue and the ring: staged or held
-    /// by the resampler. The callback reads it to tell a gap from an idle end.
+    /// Frames (PCM16 rate) not yet in the ring: queued, staged or held by
+    /// the resampler. The callback reads it to tell a gap from an idle end,
+    /// and to wake the stream thread when the ring runs low.
     upstream: AtomicU64,
-    /// Frames (PCM16 rate) staged or in the ring, for `stats`.
-    downstream: AtomicU64,
+    /// Frames (PCM16 rate) staged or held by the resampler (see
+    /// [`Shared::downstream`]).
+    staged: AtomicU64,
+    /// PCM16-rate frames pushed into the ring (the segments' count, added
+    /// before the audio is), and those that left it (played, shed, cleared
+    /// or stale, added before they leave): the ring holds the difference.
+    ring_in: AtomicU64,
+    ring_out: AtomicU64,
+    /// Wakes the stream thread.
+    notify: Arc<Notify>,
     drain_requested: AtomicBool,
     /// Frames (PCM16 rate) to drop downstream of the queue, oldest first:
     /// set by `shed_queued`, taken by the stream thread.
@@ -286,7 +296,7 @@ impl RingReader {
     /// Drops up to `n` device frames from the front of the ring; returns
     /// how many. The PCM16-rate frames they carried are added to `consumed`
     /// when given (a shed), before the frames leave the ring.
-    fn skip(&mut self, n: usize, consumed: Option<&AtomicU64>) -> usize {
+    fn skip(&mut self, n: usize, consumed: Option<&AtomicU64>, out: &AtomicU64) -> usize {
         let n = n.min(self.consumer.slots());
         if n == 0 {
             return 0;
@@ -295,6 +305,7 @@ impl RingReader {
         if let Some(c) = consumed {
             c.fetch_add(src, SeqCst);
         }
+        out.fetch_add(src, SeqCst);
         if let Ok(chunk) = self.consumer.read_chunk(n) {
             chunk.commit_all();
         }
@@ -303,13 +314,13 @@ impl RingReader {
 
     /// Drops the ring's frames written before the clear `generation` (a
     /// push that raced a clear); returns the device frames dropped.
-    fn drop_stale(&mut self, generation: u64) -> usize {
+    fn drop_stale(&mut self, generation: u64, out: &AtomicU64) -> usize {
         let mut dropped = 0;
         while let Some(c) = self.segs.front()
             && c.seg.generation < generation
         {
             let left = usize::try_from(c.seg.dev - c.dev_done).unwrap_or(usize::MAX);
-            let n = self.skip(left, None);
+            let n = self.skip(left, None, out);
             if n == 0 {
                 // Its audio is not in the ring yet: dropped on a later run.
                 break;
@@ -328,6 +339,9 @@ struct OutputCallback {
     seen_flush: u64,
     /// The last clear generation published for `last_cleared`.
     reported_generation: u64,
+    /// Below this many frames in the ring, with audio waiting upstream,
+    /// the callback wakes the stream thread to top it up.
+    low_water: usize,
 }
 
 impl OutputCallback {
@@ -340,6 +354,8 @@ impl OutputCallback {
         let shared = &*self.shared;
         let counters = &shared.counters;
         bump(&counters.callbacks, 1);
+        let ring_before = self.ring.consumer.slots();
+        let mut wake = false;
         if let Some(l) = latency {
             let us = u64::try_from(l.as_micros()).unwrap_or(u64::MAX - 1);
             counters
@@ -355,8 +371,10 @@ impl OutputCallback {
         if req != self.seen_flush || generation != self.reported_generation {
             let at = Instant::now();
             // Barge-in: drop everything queued here, at once.
-            let n = self.ring.skip(usize::MAX, None);
+            let n = self.ring.skip(usize::MAX, None, &shared.ring_out);
             bump(&counters.cleared_device_frames, n);
+            // The thread waits for this acknowledgement to push new audio.
+            wake = true;
             // The ring is empty: a pending skip would eat post-clear audio.
             shared.ring_skip.store(0, SeqCst);
             self.seen_flush = req;
@@ -367,7 +385,7 @@ impl OutputCallback {
             }
         }
         // Audio a push slipped in after the clear: never played.
-        let stale = self.ring.drop_stale(generation);
+        let stale = self.ring.drop_stale(generation, &shared.ring_out);
         bump(&counters.cleared_device_frames, stale);
         if shared.ring_skip.load(SeqCst) > 0 {
             // A shed: the oldest frames of the ring go unplayed.
@@ -375,6 +393,7 @@ impl OutputCallback {
             let n = self.ring.skip(
                 usize::try_from(skip).unwrap_or(usize::MAX),
                 Some(&shared.consumed),
+                &shared.ring_out,
             );
             bump(&counters.shed_device_frames, n);
         }
@@ -392,6 +411,7 @@ impl OutputCallback {
             // (a finished `drain`) has all its frames counted.
             let src = self.ring.segs.advance(avail as u64);
             shared.consumed.fetch_add(src, SeqCst);
+            shared.ring_out.fetch_add(src, SeqCst);
             chunk.commit_all();
             written = avail;
         }
@@ -405,10 +425,29 @@ impl OutputCallback {
                 bump(&counters.underrun_frames, gap);
             }
         }
+        // Wake the stream thread (an atomic swap, a futex wake at most; no
+        // lock, no allocation) when the ring runs low with audio waiting,
+        // or has just run dry (a drain may be done).
+        let ring_after = self.ring.consumer.slots();
+        if wake
+            || (ring_after < self.low_water && shared.upstream.load(SeqCst) > 0)
+            || (ring_before > 0 && ring_after == 0)
+        {
+            shared.notify.notify();
+        }
     }
 }
 
 impl Shared {
+    /// Frames (PCM16 rate) past the queue: staged, held by the resampler
+    /// or in the ring.
+    fn downstream(&self) -> u64 {
+        // `ring_out` first: it never runs ahead of `ring_in`.
+        let out = self.ring_out.load(SeqCst);
+        let ring = self.ring_in.load(SeqCst).saturating_sub(out);
+        self.staged.load(SeqCst) + ring
+    }
+
     /// Publishes the clear the callback just applied (sequence lock; the
     /// callback is the only writer).
     fn publish_clear(&self, generation: u64, at: Instant) {
@@ -583,7 +622,7 @@ impl PlaybackPump {
             // Under the lock, so queue + downstream never misses these
             // frames (what `stats` and `shed_queued_to` read); the end of
             // the tick stores the exact figure.
-            self.shared.downstream.fetch_add((take / 2) as u64, SeqCst);
+            self.shared.staged.fetch_add((take / 2) as u64, SeqCst);
             if let Some(w) = st.writer.take() {
                 w.wake();
             }
@@ -616,6 +655,12 @@ impl PlaybackPump {
         if self.segments.push(seg).is_err() {
             return;
         }
+        // In the ring's count before the audio is in the ring; out of the
+        // staged count (only this thread writes it; the tick's end stores
+        // the exact figure).
+        self.shared.ring_in.fetch_add(src, SeqCst);
+        let staged = self.shared.staged.load(SeqCst);
+        self.shared.staged.store(staged.saturating_sub(src), SeqCst);
         let (pushed, _) = self.producer.push_partial_slice(&self.staged[..n]);
         let n = pushed.len();
         self.staged.drain(..n);
@@ -628,10 +673,24 @@ impl PlaybackPump {
 }
 
 impl Pump for PlaybackPump {
-    fn tick(&mut self) {
+    fn tick(&mut self) -> Duration {
         if self.stream.is_none() {
-            return;
+            return IDLE_WAKE;
         }
+        self.move_audio();
+        let presence = self.presence.until_next();
+        if self.dirty {
+            // The resampler's tail goes out IDLE_FLUSH after the last input.
+            let flush_at = self.last_input + IDLE_FLUSH;
+            presence.min(flush_at.saturating_duration_since(Instant::now()))
+        } else {
+            presence
+        }
+    }
+}
+
+impl PlaybackPump {
+    fn move_audio(&mut self) {
         let mut events = Vec::new();
         if !self.errors.is_empty() {
             events = drain_errors(&mut self.errors, &self.device, &mut self.log);
@@ -678,9 +737,7 @@ impl Pump for PlaybackPump {
         self.shared
             .upstream
             .store(upstream + remaining as u64 / 2, SeqCst);
-        self.shared
-            .downstream
-            .store(upstream + self.dev_to_src(in_ring), SeqCst);
+        self.shared.staged.store(upstream, SeqCst);
         let idle = remaining == 0 && self.staged.is_empty() && !self.dirty && in_ring == 0;
         if idle {
             let mut st = self.shared.state.lock();
@@ -759,8 +816,10 @@ fn setup(config: AudioConfig, shared: Arc<Shared>) -> Result<(PlaybackPump, Open
         shared: Arc::clone(&shared),
         seen_flush: shared.flush_req.load(SeqCst),
         reported_generation: shared.generation.load(SeqCst),
+        // Half the ring: woken about every 100 ms while audio plays.
+        low_water: ring_capacity / 2,
     };
-    let (errs, errors) = ErrorSink::new(Arc::clone(&shared.counters));
+    let (errs, errors) = ErrorSink::new(Arc::clone(&shared.counters), Arc::clone(&shared.notify));
     let cfg = stream_config(format, buffers, Direction::Output, &config);
     let opened = Opened::new(format, name.clone(), host_kind, &cfg);
     let stream = match format.sample_format {
@@ -826,6 +885,7 @@ impl Playback {
     pub fn open(config: &AudioConfig) -> Result<Self> {
         config.validate()?;
         let capacity = config.ms_to_frames(config.playback_queue_ms).max(1) * 2;
+        let notify = Arc::new(Notify::default());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 input: VecDeque::with_capacity(capacity),
@@ -840,7 +900,10 @@ impl Playback {
             flush_req: AtomicU64::new(0),
             flush_ack: AtomicU64::new(0),
             upstream: AtomicU64::new(0),
-            downstream: AtomicU64::new(0),
+            staged: AtomicU64::new(0),
+            ring_in: AtomicU64::new(0),
+            ring_out: AtomicU64::new(0),
+            notify: Arc::clone(&notify),
             drain_requested: AtomicBool::new(false),
             shed_downstream: AtomicU64::new(0),
             ring_skip: AtomicU64::new(0),
@@ -857,8 +920,9 @@ impl Playback {
             .unwrap_or_else(|| "default".into());
         let cfg = config.clone();
         let sh = Arc::clone(&shared);
-        let (worker, opened) =
-            Worker::spawn("steward-audio-playback", &hint, move || setup(cfg, sh))?;
+        let (worker, opened) = Worker::spawn("steward-audio-playback", &hint, notify, move || {
+            setup(cfg, sh)
+        })?;
         Ok(Self {
             shared,
             worker: Mutex::new(worker),
@@ -973,10 +1037,16 @@ impl Playback {
             free.min(rest.len()) & !1
         };
         if take > 0 {
+            let was_empty = st.input.is_empty();
             st.input.extend(&rest[..take]);
             st.idle = false;
             *offset += take;
             bump(&self.shared.counters.frames_in, take / 2);
+            if was_empty {
+                // A queue already holding audio has the thread's attention
+                // (the callback wakes it when the ring runs low).
+                self.shared.notify.notify();
+            }
         }
         if *offset == pcm16.len() {
             return Poll::Ready(Ok(()));
@@ -998,9 +1068,13 @@ impl Playback {
         }
         let take = st.capacity.saturating_sub(st.input.len()).min(pcm16.len()) & !1;
         if take > 0 {
+            let was_empty = st.input.is_empty();
             st.input.extend(&pcm16[..take]);
             st.idle = false;
             bump(&self.shared.counters.frames_in, take / 2);
+            if was_empty {
+                self.shared.notify.notify();
+            }
         }
         Ok(take)
     }
@@ -1022,6 +1096,8 @@ impl Playback {
         if let Some(w) = st.writer.take() {
             w.wake();
         }
+        // The thread drops what it staged.
+        self.shared.notify.notify();
         tracing::debug!(device = %self.opened.device, frames, "playback cleared");
         frames
     }
@@ -1084,7 +1160,7 @@ impl Playback {
         let keep = self.config.duration_to_frames(keep);
         let mut st = self.shared.state.lock();
         let queued = st.input.len() / 2;
-        let downstream = usize::try_from(self.shared.downstream.load(SeqCst)).unwrap_or(usize::MAX);
+        let downstream = usize::try_from(self.shared.downstream()).unwrap_or(usize::MAX);
         // The newest audio is at the queue's end: it stays first.
         let from_queue = queued.saturating_sub(keep);
         let from_downstream = downstream.saturating_sub(keep.saturating_sub(queued));
@@ -1100,6 +1176,7 @@ impl Playback {
             self.shared
                 .shed_downstream
                 .fetch_add(from_downstream as u64, SeqCst);
+            self.shared.notify.notify();
         }
         drop(st);
         let frames = from_queue + from_downstream;
@@ -1121,6 +1198,7 @@ impl Playback {
     /// [`Error::DeviceLost`], [`Error::Closed`].
     pub async fn drain(&self) -> Result<()> {
         self.shared.drain_requested.store(true, SeqCst);
+        self.shared.notify.notify();
         std::future::poll_fn(|cx| self.poll_drain(cx.waker())).await
     }
 
@@ -1131,6 +1209,7 @@ impl Playback {
     /// As [`drain`](Self::drain).
     pub fn drain_blocking(&self, timeout: Duration) -> Result<bool> {
         self.shared.drain_requested.store(true, SeqCst);
+        self.shared.notify.notify();
         block_on_with_timeout(timeout, |cx| self.poll_drain(cx.waker()))
             .transpose()
             .map(|done| done.is_some())
@@ -1177,7 +1256,7 @@ impl Playback {
         let mut s = self.opened.stats();
         self.shared.counters.fill(&mut s, self.config.sample_rate);
         let st = self.shared.state.lock();
-        s.queued_frames = st.input.len() as u64 / 2 + self.shared.downstream.load(SeqCst);
+        s.queued_frames = st.input.len() as u64 / 2 + self.shared.downstream();
         s.last_error.clone_from(&st.status.last_error);
         s.device_lost = st.status.lost.is_some();
         s

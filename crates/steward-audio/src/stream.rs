@@ -2,8 +2,8 @@
 //! stream thread, backend error plumbing, events and waiting.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,9 +15,14 @@ use crate::config::{AudioConfig, AudioHost, DeviceFormat, DeviceInfo, FormatRang
 use crate::error::{Error, Result};
 use crate::stats::{Counters, bump};
 
-/// How often a stream's thread moves audio between the ring buffer and the
-/// async side. The callback never waits for it: the rings absorb the gap.
-pub(crate) const TICK: Duration = Duration::from_millis(5);
+/// The longest a stream's thread sleeps with nothing to do. It moves audio
+/// when it is woken ([`Notify`]): by the audio callback once there is work
+/// (a chunk's worth captured, room in the playback ring with audio waiting,
+/// a clear applied, the ring run dry), by the handle (a write, a clear, a
+/// shed, a drain, close) and by the error callback. Deadlines of its own
+/// (a device presence check, the playback resampler's idle flush) shorten
+/// the sleep. The callback never waits for it: the rings absorb the gap.
+pub(crate) const IDLE_WAKE: Duration = Duration::from_millis(500);
 
 /// Events kept for `next_event` before the oldest is dropped.
 const EVENT_QUEUE: usize = 64;
@@ -111,18 +116,81 @@ impl Status {
 pub(crate) struct ErrorSink {
     producer: rtrb::Producer<cpal::Error>,
     counters: Arc<Counters>,
+    notify: Arc<Notify>,
 }
 
 impl ErrorSink {
-    pub(crate) fn new(counters: Arc<Counters>) -> (Self, rtrb::Consumer<cpal::Error>) {
+    pub(crate) fn new(
+        counters: Arc<Counters>,
+        notify: Arc<Notify>,
+    ) -> (Self, rtrb::Consumer<cpal::Error>) {
         let (producer, consumer) = rtrb::RingBuffer::new(ERROR_RING);
-        (Self { producer, counters }, consumer)
+        (
+            Self {
+                producer,
+                counters,
+                notify,
+            },
+            consumer,
+        )
     }
 
     pub(crate) fn record(&mut self, err: cpal::Error) {
         bump(&self.counters.errors, 1);
         // Full: the thread is behind; the count above still tells.
         let _ = self.producer.push(err);
+        self.notify.notify();
+    }
+}
+
+/// Wakes a stream's thread: a flag and the thread's park token. Lock- and
+/// allocation-free, so the audio callback may call it: [`notify`] is an
+/// atomic swap, plus a futex wake only when the thread is asleep and no
+/// wake-up is pending yet.
+///
+/// [`notify`]: Notify::notify
+#[derive(Debug, Default)]
+pub(crate) struct Notify {
+    /// A wake-up is pending: the thread has not yet looked since it was set.
+    pending: AtomicBool,
+    /// The handle asked the thread to end.
+    stop: AtomicBool,
+    /// The stream thread, once it runs.
+    thread: OnceLock<std::thread::Thread>,
+}
+
+impl Notify {
+    /// Has the thread look for work as soon as it can.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel)
+            && let Some(t) = self.thread.get()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Sleeps (the stream thread) until notified, stopped or `timeout`
+    /// passes; returns `false` once stopped.
+    fn wait(&self, timeout: Duration) -> bool {
+        if !self.pending.load(Ordering::Acquire) && !self.stopped() {
+            std::thread::park_timeout(timeout);
+        }
+        // Cleared before the tick that follows: a notify during it wakes
+        // the next wait at once.
+        self.pending.store(false, Ordering::Release);
+        !self.stopped()
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
     }
 }
 
@@ -355,6 +423,15 @@ impl Presence {
             dir,
             next: Instant::now() + PRESENCE_CHECK,
         }
+    }
+
+    /// How long until the next check is due ([`IDLE_WAKE`] when this host
+    /// needs none).
+    pub(crate) fn until_next(&self) -> Duration {
+        if self.host != AudioHost::PulseAudio {
+            return IDLE_WAKE;
+        }
+        self.next.saturating_duration_since(Instant::now())
     }
 
     /// `Some(why)` once the device is gone (checked at most every
@@ -799,39 +876,46 @@ impl Opened {
 }
 
 /// The stream's own thread: it builds and owns the backend stream (which
-/// may not be `Send`), moves audio every [`TICK`], and drops the stream when
-/// its handle closes. Dropping the control sender wakes it at once.
+/// may not be `Send`), moves audio when woken (see [`IDLE_WAKE`]), and
+/// drops the stream when its handle closes, which wakes it at once.
 #[derive(Debug)]
 pub(crate) struct Worker {
-    stop: Option<mpsc::Sender<()>>,
+    notify: Arc<Notify>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// What a stream thread does each tick; built on the thread itself.
+/// What a stream thread does when woken; built on the thread itself.
 pub(crate) trait Pump {
-    fn tick(&mut self);
+    /// Moves what there is to move; returns how long the thread may sleep
+    /// at most before the next call (a deadline of the pump's own), when
+    /// nothing wakes it earlier.
+    fn tick(&mut self) -> Duration;
 }
 
 impl Worker {
     /// Spawns the thread, runs `setup` on it and waits for its verdict.
+    /// `notify` wakes the thread; setup hands it to the callbacks.
     pub(crate) fn spawn<S, P>(
         thread_name: &str,
         device_hint: &str,
+        notify: Arc<Notify>,
         setup: S,
     ) -> Result<(Self, Opened)>
     where
         S: FnOnce() -> Result<(P, Opened)> + Send + 'static,
         P: Pump,
     {
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let (thread_label, device_label) = (thread_name.to_string(), device_hint.to_string());
         let (init_tx, init_rx) = mpsc::channel::<Result<Opened>>();
+        let wake = Arc::clone(&notify);
         let thread = std::thread::Builder::new()
             .name(thread_name.to_string())
             .spawn(move || {
                 // One span for the stream's whole life: its logs carry it.
                 let span = tracing::info_span!("audio_stream", thread = %thread_label, device = %device_label);
                 let _entered = span.enter();
+                // Before the callbacks can run: a notify finds the thread.
+                let _ = wake.thread.set(std::thread::current());
                 let (mut pump, opened) = match setup() {
                     Ok(ok) => ok,
                     Err(e) => {
@@ -840,9 +924,10 @@ impl Worker {
                     }
                 };
                 let _ = init_tx.send(Ok(opened));
-                // Runs until the handle drops the sender (or sends).
-                while let Err(mpsc::RecvTimeoutError::Timeout) = stop_rx.recv_timeout(TICK) {
-                    pump.tick();
+                // Runs until the handle stops it.
+                let mut sleep = Duration::ZERO;
+                while wake.wait(sleep) {
+                    sleep = pump.tick().min(IDLE_WAKE);
                 }
                 // The pump owns the backend stream: dropping it here stops
                 // the stream and joins the backend's thread.
@@ -853,7 +938,7 @@ impl Worker {
                 message: e.to_string(),
             })?;
         let mut worker = Self {
-            stop: Some(stop_tx),
+            notify,
             thread: Some(thread),
         };
         match init_rx.recv() {
@@ -874,7 +959,7 @@ impl Worker {
 
     /// Stops the thread and joins it. Idempotent.
     pub(crate) fn stop(&mut self) -> bool {
-        self.stop.take();
+        self.notify.stop();
         match self.thread.take() {
             Some(t) => t.join().is_ok(),
             None => true,
@@ -972,7 +1057,8 @@ mod tests {
     #[test]
     fn repeated_errors_fold_and_a_lost_device_is_terminal() {
         let counters = Arc::new(Counters::default());
-        let (mut sink, mut parked) = ErrorSink::new(Arc::clone(&counters));
+        let (mut sink, mut parked) =
+            ErrorSink::new(Arc::clone(&counters), Arc::new(Notify::default()));
         for _ in 0..5 {
             sink.record(cpal::Error::with_message(cpal::ErrorKind::Xrun, "xrun"));
         }
