@@ -97,6 +97,10 @@ struct AssistantArgs {
     /// Serve /health (JSON) and /metrics (Prometheus) here, e.g. 127.0.0.1:9898.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// Let --http listen on an address other than loopback (it serves
+    /// counters and names, never memory contents, to whoever connects).
+    #[arg(long, requires = "http")]
+    http_allow_remote: bool,
     /// Record RSS every second to DIR/rss.csv and draw DIR/rss.png at the end.
     #[arg(long, value_name = "DIR")]
     soak_dir: Option<PathBuf>,
@@ -266,6 +270,7 @@ async fn assistant(args: AssistantArgs) -> Result<Outcome> {
     config.realtime.max_session = args.max_session;
     config.realtime.renew_margin = args.renew_margin;
     config.http_addr = args.http;
+    config.http_allow_remote = args.http_allow_remote;
     config.soak_dir = args.soak_dir;
     config.playback = !args.no_playback;
     config.audio_host = args.audio_host;

@@ -127,6 +127,9 @@ pub struct AssistantConfig {
     pub backlog_ms: u32,
     /// Serve `/health` and `/metrics` here. Default off.
     pub http_addr: Option<SocketAddr>,
+    /// Let `http_addr` be other than loopback (see the facade's
+    /// `HttpConfig::allow_remote`). Default off.
+    pub http_allow_remote: bool,
     /// The memory monitor's settings (interval, thresholds).
     pub monitor: MonitorConfig,
     /// Sample RSS and refresh the status this often, in ms. Default 1000.
@@ -163,6 +166,7 @@ impl Default for AssistantConfig {
             chunk_ms: 20,
             backlog_ms: 10_000,
             http_addr: None,
+            http_allow_remote: false,
             monitor: MonitorConfig::default(),
             poll_ms: 1000,
             soak_dir: None,
@@ -789,6 +793,7 @@ impl Assistant {
         let mut steward_config = steward::StewardConfig::default();
         steward_config.monitor = config.monitor.clone();
         steward_config.http_addr = config.http_addr;
+        steward_config.http.allow_remote = config.http_allow_remote;
         let mut builder = Steward::builder()
             .config(steward_config)
             .store(store.clone())

@@ -311,3 +311,30 @@ async fn an_unreachable_service_is_an_error_and_nothing_is_left_running() {
     let store = steward::store::Store::open(dir.path().join("memory.json")).expect("reopen");
     store.close().expect("close");
 }
+
+/// The endpoint listens beyond loopback only when told to.
+#[test]
+fn http_beyond_loopback_needs_http_allow_remote() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(["assistant", "--silence", "--no-playback", "--quiet"])
+            .args(["--duration", "1s", "--http", "0.0.0.0:0"])
+            .args(extra)
+            .arg("--memory")
+            .arg(dir.path().join("memory.json"))
+            .output()
+            .expect("run steward assistant")
+    };
+    let refused = run(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_ne!(refused.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("0.0.0.0"), "names the address: {stderr}");
+    let allowed = run(&["--http-allow-remote"]);
+    assert_eq!(
+        allowed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+}
