@@ -640,6 +640,9 @@ impl Driver {
     fn barge_in(&mut self, onset: Instant) {
         let played = self.playout.as_ref().map_or(0, |p| p.played_frames());
         let mut decision = self.conv.barge_in(played);
+        // A clear still pending is applied with this one: measure those
+        // that are done first, so the next reading is theirs alone.
+        self.measure_clears();
         if decision.clear
             && let Some(p) = &self.playout
         {
@@ -729,10 +732,13 @@ impl Driver {
         self.clears
             .retain(|(generation, onset, checks)| match applied {
                 Some(c) if c.generation >= *generation => {
-                    self.barge_latency
-                        .record(c.at.saturating_duration_since(*onset));
-                    // Only the clear that was asked for tells where this
-                    // truncation's item stopped; a later one came after more.
+                    // Only the clear that was asked for says when it took
+                    // effect (a later one: some time before that, unknown)
+                    // and where this truncation's item stopped.
+                    if c.generation == *generation {
+                        self.barge_latency
+                            .record(c.at.saturating_duration_since(*onset));
+                    }
                     if let (true, Some(played)) = (c.generation == *generation, c.played_frames) {
                         for check in checks.iter() {
                             let heard = check.heard_frames(played);
