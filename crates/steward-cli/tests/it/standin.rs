@@ -484,23 +484,31 @@ async fn drop_every_ends_the_connection_after_the_nth_answer() {
     let mut ws = connect(&standin.url()).await;
     next_event(&mut ws).await;
     for _ in 0..2 {
-        send(&mut ws, append(100)).await;
-        send(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
-        assert_eq!(
-            next_event(&mut ws).await["type"],
-            "input_audio_buffer.committed"
-        );
-        response(&mut ws).await; // the second answer is whole before the drop
+        // The second answer is whole before the drop.
+        committed_turn(&mut ws).await;
     }
+    dropped_without_close(&standin, &mut ws).await;
+    standin.close().await;
+}
+
+/// A manual audio turn, committed and answered in full.
+async fn committed_turn(ws: &mut Ws) {
+    send(ws, append(100)).await;
+    send(ws, json!({"type": "input_audio_buffer.commit"})).await;
+    assert_eq!(next_event(ws).await["type"], "input_audio_buffer.committed");
+    response(ws).await;
+}
+
+/// The stand-in ends `ws` abruptly (no close frame) and counts one drop.
+async fn dropped_without_close(standin: &Standin, ws: &mut Ws) {
     let end = tokio::time::timeout(PATIENCE, ws.next())
         .await
         .expect("ends in time");
     assert!(!matches!(end, Some(Ok(Message::Close(_)))), "{end:?}");
-    eventually(&standin, "dropped connection", |s| {
+    eventually(standin, "dropped connection", |s| {
         s.dropped_connections == 1
     })
     .await;
-    standin.close().await;
 }
 
 /// A renewal opens a new connection: the count goes on across it, so a
@@ -510,29 +518,16 @@ async fn drop_every_counts_turns_across_connections() {
     let mut config = config();
     config.drop_every = 3;
     let standin = Standin::start(config).await.expect("start");
-    async fn turn(ws: &mut Ws) {
-        send(ws, append(100)).await;
-        send(ws, json!({"type": "input_audio_buffer.commit"})).await;
-        assert_eq!(next_event(ws).await["type"], "input_audio_buffer.committed");
-        response(ws).await;
-    }
     let mut first = connect(&standin.url()).await;
     next_event(&mut first).await;
-    turn(&mut first).await;
-    turn(&mut first).await;
+    committed_turn(&mut first).await;
+    committed_turn(&mut first).await;
     // The renewal: a second connection, the first closed by the client.
     let mut second = connect(&standin.url()).await;
     next_event(&mut second).await;
     let _ = first.close(None).await;
-    turn(&mut second).await; // the third turn of the stand-in
-    let end = tokio::time::timeout(PATIENCE, second.next())
-        .await
-        .expect("ends in time");
-    assert!(!matches!(end, Some(Ok(Message::Close(_)))), "{end:?}");
-    eventually(&standin, "dropped connection", |s| {
-        s.dropped_connections == 1
-    })
-    .await;
+    committed_turn(&mut second).await; // the third turn of the stand-in
+    dropped_without_close(&standin, &mut second).await;
     standin.close().await;
 }
 
