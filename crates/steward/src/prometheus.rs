@@ -4,6 +4,9 @@ use std::fmt::Write as _;
 
 use crate::health::Health;
 
+#[cfg(feature = "realtime")]
+mod realtime;
+
 /// One metric family at a time: `# HELP`, `# TYPE`, then its samples.
 struct Out {
     text: String,
@@ -140,7 +143,7 @@ pub(crate) fn render(h: &Health) -> String {
     #[cfg(feature = "ws")]
     ws(&mut o, h);
     #[cfg(feature = "realtime")]
-    realtime(&mut o, h);
+    realtime::render(&mut o, h);
     #[cfg(feature = "audio")]
     audio(&mut o, h);
     #[cfg(feature = "http")]
@@ -768,182 +771,6 @@ fn ws(o: &mut Out, h: &Health) {
                 &[("session", session), ("direction", "inbound")],
                 f(inbound),
             );
-        }
-    }
-}
-
-#[cfg(feature = "realtime")]
-fn realtime(o: &mut Out, h: &Health) {
-    use steward_realtime::{LatencySummary, RealtimeStats};
-    if h.realtime.is_empty() {
-        return;
-    }
-    let names = unique(h.realtime.iter().map(|r| r.name.clone()));
-    let rows: Vec<(&str, &RealtimeStats)> = names
-        .iter()
-        .map(String::as_str)
-        .zip(h.realtime.iter().map(|r| &r.stats))
-        .collect();
-    type Get = fn(&RealtimeStats) -> u64;
-    let families: [(&str, &str, &str, Get); 13] = [
-        (
-            "steward_realtime_sessions_total",
-            "counter",
-            "Sessions at the service (first, renewals, fresh).",
-            |s| s.sessions,
-        ),
-        (
-            "steward_realtime_renewals_total",
-            "counter",
-            "Sessions renewed before the service ended them.",
-            |s| s.renewals,
-        ),
-        (
-            "steward_realtime_reconnects_total",
-            "counter",
-            "Lost links reconnected (each followed by a replay).",
-            |s| s.reconnects,
-        ),
-        (
-            "steward_realtime_items_replayed_total",
-            "counter",
-            "History items replayed into new sessions.",
-            |s| s.items_replayed,
-        ),
-        (
-            "steward_realtime_turns_total",
-            "counter",
-            "Committed user turns.",
-            |s| s.turns,
-        ),
-        (
-            "steward_realtime_responses_total",
-            "counter",
-            "Responses done.",
-            |s| s.responses,
-        ),
-        (
-            "steward_realtime_barge_ins_total",
-            "counter",
-            "Times the user talked over an answer.",
-            |s| s.barge_ins,
-        ),
-        (
-            "steward_realtime_truncations_sent_total",
-            "counter",
-            "conversation.item.truncate sent.",
-            |s| s.truncations_sent,
-        ),
-        (
-            "steward_realtime_truncations_rejected_total",
-            "counter",
-            "Truncations the service refused.",
-            |s| s.truncations_rejected,
-        ),
-        (
-            "steward_realtime_truncations_beyond_heard_total",
-            "counter",
-            "Truncations that claimed more audio than was played (always 0).",
-            |s| s.truncations_beyond_heard,
-        ),
-        (
-            "steward_realtime_tool_calls_total",
-            "counter",
-            "Tool calls the model made.",
-            |s| s.tool_calls,
-        ),
-        (
-            "steward_realtime_audio_dropped_bytes_total",
-            "counter",
-            "User audio dropped (hold limit, queue full).",
-            |s| s.audio_dropped_bytes,
-        ),
-        (
-            "steward_realtime_audio_held_bytes",
-            "gauge",
-            "User audio held for the link now.",
-            |s| s.audio_held_bytes,
-        ),
-    ];
-    for (name, kind, help, get) in families {
-        o.family(name, kind, help);
-        for (session, s) in &rows {
-            o.sample(name, &[("session", session)], f(get(s)));
-        }
-    }
-    type Lat = fn(&RealtimeStats) -> LatencySummary;
-    let latencies: [(&str, &str, Lat); 3] = [
-        (
-            "steward_realtime_barge_in_latency_seconds",
-            "From a speech onset to the first silent sample the playback wrote.",
-            |s| s.barge_in_latency,
-        ),
-        (
-            "steward_realtime_truncation_lag_seconds",
-            "Audio of a truncated item played after its audio_end_ms was taken.",
-            |s| s.truncation_lag,
-        ),
-        (
-            "steward_realtime_reconnect_replay_seconds",
-            "From a lost link (or a renewal's start) to the history replayed.",
-            |s| s.reconnect_replay,
-        ),
-    ];
-    for (name, help, get) in latencies {
-        o.family(name, "summary", help);
-        let count = format!("{name}_count");
-        for (session, s) in &rows {
-            let l = get(s);
-            for (q, v) in [("0.5", l.p50_us), ("0.95", l.p95_us), ("0.99", l.p99_us)] {
-                if let Some(us) = v {
-                    o.sample(name, &[("session", session), ("quantile", q)], f(us) / 1e6);
-                }
-            }
-            o.sample(&count, &[("session", session)], f(l.count));
-        }
-    }
-    o.family(
-        "steward_realtime_protocol_errors_total",
-        "counter",
-        "Bad events from the service, skipped, by kind.",
-    );
-    for (session, s) in &rows {
-        for (kind, n) in &s.protocol_errors {
-            o.sample(
-                "steward_realtime_protocol_errors_total",
-                &[("session", session), ("kind", kind)],
-                f(*n),
-            );
-        }
-    }
-    o.family(
-        "steward_realtime_server_errors_total",
-        "counter",
-        "error events from the service, by code.",
-    );
-    for (session, s) in &rows {
-        for (code, n) in &s.server_errors {
-            o.sample(
-                "steward_realtime_server_errors_total",
-                &[("session", session), ("code", code)],
-                f(*n),
-            );
-        }
-    }
-    o.family(
-        "steward_realtime_rate_limit_remaining",
-        "gauge",
-        "What the latest rate_limits.updated left, by limit.",
-    );
-    for (session, s) in &rows {
-        for limit in &s.rate_limits {
-            if let Some(left) = limit.remaining {
-                o.sample(
-                    "steward_realtime_rate_limit_remaining",
-                    &[("session", session), ("limit", &limit.name)],
-                    f(left),
-                );
-            }
         }
     }
 }
