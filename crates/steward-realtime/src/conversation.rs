@@ -680,35 +680,21 @@ impl Conversation {
             self.stats.cancels_sent += 1;
         }
         let session = self.session;
-        let cut: Vec<(String, u32, u64, u64, bool, bool, TruncationCheck)> = self
+        let cut: Vec<Output> = self
             .outputs
             .iter_mut()
-            .filter(|o| !o.interrupted)
-            .filter_map(|o| {
-                let played = o.played(played_now);
-                let fully = o.done && played >= o.received;
-                if fully {
-                    return None;
-                }
+            // Not cut already, and not played to its end.
+            .filter(|o| !(o.interrupted || o.done && o.played(played_now) >= o.received))
+            .map(|o| {
                 o.interrupted = true;
-                let current = o.session == session;
-                let check = TruncationCheck {
-                    sent_frames: frames_to_ms(played) * SAMPLE_RATE / 1000,
-                    passed: o.passed,
-                    runs: o.runs.clone(),
-                };
-                Some((
-                    o.item_id.clone(),
-                    o.content_index,
-                    frames_to_ms(played),
-                    frames_to_ms(o.received),
-                    current,
-                    o.done,
-                    check,
-                ))
+                o.clone()
             })
             .collect();
-        for (item_id, content_index, played_ms, received_ms, current, done, check) in cut {
+        for o in cut {
+            let (item_id, content_index, done) = (o.item_id.clone(), o.content_index, o.done);
+            let played_ms = frames_to_ms(o.played(played_now));
+            let received_ms = frames_to_ms(o.received);
+            let current = o.session == session;
             // Only what was heard stays in the history.
             if played_ms == 0 {
                 self.history.remove(&item_id);
@@ -743,7 +729,11 @@ impl Conversation {
                 "audio_end_ms": played_ms,
             })));
             result.truncated_ms = Some(played_ms);
-            result.checks.push(check);
+            result.checks.push(TruncationCheck {
+                sent_frames: played_ms * SAMPLE_RATE / 1000,
+                passed: o.passed,
+                runs: o.runs,
+            });
             self.stats.truncations_sent += 1;
         }
         // The playout is cleared: what comes next plays from here.
