@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 use steward_pool::{KeyedPool, KeyedPoolConfig, Pool, PoolConfig, Pooled};
 
 use crate::common::{Counting, KeyedCounting, guard};

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 use steward_store::Store;
 
 use crate::child::{crash_key, spawn, unique_key};

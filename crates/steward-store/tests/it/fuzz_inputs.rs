@@ -1,6 +1,6 @@
 //! The fuzz entry points over random and truncated inputs: no panics.
 
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use steward_store::Store;
 
 #[test]

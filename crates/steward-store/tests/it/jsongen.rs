@@ -1,6 +1,6 @@
 //! Random JSON maps that exercise every corner of Python's output format.
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 use serde_json::{Map, Number, Value};
 
 /// A random string: ASCII, control characters, U+007F, Latin, CJK, astral

@@ -1,7 +1,7 @@
 //! The realtime-API codec: round trips, unknown events, random input.
 
 use proptest::prelude::*;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{Map, Value, json};
 use steward_ws::realtime::*;
 
