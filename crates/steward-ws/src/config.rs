@@ -72,9 +72,18 @@ pub struct ClientConfig {
     pub inbound_queue_messages: usize,
     /// Inbound queue limit in bytes. Default 32 MiB.
     pub inbound_queue_bytes: usize,
-    /// Events kept for the application; beyond that new events are counted in
-    /// `Stats::events_dropped` and logged. Default 256.
+    /// Events kept for the application. Beyond that `Reconnecting` events
+    /// are dropped (counted in `Stats::events_dropped`) and a `Disconnected`
+    /// is folded into the one before it (`Stats::events_coalesced`);
+    /// `Connected`, `Disconnected`, `GaveUp` and `Closed` are never dropped
+    /// (see [`Events`](crate::Events)). Default 256.
     pub event_queue: usize,
+    /// Bytes of undelivered messages that unread `Disconnected` / `GaveUp`
+    /// events may hold; beyond that the oldest are dropped, counted in
+    /// `Stats::undelivered_dropped_*` and logged. Keep it at least
+    /// `outbound_queue_bytes + max_message_size`, so one event always keeps
+    /// all of its messages. Default 64 MiB.
+    pub event_queue_bytes: usize,
     /// Reconnect policy.
     pub reconnect: ReconnectConfig,
     /// PEM files with extra root certificates trusted for wss:// (on top of the
@@ -103,6 +112,7 @@ impl Default for ClientConfig {
             inbound_queue_messages: 1024,
             inbound_queue_bytes: 32 * MIB,
             event_queue: 256,
+            event_queue_bytes: 64 * MIB,
             reconnect: ReconnectConfig::default(),
             root_certificates: Vec::new(),
             shed_floor: ShedFloor::default(),
@@ -132,6 +142,7 @@ impl fmt::Debug for ClientConfig {
             .field("inbound_queue_messages", &self.inbound_queue_messages)
             .field("inbound_queue_bytes", &self.inbound_queue_bytes)
             .field("event_queue", &self.event_queue)
+            .field("event_queue_bytes", &self.event_queue_bytes)
             .field("reconnect", &self.reconnect)
             .field("root_certificates", &self.root_certificates)
             .field("shed_floor", &self.shed_floor)
@@ -332,6 +343,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Event queue limits (events, bytes of undelivered messages they hold).
+    pub fn event_queue(mut self, events: usize, bytes: usize) -> Self {
+        self.config.event_queue = events;
+        self.config.event_queue_bytes = bytes;
+        self
+    }
+
     /// Replaces the reconnect policy.
     pub fn reconnect(mut self, reconnect: ReconnectConfig) -> Self {
         self.config.reconnect = reconnect;
@@ -394,6 +412,7 @@ pub(crate) fn validate(c: &ClientConfig) -> Result<(), Error> {
         ("inbound_queue_messages", c.inbound_queue_messages),
         ("inbound_queue_bytes", c.inbound_queue_bytes),
         ("event_queue", c.event_queue),
+        ("event_queue_bytes", c.event_queue_bytes),
     ] {
         if value == 0 {
             return Err(bad(format!("{name} must be above zero")));

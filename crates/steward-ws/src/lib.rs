@@ -84,6 +84,7 @@
 mod client;
 mod config;
 mod error;
+mod events;
 mod message;
 #[cfg(feature = "pool")]
 pub mod pool;
@@ -95,6 +96,7 @@ mod tls;
 pub use client::Client;
 pub use config::{ClientBuilder, ClientConfig, ReconnectConfig};
 pub use error::{BoxError, Direction, Error};
+pub use events::Events;
 pub use message::{Event, Message, ShutdownMode};
-pub use session::{Events, Session, Stats, WeakSession};
+pub use session::{Session, Stats, WeakSession};
 pub use shed::{Shed, ShedFloor, Sheddable};

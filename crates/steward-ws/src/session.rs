@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::client::ClientInner;
 use crate::error::Direction;
+use crate::events::{EventSender, Events, Overflow, WeakEvents, event_queue};
 use crate::shed::{Shed, ShedFloor, Sheddable, plan};
 use crate::tls::Transport;
 use crate::{Error, Event, Message, ShutdownMode};
@@ -44,6 +45,9 @@ struct Counters {
     oversize_outgoing: AtomicU64,
     oversize_incoming: AtomicU64,
     events_dropped: AtomicU64,
+    events_coalesced: AtomicU64,
+    undelivered_dropped_messages: AtomicU64,
+    undelivered_dropped_bytes: AtomicU64,
     flaps: AtomicU64,
     shed_outbound_messages: AtomicU64,
     shed_outbound_bytes: AtomicU64,
@@ -96,8 +100,17 @@ pub struct Stats {
     pub inbound_queued_messages: u64,
     /// Bytes waiting in the inbound queue.
     pub inbound_queued_bytes: u64,
-    /// Events dropped because the event queue was full.
+    /// `Reconnecting` events dropped because the event queue was full
+    /// (lifecycle events never are).
     pub events_dropped: u64,
+    /// `Disconnected` events folded into an earlier one because the event
+    /// queue was full (their undelivered messages kept, in order).
+    pub events_coalesced: u64,
+    /// Undelivered messages dropped from unread events beyond
+    /// [`ClientConfig::event_queue_bytes`](crate::ClientConfig::event_queue_bytes), oldest first.
+    pub undelivered_dropped_messages: u64,
+    /// Payload bytes of those messages.
+    pub undelivered_dropped_bytes: u64,
     /// Links lost before they were up for
     /// [`ReconnectConfig::healthy_after`](crate::ReconnectConfig::healthy_after):
     /// each counted as a failed attempt, so the backoff grows.
@@ -345,32 +358,6 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// The session's events, in order (see [`Event`]). Cheap to clone; clones
-/// share one queue, so each event goes to one reader.
-#[derive(Clone)]
-pub struct Events {
-    rx: Arc<Mutex<mpsc::Receiver<Event>>>,
-}
-
-impl std::fmt::Debug for Events {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Events").finish_non_exhaustive()
-    }
-}
-
-impl Events {
-    /// The next event; `None` once the session has ended and every event was read.
-    /// Cancel safe.
-    pub async fn recv(&self) -> Option<Event> {
-        self.rx.lock().await.recv().await
-    }
-
-    /// The next event if one is waiting.
-    pub fn try_recv(&self) -> Option<Event> {
-        self.rx.try_lock().ok()?.try_recv().ok()
-    }
-}
-
 /// A handle that does not keep its session going: counters, state and
 /// sheds while the session lives, nothing once every [`Session`] clone is
 /// gone (for a supervisor that watches sessions it does not own).
@@ -380,7 +367,7 @@ pub struct WeakSession {
     out_tx: mpsc::WeakUnboundedSender<Outgoing>,
     in_rx: std::sync::Weak<Mutex<Inbox>>,
     cmd_tx: mpsc::WeakSender<Command>,
-    events: std::sync::Weak<Mutex<mpsc::Receiver<Event>>>,
+    events: WeakEvents,
 }
 
 impl std::fmt::Debug for WeakSession {
@@ -400,9 +387,7 @@ impl WeakSession {
             out_tx: self.out_tx.upgrade()?,
             in_rx: self.in_rx.upgrade()?,
             cmd_tx: self.cmd_tx.upgrade()?,
-            events: Events {
-                rx: self.events.upgrade()?,
-            },
+            events: self.events.upgrade()?,
         })
     }
 
@@ -445,7 +430,7 @@ impl Session {
             out_tx: self.out_tx.downgrade(),
             in_rx: Arc::downgrade(&self.in_rx),
             cmd_tx: self.cmd_tx.downgrade(),
-            events: Arc::downgrade(&self.events.rx),
+            events: self.events.downgrade(),
         }
     }
 
@@ -462,7 +447,7 @@ impl Session {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         let (in_tx, in_rx) = mpsc::unbounded_channel();
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
-        let (ev_tx, ev_rx) = mpsc::channel(c.event_queue.max(1));
+        let (ev_tx, events) = event_queue(c.event_queue, c.event_queue_bytes);
         let driver = Driver {
             shared: shared.clone(),
             out_rx,
@@ -485,9 +470,7 @@ impl Session {
                 rx: in_rx,
             })),
             cmd_tx,
-            events: Events {
-                rx: Arc::new(Mutex::new(ev_rx)),
-            },
+            events,
         }
     }
 
@@ -710,6 +693,9 @@ impl Shared {
             inbound_queued_messages: in_m,
             inbound_queued_bytes: in_b,
             events_dropped: c.events_dropped.load(Relaxed),
+            events_coalesced: c.events_coalesced.load(Relaxed),
+            undelivered_dropped_messages: c.undelivered_dropped_messages.load(Relaxed),
+            undelivered_dropped_bytes: c.undelivered_dropped_bytes.load(Relaxed),
             flaps: c.flaps.load(Relaxed),
             shed_outbound_messages: c.shed_outbound_messages.load(Relaxed),
             shed_outbound_bytes: c.shed_outbound_bytes.load(Relaxed),
@@ -796,7 +782,7 @@ struct Driver {
     in_tx: mpsc::UnboundedSender<Incoming>,
     cmd_rx: mpsc::Receiver<Command>,
     cmd_closed: bool,
-    ev_tx: mpsc::Sender<Event>,
+    ev_tx: EventSender,
     ping_seq: u64,
     /// Consecutive failures: failed connects and links lost before they
     /// were healthy. Reset by a link that stayed up for `healthy_after`.
@@ -812,15 +798,26 @@ impl Driver {
         self.shared.url().to_string()
     }
 
+    /// Queues an event; what a full queue gave up is counted and, once per
+    /// burst, logged.
     fn emit(&self, event: Event) {
-        match self.ev_tx.try_send(event) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(event)) => {
-                bump(&self.shared.counters.events_dropped, 1);
-                tracing::warn!(?event, "event queue full, event dropped");
-            }
-            // Nobody holds the events any more.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        let lost = self.ev_tx.send(event);
+        if lost == Overflow::default() {
+            return;
+        }
+        let c = &self.shared.counters;
+        bump(&c.events_dropped, lost.dropped);
+        bump(&c.events_coalesced, lost.coalesced);
+        bump(&c.undelivered_dropped_messages, lost.messages);
+        bump(&c.undelivered_dropped_bytes, lost.bytes);
+        if lost.first_in_burst {
+            tracing::warn!(
+                reconnecting_dropped = lost.dropped,
+                disconnects_folded = lost.coalesced,
+                undelivered_dropped = lost.messages,
+                undelivered_dropped_bytes = lost.bytes,
+                "event queue full: nobody reads the events (counted in the stats, logged once until it has room)"
+            );
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod codec;
 mod common;
+mod events;
 mod limits;
 mod link;
 mod owner;
