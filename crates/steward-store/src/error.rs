@@ -29,11 +29,16 @@ impl fmt::Display for Position {
 }
 
 /// Everything that can go wrong in steward-store.
+///
+/// A message names the thing (path, key, server) and leaves the cause to
+/// [`source()`](std::error::Error::source), so a printed chain (`{:#}` of
+/// an `anyhow::Error`) shows each cause once; [`Error::chain`] gives the
+/// message with its causes as one line.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system call on `path` failed (disk full, permissions, ...).
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         /// What was being done ("writing", "fsync of", ...).
         op: &'static str,
@@ -132,7 +137,7 @@ pub enum Error {
         limit: usize,
     },
     /// A value could not be converted to or from the requested type.
-    #[error("value of key {key:?}: {source}")]
+    #[error("value of key {key:?}")]
     Json {
         /// The key.
         key: String,
@@ -170,7 +175,7 @@ pub enum Error {
     /// The Redis server could not be reached (connecting failed, or the
     /// connection kept failing for the whole retry time). For writes, see
     /// [`Error::RedisWriteNotApplied`] / [`Error::RedisWriteUnknown`].
-    #[error("Redis server {server} is unreachable: {source}")]
+    #[error("Redis server {server} is unreachable")]
     RedisUnavailable {
         /// `host:port/db`.
         server: String,
@@ -180,7 +185,7 @@ pub enum Error {
     },
     /// The Redis server answered a read or command with an error, or with a
     /// reply the store cannot understand.
-    #[error("Redis server {server}: {op} of key {key:?} failed: {source}")]
+    #[error("Redis server {server}: {op} of key {key:?} failed")]
     Redis {
         /// `host:port/db`.
         server: String,
@@ -195,7 +200,7 @@ pub enum Error {
     /// A Redis write certainly did not happen: it never reached the server
     /// (no connection within the retry time) or the server refused it
     /// before changing anything. Safe to retry.
-    #[error("Redis server {server}: write of key {key:?} was not applied: {source}")]
+    #[error("Redis server {server}: write of key {key:?} was not applied")]
     RedisWriteNotApplied {
         /// `host:port/db`.
         server: String,
@@ -210,7 +215,7 @@ pub enum Error {
     /// applied. Read the key to know.
     #[error(
         "Redis server {server}: write of key {key:?} may or may not have been applied \
-         (connection lost before the answer): {source}"
+         (connection lost before the answer)"
     )]
     RedisWriteUnknown {
         /// `host:port/db`.
@@ -234,7 +239,7 @@ pub enum Error {
     /// the key to know.
     #[error(
         "fsync of {path} failed after writing the record at byte offset {offset}: \
-         the write may or may not have been applied (reopen and read to know): {source}"
+         the write may or may not have been applied (reopen and read to know)"
     )]
     WriteUnknown {
         /// The log.
@@ -264,6 +269,24 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// The message followed by each cause, joined by `": "`: one line for a
+    /// log or a person.
+    ///
+    /// ```
+    /// let e = steward_store::Store::open("/proc/no-such-dir/memory.json").unwrap_err();
+    /// assert!(e.chain().starts_with("creating the folder /proc/no-such-dir: "), "{}", e.chain());
+    /// ```
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
     }
 
     /// Whether this error says a file is damaged (corrupt, unsupported

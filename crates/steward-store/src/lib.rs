@@ -134,6 +134,7 @@ mod backend;
 mod check;
 mod error;
 mod files;
+mod folder;
 mod json;
 mod log;
 mod prompt;

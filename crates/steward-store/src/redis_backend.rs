@@ -1705,7 +1705,7 @@ impl RedisStore {
     /// whichever client gets there first.
     async fn notice_expired(&self, key: &str) {
         if let Err(e) = self.read_script("g", key).await {
-            tracing::debug!(server = %self.inner.server, key, error = %e, "noticing an expiry failed");
+            tracing::debug!(server = %self.inner.server, key, error = %e.chain(), "noticing an expiry failed");
         }
     }
 
@@ -1833,7 +1833,7 @@ async fn pump(store: RedisStore, queue: Arc<SubQueue>, mut stream: ::redis::aio:
                     stream = s;
                     break;
                 }
-                Err(e) => tracing::debug!(error = %e, "re-subscribing failed"),
+                Err(e) => tracing::debug!(error = %e.chain(), "re-subscribing failed"),
             }
         }
     }

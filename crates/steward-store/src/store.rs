@@ -230,6 +230,7 @@ impl StoreBuilder {
         let span = tracing::info_span!("store_open", path = %self.path.display());
         let _g = span.enter();
         let paths = Paths::new(&self.path);
+        crate::folder::ensure(&paths.dir)?;
         let lock = take_lock(&paths.lock)?;
         let opened = recover(&paths)?;
         let counters = Counters::default();
@@ -683,7 +684,8 @@ fn ready(result: Result<bool>) -> WriteFuture {
 
 impl Store {
     /// Opens (or creates) the store whose snapshot is `path`, with default
-    /// settings. A missing file is an empty store. See [`StoreBuilder::build`].
+    /// settings. A missing file is an empty store; a missing folder is
+    /// created. See [`StoreBuilder::build`].
     pub fn open(path: impl Into<PathBuf>) -> Result<Store> {
         StoreBuilder::new(path).build()
     }
@@ -1277,7 +1279,7 @@ impl Writer {
             && let Err(e) = self.compact(shared)
         {
             // The log still holds everything; try again after more growth.
-            tracing::warn!(error = %e, "automatic compaction failed");
+            tracing::warn!(error = %e.chain(), "automatic compaction failed");
             self.next_compact_at = self.log_len + shared.config.compact_log_bytes;
         }
         false
@@ -1336,9 +1338,9 @@ impl Writer {
                 .failed_batches
                 .fetch_add(1, Ordering::Relaxed);
             if matches!(e, Error::WriteUnknown { .. }) {
-                tracing::error!(error = %e, writes = batch.len(), "write batch fsync failed; outcome unknown, store poisoned");
+                tracing::error!(error = %e.chain(), writes = batch.len(), "write batch fsync failed; outcome unknown, store poisoned");
             } else {
-                tracing::error!(error = %e, writes = batch.len(), "write batch failed; nothing applied");
+                tracing::error!(error = %e.chain(), writes = batch.len(), "write batch failed; nothing applied");
             }
             for (_, slot) in batch {
                 slot.complete(Err(e.duplicate()));

@@ -123,7 +123,7 @@ async fn execute(store: &Store, name: &str, arguments: &str) -> Result<Value, St
 /// A store error as the model may see it: absolute paths (where this
 /// machine keeps the memory) shortened to their file names.
 fn for_model(e: &steward::store::Error) -> String {
-    strip_dirs(&e.to_string())
+    strip_dirs(&e.chain())
 }
 
 /// Each absolute path in `text` (a word starting with `/`, after an opening

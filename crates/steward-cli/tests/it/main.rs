@@ -8,6 +8,7 @@ mod hostile;
 #[path = "../../../steward-store/tests/it/redis_server.rs"]
 mod redis_server;
 mod standin;
+mod store_file;
 mod store_redis;
 
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ mod child;
 mod concurrency;
 mod crash;
 mod damage;
+mod folder;
 mod fuzz_inputs;
 mod jsongen;
 
