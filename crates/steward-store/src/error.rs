@@ -250,9 +250,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// An earlier fsync of the log failed, so the data on disk is unknown; the
+    /// An earlier fsync of the log failed, so the data on disk is unknown, or
+    /// a compaction failed half-way (after its snapshot was replaced); the
     /// store refuses further writes. Reopen it to recover from what is on disk.
-    #[error("store {path} refuses writes after a failed fsync; reopen it")]
+    #[error("store {path} refuses writes after a failed fsync or compaction; reopen it")]
     Poisoned {
         /// The log.
         path: PathBuf,

@@ -1,12 +1,12 @@
 //! File names, durable file operations and reading a store's files.
 
-use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use crate::backend::Entry;
+use crate::disk::{Disk, Perms, StdDisk};
 use crate::error::{Error, Position, Result};
 use crate::json;
 use crate::log::{self, Scan, SnapshotId};
@@ -60,56 +60,80 @@ impl Paths {
     }
 }
 
-/// The file's bytes, or `None` if it does not exist.
+/// The file's bytes, or `None` if it does not exist (on the real disk).
 pub(crate) fn read_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match std::fs::read(path) {
+    read_optional_on(&StdDisk, path)
+}
+
+/// The file's bytes on `disk`, or `None` if it does not exist.
+pub(crate) fn read_optional_on(disk: &dyn Disk, path: &Path) -> Result<Option<Vec<u8>>> {
+    match disk.read(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("reading", path, e)),
     }
 }
 
+/// Whether `path` exists on `disk`.
+pub(crate) fn exists(disk: &dyn Disk, path: &Path) -> Result<bool> {
+    match disk.metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("reading metadata of", path, e)),
+    }
+}
+
+/// Fsyncs a directory of the real disk.
+#[track_caller]
 pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    sync_dir(&StdDisk, dir)
+}
+
+/// Makes `dir`'s entries durable; the fsync's site is the caller's.
+#[track_caller]
+pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<()> {
+    disk.sync_dir(dir, std::panic::Location::caller())
         .map_err(|e| Error::io("fsync of directory", dir, e))
 }
 
-/// Creates (or truncates) `path` with `bytes` and fsyncs it, giving it
-/// the permissions of `like` first when that file exists. Not yet visible
-/// under its final name: the caller renames it.
-pub(crate) fn write_synced(path: &Path, bytes: &[u8], like: Option<&Path>) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
+/// Creates (or truncates) `path` with `bytes` and fsyncs it (the fsync's
+/// site is the caller's), with `perms` set before the first byte. Not yet
+/// visible under its final name: the caller renames it.
+#[track_caller]
+pub(crate) fn write_synced(disk: &dyn Disk, path: &Path, bytes: &[u8], perms: Perms) -> Result<()> {
+    let site = std::panic::Location::caller();
+    let mut f = disk
+        .create(path, perms)
         .map_err(|e| Error::io("creating", path, e))?;
-    if let Some(like) = like {
-        copy_permissions(like, path)?;
-    }
-    f.write_all(bytes)
+    f.write_at(0, bytes)
         .map_err(|e| Error::io("writing", path, e))?;
-    f.sync_all().map_err(|e| Error::io("fsync of", path, e))
+    f.sync_all(site).map_err(|e| Error::io("fsync of", path, e))
 }
 
-/// Gives `tmp` the permissions of `target` if it exists, so replacing a
-/// private (say 0600) memory file does not make it world-readable.
-pub(crate) fn copy_permissions(target: &Path, tmp: &Path) -> Result<()> {
-    match std::fs::metadata(target) {
-        Ok(m) => std::fs::set_permissions(tmp, m.permissions())
-            .map_err(|e| Error::io("setting permissions of", tmp, e)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("reading metadata of", target, e)),
+/// The permissions and owner every file of the memory gets: those of the
+/// snapshot (`memory.json`) if it exists, so a private memory's log,
+/// expiry file and lock are as private as it is and a compaction run by
+/// root keeps its owner. A new memory is private: 0600 (memories are
+/// personal; the Python assistant, running as the same user, still reads
+/// and writes it).
+pub(crate) fn perms_of(disk: &dyn Disk, snapshot: &Path) -> Result<Perms> {
+    match disk.metadata(snapshot) {
+        Ok(m) => Ok(Perms {
+            mode: m.mode,
+            owner: Some((m.uid, m.gid)),
+        }),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(Perms::PRIVATE),
+        Err(e) => Err(Error::io("reading metadata of", snapshot, e)),
     }
 }
 
-pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to).map_err(|e| Error::io("renaming into place", to, e))
+pub(crate) fn rename(disk: &dyn Disk, from: &Path, to: &Path) -> Result<()> {
+    disk.rename(from, to)
+        .map_err(|e| Error::io("renaming into place", to, e))
 }
 
-pub(crate) fn remove_if_exists(path: &Path) -> Result<bool> {
-    match std::fs::remove_file(path) {
+pub(crate) fn remove_if_exists(disk: &dyn Disk, path: &Path) -> Result<bool> {
+    match disk.remove(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("removing", path, e)),
@@ -119,20 +143,23 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<bool> {
 /// Writes `map` as Python's `json.dump(map, f, indent=2)` to `path`,
 /// durably and atomically: a temporary file beside it is written and
 /// fsynced, renamed over `path`, and the directory is fsynced. A crash at any
-/// moment leaves either the old file or the new one, never a mix.
+/// moment leaves either the old file or the new one, never a mix. The file
+/// keeps the mode and owner of the one it replaces (a new one is 0600).
 ///
 /// This does not take the store's lock: use it for exports to new files, or
 /// [`Store::compact`](crate::Store::compact) for an open store.
 pub fn write_snapshot(path: impl AsRef<Path>, map: &Map<String, Value>) -> Result<()> {
+    let disk = &StdDisk;
     let paths = Paths::new(path.as_ref());
     let text = json::to_python_json(map);
     let tmp = &paths.snapshot_tmp;
-    if let Err(e) = write_synced(tmp, text.as_bytes(), Some(&paths.snapshot)) {
-        let _ = std::fs::remove_file(tmp);
+    let perms = perms_of(disk, &paths.snapshot)?;
+    if let Err(e) = write_synced(disk, tmp, text.as_bytes(), perms) {
+        let _ = disk.remove(tmp);
         return Err(e);
     }
-    rename(tmp, &paths.snapshot)?;
-    fsync_dir(&paths.dir)
+    rename(disk, tmp, &paths.snapshot)?;
+    sync_dir(disk, &paths.dir)
 }
 
 /// Parses snapshot bytes, mapping reader errors to `Corrupt`/`Unsupported`.
@@ -265,8 +292,8 @@ pub(crate) fn parse_expiries(
 
 /// Reads the expiry sidecar for keys of `map`. A missing or unreadable
 /// sidecar means no expiries (the entries stay, permanent).
-fn load_expiries(paths: &Paths, map: &Map<String, Value>) -> Result<Expiries> {
-    let Some(bytes) = read_optional(&paths.ttl)? else {
+fn load_expiries(disk: &dyn Disk, paths: &Paths, map: &Map<String, Value>) -> Result<Expiries> {
+    let Some(bytes) = read_optional_on(disk, &paths.ttl)? else {
         return Ok(Expiries::new());
     };
     Ok(parse_expiries(&paths.ttl, &bytes, map).unwrap_or_default())
@@ -294,25 +321,30 @@ pub(crate) struct LoadedLog {
 
 /// Reads snapshot and log into a map, modifying nothing.
 pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
-    let snapshot_bytes = read_optional(&paths.snapshot)?;
+    load_files_on(&StdDisk, paths)
+}
+
+/// [`load_files`] on `disk`.
+pub(crate) fn load_files_on(disk: &dyn Disk, paths: &Paths) -> Result<Loaded> {
+    let snapshot_bytes = read_optional_on(disk, &paths.snapshot)?;
     let snapshot_id = SnapshotId::of(snapshot_bytes.as_deref());
     let mut map = match &snapshot_bytes {
         Some(b) => parse_snapshot(&paths.snapshot, b)?,
         None => Map::new(),
     };
-    let mut expires = load_expiries(paths, &map)?;
+    let mut expires = load_expiries(disk, paths, &map)?;
     // A compaction that renamed its snapshot but not yet its new log: the
     // new (empty) log names exactly this snapshot, which already holds
     // everything the old log had.
     let mut roll_forward = false;
-    if let Some(tmp) = read_optional(&paths.log_tmp)?
+    if let Some(tmp) = read_optional_on(disk, &paths.log_tmp)?
         && let Ok(scan) = log::scan(&tmp)
     {
         roll_forward = scan.torn_at.is_none() && scan.snapshot == snapshot_id;
     }
     if roll_forward {
         // The compaction's expiry file may still wait beside it.
-        if let Some(b) = read_optional(&paths.ttl_tmp)?
+        if let Some(b) = read_optional_on(disk, &paths.ttl_tmp)?
             && let Some(p) = parse_expiries(&paths.ttl_tmp, &b, &map)
         {
             expires = p;
@@ -325,7 +357,7 @@ pub(crate) fn load_files(paths: &Paths) -> Result<Loaded> {
             roll_forward,
         });
     }
-    let Some(bytes) = read_optional(&paths.log)? else {
+    let Some(bytes) = read_optional_on(disk, &paths.log)? else {
         return Ok(Loaded {
             map,
             expires,

@@ -132,6 +132,7 @@
 
 mod backend;
 mod check;
+mod disk;
 mod error;
 mod files;
 mod folder;
@@ -148,6 +149,8 @@ pub mod fuzzing;
 
 pub use backend::{Backend, BackendExt, BoxFuture, Entry, is_redis_url, open_backend};
 pub use check::{CheckReport, Problem, Severity, check};
+#[cfg(feature = "fault-injection")]
+pub use disk::{Disk, DiskFile, LockHold, Meta, Perms, Site, StdDisk};
 pub use error::{BoxError, Error, Position, Result};
 pub use files::{load, load_with_ttl, write_snapshot};
 pub use json::{RAW_JSON_KEY, raw_json, raw_value, to_python_json};

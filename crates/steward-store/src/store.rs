@@ -2,9 +2,7 @@
 //! log, and compaction into the Python-format snapshot.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::disk::{Disk, DiskFile, LockHold, Perms, StdDisk};
 use crate::error::{Error, Result};
 use crate::files::{self, Paths};
 use crate::json;
@@ -140,21 +139,7 @@ pub struct StoreBuilder {
     path: PathBuf,
     config: StoreConfig,
     clock: Arc<dyn Clock>,
-    sync_fault: Option<SyncFault>,
-}
-
-/// A test's stand-in for a failing `fdatasync` of the log (feature
-/// `fault-injection`): called with the log's path before each real one; an
-/// error is taken as that fsync's error.
-#[derive(Clone)]
-struct SyncFault(Arc<SyncFaultFn>);
-
-type SyncFaultFn = dyn Fn(&Path) -> std::io::Result<()> + Send + Sync;
-
-impl std::fmt::Debug for SyncFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SyncFault")
-    }
+    disk: Arc<dyn Disk>,
 }
 
 impl StoreBuilder {
@@ -164,20 +149,16 @@ impl StoreBuilder {
             path: path.into(),
             config: StoreConfig::default(),
             clock: Arc::new(SystemClock),
-            sync_fault: None,
+            disk: Arc::new(StdDisk),
         }
     }
 
-    /// Tests only (feature `fault-injection`): `fault` runs before each
-    /// `fdatasync` of the log's write batches, after the batch's record was
-    /// written; an error it returns is taken as that fsync's error (the
-    /// record may then be on disk or not, as after a real one).
+    /// Tests only (feature `fault-injection`): the store does all its file
+    /// I/O through `disk` instead of the real one (a disk that fails a
+    /// chosen call, or simulates a power loss).
     #[cfg(feature = "fault-injection")]
-    pub fn fail_log_sync(
-        mut self,
-        fault: impl Fn(&Path) -> std::io::Result<()> + Send + Sync + 'static,
-    ) -> Self {
-        self.sync_fault = Some(SyncFault(Arc::new(fault)));
+    pub fn disk(mut self, disk: Arc<dyn Disk>) -> Self {
+        self.disk = disk;
         self
     }
 
@@ -231,8 +212,10 @@ impl StoreBuilder {
         let _g = span.enter();
         let paths = Paths::new(&self.path);
         crate::folder::ensure(&paths.dir)?;
-        let lock = take_lock(&paths.lock)?;
-        let opened = recover(&paths)?;
+        let disk = self.disk;
+        let perms = files::perms_of(&*disk, &paths.snapshot)?;
+        let lock = take_lock(&*disk, &paths.lock, perms)?;
+        let opened = recover(&*disk, &paths, perms)?;
         let counters = Counters::default();
         counters.log_bytes.store(opened.log_len, Ordering::Relaxed);
         let writer = Writer {
@@ -243,7 +226,6 @@ impl StoreBuilder {
             next_compact_at: self.config.compact_log_bytes,
             poisoned: false,
             lock: Some(lock),
-            sync_fault: self.sync_fault,
         };
         let shared = Arc::new(Shared {
             map: RwLock::new(opened.map),
@@ -253,6 +235,7 @@ impl StoreBuilder {
             wake: Condvar::new(),
             writer: Mutex::new(writer),
             paths: paths.clone(),
+            disk,
             config: self.config,
             counters,
             hub: Hub::default(),
@@ -272,39 +255,20 @@ impl StoreBuilder {
     }
 }
 
-/// The OS lock on the lock file, released explicitly on drop: a child
-/// process forked elsewhere in this program may briefly hold a copy of the
-/// descriptor, and closing ours alone would leave the lock held until it
-/// execs.
-struct LockGuard(File);
-
-impl Drop for LockGuard {
-    fn drop(&mut self) {
-        let _ = self.0.unlock();
-    }
-}
-
-fn take_lock(path: &Path) -> Result<LockGuard> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|e| Error::io("opening lock file", path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(LockGuard(file)),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+fn take_lock(disk: &dyn Disk, path: &Path, perms: Perms) -> Result<LockHold> {
+    match disk.lock(path, perms) {
+        Ok(Some(hold)) => Ok(hold),
+        Ok(None) => Err(Error::Locked {
             path: path.to_path_buf(),
         }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking", path, e)),
+        Err(e) => Err(Error::io("locking", path, e)),
     }
 }
 
 struct Opened {
     map: Map<String, Value>,
     expires: files::Expiries,
-    log: File,
+    log: Box<dyn DiskFile>,
     log_len: u64,
     /// The log file's size (frames plus preallocated zeros).
     file_len: u64,
@@ -314,47 +278,34 @@ struct Opened {
 
 /// Finishes an interrupted compaction, cuts a torn tail, and opens the log
 /// for appending (creating it if needed). Called with the lock held.
-fn recover(paths: &Paths) -> Result<Opened> {
-    let loaded = files::load_files(paths)?;
+fn recover(disk: &dyn Disk, paths: &Paths, perms: Perms) -> Result<Opened> {
+    let loaded = files::load_files_on(disk, paths)?;
     if loaded.roll_forward {
         tracing::info!(log = %paths.log.display(), "finishing an interrupted compaction");
-        if paths.ttl_tmp.exists() {
-            files::rename(&paths.ttl_tmp, &paths.ttl)?;
-        }
-        files::rename(&paths.log_tmp, &paths.log)?;
-        files::fsync_dir(&paths.dir)?;
+        finish_renames(disk, paths)?;
     } else {
-        files::remove_if_exists(&paths.log_tmp)?;
-        files::remove_if_exists(&paths.ttl_tmp)?;
+        remove_leftovers(disk, paths)?;
     }
-    files::remove_if_exists(&paths.snapshot_tmp)?;
     let reuse = match &loaded.log {
-        Some(l) if !l.stale => Some((l.valid_len, l.torn_at, l.file_len)),
+        Some(l) if !l.stale && !loaded.roll_forward => Some((l.valid_len, l.torn_at, l.file_len)),
         _ => None,
     };
-    if loaded.roll_forward {
-        let log = open_log(&paths.log)?;
-        return Ok(Opened {
-            map: loaded.map,
-            expires: loaded.expires.clone(),
-            file_len: file_size(&log, &paths.log)?,
-            log,
-            log_len: log::HEADER_LEN as u64,
-            snapshot: loaded.snapshot_id,
-        });
-    }
     let Some((valid_len, torn_at, file_len)) = reuse else {
-        let log = new_log(paths, loaded.snapshot_id)?;
+        let log = if loaded.roll_forward {
+            open_log(disk, &paths.log)?
+        } else {
+            new_log(disk, paths, loaded.snapshot_id, perms)?
+        };
         return Ok(Opened {
             map: loaded.map,
-            expires: loaded.expires.clone(),
-            file_len: file_size(&log, &paths.log)?,
+            expires: loaded.expires,
+            file_len: file_size(&*log, &paths.log)?,
             log,
             log_len: log::HEADER_LEN as u64,
             snapshot: loaded.snapshot_id,
         });
     };
-    let mut log = open_log(&paths.log)?;
+    let mut log = open_log(disk, &paths.log)?;
     let mut file_len = file_len;
     if let Some(at) = torn_at {
         tracing::warn!(
@@ -365,12 +316,10 @@ fn recover(paths: &Paths) -> Result<Opened> {
         );
         log.set_len(valid_len)
             .map_err(|e| Error::io("truncating", &paths.log, e))?;
-        log.sync_all()
+        log.sync_all(std::panic::Location::caller())
             .map_err(|e| Error::io("fsync of", &paths.log, e))?;
         file_len = valid_len;
     }
-    log.seek(SeekFrom::Start(valid_len))
-        .map_err(|e| Error::io("seeking in", &paths.log, e))?;
     Ok(Opened {
         map: loaded.map,
         expires: loaded.expires,
@@ -381,33 +330,59 @@ fn recover(paths: &Paths) -> Result<Opened> {
     })
 }
 
-fn file_size(file: &File, path: &Path) -> Result<u64> {
-    file.metadata()
-        .map(|m| m.len())
+/// The renames after a compaction's snapshot rename: the expiry file,
+/// then the log, each made durable before the next. The log's rename must
+/// come last: once it is durable, nothing tells a later open that a
+/// compaction was under way, so an expiry file still waiting would be
+/// forgotten (TTL entries made permanent, or an old expiry applied).
+fn finish_renames(disk: &dyn Disk, paths: &Paths) -> Result<()> {
+    if files::exists(disk, &paths.ttl_tmp)? {
+        files::rename(disk, &paths.ttl_tmp, &paths.ttl)?;
+        files::sync_dir(disk, &paths.dir)?;
+    }
+    files::rename(disk, &paths.log_tmp, &paths.log)?;
+    files::sync_dir(disk, &paths.dir)
+}
+
+/// Removes the temporary files of a compaction that did not get to its
+/// snapshot rename, durably: a temporary log that came back after a power
+/// loss could name the snapshot in force (a compaction that changed
+/// nothing) and would then be rolled forward over the writes logged since.
+fn remove_leftovers(disk: &dyn Disk, paths: &Paths) -> Result<()> {
+    let mut removed = false;
+    for tmp in [&paths.log_tmp, &paths.ttl_tmp, &paths.snapshot_tmp] {
+        removed |= files::remove_if_exists(disk, tmp)?;
+    }
+    if removed {
+        files::sync_dir(disk, &paths.dir)?;
+    }
+    Ok(())
+}
+
+fn file_size(file: &dyn DiskFile, path: &Path) -> Result<u64> {
+    file.size()
         .map_err(|e| Error::io("reading metadata of", path, e))
 }
 
 /// Zeros written ahead of the frames at a time (see [`Writer::append`]).
 const PREALLOCATE: u64 = 1 << 20;
 
-fn open_log(path: &Path) -> Result<File> {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("opening", path, e))?;
-    f.seek(SeekFrom::End(0))
-        .map_err(|e| Error::io("seeking in", path, e))?;
-    Ok(f)
+fn open_log(disk: &dyn Disk, path: &Path) -> Result<Box<dyn DiskFile>> {
+    disk.open(path).map_err(|e| Error::io("opening", path, e))
 }
 
 /// Writes a fresh log (header only) for `snapshot` through a temporary file
 /// and renames it into place, so the log file always has a whole header.
-fn new_log(paths: &Paths, snapshot: SnapshotId) -> Result<File> {
-    files::write_synced(&paths.log_tmp, &log::encode_header(snapshot), None)?;
-    files::rename(&paths.log_tmp, &paths.log)?;
-    files::fsync_dir(&paths.dir)?;
-    open_log(&paths.log)
+fn new_log(
+    disk: &dyn Disk,
+    paths: &Paths,
+    snapshot: SnapshotId,
+    perms: Perms,
+) -> Result<Box<dyn DiskFile>> {
+    files::write_synced(disk, &paths.log_tmp, &log::encode_header(snapshot), perms)?;
+    files::rename(disk, &paths.log_tmp, &paths.log)?;
+    files::sync_dir(disk, &paths.dir)?;
+    open_log(disk, &paths.log)
 }
 
 /// A handle to an open store. Cheap to clone; all clones share one map, one
@@ -467,6 +442,8 @@ struct Shared {
     /// Only the current leader locks it, so it is never contended.
     writer: Mutex<Writer>,
     paths: Paths,
+    /// All file I/O goes through it (the real disk outside tests).
+    disk: Arc<dyn Disk>,
     config: StoreConfig,
     counters: Counters,
     /// Change subscribers, fed by whoever commits.
@@ -1221,7 +1198,7 @@ fn writer_thread(shared: &Shared) {
 /// The log and lock: only the current leader touches them, and only the
 /// leader changes the map.
 struct Writer {
-    log: File,
+    log: Box<dyn DiskFile>,
     /// End of the last frame: where the next one goes.
     log_len: u64,
     /// The file's size: zeros from `log_len` to here.
@@ -1232,8 +1209,7 @@ struct Writer {
     next_compact_at: u64,
     poisoned: bool,
     /// Held for the thread's life; dropping it releases the lock.
-    lock: Option<LockGuard>,
-    sync_fault: Option<SyncFault>,
+    lock: Option<LockHold>,
 }
 
 impl Writer {
@@ -1293,8 +1269,9 @@ impl Writer {
         } else if shared.config.compact_on_close {
             self.compact(shared).and_then(|()| {
                 // The snapshot holds everything: the empty log can go.
-                files::remove_if_exists(&shared.paths.log)?;
-                files::fsync_dir(&shared.paths.dir)
+                let disk = &*shared.disk;
+                files::remove_if_exists(disk, &shared.paths.log)?;
+                files::sync_dir(disk, &shared.paths.dir)
             })
         } else {
             Ok(())
@@ -1508,22 +1485,14 @@ impl Writer {
         if end > self.file_len && frame.len() as u64 <= PREALLOCATE / 2 {
             self.preallocate(path, end + PREALLOCATE);
         }
-        let written = self
-            .log
-            .seek(SeekFrom::Start(self.log_len))
-            .and_then(|_| self.log.write_all(&frame));
-        if let Err(e) = written {
+        if let Err(e) = self.log.write_at(self.log_len, &frame) {
             if self.log.set_len(self.log_len).is_err() {
                 self.poisoned = true;
             }
             self.file_len = self.log_len;
             return Err(Error::io("appending to", path, e));
         }
-        let synced = match &self.sync_fault {
-            Some(fault) => (fault.0)(path).and_then(|()| self.log.sync_data()),
-            None => self.log.sync_data(),
-        };
-        if let Err(source) = synced {
+        if let Err(source) = self.log.sync_data(std::panic::Location::caller()) {
             // The record was written: it may be on disk or not, and a
             // retried fsync could report success for pages the kernel has
             // already dropped. Never retried; the next open replays the
@@ -1550,9 +1519,8 @@ impl Writer {
         let zeros = vec![0u8; (to - self.file_len) as usize];
         let done = self
             .log
-            .seek(SeekFrom::Start(self.file_len))
-            .and_then(|_| self.log.write_all(&zeros))
-            .and_then(|()| self.log.sync_all());
+            .write_at(self.file_len, &zeros)
+            .and_then(|()| self.log.sync_all(std::panic::Location::caller()));
         match done {
             Ok(()) => self.file_len = to,
             Err(e) => {
@@ -1563,9 +1531,11 @@ impl Writer {
     }
 
     /// Snapshot to a temporary file (fsync), new empty log naming it to a
-    /// temporary file (fsync), rename the snapshot (fsync dir), rename the
-    /// log (fsync dir). A crash before the first rename keeps the old pair;
-    /// after it, opening finds the new log waiting and finishes the job.
+    /// temporary file (fsync), rename the snapshot (fsync dir), then the
+    /// expiry file and the log (see [`finish_renames`]). A crash before the
+    /// snapshot rename keeps the old pair; after it, opening finds the new
+    /// log waiting and finishes the job. Every file gets the snapshot's
+    /// mode and owner ([`files::perms_of`]).
     fn compact(&mut self, shared: &Shared) -> Result<()> {
         if self.poisoned {
             return Err(Error::Poisoned {
@@ -1575,9 +1545,10 @@ impl Writer {
         let span = tracing::debug_span!("store_compact", log_bytes = self.log_len);
         let _g = span.enter();
         let p = &shared.paths;
+        let disk = &*shared.disk;
         // Someone (the Python assistant?) rewrote the snapshot while we had
         // it open: replacing it would silently drop their change.
-        let on_disk = SnapshotId::of(files::read_optional(&p.snapshot)?.as_deref());
+        let on_disk = SnapshotId::of(files::read_optional_on(disk, &p.snapshot)?.as_deref());
         if on_disk != self.snapshot {
             return Err(Error::SnapshotModified {
                 snapshot: p.snapshot.clone(),
@@ -1604,31 +1575,29 @@ impl Writer {
         let ttl_text = {
             let map = shared.map.read();
             let expires = shared.expires.read();
-            (!expires.is_empty() || p.ttl.exists()).then(|| files::encode_expiries(&map, &expires))
+            let keep = !expires.is_empty() || files::exists(disk, &p.ttl)?;
+            keep.then(|| files::encode_expiries(&map, &expires))
         };
-        let staged = files::write_synced(&p.snapshot_tmp, text.as_bytes(), Some(&p.snapshot))
+        let perms = files::perms_of(disk, &p.snapshot)?;
+        let staged = files::write_synced(disk, &p.snapshot_tmp, text.as_bytes(), perms)
             .and_then(|()| match &ttl_text {
-                Some(t) => files::write_synced(&p.ttl_tmp, t.as_bytes(), None),
+                Some(t) => files::write_synced(disk, &p.ttl_tmp, t.as_bytes(), perms),
                 None => Ok(()),
             })
-            .and_then(|()| files::write_synced(&p.log_tmp, &log::encode_header(id), None));
+            .and_then(|()| files::write_synced(disk, &p.log_tmp, &log::encode_header(id), perms));
         if let Err(e) = staged {
-            let _ = std::fs::remove_file(&p.snapshot_tmp);
-            let _ = std::fs::remove_file(&p.ttl_tmp);
-            let _ = std::fs::remove_file(&p.log_tmp);
+            self.discard_staged(shared);
             return Err(e);
         }
-        // Crash after this rename: opening finds the new log waiting and
-        // renames the expiry file and the log into place.
-        files::rename(&p.snapshot_tmp, &p.snapshot)?;
-        self.snapshot = id;
-        files::fsync_dir(&p.dir)?;
-        if ttl_text.is_some() {
-            files::rename(&p.ttl_tmp, &p.ttl)?;
+        // From the snapshot rename on, the next open replays the new log,
+        // not the one this writer holds: a write appended to the old one
+        // now would be acknowledged and then dropped. So any failure from
+        // here on stops all writes; the next open finishes the compaction.
+        if let Err(e) = self.swap_in(shared, id) {
+            self.poisoned = true;
+            tracing::error!(error = %e.chain(), "compaction failed after its snapshot rename; store poisoned, reopen it to finish the compaction");
+            return Err(e);
         }
-        files::rename(&p.log_tmp, &p.log)?;
-        files::fsync_dir(&p.dir)?;
-        self.log = open_log(&p.log)?;
         self.log_len = log::HEADER_LEN as u64;
         self.file_len = self.log_len;
         self.next_compact_at = shared.config.compact_log_bytes;
@@ -1638,6 +1607,26 @@ impl Writer {
         c.snapshot_bytes.store(text.len() as u64, Ordering::Relaxed);
         tracing::debug!(snapshot_bytes = text.len(), "compacted");
         Ok(())
+    }
+
+    /// The staged files' renames and the switch to the new log.
+    fn swap_in(&mut self, shared: &Shared, id: SnapshotId) -> Result<()> {
+        let (p, disk) = (&shared.paths, &*shared.disk);
+        files::rename(disk, &p.snapshot_tmp, &p.snapshot)?;
+        self.snapshot = id;
+        files::sync_dir(disk, &p.dir)?;
+        finish_renames(disk, p)?;
+        self.log = open_log(disk, &p.log)?;
+        Ok(())
+    }
+
+    /// Removes a failed compaction's temporary files, durably (see
+    /// [`remove_leftovers`]); if that fails too, writes stop.
+    fn discard_staged(&mut self, shared: &Shared) {
+        if let Err(e) = remove_leftovers(&*shared.disk, &shared.paths) {
+            self.poisoned = true;
+            tracing::error!(error = %e.chain(), "could not remove a failed compaction's files; store poisoned");
+        }
     }
 }
 

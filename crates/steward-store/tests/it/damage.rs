@@ -295,8 +295,8 @@ fn crash_between_compaction_renames_is_rolled_forward() {
     assert_eq!(s.list_keys(), ["a", "b"]);
 }
 
-/// A failed fdatasync of a write batch (through the store's fault seam, a
-/// stand-in for EIO from the disk: the record is written, its fsync fails)
+/// A failed fdatasync of a write batch (through the store's I/O seam, a
+/// disk that fails the log's fdatasync with EIO: the record is written)
 /// is reported as "outcome unknown", never as "not applied": the record
 /// can be on disk, and here it is, so the reset the caller saw fail wipes
 /// the memory at the next open. The store is poisoned, the fsync not
@@ -309,17 +309,8 @@ fn failed_fsync_of_a_write_is_reported_as_unknown_and_may_be_applied() {
     let (_d, path) = temp_store();
     for failing in ["reset", "upsert"] {
         let armed = Arc::new(AtomicBool::new(false));
-        let trigger = Arc::clone(&armed);
-        let s = Store::builder(&path)
-            .fail_log_sync(move |_| {
-                if trigger.load(Ordering::SeqCst) {
-                    Err(std::io::Error::from_raw_os_error(5)) // EIO
-                } else {
-                    Ok(())
-                }
-            })
-            .build()
-            .unwrap();
+        let disk = crate::faults::failing_log_sync(Arc::clone(&armed));
+        let s = Store::builder(&path).disk(Arc::new(disk)).build().unwrap();
         s.upsert("a", 1).unwrap();
         s.upsert("b", 2).unwrap();
         armed.store(true, Ordering::SeqCst);

@@ -6,17 +6,20 @@ mod child;
 mod concurrency;
 mod crash;
 mod damage;
+mod faults;
 mod folder;
 mod fuzz_inputs;
 mod jsongen;
 
 mod model;
+mod modes;
 mod prompt_xml;
 mod python;
 mod redis_backend;
 pub(crate) mod redis_server;
 mod redis_tls;
 mod ttl;
+mod workload;
 
 use std::path::{Path, PathBuf};
 
