@@ -136,6 +136,19 @@ pub enum Error {
         /// The nesting limit.
         limit: usize,
     },
+    /// A write would have created a key beyond the store's cap on keys
+    /// ([`StoreConfig::max_keys`](crate::StoreConfig::max_keys),
+    /// `RedisConfig::max_keys`): nothing of it was applied. Replacing or
+    /// deleting existing keys still works.
+    #[error("store {location} holds its limit of {limit} keys: key {key:?} was not created")]
+    TooManyKeys {
+        /// The store: the snapshot's path, or the Redis store's location.
+        location: String,
+        /// The key that was not created.
+        key: String,
+        /// The cap.
+        limit: usize,
+    },
     /// A value could not be converted to or from the requested type.
     #[error("value of key {key:?}")]
     Json {

@@ -118,6 +118,12 @@ pub struct RedisConfig {
     pub max_key_bytes: usize,
     /// Largest value, as compact JSON bytes. Default 1 MiB.
     pub max_value_bytes: usize,
+    /// Most keys in the namespace: a write that would create one more is
+    /// refused with [`Error::TooManyKeys`] and changes nothing, checked
+    /// inside the write script (atomic across processes). An entry whose
+    /// TTL ran out counts until a read or a sweep notices it. Default
+    /// 100,000 (as the file store).
+    pub max_keys: usize,
     /// Changes a subscription buffers before dropping new ones.
     pub subscription_capacity: usize,
     /// Record each write's answer (one small key per pooled connection,
@@ -158,6 +164,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("max_key_bytes", &self.max_key_bytes)
             .field("max_value_bytes", &self.max_value_bytes)
+            .field("max_keys", &self.max_keys)
             .field("subscription_capacity", &self.subscription_capacity)
             .field("dedupe_writes", &self.dedupe_writes)
             .field("batches_in_flight", &self.batches_in_flight)
@@ -183,6 +190,7 @@ impl Default for RedisConfig {
             connect_timeout: Duration::from_secs(5),
             max_key_bytes: store.max_key_bytes,
             max_value_bytes: store.max_value_bytes,
+            max_keys: store.max_keys,
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             dedupe_writes: true,
             batches_in_flight: 4,
@@ -272,6 +280,12 @@ impl RedisBuilder {
     /// See [`RedisConfig::max_value_bytes`].
     pub fn max_value_bytes(mut self, n: usize) -> Self {
         self.config.max_value_bytes = n;
+        self
+    }
+
+    /// See [`RedisConfig::max_keys`].
+    pub fn max_keys(mut self, n: usize) -> Self {
+        self.config.max_keys = n;
         self
     }
 
@@ -516,7 +530,8 @@ end
 
 /// Writes: a batch of one or more, applied in order. KEYS: order, seq,
 /// record key, then each write's value key. ARGV: channel, value prefix,
-/// record ms (0: no record), batch number, then per write: mode (c create,
+/// record ms (0: no record), batch number, most keys (a create beyond it
+/// fails with the `TOO_MANY_KEYS` refusal), then per write: mode (c create,
 /// u update, s upsert, d delete, r reset), key, value JSON, ttl ms (0:
 /// none). Returns one answer per write: 0 unchanged, 1 replaced / deleted /
 /// reset, 2 added, or `E<message>` for a write the server refused (each
@@ -536,7 +551,12 @@ if ARGV[3] ~= '0' then
     return string.sub(done, #tag + 1)
   end
 end
+local cap = tonumber(ARGV[5])
 local function apply(vkey, mode, key, json, ttl)
+  if (mode == 'c' or mode == 's') and redis.call('ZCARD', KEYS[1]) >= cap
+      and redis.call('EXISTS', vkey) == 0 then
+    error({err = 'TOO_MANY_KEYS'})
+  end
   if mode == 'r' then
     local keys = redis.call('ZRANGE', KEYS[1], 0, -1)
     for _, k in ipairs(keys) do redis.call('DEL', ARGV[2] .. k) end
@@ -582,8 +602,8 @@ local function apply(vkey, mode, key, json, ttl)
   return 2
 end
 local out, rec = {}, {}
-for i = 1, (#ARGV - 4) / 4 do
-  local a = 4 * i
+for i = 1, (#ARGV - 5) / 4 do
+  local a = 4 * i + 1
   local ok, r = pcall(apply, KEYS[3 + i], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
   if ok then
     out[i], rec[i] = r, r
@@ -737,6 +757,7 @@ struct Counters {
     retries: AtomicU64,
     write_unknown: AtomicU64,
     write_not_applied: AtomicU64,
+    keys_refused: AtomicU64,
     read_failures: AtomicU64,
     subscription_gaps: AtomicU64,
 }
@@ -762,6 +783,8 @@ pub struct RedisStats {
     pub write_unknown: u64,
     /// Writes that failed with [`Error::RedisWriteNotApplied`].
     pub write_not_applied: u64,
+    /// Writes refused with [`Error::TooManyKeys`] (not applied).
+    pub keys_refused: u64,
     /// Reads that failed.
     pub read_failures: u64,
     /// Times a subscription's connection was lost and re-established
@@ -930,6 +953,9 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// The script's refusal of a write beyond [`RedisConfig::max_keys`].
+const TOO_MANY_KEYS: &str = "TOO_MANY_KEYS";
+
 /// One write's answer from a batch reply: the script's code, or the
 /// server's refusal of that write.
 type Answer = std::result::Result<i64, String>;
@@ -1079,6 +1105,7 @@ impl RedisStore {
             retries: l(&c.retries),
             write_unknown: l(&c.write_unknown),
             write_not_applied: l(&c.write_not_applied),
+            keys_refused: l(&c.keys_refused),
             read_failures: l(&c.read_failures),
             subscription_gaps: l(&c.subscription_gaps),
             pool: self.inner.pool.metrics(),
@@ -1307,6 +1334,20 @@ impl RedisStore {
                 c.fetch_add(1, Ordering::Relaxed);
                 Ok(r)
             }
+            Err(message) if message == TOO_MANY_KEYS => {
+                let total = counters.keys_refused.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    key,
+                    total,
+                    limit = self.inner.config.max_keys,
+                    "write refused: the namespace holds its key cap"
+                );
+                Err(crate::store::keycap::refusal(
+                    self.inner.location.clone(),
+                    key,
+                    self.inner.config.max_keys,
+                ))
+            }
             Err(message) => {
                 counters.write_not_applied.fetch_add(1, Ordering::Relaxed);
                 Err(Error::RedisWriteNotApplied {
@@ -1341,7 +1382,8 @@ impl RedisStore {
             inv.arg(&k.channel)
                 .arg(&k.value_prefix)
                 .arg(record_ms)
-                .arg(&number);
+                .arg(&number)
+                .arg(inner.config.max_keys);
             for o in ops {
                 inv.arg(o.mode.code())
                     .arg(&o.key)

@@ -23,6 +23,8 @@ use crate::log::{self, SnapshotId};
 use crate::prompt;
 use crate::subscribe::{Change, DEFAULT_SUBSCRIPTION_CAPACITY, Hub, SubQueue, Subscription};
 
+pub(crate) mod keycap;
+
 /// Settings of a store. Plain data: build one with `Default` and struct
 /// update syntax, or load it from a config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +43,11 @@ pub struct StoreConfig {
     /// Largest group-commit batch in bytes: more waiting writes go into the
     /// next batch. Default 8 MiB.
     pub max_batch_bytes: usize,
+    /// Most keys the store holds: a write that would create one more is
+    /// refused with [`Error::TooManyKeys`] and changes nothing (replacing
+    /// and deleting keys still work; expired entries do not count). A
+    /// memory opened with more keys keeps them. Default 100,000.
+    pub max_keys: usize,
 }
 
 impl Default for StoreConfig {
@@ -51,6 +58,7 @@ impl Default for StoreConfig {
             compact_log_bytes: 4 << 20,
             compact_on_close: true,
             max_batch_bytes: 8 << 20,
+            max_keys: 100_000,
         }
     }
 }
@@ -110,6 +118,9 @@ impl StoreConfig {
     fn validate(&self) -> Result<()> {
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 || self.max_batch_bytes == 0 {
             return Err(Error::Config("limits must be at least 1 byte".into()));
+        }
+        if self.max_keys == 0 {
+            return Err(Error::Config("max_keys must be at least 1".into()));
         }
         if self.max_key_bytes > MAX_LIMIT
             || self.max_value_bytes > MAX_LIMIT
@@ -177,6 +188,12 @@ impl StoreBuilder {
     /// See [`StoreConfig::max_value_bytes`].
     pub fn max_value_bytes(mut self, n: usize) -> Self {
         self.config.max_value_bytes = n;
+        self
+    }
+
+    /// See [`StoreConfig::max_keys`].
+    pub fn max_keys(mut self, n: usize) -> Self {
+        self.config.max_keys = n;
         self
     }
 
@@ -476,6 +493,7 @@ struct Counters {
     snapshot_bytes: AtomicU64,
     failed_batches: AtomicU64,
     expired: AtomicU64,
+    keys_refused: AtomicU64,
 }
 
 /// Counters of a store, as a plain snapshot.
@@ -505,6 +523,9 @@ pub struct Stats {
     pub ttl_entries: usize,
     /// Expired entries removed by sweeps and compactions.
     pub expired: u64,
+    /// Writes refused because they would have created a key beyond
+    /// [`StoreConfig::max_keys`].
+    pub keys_refused: u64,
 }
 
 /// One queued write, already validated and encoded by the caller.
@@ -849,6 +870,7 @@ impl Store {
         value: Value,
         make: fn(String, Value, Vec<u8>) -> WriteOp,
     ) -> Result<WriteOp> {
+            keys_refused: c.keys_refused.load(Ordering::Relaxed),
         let json = self.encode(key, &value)?;
         Ok(make(key.to_string(), value, json))
     }
@@ -1325,6 +1347,7 @@ impl Writer {
             return;
         }
         let c = &shared.counters;
+        let (batch, effects) = refuse_beyond_cap(shared, batch, effects);
         let applied = effects.iter().filter(|e| e.changed).count() as u64;
         c.writes.fetch_add(applied, Ordering::Relaxed);
         c.unchanged
@@ -1392,6 +1415,9 @@ impl Writer {
                 effect.changed = true;
             };
             match w {
+        let mut cap = keycap::KeyCap::new(shared.config.max_keys, map.len(), batch.len(), || {
+            expires.values().filter(|&&t| now >= t).count()
+        });
                 WriteOp::Create(_, _, j) if !exists => set(&mut payload, &mut effect, j),
                 WriteOp::Update(_, _, j) if exists => set(&mut payload, &mut effect, j),
                 WriteOp::Upsert(_, _, j) => set(&mut payload, &mut effect, j),
@@ -1401,6 +1427,11 @@ impl Writer {
                     log::encode_expire(&mut payload, key, at);
                     effect.expires_at = Some(at);
                 }
+            if !cap.admits(w, exists) {
+                effect.refused = true;
+                effects.push(effect);
+                continue;
+            }
                 WriteOp::Delete(_) if exists => {
                     log::encode_delete(&mut payload, key);
                     effect.changed = true;
@@ -1434,6 +1465,9 @@ impl Writer {
             let expires = shared.expires.read();
             expires
                 .iter()
+            if effect.changed {
+                cap.applied(w, exists);
+            }
                 .filter(|&(_, &t)| now >= t)
                 .map(|(k, _)| k.clone())
                 .collect()
@@ -1669,6 +1703,45 @@ fn apply_write(
     }
     match w {
         WriteOp::Create(k, v, _) | WriteOp::Update(k, v, _) => {
+    /// Refused by the key cap: nothing of it is applied.
+    refused: bool,
+}
+
+/// Answers the writes the key cap refused and returns the rest (their
+/// effects are empty, so the batch's payload does not hold them).
+fn refuse_beyond_cap(
+    shared: &Shared,
+    batch: Vec<(WriteOp, Reply)>,
+    effects: Vec<Effect>,
+) -> (Vec<(WriteOp, Reply)>, Vec<Effect>) {
+    if effects.iter().all(|e| !e.refused) {
+        return (batch, effects);
+    }
+    let (mut writes, mut kept) = (Vec::new(), Vec::new());
+    let mut refused = 0u64;
+    let limit = shared.config.max_keys;
+    for ((w, reply), effect) in batch.into_iter().zip(effects) {
+        if effect.refused {
+            refused += 1;
+            let location = shared.paths.snapshot.display().to_string();
+            reply.complete(Err(keycap::refusal(location, w.key(), limit)));
+        } else {
+            writes.push((w, reply));
+            kept.push(effect);
+        }
+    }
+    let total = shared
+        .counters
+        .keys_refused
+        .fetch_add(refused, Ordering::Relaxed)
+        + refused;
+    tracing::warn!(
+        refused,
+        total,
+        limit = shared.config.max_keys,
+        "writes refused: they would create keys beyond the store's key cap"
+    );
+    (writes, kept)
             expires.remove(&k);
             map.insert(k, v);
             None

@@ -10,6 +10,7 @@ mod faults;
 mod folder;
 mod fuzz_inputs;
 mod jsongen;
+mod keycap;
 
 mod model;
 mod modes;
