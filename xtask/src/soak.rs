@@ -1,5 +1,6 @@
 //! `cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T]
-//! [--session-limit L] [--warmup W] [--max-growth-kib-per-hour G] [--heap]`:
+//! [--session-limit L] [--poll P] [--warmup W] [--max-growth-kib-per-hour G]
+//! [--heap]`:
 //! a long assistant run against the local stand-in, with RSS recorded every
 //! second.
 //!
@@ -21,7 +22,14 @@
 //! autocorrelation the interval ignores. The task fails when the
 //! anonymous growth (RSS when the report has no anonymous series) exceeds
 //! `--max-growth-kib-per-hour` (default 256, the goal). `rss.csv` and
-//! `rss.png` are beside it.
+//! `rss.png` are beside it; the figures come from `rss.csv`, which has every
+//! poll's sample (the report keeps a bounded, evenly thinned series).
+//!
+//! With more than 10 sessions the summary also compares the RSS after the
+//! first 10 (the median of the samples taken while the 11th ran) with the
+//! RSS while the last one ran, and the task fails when it grew by more than
+//! 1 MiB: `cargo xtask soak --sessions 1000 --duration 20m --poll 250ms`
+//! is the 1,000-sessions check.
 //!
 //! `--heap` builds the binary with feature `dhat-heap` (dhat as the global
 //! allocator; see `heap.rs` of steward-cli) and has it start the heap
@@ -49,9 +57,12 @@ cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T] [--session-limi
   --drop-every T     the stand-in drops the link after every T turns (0: never); default 50
   --session-limit L  the stand-in ends each session after L (renewed before); default 2m (renewals
                      every 90 s: more often than the drops come)
+  --poll P           sample RSS this often (humantime); default 1s
   --warmup W         seconds left out of the growth (default: 10 min, at most a fifth of the run)
   --max-growth-kib-per-hour G
                      fail when the anonymous RSS grows faster after the warm-up; default 256
+                     (with more than 10 sessions, also when RSS while the last session ran is more
+                     than 1 MiB above RSS after the first 10)
   --heap             profile the heap with dhat from the end of the warm-up and list the
                      allocation sites still live at the end (heap-growth.txt)
 ";
@@ -62,12 +73,17 @@ const WARMUP_MAX_S: f64 = 600.0;
 const MAX_POINTS: f64 = 600.0;
 /// z of a two-sided 95 % interval.
 const Z95: f64 = 1.959_964;
+/// Sessions after which the session check takes its baseline.
+const BASELINE_SESSIONS: u64 = 10;
+/// Most the RSS may grow from the baseline to the last session.
+const MAX_SESSIONS_GROWTH: f64 = 1024.0 * 1024.0;
 
 pub(crate) fn run_soak(args: &[String]) -> Result<()> {
     let mut duration = "1h".to_string();
     let mut sessions = "6".to_string();
     let mut drop_every = "50".to_string();
     let mut session_limit = "2m".to_string();
+    let mut poll = "1s".to_string();
     let mut warmup_arg: Option<String> = None;
     let mut max_growth = "256".to_string();
     let mut heap = false;
@@ -82,6 +98,7 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
             "--session-limit" => {
                 session_limit = it.next().context("--session-limit needs a value")?.clone();
             }
+            "--poll" => poll = it.next().context("--poll needs a value")?.clone(),
             "--warmup" => {
                 warmup_arg = Some(it.next().context("--warmup needs seconds")?.clone());
             }
@@ -171,6 +188,8 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
             &drop_every,
             "--standin-session-limit",
             &session_limit,
+            "--poll",
+            &poll,
         ])
         .arg("--soak-dir")
         .arg(&dir)
@@ -181,9 +200,20 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
 
     let text = std::fs::read_to_string(&report_path)
         .with_context(|| format!("cannot read {}", report_path.display()))?;
-    let report: Value = serde_json::from_str(&text)
+    let mut report: Value = serde_json::from_str(&text)
         .with_context(|| format!("{} is not JSON", report_path.display()))?;
-    let summary = summarize(&report, warmup_s, max_growth_kib * 1024.0)?;
+    let csv_path = dir.join("rss.csv");
+    let text = std::fs::read_to_string(&csv_path)
+        .with_context(|| format!("cannot read {}", csv_path.display()))?;
+    let rows = parse_csv(&text).with_context(|| format!("in {}", csv_path.display()))?;
+    report["rss_samples"] = rows.iter().map(|r| json!([r.seconds, r.rss])).collect();
+    report["rss_anon_samples"] = rows
+        .iter()
+        .filter(|r| r.anon > 0.0)
+        .map(|r| json!([r.seconds, r.anon]))
+        .collect();
+    let mut summary = summarize(&report, warmup_s, max_growth_kib * 1024.0)?;
+    summary["sessions_check"] = sessions_check(&rows)?;
     let path = dir.join("summary.json");
     std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -211,6 +241,14 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
         );
         eprintln!("soak: {} (dhat-heap.json beside it)", out.display());
     }
+    let check = &summary["sessions_check"];
+    if check["within_goal"] == Value::Bool(false) {
+        bail!(
+            "RSS while session {} ran was {} bytes above RSS after the first {BASELINE_SESSIONS}, more than the goal of {MAX_SESSIONS_GROWTH} bytes",
+            check["last_session"],
+            check["growth_bytes"]
+        );
+    }
     if summary["growth_within_goal"] == Value::Bool(false) {
         bail!(
             "{} grew {} bytes/h after the warm-up (95 % interval {}), above the goal of {} KiB/h",
@@ -221,6 +259,83 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One line of `rss.csv`.
+struct CsvRow {
+    seconds: f64,
+    rss: f64,
+    session: u64,
+    /// 0 where unknown.
+    anon: f64,
+}
+
+/// The lines of `rss.csv` (`seconds,rss_bytes,level,session,rss_anon_bytes`).
+fn parse_csv(text: &str) -> Result<Vec<CsvRow>> {
+    let mut lines = text.lines().enumerate();
+    let header = lines.next().map(|(_, h)| h);
+    if header != Some("seconds,rss_bytes,level,session,rss_anon_bytes") {
+        bail!("line 1 is not the header `seconds,rss_bytes,level,session,rss_anon_bytes`");
+    }
+    lines
+        .map(|(i, line)| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let number = |at: usize| -> Result<f64> {
+                fields
+                    .get(at)
+                    .and_then(|f| f.parse().ok())
+                    .with_context(|| {
+                        format!("line {}: field {} is not a number: {line:?}", i + 1, at + 1)
+                    })
+            };
+            Ok(CsvRow {
+                seconds: number(0)?,
+                rss: number(1)?,
+                session: number(3)? as u64,
+                anon: number(4)?,
+            })
+        })
+        .collect()
+}
+
+/// With more than [`BASELINE_SESSIONS`] sessions: the median RSS (and
+/// anonymous part) of the samples taken while the next one ran, after the
+/// first ones closed, against the same while the last one ran; `null` with
+/// fewer.
+fn sessions_check(rows: &[CsvRow]) -> Result<Value> {
+    let last = rows.iter().map(|r| r.session).max().unwrap_or(0);
+    if last <= BASELINE_SESSIONS {
+        return Ok(Value::Null);
+    }
+    let median_in = |session: u64, field: fn(&CsvRow) -> f64| {
+        let mut values: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.session == session)
+            .map(field)
+            .collect();
+        theil_sen::median(&mut values)
+    };
+    let baseline = BASELINE_SESSIONS + 1;
+    let (Some(before), Some(after)) = (median_in(baseline, |r| r.rss), median_in(last, |r| r.rss))
+    else {
+        bail!(
+            "no RSS sample while session {baseline} or {last} ran: poll more often (--poll) or make the sessions longer"
+        );
+    };
+    let anon = median_in(baseline, |r| r.anon).zip(median_in(last, |r| r.anon));
+    let growth = after - before;
+    Ok(json!({
+        "baseline_session": baseline,
+        "last_session": last,
+        "rss_baseline_bytes": before.round() as i64,
+        "rss_last_bytes": after.round() as i64,
+        "growth_bytes": growth.round() as i64,
+        "anon_baseline_bytes": anon.map(|(b, _)| b.round() as i64),
+        "anon_last_bytes": anon.map(|(_, a)| a.round() as i64),
+        "anon_growth_bytes": anon.map(|(b, a)| (a - b).round() as i64),
+        "goal_bytes": MAX_SESSIONS_GROWTH as i64,
+        "within_goal": growth <= MAX_SESSIONS_GROWTH,
+    }))
 }
 
 /// Seconds in `1h`, `10m`, `90s`, `2h30m` (the forms the soak takes).
@@ -479,6 +594,24 @@ fn print_summary(s: &Value) {
         ms(&s["reconnect_replay"]["p95_us"])
     );
     println!("  threads {}, fds {}", s["threads"], s["fds"]);
+    let check = &s["sessions_check"];
+    if !check.is_null() {
+        println!(
+            "  sessions: RSS {:.2} MiB while session {} ran, {:.2} MiB while session {} ran: {:+.0} KiB (anonymous {:+.0} KiB); goal at most {:.0} KiB: {}",
+            mib(&check["rss_baseline_bytes"]),
+            check["baseline_session"],
+            mib(&check["rss_last_bytes"]),
+            check["last_session"],
+            kib(&check["growth_bytes"]),
+            kib(&check["anon_growth_bytes"]),
+            kib(&check["goal_bytes"]),
+            if check["within_goal"] == Value::Bool(true) {
+                "met"
+            } else {
+                "EXCEEDED"
+            }
+        );
+    }
 }
 
 #[cfg(test)]
@@ -573,6 +706,34 @@ mod tests {
         // Everything inside the warm-up: nothing to estimate.
         let rss = samples(10, |_| MIB);
         assert!(summarize(&json!({"rss_samples": rss}), Some(60.0), 0.0).is_err());
+    }
+
+    #[test]
+    fn the_sessions_check_compares_the_11th_session_with_the_last() {
+        let mut text = String::from("seconds,rss_bytes,level,session,rss_anon_bytes\n");
+        // Sessions 1..=30, two samples each; RSS steps up 100 KiB a session.
+        for i in 0..60_u32 {
+            let session = i / 2 + 1;
+            let rss = 10 * 1024 * 1024 + session * 100 * 1024 + i % 2;
+            text += &format!("{}.000,{rss},none,{session},{}\n", i, rss / 2);
+        }
+        let rows = parse_csv(&text).expect("csv");
+        assert_eq!(rows.len(), 60);
+        let check = sessions_check(&rows).expect("check");
+        assert_eq!(check["baseline_session"], 11);
+        assert_eq!(check["last_session"], 30);
+        // 19 sessions of 100 KiB: above 1 MiB.
+        assert_eq!(check["growth_bytes"], 19 * 100 * 1024);
+        assert_eq!(check["within_goal"], false);
+        assert_eq!(check["anon_growth_bytes"], 19 * 50 * 1024);
+        // Ten sessions or fewer: no check.
+        assert_eq!(sessions_check(&rows[..20]).expect("check"), Value::Null);
+        // A bad line is named.
+        let err = parse_csv("seconds,rss_bytes,level,session,rss_anon_bytes\n1,2,none,x,4\n")
+            .err()
+            .expect("refused");
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+        assert!(parse_csv("t,rss\n").is_err());
     }
 
     #[test]

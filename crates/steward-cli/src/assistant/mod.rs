@@ -385,7 +385,7 @@ impl Assistant {
             tool_outputs: 0,
             commits: 0,
             csv,
-            rows: Vec::new(),
+            rows: soak::Rows::new(soak::Rows::MAX),
             report: Report {
                 url: redact_url(&url),
                 rss_start,

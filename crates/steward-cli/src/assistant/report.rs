@@ -239,10 +239,12 @@ pub struct Report {
     /// warm-up and the `Growing` signal.
     #[serde(default)]
     pub memory_growth: MemoryGrowth,
-    /// RSS samples: (seconds since start, bytes).
+    /// RSS samples: (seconds since start, bytes); at most 512, evenly
+    /// spaced over the run (the soak's `rss.csv` has every poll's).
     pub rss_samples: Vec<(f64, u64)>,
     /// Samples of the anonymous part of RSS (heap, stacks), where a leak
-    /// shows: (seconds since start, bytes). Empty where unknown.
+    /// shows: (seconds since start, bytes), as `rss_samples`. Empty where
+    /// unknown.
     pub rss_anon_samples: Vec<(f64, u64)>,
     /// Threads of the process at the start (Linux).
     pub threads_start: Option<u64>,

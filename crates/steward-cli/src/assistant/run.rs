@@ -55,7 +55,7 @@ pub(super) struct Run {
     /// Manual commits sent in this conversation (each answered).
     pub(super) commits: u64,
     pub(super) csv: Option<soak::CsvWriter>,
-    pub(super) rows: Vec<soak::Row>,
+    pub(super) rows: soak::Rows,
     pub(super) report: Report,
     pub(super) session_index: u32,
     pub(super) last_error_log: Option<Instant>,
@@ -309,7 +309,7 @@ impl Run {
         let elapsed = self.started.elapsed();
         let seconds = elapsed.as_secs_f64();
         self.report.rss_peak = self.report.rss_peak.max(rss);
-        // The report's sample lists are made from the rows at the end.
+        // The report's sample lists are made from the (bounded) rows at the end.
         let anon = procfs::rss_anon_bytes();
         let row = soak::Row {
             seconds,
@@ -428,9 +428,9 @@ impl Run {
         self.report.rss_end = rss_end;
         self.report.rss_peak = self.report.rss_peak.max(rss_end);
 
-        self.report.rss_samples = self.rows.iter().map(|r| (r.seconds, r.rss_bytes)).collect();
-        self.report.rss_anon_samples = self
-            .rows
+        let rows = self.rows.as_slice();
+        self.report.rss_samples = rows.iter().map(|r| (r.seconds, r.rss_bytes)).collect();
+        self.report.rss_anon_samples = rows
             .iter()
             .filter(|r| r.rss_anon_bytes > 0)
             .map(|r| (r.seconds, r.rss_anon_bytes))
@@ -441,7 +441,7 @@ impl Run {
                 self.report.duration_ms as f64 / 1000.0,
                 self.report.sessions
             );
-            let rows = std::mem::take(&mut self.rows);
+            let rows = std::mem::replace(&mut self.rows, soak::Rows::new(0)).into_vec();
             let path = dir.join("rss.png");
             match super::off_runtime(move || soak::plot(&path, &rows, &title)).await {
                 Some(Ok(())) => {}

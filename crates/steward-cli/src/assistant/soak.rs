@@ -37,6 +37,65 @@ pub(crate) struct Row {
     pub(crate) rss_anon_bytes: u64,
 }
 
+/// The samples kept in memory for the report and the plot: at most
+/// [`Rows::MAX`]. When full, every second one goes and from then on only
+/// every second new one is kept (the stride doubles), so a run of any length
+/// holds the same memory once the first `MAX` polls are in. Kept whole, the
+/// samples were the assistant's own slow growth (40 bytes a poll, 141 KiB an
+/// hour at the default poll); `rss.csv` still has every one.
+pub(crate) struct Rows {
+    rows: Vec<Row>,
+    max: usize,
+    /// Polls seen; the one numbered `n` is kept when `n % stride == 0`.
+    seen: u64,
+    stride: u64,
+}
+
+impl Rows {
+    /// 512 rows (20 KiB) fill before a soak's 10 min warm-up ends at the
+    /// default poll, and are plenty for a 1000-pixel plot.
+    pub(crate) const MAX: usize = 512;
+
+    /// At most `max` rows (rounded up to an even number, at least 2), all
+    /// allocated now.
+    pub(crate) fn new(max: usize) -> Self {
+        let max = max.max(2).next_multiple_of(2);
+        Self {
+            rows: Vec::with_capacity(max),
+            max,
+            seen: 0,
+            stride: 1,
+        }
+    }
+
+    pub(crate) fn push(&mut self, row: Row) {
+        let n = self.seen;
+        self.seen += 1;
+        if !n.is_multiple_of(self.stride) {
+            return;
+        }
+        if self.rows.len() == self.max {
+            // Keep the even positions: the polls numbered a multiple of the
+            // doubled stride (`n` is one: `max` is even).
+            let mut position = 0;
+            self.rows.retain(|_| {
+                position += 1;
+                position % 2 == 1
+            });
+            self.stride *= 2;
+        }
+        self.rows.push(row);
+    }
+
+    pub(crate) fn as_slice(&self) -> &[Row] {
+        &self.rows
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<Row> {
+        self.rows
+    }
+}
+
 /// Appends rows to `rss.csv` as they come (flushed each time, so a run cut
 /// short still leaves its data).
 pub(crate) struct CsvWriter {
@@ -195,6 +254,40 @@ pub(crate) fn plot(path: &Path, rows: &[Row], title: &str) -> Result<(), Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(i: u64) -> Row {
+        Row {
+            seconds: i as f64,
+            rss_bytes: i,
+            level: steward::monitor::Level::None,
+            session: 1,
+            rss_anon_bytes: 0,
+        }
+    }
+
+    /// Against the model: after `n` polls the rows are the polls numbered
+    /// a multiple of the smallest power-of-two stride that fits them in
+    /// `max`, and the memory never moves.
+    #[test]
+    fn rows_stay_bounded_and_evenly_spaced() {
+        for max in [2, 3, 8, 10] {
+            let mut rows = Rows::new(max);
+            let cap = max.next_multiple_of(2);
+            let buffer = rows.as_slice().as_ptr();
+            for n in 1..=40 * max as u64 {
+                rows.push(row(n - 1));
+                let mut stride = 1;
+                while n.div_ceil(stride) > cap as u64 {
+                    stride *= 2;
+                }
+                let want: Vec<u64> = (0..n).filter(|i| i % stride == 0).collect();
+                let got: Vec<u64> = rows.as_slice().iter().map(|r| r.rss_bytes).collect();
+                assert_eq!(got, want, "max {max}, after {n} polls");
+                assert_eq!(rows.rows.capacity(), cap);
+            }
+            assert_eq!(rows.as_slice().as_ptr(), buffer, "reallocated");
+        }
+    }
 
     #[test]
     fn csv_and_plot_are_written() {
