@@ -97,7 +97,7 @@ async fn execute(store: &Store, name: &str, arguments: &str) -> Result<Value, St
             store
                 .upsert_async(&key, value)
                 .await
-                .map_err(|e| format!("cannot store {key:?}: {}", for_model(&e)))?;
+                .map_err(|e| remember_failed(&key, &e))?;
             tracing::info!(%key, "remembered");
             Ok(json!({"ok": true, "key": key}))
         }
@@ -117,6 +117,17 @@ async fn execute(store: &Store, name: &str, arguments: &str) -> Result<Value, St
             "unknown tool {:?}",
             other.chars().take(64).collect::<String>()
         )),
+    }
+}
+
+/// Why `remember` failed, for the model: a full memory says what to do.
+fn remember_failed(key: &str, e: &steward::store::Error) -> String {
+    match e {
+        steward::store::Error::TooManyKeys { limit, .. } => format!(
+            "cannot store {key:?}: the memory is full ({limit} keys); \
+             forget a key or store under an existing one"
+        ),
+        e => format!("cannot store {key:?}: {}", for_model(e)),
     }
 }
 
@@ -193,6 +204,46 @@ mod tests {
                 failed: 3
             }
         );
+        store.close().expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_full_memory_is_a_tool_error_the_model_sees() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::builder(dir.path().join("memory.json"))
+            .max_keys(2)
+            .build()
+            .expect("store");
+        let mut counts = ToolCounts::default();
+        for key in ["a", "b"] {
+            let args = format!(r#"{{"key":"{key}","value":"x"}}"#);
+            let out = run(&store, "remember", &args, &mut counts).await;
+            assert!(out.contains("\"ok\":true"), "{out}");
+        }
+        let out = run(
+            &store,
+            "remember",
+            r#"{"key":"c","value":"x"}"#,
+            &mut counts,
+        )
+        .await;
+        let answer: Value = serde_json::from_str(&out).expect("JSON");
+        let error = answer["error"].as_str().expect("an error for the model");
+        assert!(
+            error.contains("\"c\"") && error.contains("full (2 keys)"),
+            "{error}"
+        );
+        // Replacing a fact still works; nothing of "c" was stored.
+        let out = run(
+            &store,
+            "remember",
+            r#"{"key":"a","value":"y"}"#,
+            &mut counts,
+        )
+        .await;
+        assert!(out.contains("\"ok\":true"), "{out}");
+        assert_eq!(store.read("c"), None);
+        assert_eq!((counts.remember, counts.failed), (3, 1));
         store.close().expect("close");
     }
 
