@@ -149,6 +149,10 @@ pub struct RealtimeStats {
     pub history_dropped: u64,
     /// Events for the application dropped because it did not read them.
     pub events_dropped: u64,
+    /// Client events not sent: the link they were decided for was lost
+    /// first (they name the old server session's items, so they must not
+    /// reach the next one), or the outbound queue was full.
+    pub events_unsent: u64,
 }
 
 impl RealtimeStats {

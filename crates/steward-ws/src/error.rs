@@ -110,6 +110,18 @@ pub enum Error {
         /// The message that was not queued.
         message: Message,
     },
+    /// `send_on`/`try_send_on` named a link that is no longer up (it was
+    /// lost, and a reconnect may already have made the next one); the
+    /// message is handed back, never written to another link.
+    #[error("WebSocket link {connection} to {url} is gone; the message was not queued")]
+    LinkGone {
+        /// The URL (without query).
+        url: String,
+        /// The link the message was meant for (as in `Event::Connected`).
+        connection: u64,
+        /// The message that was not queued.
+        message: Message,
+    },
     /// The session is shut down or gave up reconnecting; a message that could
     /// not be queued is handed back.
     #[error("WebSocket session to {url} is closed")]
@@ -186,7 +198,7 @@ impl Error {
     /// Takes back the message a failed `send`/`try_send` did not queue.
     pub fn into_message(self) -> Option<Message> {
         match self {
-            Error::Full { message, .. } => Some(message),
+            Error::Full { message, .. } | Error::LinkGone { message, .. } => Some(message),
             Error::Closed { message, .. } => message,
             _ => None,
         }

@@ -53,6 +53,7 @@ struct Counters {
     shed_outbound_bytes: AtomicU64,
     shed_inbound_messages: AtomicU64,
     shed_inbound_bytes: AtomicU64,
+    link_gone: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: u64) {
@@ -123,6 +124,11 @@ pub struct Stats {
     pub shed_inbound_messages: u64,
     /// Payload bytes of those messages.
     pub shed_inbound_bytes: u64,
+    /// Messages sent with [`Session::send_on`] / [`Session::try_send_on`]
+    /// whose link was gone: refused at the call, or (when the link was lost
+    /// between the call and the write) dropped by the I/O task instead of
+    /// going out on the next link.
+    pub link_gone: u64,
 }
 
 impl Stats {
@@ -213,6 +219,8 @@ struct Shared {
     /// Set by `shutdown` and when the I/O task ends: no new messages.
     closed: AtomicBool,
     connected: AtomicBool,
+    /// The number of the link that is up (as in `Event::Connected`); 0 while down.
+    link: AtomicU64,
     outbound: Budget,
     inbound: Budget,
 }
@@ -233,6 +241,8 @@ impl Shared {
 struct Outgoing {
     wire: tungstenite::Message,
     len: usize,
+    /// Written only on this link (`send_on`); `None`: on whichever link is up.
+    link: Option<u64>,
     _ticket: Ticket,
 }
 
@@ -442,6 +452,7 @@ impl Session {
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             connected: AtomicBool::new(true),
+            link: AtomicU64::new(1),
             client: client.clone(),
         });
         let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -508,11 +519,23 @@ impl Session {
         Ok(())
     }
 
-    fn enqueue(&self, message: Message, ticket: Ticket) -> Result<(), Error> {
+    /// The number of the link that is up now, as in
+    /// [`Event::Connected`]; `None` while the session is between links.
+    /// Pass it to [`send_on`](Self::send_on) for messages that only make
+    /// sense to the peer of this link.
+    pub fn connection(&self) -> Option<u64> {
+        match self.shared.link.load(Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    fn enqueue(&self, message: Message, link: Option<u64>, ticket: Ticket) -> Result<(), Error> {
         let len = message.len();
         let out = Outgoing {
             wire: message.into_wire(),
             len,
+            link,
             _ticket: ticket,
         };
         self.out_tx.send(out).map_err(|e| {
@@ -529,15 +552,32 @@ impl Session {
     /// [`Error::MessageTooLarge`] (nothing queued), [`Error::Closed`] with the
     /// message handed back.
     pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
-        self.check_size(&message)?;
-        if self.shared.closed.load(Relaxed) {
-            return Err(self.shared.closed_error(Some(message)));
-        }
+        self.send_scoped(None, message.into()).await
+    }
+
+    /// Like [`send`](Self::send), for a message meant for the peer of link
+    /// `connection` only (one that names its server-side state, such as an
+    /// item id): refused when that link is no longer up, and never written
+    /// to a later link. If the link is lost after the message was queued,
+    /// the message is handed back in [`Event::Disconnected`] or, when the
+    /// loss races the queueing, dropped and counted in
+    /// [`Stats::link_gone`]. Use [`connection`](Self::connection) or the
+    /// number of the latest [`Event::Connected`].
+    ///
+    /// # Errors
+    /// As [`send`](Self::send), and [`Error::LinkGone`] with the message.
+    pub async fn send_on(&self, connection: u64, message: impl Into<Message>) -> Result<(), Error> {
+        self.send_scoped(Some(connection), message.into()).await
+    }
+
+    async fn send_scoped(&self, link: Option<u64>, message: Message) -> Result<(), Error> {
+        let message = self.admit(link, message)?;
         let Some(ticket) = self.shared.outbound.clone().take(message.len()).await else {
             return Err(self.shared.closed_error(Some(message)));
         };
-        self.enqueue(message, ticket)
+        // The link may have gone while we waited for room.
+        let message = self.admit(link, message)?;
+        self.enqueue(message, link, ticket)
     }
 
     /// Queues a message if there is room now.
@@ -546,11 +586,20 @@ impl Session {
     /// [`Error::Full`] or [`Error::Closed`] with the message handed back,
     /// [`Error::MessageTooLarge`].
     pub fn try_send(&self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
-        self.check_size(&message)?;
-        if self.shared.closed.load(Relaxed) {
-            return Err(self.shared.closed_error(Some(message)));
-        }
+        self.try_send_scoped(None, message.into())
+    }
+
+    /// [`send_on`](Self::send_on) without waiting: queues the message for
+    /// link `connection` if that link is up and there is room now.
+    ///
+    /// # Errors
+    /// As [`try_send`](Self::try_send), and [`Error::LinkGone`] with the message.
+    pub fn try_send_on(&self, connection: u64, message: impl Into<Message>) -> Result<(), Error> {
+        self.try_send_scoped(Some(connection), message.into())
+    }
+
+    fn try_send_scoped(&self, link: Option<u64>, message: Message) -> Result<(), Error> {
+        let message = self.admit(link, message)?;
         let Some(ticket) = self.shared.outbound.try_take(message.len()) else {
             let c = &self.shared.client.config;
             return Err(Error::Full {
@@ -560,7 +609,27 @@ impl Session {
                 message,
             });
         };
-        self.enqueue(message, ticket)
+        self.enqueue(message, link, ticket)
+    }
+
+    /// The checks before queueing: size, session open, and the link a
+    /// scoped message is meant for still up.
+    fn admit(&self, link: Option<u64>, message: Message) -> Result<Message, Error> {
+        self.check_size(&message)?;
+        if self.shared.closed.load(Relaxed) {
+            return Err(self.shared.closed_error(Some(message)));
+        }
+        match link {
+            Some(n) if self.shared.link.load(Relaxed) != n => {
+                bump(&self.shared.counters.link_gone, 1);
+                Err(Error::LinkGone {
+                    url: self.shared.url().to_string(),
+                    connection: n,
+                    message,
+                })
+            }
+            _ => Ok(message),
+        }
     }
 
     /// The next message from the peer; `None` once the session has ended and
@@ -701,6 +770,7 @@ impl Shared {
             shed_outbound_bytes: c.shed_outbound_bytes.load(Relaxed),
             shed_inbound_messages: c.shed_inbound_messages.load(Relaxed),
             shed_inbound_bytes: c.shed_inbound_bytes.load(Relaxed),
+            link_gone: c.link_gone.load(Relaxed),
         }
     }
 }
@@ -827,10 +897,13 @@ impl Driver {
         tracing::info!("connected");
         let mut ws = ws;
         loop {
+            let number = self.shared.counters.connections.load(Relaxed);
+            self.shared.link.store(number, Relaxed);
             self.shared.connected.store(true, Relaxed);
             let up_since = Instant::now();
             let end = self.run_link(ws).await;
             self.shared.connected.store(false, Relaxed);
+            self.shared.link.store(0, Relaxed);
             let (reason, undelivered) = match end {
                 LinkEnd::Shutdown | LinkEnd::HandlesGone => break,
                 LinkEnd::Lost {
@@ -1013,6 +1086,22 @@ impl Driver {
             );
         }
         (messages, bytes)
+    }
+
+    /// A message meant for a link other than the one up now: queued in a
+    /// race with that link's loss, after its queue was handed back.
+    fn stale(&self, out: &Outgoing) -> bool {
+        out.link
+            .is_some_and(|n| n != self.shared.link.load(Relaxed))
+    }
+
+    fn drop_stale(&self, out: Outgoing) {
+        bump(&self.shared.counters.link_gone, 1);
+        tracing::debug!(
+            meant_for = out.link,
+            bytes = out.len,
+            "message for a lost link dropped, not written to the next one"
+        );
     }
 
     /// The next message to write: the backlog first (older), then the channel.
@@ -1296,6 +1385,10 @@ impl Driver {
                 } else {
                     match Pin::new(&mut link.ws).poll_ready(cx) {
                         Poll::Ready(Ok(())) => match self.poll_next_out(cx) {
+                            Poll::Ready(Some(out)) if self.stale(&out) => {
+                                self.drop_stale(out);
+                                progress = true;
+                            }
                             Poll::Ready(Some(out)) => {
                                 if let Err(e) = Pin::new(&mut link.ws).start_send(out.wire.clone())
                                 {

@@ -666,7 +666,7 @@ fn ws(o: &mut Out, h: &Health) {
         .zip(h.ws.iter().map(|w| &w.stats))
         .collect();
     type Get = fn(&steward_ws::Stats) -> u64;
-    let families: [(&str, &str, &str, Get); 8] = [
+    let families: [(&str, &str, &str, Get); 9] = [
         (
             "steward_ws_connected",
             "gauge",
@@ -714,6 +714,12 @@ fn ws(o: &mut Out, h: &Health) {
             "counter",
             "Events dropped because the event queue was full.",
             |s| s.events_dropped,
+        ),
+        (
+            "steward_ws_link_gone_total",
+            "counter",
+            "Messages for one link refused or dropped because that link was gone.",
+            |s| s.link_gone,
         ),
     ];
     for (name, kind, help, get) in families {

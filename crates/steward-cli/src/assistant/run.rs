@@ -510,7 +510,8 @@ fn add_stats(total: &mut RealtimeStats, s: &RealtimeStats) {
         audio_discarded_bytes,
         audio_queued_bytes,
         history_dropped,
-        events_dropped
+        events_dropped,
+        events_unsent
     );
     for (k, v) in &s.protocol_errors {
         *total.protocol_errors.entry(k.clone()).or_default() += v;

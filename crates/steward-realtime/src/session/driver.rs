@@ -36,6 +36,9 @@ const FRESH_DELAY: Duration = Duration::from_millis(500);
 struct Link {
     session: Session,
     events: Events,
+    /// The steward-ws link number the conversation last saw come up: events
+    /// decided for it (they name its items) are sent on it or not at all.
+    connection: u64,
     up: bool,
     connected_at: Instant,
     /// The service's `expires_at`, as time from `connected_at`.
@@ -249,7 +252,7 @@ impl Driver {
                 self.conv.stats_mut().audio_dropped_bytes += n;
                 continue;
             };
-            match link.session.try_send(message) {
+            match link.session.try_send_on(link.connection, message) {
                 Ok(()) => {
                     self.held_bytes -= n;
                     link.appended += n;
@@ -283,12 +286,17 @@ impl Driver {
             tracing::debug!(events = events.len(), "no link: events not sent");
             return;
         };
+        let mut unsent = 0;
         for event in events {
-            let sent = event.to_message().and_then(|m| link.session.try_send(m));
+            let sent = event
+                .to_message()
+                .and_then(|m| link.session.try_send_on(link.connection, m));
             if let Err(e) = sent {
+                unsent += 1;
                 tracing::debug!(error = %e, event = event.event_type(), "event not sent");
             }
         }
+        self.conv.stats_mut().events_unsent += unsent;
     }
 
     fn notify(&mut self, event: RealtimeEvent) {
@@ -484,6 +492,8 @@ impl Driver {
         let old = self.link.replace(Link {
             events: session.events(),
             session: session.clone(),
+            // A fresh steward-ws session: its first link.
+            connection: 1,
             up: true,
             connected_at: Instant::now(),
             expires_in: None,
@@ -536,8 +546,10 @@ impl Driver {
 
     fn link_event(&mut self, event: Event) {
         match event {
-            Event::Connected { connection } if connection > 1 => {
+            Event::Connected { connection: 1 } => {}
+            Event::Connected { connection } => {
                 if let Some(link) = &mut self.link {
+                    link.connection = connection;
                     link.up = true;
                     link.connected_at = Instant::now();
                     link.expires_in = None;

@@ -6,4 +6,5 @@
 mod barge_in;
 mod events;
 mod history;
+mod link;
 mod model;

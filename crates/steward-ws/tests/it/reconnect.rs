@@ -283,3 +283,82 @@ async fn a_flapping_server_sees_the_backoff_grow() {
     assert!(seen >= 2, "it reconnected at all: {seen}");
     assert!(session.stats().flaps >= 1);
 }
+
+/// A message meant for one link never reaches the next one: the server
+/// behind a reconnect is a new server-side session that does not know the
+/// ids the message names (a truncate of an item of the old session).
+#[tokio::test]
+async fn a_message_for_a_lost_link_is_refused_not_sent_on_the_next() {
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<(u64, String)>();
+    let links = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let url = rust_server(move |mut ws| {
+        let link = links.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let tx = tx.clone();
+        async move {
+            use futures_util::StreamExt;
+            while let Some(Ok(m)) = ws.next().await {
+                if let Ok(text) = m.into_text() {
+                    let _ = tx.send((link, text.to_string()));
+                }
+                // The first link is lost after its first message.
+                if link == 1 {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let session = builder(&url)
+        .reconnect(fast_reconnect(None))
+        .connected()
+        .await;
+    let events = session.events();
+    assert!(matches!(
+        next_event(&events).await,
+        Event::Connected { connection: 1 }
+    ));
+    assert_eq!(session.connection(), Some(1));
+    session.try_send_on(1, "for link 1").unwrap();
+    assert_eq!(
+        within("first message", seen.recv()).await,
+        Some((1, "for link 1".to_string()))
+    );
+    assert!(matches!(
+        next_event(&events).await,
+        Event::Disconnected { .. }
+    ));
+
+    // Decided for link 1 after it went: refused and handed back, both ways.
+    let refused = session.try_send_on(1, "stale").unwrap_err();
+    assert!(
+        refused.to_string().contains("link 1") && refused.to_string().contains(&url),
+        "{refused}"
+    );
+    assert_eq!(refused.into_message(), Some(Message::text("stale")));
+    let refused = session.send_on(1, "stale too").await.unwrap_err();
+    assert!(matches!(refused, Error::LinkGone { connection: 1, .. }));
+    // Unscoped messages still queue for the next link.
+    session.send("queued while down").await.unwrap();
+
+    let connection = loop {
+        if let Event::Connected { connection } = next_event(&events).await {
+            break connection;
+        }
+    };
+    assert_eq!(connection, 2);
+    assert_eq!(session.connection(), Some(2));
+    assert!(session.try_send_on(1, "still stale").is_err());
+    session.send_on(2, "for link 2").await.unwrap();
+    let mut second = Vec::new();
+    while second.len() < 2 {
+        second.push(within("second link", seen.recv()).await.unwrap());
+    }
+    assert_eq!(
+        second,
+        vec![
+            (2, "queued while down".to_string()),
+            (2, "for link 2".to_string())
+        ]
+    );
+    assert_eq!(session.stats().link_gone, 3);
+}

@@ -17,7 +17,7 @@ pub(super) fn render(o: &mut Out, h: &Health) {
         .zip(h.realtime.iter().map(|r| &r.stats))
         .collect();
     type Get = fn(&RealtimeStats) -> u64;
-    let families: [(&str, &str, &str, Get); 13] = [
+    let families: [(&str, &str, &str, Get); 14] = [
         (
             "steward_realtime_sessions_total",
             "counter",
@@ -77,6 +77,12 @@ pub(super) fn render(o: &mut Out, h: &Health) {
             "counter",
             "Truncations that claimed more audio than was played (always 0).",
             |s| s.truncations_beyond_heard,
+        ),
+        (
+            "steward_realtime_events_unsent_total",
+            "counter",
+            "Client events not sent: their link was lost first, or the queue was full.",
+            |s| s.events_unsent,
         ),
         (
             "steward_realtime_tool_calls_total",
