@@ -3,10 +3,11 @@
 //! `pps[]` the bytes and blocks at the end `eb`/`ebk`, in total `tb`/`tbk`,
 //! and the stack `fs`, indices into the frame table `ftbl`).
 //!
-//! The assistant starts the profiler at the end of the warm-up, so blocks
-//! allocated before are not seen, and what is live at the end of the run
-//! was allocated after the warm-up and never freed: the sites whose live
-//! bytes grew. A site that keeps one object per session (the current
+//! The assistant starts the profiler at the end of the warm-up and writes
+//! it a few seconds before the run ends, so blocks allocated before are not
+//! seen, and what is live at the end of the run was allocated after the
+//! warm-up and not freed while the run went on: the sites whose live bytes
+//! grew. A site that keeps one object per session (the current
 //! session's buffers) shows a few blocks; a leak shows blocks piling up, in
 //! proportion to the run.
 

@@ -33,7 +33,8 @@
 //!
 //! `--heap` builds the binary with feature `dhat-heap` (dhat as the global
 //! allocator; see `heap.rs` of steward-cli) and has it start the heap
-//! profiler at the end of the warm-up: `dhat-heap.json` then holds, per
+//! profiler at the end of the warm-up and write it a few seconds before the
+//! run ends, before anything is closed: `dhat-heap.json` then holds, per
 //! allocation site, the blocks allocated after the warm-up and still live
 //! at the end of the run, which `heap-growth.txt` lists, largest first.
 
@@ -73,6 +74,8 @@ const WARMUP_MAX_S: f64 = 600.0;
 const MAX_POINTS: f64 = 600.0;
 /// z of a two-sided 95 % interval.
 const Z95: f64 = 1.959_964;
+/// How long before the run's end the heap profile is written.
+const HEAP_WRITE_MARGIN_S: f64 = 3.0;
 /// Sessions after which the session check takes its baseline.
 const BASELINE_SESSIONS: u64 = 10;
 /// Most the RSS may grow from the baseline to the last session.
@@ -172,9 +175,13 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
         let total = humantime_secs(&duration)
             .with_context(|| format!("--duration must be like 60s, 10m, 1h, not {duration:?}"))?;
         let start_after = warmup_s.unwrap_or_else(|| default_warmup(total));
+        // The run's clock starts a little after the process's: written
+        // this much before, the profile sees the whole run and no teardown.
+        let write_at = (total - HEAP_WRITE_MARGIN_S).max(start_after);
         assistant
             .env("STEWARD_DHAT_FILE", &heap_path)
-            .env("STEWARD_DHAT_AFTER_S", format!("{start_after}"));
+            .env("STEWARD_DHAT_AFTER_S", format!("{start_after}"))
+            .env("STEWARD_DHAT_UNTIL_S", format!("{write_at}"));
     }
     run(assistant
         .args([
