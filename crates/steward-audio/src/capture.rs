@@ -25,9 +25,9 @@ use crate::convert::{CaptureConverter, PcmSample, mix_frame};
 use crate::error::{Error, Result};
 use crate::stats::{Counters, Stats, bump};
 use crate::stream::{
-    Direction, ErrorSink, Event, IDLE_WAKE, LogLimiter, Notify, Opened, Presence, Pump, Status,
-    Worker, block_on_with_timeout, callback_hook, drain_errors, find_device, open_host,
-    pick_format, stream_config, stream_device,
+    Direction, ErrorSink, Event, IDLE_WAKE, LogLimiter, Notify, Opened, Presence, Pump, Side,
+    Status, StreamHandle, block_on_with_timeout, callback_hook, drain_errors, find_device,
+    open_host, pick_format, stream_config, stream_device,
 };
 
 /// State shared by the handle and the stream thread.
@@ -47,6 +47,41 @@ struct Shared {
     /// Frames in the ring at which the callback wakes the stream thread:
     /// what the next chunk still needs (set by the thread).
     wake_frames: AtomicUsize,
+}
+
+impl Side for Shared {
+    const DIRECTION: Direction = Direction::Input;
+    type State = State;
+    type Pump = CapturePump;
+
+    fn new(_config: &AudioConfig, notify: Arc<Notify>) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            counters: Arc::new(Counters::default()),
+            notify,
+            wake_frames: AtomicUsize::new(1),
+        }
+    }
+
+    fn setup(config: AudioConfig, shared: Arc<Self>) -> Result<(CapturePump, Opened)> {
+        setup(config, shared)
+    }
+
+    fn state(&self) -> &Mutex<State> {
+        &self.state
+    }
+
+    fn status(state: &mut State) -> &mut Status {
+        &mut state.status
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn queued_frames(&self, state: &State) -> u64 {
+        state.chunks.iter().map(|c| c.len() as u64 / 2).sum()
+    }
 }
 
 /// A running capture stream: device audio in, PCM16LE mono chunks at
@@ -89,10 +124,7 @@ struct Shared {
 /// ```
 #[derive(Debug)]
 pub struct Capture {
-    shared: Arc<Shared>,
-    worker: Mutex<Worker>,
-    opened: Opened,
-    config: AudioConfig,
+    stream: StreamHandle<Shared>,
 }
 
 /// Builds a [`Capture`].
@@ -403,29 +435,7 @@ impl Capture {
     /// [`Error::UnsupportedConfig`], [`Error::HostUnavailable`] or
     /// [`Error::Backend`] naming the device.
     pub fn open(config: &AudioConfig) -> Result<Self> {
-        config.validate()?;
-        let notify = Arc::new(Notify::default());
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            counters: Arc::new(Counters::default()),
-            notify: Arc::clone(&notify),
-            wake_frames: AtomicUsize::new(1),
-        });
-        let hint = config
-            .input_device
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let cfg = config.clone();
-        let sh = Arc::clone(&shared);
-        let (worker, opened) = Worker::spawn("steward-audio-capture", &hint, notify, move || {
-            setup(cfg, sh)
-        })?;
-        Ok(Self {
-            shared,
-            worker: Mutex::new(worker),
-            opened,
-            config: config.clone(),
-        })
+        StreamHandle::open(config).map(|stream| Self { stream })
     }
 
     /// Closes this stream and opens a new one with its configuration: the
@@ -437,8 +447,7 @@ impl Capture {
     /// # Errors
     /// As [`open`](Self::open); the old stream is closed either way.
     pub fn reopen(&self) -> Result<Self> {
-        let _ = self.close();
-        self.counted(Self::open(&self.config))
+        self.stream.reopen(false).map(|stream| Self { stream })
     }
 
     /// Like [`reopen`](Self::reopen), but on the host's current default
@@ -448,43 +457,31 @@ impl Capture {
     /// # Errors
     /// As [`open`](Self::open); the old stream is closed either way.
     pub fn reopen_on_default(&self) -> Result<Self> {
-        let _ = self.close();
-        self.counted(Self::open(&AudioConfig {
-            input_device: None,
-            ..self.config.clone()
-        }))
-    }
-
-    /// A reopened stream counts one reopen more than this one.
-    fn counted(&self, reopened: Result<Self>) -> Result<Self> {
-        reopened.map(|mut s| {
-            s.opened.reopens = self.opened.reopens + 1;
-            s
-        })
+        self.stream.reopen(true).map(|stream| Self { stream })
     }
 
     /// The device's name.
     #[must_use]
     pub fn device(&self) -> &str {
-        &self.opened.device
+        self.stream.device()
     }
 
     /// The audio host the stream runs on.
     #[must_use]
     pub fn host(&self) -> AudioHost {
-        self.opened.host
+        self.stream.host()
     }
 
     /// What the device runs at.
     #[must_use]
     pub fn device_format(&self) -> DeviceFormat {
-        self.opened.format
+        self.stream.device_format()
     }
 
     /// The configuration this stream was opened with.
     #[must_use]
     pub fn config(&self) -> &AudioConfig {
-        &self.config
+        self.stream.config()
     }
 
     /// The next chunk: `chunk_frames` PCM16LE mono samples at `sample_rate`.
@@ -515,11 +512,11 @@ impl Capture {
     }
 
     fn poll_chunk(&self, waker: &Waker) -> Poll<Result<Vec<u8>>> {
-        let mut st = self.shared.state.lock();
+        let mut st = self.stream.shared.state.lock();
         if let Some(c) = st.chunks.pop_front() {
             return Poll::Ready(Ok(c));
         }
-        if let Some(e) = st.status.dead(&self.opened.device) {
+        if let Some(e) = self.stream.dead(&mut st) {
             return Poll::Ready(Err(e));
         }
         st.reader = Some(waker.clone());
@@ -540,11 +537,11 @@ impl Capture {
     /// # Errors
     /// As [`next_chunk`](Self::next_chunk).
     pub fn try_recv_chunk(&self) -> Result<Option<Vec<u8>>> {
-        let mut st = self.shared.state.lock();
+        let mut st = self.stream.shared.state.lock();
         if let Some(c) = st.chunks.pop_front() {
             return Ok(Some(c));
         }
-        match st.status.dead(&self.opened.device) {
+        match self.stream.dead(&mut st) {
             Some(e) => Err(e),
             None => Ok(None),
         }
@@ -566,7 +563,7 @@ impl Capture {
 
     /// [`discard_queued`](Self::discard_queued) through a shared reference.
     pub fn discard(&self) -> usize {
-        let mut st = self.shared.state.lock();
+        let mut st = self.stream.shared.state.lock();
         let frames = st.chunks.iter().map(|c| c.len() / 2).sum();
         st.chunks.clear();
         frames
@@ -575,7 +572,7 @@ impl Capture {
     /// Memory pressure: keeps the newest [`AudioConfig::shed_floor_ms`] of
     /// queued chunks. See [`shed_queued_to`](Self::shed_queued_to).
     pub fn shed_queued(&self) -> usize {
-        let floor = Duration::from_millis(u64::from(self.config.shed_floor_ms));
+        let floor = Duration::from_millis(u64::from(self.stream.config.shed_floor_ms));
         self.shed_queued_to(floor)
     }
 
@@ -585,8 +582,8 @@ impl Capture {
     /// newest audio, as after an overflow. Takes the queue's lock (never
     /// taken by the audio callback) for a moment.
     pub fn shed_queued_to(&self, keep: Duration) -> usize {
-        let keep = self.config.duration_to_frames(keep);
-        let mut st = self.shared.state.lock();
+        let keep = self.stream.config.duration_to_frames(keep);
+        let mut st = self.stream.shared.state.lock();
         let mut queued: usize = st.chunks.iter().map(|c| c.len() / 2).sum();
         let mut frames = 0;
         while queued > keep {
@@ -598,9 +595,9 @@ impl Capture {
         }
         drop(st);
         if frames > 0 {
-            bump(&self.shared.counters.shed_frames, frames);
+            bump(&self.stream.shared.counters.shed_frames, frames);
             tracing::info!(
-                device = %self.opened.device,
+                device = %self.stream.opened.device,
                 frames,
                 keep_frames = keep,
                 "captured audio beyond the floor dropped"
@@ -612,36 +609,19 @@ impl Capture {
     /// The next event, waiting for one. Ends with `None` once the stream is
     /// closed and no event is left. Cancel safe.
     pub async fn next_event(&self) -> Option<Event> {
-        std::future::poll_fn(|cx| {
-            let mut st = self.shared.state.lock();
-            if let Some(e) = st.status.events.pop_front() {
-                return Poll::Ready(Some(e));
-            }
-            if st.status.finished {
-                return Poll::Ready(None);
-            }
-            st.status.event_waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        self.stream.next_event().await
     }
 
     /// An event if one is queued.
     #[must_use]
     pub fn try_next_event(&self) -> Option<Event> {
-        self.shared.state.lock().status.events.pop_front()
+        self.stream.try_next_event()
     }
 
     /// A snapshot of the counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
-        let mut s = self.opened.stats();
-        self.shared.counters.fill(&mut s, self.config.sample_rate);
-        let st = self.shared.state.lock();
-        s.queued_frames = st.chunks.iter().map(|c| c.len() as u64 / 2).sum();
-        s.last_error.clone_from(&st.status.last_error);
-        s.device_lost = st.status.lost.is_some();
-        s
+        self.stream.stats()
     }
 
     /// Stops the stream, joins its thread, and returns the final counters.
@@ -651,16 +631,6 @@ impl Capture {
     /// # Errors
     /// [`Error::Thread`] if the stream thread had panicked.
     pub fn close(&self) -> Result<Stats> {
-        let ok = self.worker.lock().stop();
-        let stats = self.stats();
-        tracing::info!(device = %self.opened.device, frames = stats.frames_out, "capture closed");
-        if ok {
-            Ok(stats)
-        } else {
-            Err(Error::Thread {
-                device: self.opened.device.clone(),
-                message: "the capture thread panicked".into(),
-            })
-        }
+        self.stream.close()
     }
 }
