@@ -24,15 +24,16 @@ use crate::root;
 /// `cargo xtask bench cpu`: a whole assistant session's CPU (see `cpu.rs`).
 const CPU: &str = "cpu";
 
-/// The bench names `cargo xtask bench NAME` accepts, and their crates.
-const BENCHES: &[(&str, &str)] = &[
-    ("store", "steward-store"),
-    ("pool", "steward-pool"),
-    ("tracker", "steward-tracker"),
-    ("monitor", "steward-monitor"),
-    ("ws", "steward-ws"),
-    ("audio", "steward-audio"),
-    ("realtime", "steward-cli"),
+/// The bench names `cargo xtask bench NAME` accepts, and their bench
+/// targets in the `steward-bench` package (`benches/`).
+const BENCHES: &[(&str, &[&str])] = &[
+    ("store", &["store", "redis"]),
+    ("pool", &["pool"]),
+    ("tracker", &["tracker", "memory"]),
+    ("monitor", &["monitor"]),
+    ("ws", &["ws"]),
+    ("audio", &["audio"]),
+    ("realtime", &["realtime"]),
 ];
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -63,19 +64,17 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             crate::cpu::run(&target, quick)?;
             continue;
         }
-        let krate = BENCHES
+        let targets = BENCHES
             .iter()
             .find(|(b, _)| b == name)
-            .map(|(_, k)| *k)
+            .map(|(_, t)| *t)
             .context("bench name checked above")?;
-        if !has_benches(krate) {
-            eprintln!("xtask bench: {krate} has no benches yet, skipped");
-            continue;
-        }
         let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        // `--bench *` selects only the bench targets: `--benches` would also run the
-        // library's libtest harness, which rejects criterion flags like `--quick`.
-        cmd.args(["bench", "-p", krate, "--all-features", "--bench", "*", "--"]);
+        cmd.args(["bench", "-p", "steward-bench"]);
+        for t in targets {
+            cmd.args(["--bench", t]);
+        }
+        cmd.arg("--");
         if quick {
             cmd.arg("--quick");
         }
@@ -91,13 +90,6 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     print_table(&summary);
     eprintln!("xtask bench: wrote {}", out.display());
     Ok(())
-}
-
-fn has_benches(krate: &str) -> bool {
-    let dir = root().join("crates").join(krate).join("benches");
-    std::fs::read_dir(dir)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false)
 }
 
 fn target_dir() -> PathBuf {
@@ -246,5 +238,41 @@ fn print_table(summary: &Value) {
             item["baseline_per_s"],
             ratio
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BENCHES;
+
+    /// A bench target that no `cargo xtask bench NAME` runs would never
+    /// reach the summary; a name without a target would fail to run.
+    #[test]
+    fn every_bench_target_is_run_by_a_name() {
+        let meta = crate::metadata(&["--no-deps"]).expect("cargo metadata");
+        let package = meta["packages"]
+            .as_array()
+            .expect("packages")
+            .iter()
+            .find(|p| p["name"] == "steward-bench")
+            .expect("the steward-bench package is a workspace member");
+        let mut targets: Vec<&str> = package["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .filter(|t| {
+                t["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.contains(&"bench".into()))
+            })
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        let mut named: Vec<&str> = BENCHES
+            .iter()
+            .flat_map(|(_, t)| t.iter().copied())
+            .collect();
+        targets.sort_unstable();
+        named.sort_unstable();
+        assert_eq!(targets, named, "benches/Cargo.toml against xtask's BENCHES");
     }
 }

@@ -4,6 +4,7 @@
 
 mod bench;
 mod cpu;
+mod deps;
 mod heap;
 mod soak;
 mod tidy;
@@ -128,10 +129,11 @@ const COMPILE_ONLY_FEATURES: &[&str] = &[
     "steward-cli/dhat-heap",
 ];
 
-/// Every `package/feature` of the workspace members (`default` left out).
-fn workspace_features() -> Result<Vec<String>> {
+/// `cargo metadata --format-version 1 ARGS...` of the workspace, parsed.
+pub(crate) fn metadata(args: &[&str]) -> Result<serde_json::Value> {
     let out = cargo()
-        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .args(["metadata", "--format-version", "1"])
+        .args(args)
         .current_dir(root())
         .output()
         .context("cannot run cargo metadata")?;
@@ -141,8 +143,12 @@ fn workspace_features() -> Result<Vec<String>> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let meta: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("cargo metadata printed no JSON")?;
+    serde_json::from_slice(&out.stdout).context("cargo metadata printed no JSON")
+}
+
+/// Every `package/feature` of the workspace members (`default` left out).
+fn workspace_features() -> Result<Vec<String>> {
+    let meta = metadata(&["--no-deps"])?;
     let mut features = Vec::new();
     for package in meta["packages"].as_array().into_iter().flatten() {
         let name = package["name"].as_str().unwrap_or_default();

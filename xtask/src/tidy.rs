@@ -41,10 +41,11 @@ mod tests {
 
     #[test]
     fn every_crate_inherits_workspace_settings() {
-        for dir in members()
-            .into_iter()
-            .chain([root().join("xtask"), root().join("tests")])
-        {
+        for dir in members().into_iter().chain([
+            root().join("xtask"),
+            root().join("tests"),
+            root().join("benches"),
+        ]) {
             let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
             for needle in ["edition.workspace = true", "rust-version.workspace = true"] {
                 assert!(
@@ -77,6 +78,44 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// docs.rs builds each library with its features and, where features
+    /// gate items, marks which one (`doc_cfg` under `--cfg docsrs`).
+    #[test]
+    fn every_library_has_docs_rs_metadata() {
+        for dir in members() {
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("manifest");
+            assert!(
+                manifest.contains("[package.metadata.docs.rs]")
+                    && manifest.contains("rustdoc-args = [\"--cfg\", \"docsrs\"]"),
+                "{} lacks [package.metadata.docs.rs] with rustdoc-args --cfg docsrs",
+                dir.display()
+            );
+            let mut files = Vec::new();
+            rust_files(&dir.join("src"), &mut files);
+            let gated = files
+                .iter()
+                .any(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains("cfg(feature = ")));
+            let lib = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap_or_default();
+            assert!(
+                !gated || lib.contains("#![cfg_attr(docsrs, feature(doc_cfg))]"),
+                "{}: features gate items but src/lib.rs lacks #![cfg_attr(docsrs, feature(doc_cfg))]",
+                dir.display()
+            );
+        }
+    }
+
+    #[test]
+    fn every_published_file_is_there() {
+        for file in ["LICENSE-MIT", "LICENSE-APACHE", "CHANGELOG.md", "deny.toml"] {
+            assert!(root().join(file).is_file(), "{file} is missing");
+        }
+        let manifest = std::fs::read_to_string(root().join("Cargo.toml")).expect("Cargo.toml");
+        assert!(
+            manifest.contains("license = \"MIT OR Apache-2.0\""),
+            "the workspace license is not the one LICENSE-MIT and LICENSE-APACHE give"
+        );
     }
 
     #[test]

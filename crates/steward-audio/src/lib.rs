@@ -71,6 +71,7 @@
 //! # Ok::<(), steward_audio::Error>(())
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod capture;
 mod config;

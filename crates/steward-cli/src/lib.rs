@@ -49,6 +49,7 @@
 //! # }
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod assistant;
 mod error;

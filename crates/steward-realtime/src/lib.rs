@@ -62,6 +62,8 @@
 //!
 //! [steward-ws]: steward_ws
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod config;
 mod conversation;
 mod error;

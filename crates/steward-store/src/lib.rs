@@ -129,6 +129,7 @@
 //! cut-off one is a [`Error::Corrupt`] naming the file, line and column,
 //! and stays untouched until a person moves it away or fixes it.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod check;

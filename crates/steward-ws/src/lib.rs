@@ -80,6 +80,7 @@
 //! # }
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 mod config;

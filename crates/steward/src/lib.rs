@@ -98,6 +98,7 @@
 //! write timeouts and a maximum age, and at most
 //! `HttpConfig::max_connections` are served at once (more are refused).
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "store")]
 #[doc(inline)]

@@ -38,7 +38,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use steward_store::RedisStore;
 
-#[path = "../tests/it/redis_server.rs"]
+#[path = "../crates/steward-store/tests/it/redis_server.rs"]
 mod redis_server;
 
 const WRITERS: usize = 64;
