@@ -206,7 +206,7 @@ pub(crate) fn apply(map: &mut Map<String, Value>, ops: Vec<log::Op>) {
 }
 
 /// Expiry times of TTL entries: key to wall-clock ms since the Unix epoch.
-pub(crate) type Expiries = std::collections::HashMap<String, u64>;
+pub(crate) use crate::expiry::Expiries;
 
 /// Applies logged operations to a map and its expiries.
 pub(crate) fn apply_ttl(map: &mut Map<String, Value>, expires: &mut Expiries, ops: Vec<log::Op>) {

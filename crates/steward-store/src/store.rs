@@ -1,7 +1,7 @@
 //! The store: an in-memory map, a writer thread that group-commits to the
 //! log, and compaction into the Python-format snapshot.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -333,6 +333,8 @@ fn recover(disk: &dyn Disk, paths: &Paths, perms: Perms) -> Result<Opened> {
         );
         log.set_len(valid_len)
             .map_err(|e| Error::io("truncating", &paths.log, e))?;
+        // Not needed for durability: the next append's fdatasync makes the
+        // cut durable too, and a torn tail that comes back is cut again.
         log.sync_all(std::panic::Location::caller())
             .map_err(|e| Error::io("fsync of", &paths.log, e))?;
         file_len = valid_len;
@@ -396,6 +398,9 @@ fn new_log(
     snapshot: SnapshotId,
     perms: Perms,
 ) -> Result<Box<dyn DiskFile>> {
+    // This fsync is not needed for durability: the first append's
+    // fdatasync writes the header too, and a log whose header never
+    // reached the disk holds nothing and is made again.
     files::write_synced(disk, &paths.log_tmp, &log::encode_header(snapshot), perms)?;
     files::rename(disk, &paths.log_tmp, &paths.log)?;
     files::sync_dir(disk, &paths.dir)?;
@@ -722,31 +727,40 @@ impl Store {
                 .is_some_and(|&t| self.shared().clock.now_ms() >= t)
     }
 
-    /// Calls `f` with the live entries: the map itself, or a filtered copy
-    /// while some TTL entry has expired unswept.
-    fn with_live<R>(&self, f: impl FnOnce(&Map<String, Value>) -> R) -> R {
-        let map = self.shared().map.read();
-        let doomed: Vec<&str> = {
-            let e = self.shared().expires.read();
-            if e.is_empty() {
-                Vec::new()
-            } else {
-                let now = self.shared().clock.now_ms();
-                e.iter()
-                    .filter(|&(_, &t)| now >= t)
-                    .filter_map(|(k, _)| map.get_key_value(k).map(|(k, _)| k.as_str()))
-                    .collect()
-            }
+    /// Calls `f` with the map and the keys in it whose TTL ran out (none
+    /// while nothing expired): they come from the expiry index, so reads
+    /// cost nothing extra while no entry has expired, and never a copy of
+    /// the map when some have.
+    fn with_expired<R>(&self, f: impl FnOnce(&Map<String, Value>, &HashSet<&str>) -> R) -> R {
+        let shared = self.shared();
+        let map = shared.map.read();
+        let e = shared.expires.read();
+        let now = if e.is_empty() {
+            0
+        } else {
+            shared.clock.now_ms()
         };
-        if doomed.is_empty() {
-            return f(&map);
-        }
-        let live: Map<String, Value> = map
-            .iter()
-            .filter(|(k, _)| !doomed.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        f(&live)
+        let doomed: HashSet<&str> = match e.expired_count(now) {
+            0 => HashSet::new(),
+            _ => e.expired_keys(now).collect(),
+        };
+        f(&map, &doomed)
+    }
+
+    /// Calls `f` with the live entries: the map itself, or a copy of the
+    /// live entries while some TTL entry has expired unswept.
+    fn with_live<R>(&self, f: impl FnOnce(&Map<String, Value>) -> R) -> R {
+        self.with_expired(|map, doomed| {
+            if doomed.is_empty() {
+                return f(map);
+            }
+            let live: Map<String, Value> = map
+                .iter()
+                .filter(|(k, _)| !doomed.contains(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            f(&live)
+        })
     }
 
     /// The value of `key`, or `None` (also once its TTL ran out).
@@ -783,9 +797,17 @@ impl Store {
         self.with(key, |v| v.is_some())
     }
 
-    /// Number of keys.
+    /// Number of keys. O(1) (amortized): the expired entries are counted
+    /// from the expiry index, whatever their number.
     pub fn len(&self) -> usize {
-        self.with_live(|m| m.len())
+        let shared = self.shared();
+        let map = shared.map.read();
+        let e = shared.expires.read();
+        if e.is_empty() {
+            return map.len();
+        }
+        map.len()
+            .saturating_sub(e.expired_count(shared.clock.now_ms()))
     }
 
     /// Whether the store has no keys.
@@ -796,14 +818,20 @@ impl Store {
     /// All keys in insertion order (an updated key keeps its place; a deleted
     /// and re-added key goes last).
     pub fn list_keys(&self) -> Vec<String> {
-        self.with_live(|m| m.keys().cloned().collect())
+        self.with_expired(|m, doomed| {
+            m.keys()
+                .filter(|k| !doomed.contains(k.as_str()))
+                .cloned()
+                .collect()
+        })
     }
 
     /// The entries, in order, as of this call (a copy: later writes do not
     /// show up, and no lock is held while iterating).
     pub fn iter(&self) -> std::vec::IntoIter<(String, Value)> {
-        self.with_live(|m| {
+        self.with_expired(|m, doomed| {
             m.iter()
+                .filter(|(k, _)| !doomed.contains(k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<Vec<_>>()
                 .into_iter()
@@ -852,6 +880,7 @@ impl Store {
             failed_batches: c.failed_batches.load(Ordering::Relaxed),
             ttl_entries: self.shared().expires.read().len(),
             expired: c.expired.load(Ordering::Relaxed),
+            keys_refused: c.keys_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -870,7 +899,6 @@ impl Store {
         value: Value,
         make: fn(String, Value, Vec<u8>) -> WriteOp,
     ) -> Result<WriteOp> {
-            keys_refused: c.keys_refused.load(Ordering::Relaxed),
         let json = self.encode(key, &value)?;
         Ok(make(key.to_string(), value, json))
     }
@@ -1293,6 +1321,8 @@ impl Writer {
                 // The snapshot holds everything: the empty log can go.
                 let disk = &*shared.disk;
                 files::remove_if_exists(disk, &shared.paths.log)?;
+                // Not needed for durability: should the removal be lost,
+                // the empty log that comes back names this snapshot.
                 files::sync_dir(disk, &shared.paths.dir)
             })
         } else {
@@ -1329,6 +1359,7 @@ impl Writer {
         }
         let now = shared.clock.now_ms();
         let (payload, effects) = self.encode_batch(shared, &batch, now);
+        let (batch, effects) = refuse_beyond_cap(shared, batch, effects);
         if !payload.is_empty()
             && let Err(e) = self.append(shared, &payload)
         {
@@ -1347,7 +1378,6 @@ impl Writer {
             return;
         }
         let c = &shared.counters;
-        let (batch, effects) = refuse_beyond_cap(shared, batch, effects);
         let applied = effects.iter().filter(|e| e.changed).count() as u64;
         c.writes.fetch_add(applied, Ordering::Relaxed);
         c.unchanged
@@ -1397,6 +1427,9 @@ impl Writer {
         let mut reset = false;
         let mut payload = Vec::new();
         let mut effects = Vec::with_capacity(batch.len());
+        let mut cap = keycap::KeyCap::new(shared.config.max_keys, map.len(), batch.len(), || {
+            expires.expired_count(now)
+        });
         for (w, _) in batch {
             let key = w.key();
             let in_map = !reset && !overlay.contains_key(key) && map.contains_key(key);
@@ -1406,6 +1439,11 @@ impl Writer {
                 None => in_map && !stale,
             };
             let mut effect = Effect::default();
+            if !cap.admits(w, exists) {
+                effect.refused = true;
+                effects.push(effect);
+                continue;
+            }
             let set = |payload: &mut Vec<u8>, effect: &mut Effect, j: &[u8]| {
                 if stale {
                     log::encode_delete(payload, key);
@@ -1415,9 +1453,6 @@ impl Writer {
                 effect.changed = true;
             };
             match w {
-        let mut cap = keycap::KeyCap::new(shared.config.max_keys, map.len(), batch.len(), || {
-            expires.values().filter(|&&t| now >= t).count()
-        });
                 WriteOp::Create(_, _, j) if !exists => set(&mut payload, &mut effect, j),
                 WriteOp::Update(_, _, j) if exists => set(&mut payload, &mut effect, j),
                 WriteOp::Upsert(_, _, j) => set(&mut payload, &mut effect, j),
@@ -1427,11 +1462,6 @@ impl Writer {
                     log::encode_expire(&mut payload, key, at);
                     effect.expires_at = Some(at);
                 }
-            if !cap.admits(w, exists) {
-                effect.refused = true;
-                effects.push(effect);
-                continue;
-            }
                 WriteOp::Delete(_) if exists => {
                     log::encode_delete(&mut payload, key);
                     effect.changed = true;
@@ -1446,6 +1476,9 @@ impl Writer {
             }
             if effect.changed && !matches!(w, WriteOp::Reset) {
                 overlay.insert(key, !matches!(w, WriteOp::Delete(_)));
+            }
+            if effect.changed {
+                cap.applied(w, exists);
             }
             effects.push(effect);
         }
@@ -1465,9 +1498,6 @@ impl Writer {
             let expires = shared.expires.read();
             expires
                 .iter()
-            if effect.changed {
-                cap.applied(w, exists);
-            }
                 .filter(|&(_, &t)| now >= t)
                 .map(|(k, _)| k.clone())
                 .collect()
@@ -1551,6 +1581,8 @@ impl Writer {
     /// grow the file.
     fn preallocate(&mut self, path: &Path, to: u64) {
         let zeros = vec![0u8; (to - self.file_len) as usize];
+        // This fsync is not needed for durability, only for speed: each
+        // append's fdatasync then has no file size to update.
         let done = self
             .log
             .write_at(self.file_len, &zeros)
@@ -1685,24 +1717,6 @@ struct Effect {
     revive: bool,
     /// Its new expiry time (TTL upsert).
     expires_at: Option<u64>,
-}
-
-/// Applies one durable write; returns the caller's answer if it differs
-/// from `changed` (upsert answers "was it new").
-fn apply_write(
-    map: &mut Map<String, Value>,
-    expires: &mut files::Expiries,
-    w: WriteOp,
-    effect: Effect,
-) -> Option<bool> {
-    if !effect.changed {
-        return None;
-    }
-    if effect.revive {
-        map.shift_remove(w.key());
-    }
-    match w {
-        WriteOp::Create(k, v, _) | WriteOp::Update(k, v, _) => {
     /// Refused by the key cap: nothing of it is applied.
     refused: bool,
 }
@@ -1742,6 +1756,24 @@ fn refuse_beyond_cap(
         "writes refused: they would create keys beyond the store's key cap"
     );
     (writes, kept)
+}
+
+/// Applies one durable write; returns the caller's answer if it differs
+/// from `changed` (upsert answers "was it new").
+fn apply_write(
+    map: &mut Map<String, Value>,
+    expires: &mut files::Expiries,
+    w: WriteOp,
+    effect: Effect,
+) -> Option<bool> {
+    if !effect.changed {
+        return None;
+    }
+    if effect.revive {
+        map.shift_remove(w.key());
+    }
+    match w {
+        WriteOp::Create(k, v, _) | WriteOp::Update(k, v, _) => {
             expires.remove(&k);
             map.insert(k, v);
             None

@@ -7,6 +7,7 @@ mod concurrency;
 mod crash;
 mod damage;
 mod faults;
+mod expiry_model;
 mod folder;
 mod fuzz_inputs;
 mod jsongen;
