@@ -135,6 +135,7 @@ mod backend;
 mod check;
 mod disk;
 mod error;
+mod expiry;
 mod files;
 mod folder;
 mod json;
