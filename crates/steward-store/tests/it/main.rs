@@ -17,6 +17,7 @@ mod model;
 mod modes;
 mod prompt_xml;
 mod python;
+mod repair;
 mod redis_backend;
 pub(crate) mod redis_server;
 mod redis_tls;
