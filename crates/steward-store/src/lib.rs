@@ -109,7 +109,9 @@
 //! there were some), `memory.json.lock` (holds the OS lock; a second opener
 //! gets [`Error::Locked`]), and briefly `memory.json.tmp` /
 //! `memory.json.log.tmp` during compaction. [`check`] verifies all of them
-//! without modifying anything.
+//! without modifying anything. Every file the store creates gets the mode
+//! and owner of `memory.json` (the owner only when run as root: nobody else
+//! can give a file away); a new memory's files are 0600, whatever the umask.
 //!
 //! # Values `serde_json` cannot hold
 //!
@@ -141,8 +143,6 @@ mod folder;
 mod json;
 mod log;
 mod prompt;
-mod repair;
-mod salvage;
 #[cfg(feature = "redis")]
 mod redis_backend;
 mod store;
@@ -153,7 +153,6 @@ pub mod fuzzing;
 
 pub use backend::{Backend, BackendExt, BoxFuture, Entry, is_redis_url, open_backend};
 pub use check::{CheckReport, Problem, Severity, check};
-pub use repair::{Lost, RepairReport, repair};
 #[cfg(feature = "fault-injection")]
 pub use disk::{Disk, DiskFile, LockHold, Meta, Perms, Site, StdDisk};
 pub use error::{BoxError, Error, Position, Result};

@@ -24,7 +24,6 @@ use crate::prompt;
 use crate::subscribe::{Change, DEFAULT_SUBSCRIPTION_CAPACITY, Hub, SubQueue, Subscription};
 
 pub(crate) mod keycap;
-mod replace;
 
 /// Settings of a store. Plain data: build one with `Default` and struct
 /// update syntax, or load it from a config file.
@@ -273,7 +272,7 @@ impl StoreBuilder {
     }
 }
 
-pub(crate) fn take_lock(disk: &dyn Disk, path: &Path, perms: Perms) -> Result<LockHold> {
+fn take_lock(disk: &dyn Disk, path: &Path, perms: Perms) -> Result<LockHold> {
     match disk.lock(path, perms) {
         Ok(Some(hold)) => Ok(hold),
         Ok(None) => Err(Error::Locked {
@@ -1651,7 +1650,12 @@ impl Writer {
                 Some(t) => files::write_synced(disk, &p.ttl_tmp, t.as_bytes(), perms),
                 None => Ok(()),
             })
-            .and_then(|()| files::write_synced(disk, &p.log_tmp, &log::encode_header(id), perms));
+            .and_then(|()| files::write_synced(disk, &p.log_tmp, &log::encode_header(id), perms))
+            // The new log's name must be durable before the snapshot rename
+            // can be: a file system may reorder directory changes, and a new
+            // snapshot without its new log beside it turns the old log's
+            // records into a conflict (SnapshotChanged) at the next open.
+            .and_then(|()| files::sync_dir(disk, &p.dir));
         if let Err(e) = staged {
             self.discard_staged(shared);
             return Err(e);

@@ -297,10 +297,16 @@ fn a_compaction_failing_after_its_snapshot_rename_poisons_the_store() {
         let (_d, path) = temp_store();
         let armed = Arc::new(AtomicU64::new(0));
         let trigger = Arc::clone(&armed);
+        // 1: armed; 2: the snapshot was renamed, fail the next such call; 3: failed.
         let disk = FaultDisk::new(move |_, call, p| {
-            let hit = call == kind && (name.is_empty() || p.ends_with(name));
-            hit && trigger.load(Ordering::SeqCst) == 1 && {
+            let state = trigger.load(Ordering::SeqCst);
+            if state == 1 && call == Call::Rename && p.ends_with("memory.json.tmp") {
                 trigger.store(2, Ordering::SeqCst);
+                return false;
+            }
+            let hit = call == kind && (name.is_empty() || p.ends_with(name));
+            hit && state == 2 && {
+                trigger.store(3, Ordering::SeqCst);
                 true
             }
         });
@@ -310,12 +316,10 @@ fn a_compaction_failing_after_its_snapshot_rename_poisons_the_store() {
         store
             .upsert_with_ttl("t", 2, std::time::Duration::from_secs(3600))
             .unwrap();
-        // Armed after the snapshot rename: the failure hits what follows it.
         let disk_calls_before = disk.calls().len();
-        // A compaction's first directory fsync follows its snapshot rename.
         armed.store(1, Ordering::SeqCst);
         let e = store.compact().unwrap_err();
-        assert_eq!(armed.load(Ordering::SeqCst), 2, "{what}: fault not reached");
+        assert_eq!(armed.load(Ordering::SeqCst), 3, "{what}: fault not reached");
         let renamed = disk.calls()[disk_calls_before..]
             .iter()
             .any(|(c, p)| *c == Call::Rename && p.ends_with("memory.json.tmp"));

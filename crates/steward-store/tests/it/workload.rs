@@ -31,6 +31,9 @@ pub(crate) enum Step {
     /// fsync from now, then reboot and reopen (the power-loss test's own
     /// environment decides what a cut means; elsewhere it is `Reopen`).
     CutAfterDirSync(usize),
+    /// The next directory fsync fails (EIO) and does nothing (only the
+    /// power-loss test's simulated disk does this; elsewhere a no-op).
+    FailNextDirSync,
 }
 
 use Step::*;
@@ -88,6 +91,8 @@ pub(crate) fn workloads() -> Vec<(&'static str, Vec<Step>)> {
                 Compact,
                 Upsert("z", json!(0)),
                 Delete("z"),
+                // Fails after staging a snapshot identical to the one in force.
+                FailNextDirSync,
                 Compact,
                 Upsert("b", json!(2)),
                 Reset,
@@ -249,7 +254,7 @@ pub(crate) fn run_step(store: &Store, clock: &ManualClock, step: &Step) -> Resul
             clock.advance(Duration::from_secs(*secs));
             Ok(())
         }
-        Reopen | CloseReopen | CutAfterDirSync(_) => Ok(()),
+        Reopen | CloseReopen | CutAfterDirSync(_) | FailNextDirSync => Ok(()),
     }
 }
 
