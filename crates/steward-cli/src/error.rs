@@ -28,8 +28,9 @@ pub enum Error {
         #[source]
         source: Option<hound::Error>,
     },
-    /// The memory store failed (open, write, close).
-    #[error("memory store {path}")]
+    /// The memory store failed (open, write, close). A damaged file's
+    /// message names the command that salvages it.
+    #[error("memory store {path}{}", repair_hint(.path, .source))]
     Store {
         /// The memory file.
         path: PathBuf,
@@ -94,6 +95,17 @@ pub enum Error {
         /// The panic message, as far as known.
         message: String,
     },
+}
+
+/// What to run about a damaged memory file.
+fn repair_hint(path: &std::path::Path, source: &steward::store::Error) -> String {
+    if !source.is_damage() {
+        return String::new();
+    }
+    format!(
+        " is damaged (`steward store repair {}` salvages what can be read)",
+        path.display()
+    )
 }
 
 /// The one URL redaction (no user info, no query), for messages, spans,

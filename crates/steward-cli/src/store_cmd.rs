@@ -62,7 +62,9 @@ pub(crate) enum StoreCommand {
     },
     /// Copy every entry, in order and exactly, from SRC to DST (a memory
     /// file or a Redis URL each). Refuses a DST that has entries unless
-    /// --force (DST is emptied first, so it ends equal to SRC) or --merge
+    /// --force (DST ends equal to SRC; a file DST is replaced in one step,
+    /// after every entry was checked against its limits, so it stays whole
+    /// if the copy fails or is killed) or --merge
     /// (DST keeps its other entries; SRC's values replace those of the same
     /// keys, which keep their place; SRC's other keys follow in SRC's
     /// order). Exit 1 when refused. A TTL entry keeps the time it has left
@@ -93,6 +95,19 @@ pub(crate) enum StoreCommand {
     Compact {
         /// The memory file.
         file: Location,
+    },
+    /// Salvage a damaged memory: every complete entry of the file, every
+    /// intact write of its log and every readable expiry go into a fresh
+    /// memory in its place; the damaged files are kept beside it, unchanged,
+    /// under a dated name (FILE.damaged-2026-12-06T18-30-00Z). Prints what
+    /// was kept and what could not be (byte ranges, reasons). A memory that
+    /// is not damaged is left alone. Memory files only.
+    Repair {
+        /// The memory file.
+        file: Location,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -130,15 +145,48 @@ impl Location {
 /// Runs one `steward store` command.
 pub(crate) fn run(cmd: StoreCommand) -> Result<Outcome> {
     // File-only commands need no runtime.
-    match cmd {
+    let result = match cmd {
         StoreCommand::Check { file, json } => check(file.file("check")?, json),
         StoreCommand::Compact { file } => compact(file.file("compact")?),
+        StoreCommand::Repair { file, json } => repair(file.file("repair")?, json),
         cmd => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?
             .block_on(run_async(cmd)),
-    }
+    };
+    result.map_err(with_repair_hint)
+}
+
+/// A damaged memory file's error, with the command that salvages it.
+fn with_repair_hint(e: anyhow::Error) -> anyhow::Error {
+    let Some(path) = e
+        .downcast_ref::<steward_store::Error>()
+        .and_then(damaged_memory)
+    else {
+        return e;
+    };
+    let shown = path.display();
+    e.context(format!(
+        "{shown} is damaged (`steward store repair {shown}` salvages what can be read)"
+    ))
+}
+
+/// The memory file (`memory.json`, also for its log or expiry file) a
+/// damage error is about.
+fn damaged_memory(e: &steward_store::Error) -> Option<PathBuf> {
+    use steward_store::Error;
+    let path = match e {
+        Error::Corrupt { path, .. } | Error::Unsupported { path, .. } => path,
+        Error::SnapshotChanged { snapshot, .. } | Error::SnapshotModified { snapshot } => snapshot,
+        _ => return None,
+    };
+    let text = path.to_string_lossy();
+    let memory = [".log", ".ttl"]
+        .iter()
+        .find_map(|suffix| text.strip_suffix(suffix))
+        .unwrap_or(&text);
+    Some(PathBuf::from(memory))
 }
 
 async fn run_async(cmd: StoreCommand) -> Result<Outcome> {
@@ -185,7 +233,7 @@ async fn run_async(cmd: StoreCommand) -> Result<Outcome> {
             force,
             merge,
         } => copy(&src, &dst, mode(force, merge)).await,
-        StoreCommand::Check { .. } | StoreCommand::Compact { .. } => {
+        StoreCommand::Check { .. } | StoreCommand::Compact { .. } | StoreCommand::Repair { .. } => {
             bail!("internal: file-only command reached the async runner")
         }
     }
@@ -303,6 +351,9 @@ async fn copy(src: &Location, dst: &Location, mode: CopyMode) -> Result<Outcome>
     }
     let (entries, src_name) = read_named(src).await?;
     let read_at = Instant::now();
+    if let (CopyMode::Force, Location::File(path)) = (mode, dst) {
+        return replace_file(path, &src_name, entries, read_at);
+    }
     let store = open(dst).await?;
     let result = copy_into(&*store, &src_name, entries, read_at, mode).await;
     let closed = store.close().await;
@@ -374,6 +425,45 @@ async fn copy_into(
     }
     if removed > 0 {
         line.push_str(&format!(", {removed} removed first"));
+    }
+    println!("{line}); it now holds {} entries", after.len());
+    Ok(Outcome::Done)
+}
+
+/// `copy --force` into a memory file: the whole new content is checked
+/// against the file store's limits and then replaces the old in one step
+/// (the old memory stays whole if anything fails or the copy is killed).
+fn replace_file(
+    path: &Path,
+    src_name: &str,
+    entries: Vec<Entry>,
+    read_at: Instant,
+) -> Result<Outcome> {
+    let dst_name = path.display().to_string();
+    if src_name == dst_name {
+        bail!("SRC and DST are the same memory ({dst_name})");
+    }
+    let read = entries.len();
+    let entries = time_left(entries, read_at.elapsed());
+    let expired = read - entries.len();
+    let written_at = Instant::now();
+    let removed = Store::builder(path).replace_all(&entries)?;
+    let after = steward_store::load_with_ttl(path)?;
+    if let Some(problem) = difference(&entries, &after, written_at.elapsed()) {
+        return Ok(Outcome::Problem(format!(
+            "copied to {dst_name}, but reading it back {problem}"
+        )));
+    }
+    let mut line = format!(
+        "copied {} entries from {src_name} to {dst_name} (replacing all {removed} it held",
+        entries.len()
+    );
+    let with_ttl = entries.iter().filter(|e| e.ttl.is_some()).count();
+    if with_ttl > 0 {
+        line.push_str(&format!(", {with_ttl} with their expiry"));
+    }
+    if expired > 0 {
+        line.push_str(&format!(", {expired} expired during the copy"));
     }
     println!("{line}); it now holds {} entries", after.len());
     Ok(Outcome::Done)
@@ -505,10 +595,23 @@ fn check(file: &Path, json: bool) -> Result<Outcome> {
         println!("{report}");
     }
     if report.is_ok() {
-        Ok(Outcome::Done)
-    } else {
-        Ok(Outcome::Damaged)
+        return Ok(Outcome::Done);
     }
+    if !json {
+        let shown = file.display();
+        println!("to salvage what can be read: steward store repair {shown}");
+    }
+    Ok(Outcome::Damaged)
+}
+
+fn repair(file: &Path, json: bool) -> Result<Outcome> {
+    let report = steward_store::repair(file)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    Ok(Outcome::Done)
 }
 
 #[cfg(test)]

@@ -354,6 +354,38 @@ pub(crate) fn parse_value(text: &[u8]) -> Result<Value, ParseError> {
     Ok(v)
 }
 
+/// Reads one value starting at byte `pos` of `text` (`depth` levels
+/// already open around it), for a tolerant reader that resumes after
+/// damage. Returns the value and the position after it.
+pub(crate) fn value_at(
+    text: &[u8],
+    pos: usize,
+    depth: usize,
+) -> Result<(Value, usize), ParseError> {
+    let mut p = Parser {
+        text,
+        pos,
+        top_key: None,
+    };
+    let v = p.value(depth)?;
+    Ok((v, p.pos))
+}
+
+/// Reads an object key (a string literal) starting at byte `pos` of
+/// `text`. Returns it and the position after its closing quote.
+pub(crate) fn key_at(text: &[u8], pos: usize) -> Result<(String, usize), ParseError> {
+    let mut p = Parser {
+        text,
+        pos,
+        top_key: None,
+    };
+    if p.peek() != Some(b'"') {
+        return Err(p.error("expected a property name enclosed in double quotes"));
+    }
+    let k = p.string()?;
+    Ok((k, p.pos))
+}
+
 struct Parser<'a> {
     text: &'a [u8],
     pos: usize,

@@ -143,6 +143,8 @@ mod folder;
 mod json;
 mod log;
 mod prompt;
+mod repair;
+mod salvage;
 #[cfg(feature = "redis")]
 mod redis_backend;
 mod store;
@@ -153,6 +155,7 @@ pub mod fuzzing;
 
 pub use backend::{Backend, BackendExt, BoxFuture, Entry, is_redis_url, open_backend};
 pub use check::{CheckReport, Problem, Severity, check};
+pub use repair::{Lost, RepairReport, repair};
 #[cfg(feature = "fault-injection")]
 pub use disk::{Disk, DiskFile, LockHold, Meta, Perms, Site, StdDisk};
 pub use error::{BoxError, Error, Position, Result};

@@ -162,7 +162,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-fn all_zero(b: &[u8]) -> bool {
+pub(crate) fn all_zero(b: &[u8]) -> bool {
     b.iter().all(|x| *x == 0)
 }
 /// Reads a whole log. A torn last frame (the tail of an unacknowledged
@@ -182,17 +182,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Result<Scan, LogError> {
         }
         return Err(err(0, "not a steward log (bad magic)"));
     }
-    if &bytes[..8] != MAGIC {
-        return Err(err(0, "not a steward log (bad magic)"));
-    }
-    if crc32fast::hash(&bytes[..28]) != u32_at(bytes, 28) {
-        return Err(err(0, "log header checksum mismatch"));
-    }
-    let snapshot = SnapshotId {
-        present: u32_at(bytes, 8) & FLAG_SNAPSHOT_PRESENT != 0,
-        len: u64_at(bytes, 12),
-        crc: u32_at(bytes, 20),
-    };
+    let snapshot = header(bytes)?;
     let mut frames = Vec::new();
     let mut at = HEADER_LEN;
     while at < bytes.len() {
@@ -232,8 +222,26 @@ pub(crate) fn scan(bytes: &[u8]) -> Result<Scan, LogError> {
     })
 }
 
+/// The snapshot named by the log's header (at least [`HEADER_LEN`] bytes).
+pub(crate) fn header(bytes: &[u8]) -> Result<SnapshotId, LogError> {
+    if bytes.len() < HEADER_LEN {
+        return Err(err(0, "log header cut short"));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(err(0, "not a steward log (bad magic)"));
+    }
+    if crc32fast::hash(&bytes[..28]) != u32_at(bytes, 28) {
+        return Err(err(0, "log header checksum mismatch"));
+    }
+    Ok(SnapshotId {
+        present: u32_at(bytes, 8) & FLAG_SNAPSHOT_PRESENT != 0,
+        len: u64_at(bytes, 12),
+        crc: u32_at(bytes, 20),
+    })
+}
+
 /// The verified payload of the frame at `at` and the frame's end.
-fn frame_at(bytes: &[u8], at: usize) -> Result<(&[u8], usize), &'static str> {
+pub(crate) fn frame_at(bytes: &[u8], at: usize) -> Result<(&[u8], usize), &'static str> {
     let rest = &bytes[at..];
     if rest.len() < FRAME_HEADER_LEN {
         return Err("frame header cut short");
@@ -256,7 +264,13 @@ fn frame_at(bytes: &[u8], at: usize) -> Result<(&[u8], usize), &'static str> {
 /// Whether any offset from `from` on starts a frame whose length check and
 /// checksum both hold.
 fn valid_frame_after(bytes: &[u8], from: usize) -> bool {
-    (from..bytes.len().saturating_sub(FRAME_HEADER_LEN - 1)).any(|at| {
+    next_valid_frame(bytes, from).is_some()
+}
+
+/// The first offset from `from` on that starts a frame whose length check
+/// and checksum both hold.
+pub(crate) fn next_valid_frame(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len().saturating_sub(FRAME_HEADER_LEN - 1)).find(|&at| {
         let len = u32_at(bytes, at);
         u32_at(bytes, at + 4) == !len ^ LEN_CHECK_KEY && frame_at(bytes, at).is_ok()
     })
@@ -291,7 +305,7 @@ fn take_str(p: &mut &[u8]) -> Result<String, String> {
     String::from_utf8(b.to_vec()).map_err(|_| "key is not UTF-8".to_string())
 }
 
-fn decode_payload(mut p: &[u8]) -> Result<Vec<Op>, String> {
+pub(crate) fn decode_payload(mut p: &[u8]) -> Result<Vec<Op>, String> {
     let mut ops = Vec::new();
     while !p.is_empty() {
         let op = take(&mut p, 1)?[0];

@@ -24,6 +24,7 @@ use crate::prompt;
 use crate::subscribe::{Change, DEFAULT_SUBSCRIPTION_CAPACITY, Hub, SubQueue, Subscription};
 
 pub(crate) mod keycap;
+mod replace;
 
 /// Settings of a store. Plain data: build one with `Default` and struct
 /// update syntax, or load it from a config file.
@@ -272,7 +273,7 @@ impl StoreBuilder {
     }
 }
 
-fn take_lock(disk: &dyn Disk, path: &Path, perms: Perms) -> Result<LockHold> {
+pub(crate) fn take_lock(disk: &dyn Disk, path: &Path, perms: Perms) -> Result<LockHold> {
     match disk.lock(path, perms) {
         Ok(Some(hold)) => Ok(hold),
         Ok(None) => Err(Error::Locked {

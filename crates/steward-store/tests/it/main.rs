@@ -18,6 +18,7 @@ mod modes;
 mod power;
 mod prompt_xml;
 mod python;
+mod repair;
 mod redis_backend;
 pub(crate) mod redis_server;
 mod redis_tls;

@@ -18,7 +18,7 @@ fn python() -> Command {
     Command::new("python3")
 }
 
-fn run_python(script: &str, args: &[&Path]) -> String {
+pub(crate) fn run_python(script: &str, args: &[&Path]) -> String {
     let out = python()
         .arg("-c")
         .arg(script)
