@@ -18,7 +18,9 @@ const HELP: &str = "\
 cargo xtask <task>
 
 tasks:
-  ci                        setup, fmt --check, clippy -D warnings, tests, docs -D warnings
+  ci                        setup, fmt --check, clippy -D warnings (also the facade
+                            with each feature alone), the fuzz targets built,
+                            tests (tidy and dependency policy too), docs -D warnings
   setup                     install and start what the tests need (sound server, Python peer, Redis)
   test [ARGS...]            setup, then every test (nextest when present) and the doctests
   bench [NAME] [--quick]    criterion benches (store, pool, tracker, monitor, ws, audio,
@@ -97,12 +99,44 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    check_facade_features()?;
+    check_fuzz_targets()?;
     test(&[])?;
     run(cargo()
         .args(["doc", "--workspace", "--no-deps", "--all-features"])
         .env("RUSTDOCFLAGS", "-D warnings"))?;
     eprintln!("xtask ci: all green in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The facade with no feature and with each feature alone, so a feature
+/// that leans on another one it does not enable fails here rather than for
+/// a user (the rest of CI builds every feature at once).
+fn check_facade_features() -> Result<()> {
+    let mut sets = vec![String::new()];
+    sets.extend(
+        workspace_features()?
+            .iter()
+            .filter_map(|f| f.strip_prefix("steward/"))
+            .map(str::to_string),
+    );
+    for features in sets {
+        run(cargo()
+            .args(["clippy", "-p", "steward", "--no-default-features"])
+            .args(["--features", &features, "--", "-D", "warnings"]))?;
+    }
+    Ok(())
+}
+
+/// The fuzz targets build (cargo-fuzz itself runs them, on request):
+/// checked with their own lock file, in a target directory of their own
+/// since they are outside the workspace.
+fn check_fuzz_targets() -> Result<()> {
+    run(cargo()
+        .args(["check", "--manifest-path", "fuzz/Cargo.toml"])
+        .args(["--locked", "--bins"])
+        .env("CARGO_TARGET_DIR", bench::target_dir().join("fuzz-check"))
+        .env("RUSTFLAGS", "-D warnings"))
 }
 
 /// Installs missing system packages, the Python WebSocket peer and starts the
