@@ -70,9 +70,14 @@ struct AssistantArgs {
     /// OPENAI_API_KEY. Default: a local stand-in.
     #[arg(long)]
     url: Option<String>,
-    /// The memory file the tools use.
-    #[arg(long, value_name = "PATH", default_value = "memory.json")]
+    /// The memory the tools use: a file, or a Redis namespace shared with
+    /// other assistants (redis://host:port/db?ns=NAME, rediss:// for TLS).
+    #[arg(long, value_name = "PATH|URL", default_value = "memory.json")]
     memory: PathBuf,
+    /// Say this to the model as typed text once the conversation is up
+    /// (repeatable; sent in order).
+    #[arg(long, value_name = "TEXT")]
+    say: Vec<String>,
     /// How long to run (30s, 10m, 1h). Default: until Ctrl-C (or, with
     /// --input, until the file ended and the last answer came).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -261,6 +266,7 @@ async fn assistant(args: AssistantArgs) -> Result<Outcome> {
     }
     config.url = args.url;
     config.memory = args.memory;
+    config.say = args.say;
     config.duration = args.duration;
     config.sessions = args.sessions;
     config.turn_ms = u32::try_from(args.turn.as_millis()).unwrap_or(u32::MAX);

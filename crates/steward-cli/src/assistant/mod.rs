@@ -47,7 +47,7 @@ mod soak;
 mod tools;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,7 +57,7 @@ use steward::Steward;
 use steward::audio::{AudioConfig, Playback};
 use steward::monitor::MonitorConfig;
 use steward::realtime::{RealtimeConfig, RealtimeStats};
-use steward::store::Store;
+use steward::store::{Backend, Store};
 use steward::tracker::Tracker;
 use steward::ws::Client;
 
@@ -108,8 +108,15 @@ pub struct AssistantConfig {
     /// Play the model's audio. Default true; off, audio is received and
     /// counted but not played.
     pub playback: bool,
-    /// The memory file the tools use. Default `memory.json`.
+    /// The memory the tools use: a file (default `memory.json`), or a
+    /// `redis://host:port/db?ns=NAME` URL (also `rediss://`) whose namespace
+    /// several assistant processes share. A Redis URL is serialized and
+    /// shown without its user info and query.
+    #[serde(serialize_with = "serialize_memory")]
     pub memory: PathBuf,
+    /// Typed user messages sent, in order, once the first conversation is
+    /// up (each asks for a response). Default none.
+    pub say: Vec<String>,
     /// How long to run; `None` runs until [`Assistant::stop`] (or, for a WAV
     /// input, until it ended and the last answer came).
     #[serde(rename = "duration_ms", with = "opt_millis")]
@@ -161,6 +168,7 @@ impl Default for AssistantConfig {
             audio_host: steward::audio::AudioHost::Default,
             playback: true,
             memory: PathBuf::from("memory.json"),
+            say: Vec::new(),
             duration: None,
             sessions: 1,
             turn_ms: 3000,
@@ -181,13 +189,46 @@ impl Default for AssistantConfig {
     }
 }
 
+/// The memory's location fit to be shown: a Redis URL without user info
+/// and query, a file path as it is.
+pub(crate) fn memory_shown(memory: &Path) -> String {
+    let location = memory.to_string_lossy();
+    if steward::store::is_redis_url(&location) {
+        return redact_url(&location);
+    }
+    location.into_owned()
+}
+
+fn serialize_memory<S: serde::Serializer>(memory: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&memory_shown(memory))
+}
+
+/// Opens the memory the tools use: the backend, and the file store itself
+/// when it is one (the steward wires that in).
+async fn open_memory(memory: &Path) -> Result<(Arc<dyn Backend>, Option<Store>), Error> {
+    let location = memory.to_string_lossy();
+    let failed = |source| Error::Store {
+        path: PathBuf::from(memory_shown(memory)),
+        source,
+    };
+    if steward::store::is_redis_url(&location) {
+        let backend = steward::store::open_backend(&location)
+            .await
+            .map_err(failed)?;
+        tracing::info!(memory = %memory_shown(memory), "memory on a Redis namespace");
+        return Ok((Arc::from(backend), None));
+    }
+    let store = Store::open(memory).map_err(failed)?;
+    Ok((Arc::new(store.clone()), Some(store)))
+}
+
 impl std::fmt::Debug for AssistantConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AssistantConfig")
             .field("url", &self.url.as_deref().map(redact_url))
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .field("input", &self.input)
-            .field("memory", &self.memory)
+            .field("memory", &memory_shown(&self.memory))
             .field("duration", &self.duration)
             .field("sessions", &self.sessions)
             .field("turn_ms", &self.turn_ms)
@@ -298,10 +339,7 @@ impl Assistant {
         };
         let standin_url = standin.as_ref().map(Standin::url);
 
-        let store = Store::open(&config.memory).map_err(|source| Error::Store {
-            path: config.memory.clone(),
-            source,
-        })?;
+        let (store, file_store) = open_memory(&config.memory).await?;
         let source = Source::open(
             &config.input,
             config.chunk_ms,
@@ -355,8 +393,12 @@ impl Assistant {
         steward_config.http.allow_remote = config.http_allow_remote;
         let mut builder = Steward::builder()
             .config(steward_config)
-            .store(store.clone())
             .tracker(Tracker::new());
+        // The file store's log is compacted and its expired entries swept
+        // under pressure; a Redis memory lives in its server.
+        if let Some(file) = file_store {
+            builder = builder.store(file);
+        }
         if let Some(p) = &playback {
             builder = builder.playback(devices::SPEAKER, p);
         }

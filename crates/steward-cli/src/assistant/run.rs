@@ -1,6 +1,7 @@
 //! The session task: audio from the input to the realtime conversation,
 //! tool calls to the memory, the status every poll, the report at the end.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use steward::audio::Capture;
 use steward::realtime::{
     LatencySummary, RealtimeConfig, RealtimeEvent, RealtimeSession, RealtimeStats,
 };
-use steward::store::Store;
+use steward::store::Backend;
 use steward::ws::Client;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
@@ -35,7 +36,8 @@ pub(super) struct Run {
     pub(super) started: Instant,
     pub(super) url: String,
     pub(super) standin: Option<Standin>,
-    pub(super) store: Store,
+    /// The memory the tools use (a file store or a Redis namespace).
+    pub(super) store: Arc<dyn Backend>,
     pub(super) steward: Steward,
     pub(super) client: Client,
     pub(super) source: Option<Source>,
@@ -97,6 +99,16 @@ impl Run {
                 .add_ws_session(&format!("realtime-{}", self.session_index), &ws);
         }
         tracing::info!(session = self.session_index, "conversation open");
+        if self.session_index == 1 {
+            for text in &self.config.say {
+                rt.user_text(text.clone())
+                    .await
+                    .map_err(|e| Error::Realtime {
+                        url: redact_url(&self.url),
+                        source: e,
+                    })?;
+            }
+        }
         self.rt = Some(rt);
         self.flaps_seen = 0;
         Ok(())
@@ -236,7 +248,7 @@ impl Run {
                 arguments,
             } => {
                 let output =
-                    tools::run(&self.store, &name, &arguments, &mut self.report.tool_calls).await;
+                    tools::run(&*self.store, &name, &arguments, &mut self.report.tool_calls).await;
                 let Some(rt) = &self.rt else { return };
                 match rt.tool_output(call_id, output).await {
                     Ok(()) => self.tool_outputs += 1,
@@ -415,7 +427,7 @@ impl Run {
         self.report.memory_growth = super::MemoryGrowth::of(&health.growth);
         self.report.health = serde_json::to_value(health).unwrap_or(Value::Null);
         self.steward.shutdown().await;
-        let closed = self.store.close_async().await;
+        let closed = self.store.close().await;
         if let Some(standin) = self.standin.take() {
             self.report.standin = true;
             self.report.standin_stats = Some(standin.stats());
@@ -450,7 +462,7 @@ impl Run {
             }
         }
         let mut report = std::mem::take(&mut self.report);
-        let memory = self.config.memory.clone();
+        let memory = PathBuf::from(super::memory_shown(&self.config.memory));
         // Every handle goes here (steward, store, streams), so the end
         // counts see only what outlives the assistant.
         drop(self);

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use steward::store::Store;
+use steward::store::Backend;
 
 /// Longest key accepted from the model.
 const MAX_KEY_CHARS: usize = 256;
@@ -17,6 +17,8 @@ pub struct ToolCounts {
     pub remember: u64,
     /// `recall` calls answered (found or not).
     pub recall: u64,
+    /// `recall` calls that found their key.
+    pub recall_found: u64,
     /// `forget` calls answered (deleted or not there).
     pub forget: u64,
     /// Calls that failed: unknown tool, bad arguments, or a store error.
@@ -55,16 +57,21 @@ pub(crate) fn definitions() -> Vec<Value> {
 
 /// Runs one call; returns the output to send back to the model.
 pub(crate) async fn run(
-    store: &Store,
+    memory: &dyn Backend,
     name: &str,
     arguments: &str,
     counts: &mut ToolCounts,
 ) -> String {
-    match execute(store, name, arguments).await {
+    match execute(memory, name, arguments).await {
         Ok(output) => {
             match name {
                 "remember" => counts.remember += 1,
-                "recall" => counts.recall += 1,
+                "recall" => {
+                    counts.recall += 1;
+                    if output["found"] == true {
+                        counts.recall_found += 1;
+                    }
+                }
                 _ => counts.forget += 1,
             }
             output.to_string()
@@ -77,7 +84,7 @@ pub(crate) async fn run(
     }
 }
 
-async fn execute(store: &Store, name: &str, arguments: &str) -> Result<Value, String> {
+async fn execute(memory: &dyn Backend, name: &str, arguments: &str) -> Result<Value, String> {
     let args: Value =
         serde_json::from_str(arguments).map_err(|_| "the arguments are not JSON".to_string())?;
     let key = args
@@ -93,21 +100,28 @@ async fn execute(store: &Store, name: &str, arguments: &str) -> Result<Value, St
                 Some(Value::Null) | None => return Err("`value` is missing".into()),
                 Some(v) => v.clone(),
             };
-            // Returns once the write is durable (fsynced).
-            store
-                .upsert_async(&key, value)
+            // Returns once the write is durable (fsynced, or acknowledged
+            // by the Redis server).
+            memory
+                .upsert(&key, value)
                 .await
                 .map_err(|e| remember_failed(&key, &e))?;
             tracing::info!(%key, "remembered");
             Ok(json!({"ok": true, "key": key}))
         }
-        "recall" => Ok(match store.read(&key) {
-            Some(value) => json!({"key": key, "found": true, "value": value}),
-            None => json!({"key": key, "found": false}),
-        }),
+        "recall" => {
+            let found = memory
+                .get(&key)
+                .await
+                .map_err(|e| format!("cannot read {key:?}: {}", for_model(&e)))?;
+            Ok(match found {
+                Some(value) => json!({"key": key, "found": true, "value": value}),
+                None => json!({"key": key, "found": false}),
+            })
+        }
         "forget" => {
-            let existed = store
-                .delete_async(&key)
+            let existed = memory
+                .delete(&key)
                 .await
                 .map_err(|e| format!("cannot delete {key:?}: {}", for_model(&e)))?;
             tracing::info!(%key, existed, "forgotten");
@@ -167,6 +181,7 @@ fn strip_dirs(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use steward::store::Store;
 
     #[tokio::test]
     async fn remember_recall_forget_against_a_real_store() {
@@ -200,6 +215,7 @@ mod tests {
             ToolCounts {
                 remember: 1,
                 recall: 2,
+                recall_found: 1,
                 forget: 1,
                 failed: 3
             }

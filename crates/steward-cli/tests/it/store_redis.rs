@@ -241,3 +241,64 @@ fn copy_keeps_the_time_a_ttl_entry_has_left() {
     let ttl = entries[1].ttl.expect("weather kept its expiry");
     assert!(ttl.as_millis() as i64 <= left, "{ttl:?} > {left} ms");
 }
+
+/// Runs `steward assistant` against its local stand-in with the memory on
+/// `memory`, saying `text`; returns the JSON report.
+fn assistant_saying(dir: &std::path::Path, memory: &str, text: &str, name: &str) -> Value {
+    let report = dir.join(format!("{name}.json"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+        .current_dir(dir)
+        .args([
+            "assistant",
+            "--silence",
+            "--no-playback",
+            "--duration",
+            "4s",
+        ])
+        .args(["--remember-every", "0", "--memory", memory, "--say", text])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("run steward assistant");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{name}: {stdout}\n{stderr}");
+    let report = std::fs::read_to_string(&report).expect("report");
+    serde_json::from_str(&report).expect("report JSON")
+}
+
+#[test]
+fn two_assistants_share_a_redis_memory_one_remembers_the_other_recalls() {
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url_ns("household");
+
+    let first = assistant_saying(dir.path(), &url, "remember favourite_color: blue", "first");
+    assert_eq!(first["tool_calls"]["remember"], 1, "{first}");
+    assert_eq!(first["tool_calls"]["failed"], 0, "{first}");
+    // Another process, another conversation: the model recalls it.
+    let second = assistant_saying(dir.path(), &url, "recall favourite_color", "second");
+    assert_eq!(second["tool_calls"]["recall"], 1, "{second}");
+    assert_eq!(second["tool_calls"]["recall_found"], 1, "{second}");
+
+    assert_eq!(
+        ok(&["store", "get", &url, "favourite_color"]).trim(),
+        "\"blue\""
+    );
+    // Nothing went to a file named after the URL, nor to memory.json.
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.contains("memory") || f.contains("redis") || f.contains("lock")),
+        "no memory file: {files:?}"
+    );
+    // The report names the memory without its query.
+    assert!(
+        !first.to_string().contains("ns=household"),
+        "the memory URL is shown redacted"
+    );
+}
