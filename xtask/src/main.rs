@@ -109,9 +109,10 @@ fn ci() -> Result<()> {
     Ok(())
 }
 
-/// The facade with no feature and with each feature alone, so a feature
-/// that leans on another one it does not enable fails here rather than for
-/// a user (the rest of CI builds every feature at once).
+/// The facade with no feature and with each feature alone, and the command
+/// without its default feature, so a feature that leans on another one it
+/// does not enable fails here rather than for a user (the rest of CI builds
+/// every feature at once).
 fn check_facade_features() -> Result<()> {
     let mut sets = vec![String::new()];
     sets.extend(
@@ -125,7 +126,11 @@ fn check_facade_features() -> Result<()> {
             .args(["clippy", "-p", "steward", "--no-default-features"])
             .args(["--features", &features, "--", "-D", "warnings"]))?;
     }
-    Ok(())
+    // The command without its default `plot` (its tests too: they expect
+    // no rss.png then).
+    run(cargo()
+        .args(["clippy", "-p", "steward-cli", "--no-default-features"])
+        .args(["--all-targets", "--", "-D", "warnings"]))
 }
 
 /// The fuzz targets build (cargo-fuzz itself runs them, on request):
