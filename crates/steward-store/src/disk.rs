@@ -96,6 +96,13 @@ pub trait DiskFile: Send + fmt::Debug {
     fn sync_all(&mut self, site: Site) -> std::io::Result<()>;
 }
 
+/// Tests only: [`repair`](crate::repair) through `disk`, judging expiries
+/// at `now_ms` (so a simulated power loss can cut it at every step).
+#[cfg(feature = "fault-injection")]
+pub fn repair_on(disk: &dyn Disk, path: &Path, now_ms: u64) -> crate::Result<crate::RepairReport> {
+    crate::repair::repair_on(disk, path, now_ms)
+}
+
 /// The real disk: `std::fs` with real fsync.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StdDisk;

@@ -157,7 +157,7 @@ pub use backend::{Backend, BackendExt, BoxFuture, Entry, is_redis_url, open_back
 pub use check::{CheckReport, Problem, Severity, check};
 pub use repair::{Lost, RepairReport, repair};
 #[cfg(feature = "fault-injection")]
-pub use disk::{Disk, DiskFile, LockHold, Meta, Perms, Site, StdDisk};
+pub use disk::{Disk, DiskFile, LockHold, Meta, Perms, Site, StdDisk, repair_on};
 pub use error::{BoxError, Error, Position, Result};
 pub use files::{load, load_with_ttl, write_snapshot};
 pub use json::{RAW_JSON_KEY, raw_json, raw_value, to_python_json};
