@@ -127,6 +127,15 @@ pub struct RealtimeConfig {
     /// Model audio waiting for the playout, in ms; beyond it new audio is
     /// dropped (counted). Default 120 s.
     pub play_queue_ms: u64,
+    /// Events kept for the application. When full, transcripts, speech,
+    /// barge-in, response and error events are dropped (counted in
+    /// `RealtimeStats::events_dropped`); tool calls evict those first;
+    /// `SessionReady` and `LinkLost` are never dropped. Default 256.
+    pub event_queue: usize,
+    /// Bytes of text (tool-call arguments, transcripts, messages) the
+    /// events kept for the application may hold, the same way. Default
+    /// 32 MiB (a tool call's arguments reach the 16 MiB message limit).
+    pub event_queue_bytes: usize,
 }
 
 impl Default for RealtimeConfig {
@@ -147,6 +156,8 @@ impl Default for RealtimeConfig {
             history_bytes: 256 * 1024,
             held_audio_ms: 10_000,
             play_queue_ms: 120_000,
+            event_queue: 256,
+            event_queue_bytes: 32 << 20,
         }
     }
 }
@@ -177,6 +188,9 @@ impl RealtimeConfig {
         }
         if self.play_queue_ms == 0 {
             return bad("play_queue_ms", "must be more than zero");
+        }
+        if self.event_queue == 0 || self.event_queue_bytes == 0 {
+            return bad("event_queue", "must hold something");
         }
         Ok(())
     }

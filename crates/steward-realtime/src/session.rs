@@ -2,7 +2,7 @@
 //! conversation over steward-ws links.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -12,20 +12,20 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use crate::Error;
-use crate::config::RealtimeConfig;
+use crate::config::{BYTES_PER_MS, RealtimeConfig};
 use crate::conversation::RealtimeEvent;
 use crate::history::HistoryItem;
 use crate::playout::Playout;
 use crate::stats::RealtimeStats;
 
 mod driver;
+mod events;
 
 use driver::Driver;
 
-/// Commands waiting for the session task (audio chunks included).
+/// Commands waiting for the session task (audio chunks included; their
+/// bytes are bounded too, see [`RealtimeSession::send_audio`]).
 const COMMANDS: usize = 1024;
-/// Events waiting for the application.
-const EVENTS: usize = 256;
 
 enum Command {
     Audio(Vec<u8>),
@@ -48,6 +48,10 @@ struct Shared {
     closed: AtomicBool,
     /// Audio refused because the command queue was full, in bytes.
     refused: Mutex<u64>,
+    /// Audio in the command queue, in bytes (the task takes it off).
+    queued_audio: AtomicU64,
+    /// Audio is being refused (one warning per burst).
+    refusing: AtomicBool,
 }
 
 impl Shared {
@@ -100,8 +104,10 @@ impl RealtimeStatsHandle {
 /// future is dropped before it was queued is not sent.
 pub struct RealtimeSession {
     commands: mpsc::Sender<Command>,
-    events: tokio::sync::Mutex<mpsc::Receiver<RealtimeEvent>>,
+    events: events::EventReceiver,
     shared: Arc<Shared>,
+    /// Most audio the command queue holds, in bytes.
+    audio_limit: u64,
     task: Mutex<Option<JoinHandle<RealtimeStats>>>,
 }
 
@@ -157,7 +163,9 @@ impl RealtimeSessionBuilder {
             .await
             .map_err(|source| Error::Link { source })?;
         let (commands, rx) = mpsc::channel(COMMANDS);
-        let (events_tx, events) = mpsc::channel(EVENTS);
+        let (events_tx, events) =
+            events::event_queue(self.config.event_queue, self.config.event_queue_bytes);
+        let audio_limit = self.config.held_audio_ms * BYTES_PER_MS;
         let shared = Arc::new(Shared::default());
         let span = tracing::info_span!("realtime_session");
         let mut driver = Driver::new(
@@ -172,8 +180,9 @@ impl RealtimeSessionBuilder {
         let task = tokio::spawn(driver.run().instrument(span));
         Ok(RealtimeSession {
             commands,
-            events: tokio::sync::Mutex::new(events),
+            events,
             shared,
+            audio_limit,
             task: Mutex::new(Some(task)),
         })
     }
@@ -192,12 +201,27 @@ impl RealtimeSession {
     }
 
     /// Hands user audio (PCM16 mono 24 kHz) to the session. Never waits:
-    /// when the task is behind by a whole queue the chunk is dropped and
-    /// counted in [`RealtimeStats::audio_dropped_bytes`].
+    /// when the task is behind by a whole queue (1024 commands, or
+    /// [`RealtimeConfig::held_audio_ms`] of audio) the chunk is dropped,
+    /// counted in [`RealtimeStats::audio_dropped_bytes`] and logged once
+    /// per burst.
     pub fn send_audio(&self, pcm16: Vec<u8>) {
         let n = pcm16.len() as u64;
-        if self.commands.try_send(Command::Audio(pcm16)).is_err() {
-            *self.shared.refused.lock() += n;
+        let queued = self.shared.queued_audio.fetch_add(n, Relaxed);
+        // A chunk larger than the bound passes alone.
+        let room = queued == 0 || queued + n <= self.audio_limit;
+        if room && self.commands.try_send(Command::Audio(pcm16)).is_ok() {
+            self.shared.refusing.store(false, Relaxed);
+            return;
+        }
+        self.shared.queued_audio.fetch_sub(n, Relaxed);
+        *self.shared.refused.lock() += n;
+        if !self.shared.refusing.swap(true, Relaxed) {
+            tracing::warn!(
+                queued_bytes = queued,
+                limit_bytes = self.audio_limit,
+                "the session task is behind: user audio dropped (counted in audio_dropped_bytes)"
+            );
         }
     }
 
@@ -270,13 +294,13 @@ impl RealtimeSession {
 
     /// The next event; `None` once the session is closed and none is left.
     pub async fn next_event(&self) -> Option<RealtimeEvent> {
-        self.events.lock().await.recv().await
+        self.events.recv().await
     }
 
     /// An event if one is waiting.
     #[must_use]
     pub fn try_next_event(&self) -> Option<RealtimeEvent> {
-        self.events.try_lock().ok()?.try_recv().ok()
+        self.events.try_recv()
     }
 
     /// The counters (refreshed every 100 ms and on every session change).

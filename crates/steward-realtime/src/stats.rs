@@ -147,6 +147,12 @@ pub struct RealtimeStats {
     pub history_items: u64,
     /// History items dropped to stay within its bounds.
     pub history_dropped: u64,
+    /// Tool calls among `events_dropped`: the application left the event
+    /// queue full of them (each logged as an error).
+    pub tool_calls_dropped: u64,
+    /// `LinkLost` events folded into an earlier one while the event queue
+    /// was full.
+    pub events_coalesced: u64,
     /// Events for the application dropped because it did not read them.
     pub events_dropped: u64,
     /// Client events not sent: the link they were decided for was lost

@@ -15,10 +15,8 @@
 //! counted in `Stats` and logged, never silently.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use tokio::sync::Notify;
-
+use crate::mailbox::{self, Bounds};
 use crate::{Event, Message};
 
 /// What one push had to give up.
@@ -42,35 +40,46 @@ impl Overflow {
     }
 }
 
-struct State {
-    events: VecDeque<Event>,
-    /// Payload bytes of the undelivered messages in `events`.
+/// The bounds of a session's event queue.
+pub(crate) struct EventBounds {
+    capacity: usize,
+    max_bytes: usize,
+    /// Payload bytes of the undelivered messages queued.
     bytes: usize,
-    /// The session's task has ended: nothing more comes.
-    closed: bool,
     /// Losses since the queue last had room (one warning per burst).
     overflowing: bool,
 }
 
-struct Queue {
-    state: Mutex<State>,
-    ready: Notify,
-    capacity: usize,
-    max_bytes: usize,
-}
+impl Bounds for EventBounds {
+    type Item = Event;
+    type Overflow = Overflow;
 
-impl Queue {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics while holding it; a poisoned lock still has whole data.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn push(&mut self, events: &mut VecDeque<Event>, event: Event) -> Overflow {
+        let mut overflow = push(events, &mut self.bytes, event, self.capacity);
+        trim_bytes(events, &mut self.bytes, self.max_bytes, &mut overflow);
+        if overflow.lost_any() && !self.overflowing {
+            self.overflowing = true;
+            overflow.first_in_burst = true;
+        }
+        overflow
+    }
+
+    fn popped(&mut self, event: &Event, left: usize) {
+        self.bytes -= undelivered_bytes(event);
+        if left < self.capacity {
+            self.overflowing = false;
+        }
     }
 }
+
+/// The I/O task's end (see [`mailbox::Sender`]).
+pub(crate) type EventSender = mailbox::Sender<EventBounds>;
 
 /// The session's events, in order (see [`Event`]). Cheap to clone; clones
 /// share one queue, so each event goes to one reader.
 #[derive(Clone)]
 pub struct Events {
-    queue: Arc<Queue>,
+    rx: mailbox::Receiver<EventBounds>,
 }
 
 impl std::fmt::Debug for Events {
@@ -79,119 +88,44 @@ impl std::fmt::Debug for Events {
     }
 }
 
-/// The I/O task's end. Holds the queue weakly: once every [`Events`] (and
-/// so every session handle) is gone, events go nowhere. Dropping it ends
-/// the queue: readers get `None` once it is empty.
-pub(crate) struct EventSender {
-    queue: Weak<Queue>,
-}
-
 /// A new queue of at most `capacity` events and `max_bytes` of undelivered
 /// messages (lifecycle events aside, see the module docs).
 pub(crate) fn event_queue(capacity: usize, max_bytes: usize) -> (EventSender, Events) {
-    let queue = Arc::new(Queue {
-        state: Mutex::new(State {
-            events: VecDeque::new(),
-            bytes: 0,
-            closed: false,
-            overflowing: false,
-        }),
-        ready: Notify::new(),
+    let (tx, rx) = mailbox::channel(EventBounds {
         capacity: capacity.max(1),
         max_bytes,
+        bytes: 0,
+        overflowing: false,
     });
-    let sender = EventSender {
-        queue: Arc::downgrade(&queue),
-    };
-    (sender, Events { queue })
+    (tx, Events { rx })
 }
 
 impl Events {
     /// The next event; `None` once the session has ended and every event was read.
     /// Cancel safe.
     pub async fn recv(&self) -> Option<Event> {
-        loop {
-            let ready = self.queue.ready.notified();
-            tokio::pin!(ready);
-            // Registered before looking, so a push in between is not missed.
-            ready.as_mut().enable();
-            {
-                let mut state = self.queue.lock();
-                if let Some(event) = pop(&mut state, self.queue.capacity) {
-                    return Some(event);
-                }
-                if state.closed {
-                    return None;
-                }
-            }
-            ready.await;
-        }
+        self.rx.recv().await
     }
 
     /// The next event if one is waiting.
     pub fn try_recv(&self) -> Option<Event> {
-        pop(&mut self.queue.lock(), self.queue.capacity)
+        self.rx.try_recv()
     }
 
     pub(crate) fn downgrade(&self) -> WeakEvents {
-        WeakEvents {
-            queue: Arc::downgrade(&self.queue),
-        }
+        WeakEvents(self.rx.downgrade())
     }
 }
 
 /// An [`Events`] that does not keep the queue.
 #[derive(Clone)]
-pub(crate) struct WeakEvents {
-    queue: Weak<Queue>,
-}
+pub(crate) struct WeakEvents(mailbox::WeakReceiver<EventBounds>);
 
 impl WeakEvents {
     pub(crate) fn upgrade(&self) -> Option<Events> {
         Some(Events {
-            queue: self.queue.upgrade()?,
+            rx: self.0.upgrade()?,
         })
-    }
-}
-
-fn pop(state: &mut State, capacity: usize) -> Option<Event> {
-    let event = state.events.pop_front()?;
-    state.bytes -= undelivered_bytes(&event);
-    if state.events.len() < capacity {
-        state.overflowing = false;
-    }
-    Some(event)
-}
-
-impl EventSender {
-    /// Queues `event` (see the module docs for what a full queue gives up).
-    pub(crate) fn send(&self, event: Event) -> Overflow {
-        let Some(queue) = self.queue.upgrade() else {
-            // Nobody can read it.
-            return Overflow::default();
-        };
-        let mut overflow = {
-            let mut state = queue.lock();
-            let mut overflow = push(&mut state, event, queue.capacity);
-            trim_bytes(&mut state, queue.max_bytes, &mut overflow);
-            if overflow.lost_any() && !state.overflowing {
-                state.overflowing = true;
-                overflow.first_in_burst = true;
-            }
-            overflow
-        };
-        queue.ready.notify_waiters();
-        overflow.first_in_burst &= overflow.lost_any();
-        overflow
-    }
-}
-
-impl Drop for EventSender {
-    fn drop(&mut self) {
-        if let Some(queue) = self.queue.upgrade() {
-            queue.lock().closed = true;
-            queue.ready.notify_waiters();
-        }
     }
 }
 
@@ -213,35 +147,44 @@ fn undelivered_bytes(event: &Event) -> usize {
     undelivered(event).map_or(0, |m| m.iter().map(Message::len).sum())
 }
 
-fn push(state: &mut State, event: Event, capacity: usize) -> Overflow {
+fn push(
+    events: &mut VecDeque<Event>,
+    bytes: &mut usize,
+    event: Event,
+    capacity: usize,
+) -> Overflow {
     let mut overflow = Overflow::default();
-    if state.events.len() >= capacity {
-        if droppable(&event) {
-            overflow.dropped = 1;
-            return overflow;
-        }
-        if let Some(at) = state.events.iter().position(droppable) {
-            state.events.remove(at);
-            overflow.dropped = 1;
-        } else if let Some(event) = coalesce(state, event, &mut overflow) {
+    let event = if events.len() < capacity {
+        event
+    } else if droppable(&event) {
+        overflow.dropped = 1;
+        return overflow;
+    } else if let Some(at) = events.iter().position(droppable) {
+        events.remove(at);
+        overflow.dropped = 1;
+        event
+    } else {
+        match coalesce(events, bytes, event, &mut overflow) {
             // Nothing to fold into: room is reserved for it.
-            state.bytes += undelivered_bytes(&event);
-            state.events.push_back(event);
-            return overflow;
-        } else {
-            return overflow;
+            Some(event) => event,
+            None => return overflow,
         }
-    }
-    state.bytes += undelivered_bytes(&event);
-    state.events.push_back(event);
+    };
+    *bytes += undelivered_bytes(&event);
+    events.push_back(event);
     overflow
 }
 
 /// Folds a `Disconnected` into a queued `Disconnected, Connected` pair at
 /// the end; hands the event back when it cannot.
-fn coalesce(state: &mut State, event: Event, overflow: &mut Overflow) -> Option<Event> {
-    let n = state.events.len();
-    if n < 2 || !matches!(state.events[n - 1], Event::Connected { .. }) {
+fn coalesce(
+    events: &mut VecDeque<Event>,
+    bytes: &mut usize,
+    event: Event,
+    overflow: &mut Overflow,
+) -> Option<Event> {
+    let n = events.len();
+    if n < 2 || !matches!(events[n - 1], Event::Connected { .. }) {
         return Some(event);
     }
     let Event::Disconnected {
@@ -254,7 +197,7 @@ fn coalesce(state: &mut State, event: Event, overflow: &mut Overflow) -> Option<
     let Some(Event::Disconnected {
         reason: older_reason,
         undelivered: older,
-    }) = state.events.get_mut(n - 2)
+    }) = events.get_mut(n - 2)
     else {
         return Some(Event::Disconnected {
             reason,
@@ -266,17 +209,22 @@ fn coalesce(state: &mut State, event: Event, overflow: &mut Overflow) -> Option<
     let added: usize = undelivered.iter().map(Message::len).sum();
     older.extend(undelivered);
     // The `Connected` between the two losses.
-    state.events.pop_back();
-    state.bytes += added;
+    events.pop_back();
+    *bytes += added;
     overflow.coalesced = 1;
     None
 }
 
 /// Drops the oldest undelivered messages until the queue holds at most
 /// `max_bytes` of them.
-fn trim_bytes(state: &mut State, max_bytes: usize, overflow: &mut Overflow) {
-    let mut excess = state.bytes.saturating_sub(max_bytes);
-    for event in &mut state.events {
+fn trim_bytes(
+    events: &mut VecDeque<Event>,
+    bytes: &mut usize,
+    max_bytes: usize,
+    overflow: &mut Overflow,
+) {
+    let mut excess = bytes.saturating_sub(max_bytes);
+    for event in events {
         if excess == 0 {
             return;
         }
@@ -292,7 +240,7 @@ fn trim_bytes(state: &mut State, max_bytes: usize, overflow: &mut Overflow) {
         undelivered.drain(..n);
         overflow.messages += n as u64;
         overflow.bytes += freed as u64;
-        state.bytes -= freed;
+        *bytes -= freed;
         excess = excess.saturating_sub(freed);
     }
 }

@@ -88,6 +88,7 @@ mod error;
 mod events;
 mod message;
 #[cfg(feature = "pool")]
+pub mod mailbox;
 pub mod pool;
 pub mod realtime;
 mod session;

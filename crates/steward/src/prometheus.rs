@@ -604,7 +604,7 @@ fn store(o: &mut Out, h: &Health) {
     };
     let label = s.file.as_str();
     let st = &s.stats;
-    let rows: [(&str, &str, &str, u64); 7] = [
+    let rows: [(&str, &str, &str, u64); 8] = [
         (
             "steward_store_keys",
             "gauge",
@@ -647,6 +647,12 @@ fn store(o: &mut Out, h: &Health) {
             "Batches that failed to reach the disk.",
             st.failed_batches,
         ),
+        (
+            "steward_store_keys_refused_total",
+            "counter",
+            "Writes refused because they would create a key beyond the key cap.",
+            st.keys_refused,
+        ),
     ];
     for (name, kind, help, v) in rows {
         o.family(name, kind, help);
@@ -666,7 +672,7 @@ fn ws(o: &mut Out, h: &Health) {
         .zip(h.ws.iter().map(|w| &w.stats))
         .collect();
     type Get = fn(&steward_ws::Stats) -> u64;
-    let families: [(&str, &str, &str, Get); 9] = [
+    let families: [(&str, &str, &str, Get); 11] = [
         (
             "steward_ws_connected",
             "gauge",
@@ -712,8 +718,20 @@ fn ws(o: &mut Out, h: &Health) {
         (
             "steward_ws_events_dropped_total",
             "counter",
-            "Events dropped because the event queue was full.",
+            "Reconnecting events dropped because the event queue was full.",
             |s| s.events_dropped,
+        ),
+        (
+            "steward_ws_events_coalesced_total",
+            "counter",
+            "Disconnected events folded into an earlier one while the event queue was full.",
+            |s| s.events_coalesced,
+        ),
+        (
+            "steward_ws_undelivered_dropped_bytes_total",
+            "counter",
+            "Undelivered messages' bytes dropped from unread events beyond the event queue's byte bound.",
+            |s| s.undelivered_dropped_bytes,
         ),
         (
             "steward_ws_link_gone_total",

@@ -11,6 +11,7 @@ use steward_ws::{Client, Event, Events, Message, Session, ShutdownMode};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::events::{EventSender, Overflow};
 use super::{Command, Shared};
 use crate::config::{BYTES_PER_MS, RealtimeConfig, SAMPLE_RATE};
 use crate::conversation::{Conversation, RealtimeEvent, Step, TruncationCheck};
@@ -61,7 +62,7 @@ pub(super) struct Driver {
     link: Option<Link>,
     connecting: Option<Connecting>,
     commands: mpsc::Receiver<Command>,
-    events: mpsc::Sender<RealtimeEvent>,
+    events: EventSender,
     shared: Arc<Shared>,
     /// User audio waiting for the link, oldest first.
     held: VecDeque<Vec<u8>>,
@@ -120,7 +121,7 @@ impl Driver {
         config: RealtimeConfig,
         playout: Option<Arc<dyn Playout>>,
         commands: mpsc::Receiver<Command>,
-        events: mpsc::Sender<RealtimeEvent>,
+        events: EventSender,
         shared: Arc<Shared>,
     ) -> Self {
         Self {
@@ -213,6 +214,7 @@ impl Driver {
 
     fn audio_up(&mut self, pcm: Vec<u8>) {
         let n = pcm.len() as u64;
+        self.shared.queued_audio.fetch_sub(n, Relaxed);
         self.conv.stats_mut().audio_in_bytes += n;
         self.held_bytes += n;
         self.held.push_back(pcm);
@@ -299,9 +301,23 @@ impl Driver {
         self.conv.stats_mut().events_unsent += unsent;
     }
 
+    /// Queues an event for the application; what a full queue gave up is
+    /// counted and, once per burst, logged.
     fn notify(&mut self, event: RealtimeEvent) {
-        if self.events.try_send(event).is_err() {
-            self.conv.stats_mut().events_dropped += 1;
+        let lost = self.events.send(event);
+        if lost == Overflow::default() {
+            return;
+        }
+        let stats = self.conv.stats_mut();
+        stats.events_dropped += lost.dropped;
+        stats.tool_calls_dropped += lost.calls_dropped;
+        stats.events_coalesced += lost.coalesced;
+        if lost.first_in_burst {
+            tracing::warn!(
+                dropped = lost.dropped,
+                folded = lost.coalesced,
+                "the event queue is full: the application does not read the events"
+            );
         }
     }
 
@@ -697,6 +713,9 @@ impl Driver {
         // Audio still in the command queue counts as held (never sent).
         while let Ok(command) = self.commands.try_recv() {
             if let Command::Audio(pcm) = command {
+                self.shared
+                    .queued_audio
+                    .fetch_sub(pcm.len() as u64, Relaxed);
                 self.conv.stats_mut().audio_in_bytes += pcm.len() as u64;
                 self.held_bytes += pcm.len() as u64;
             }

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Hang guard: generous, never a timing assertion.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let guard = tokio::time::Instant::now() + Duration::from_secs(30);
     while !done() {
         assert!(

@@ -8,3 +8,4 @@ mod events;
 mod history;
 mod link;
 mod model;
+mod queues;

@@ -17,7 +17,7 @@ pub(super) fn render(o: &mut Out, h: &Health) {
         .zip(h.realtime.iter().map(|r| &r.stats))
         .collect();
     type Get = fn(&RealtimeStats) -> u64;
-    let families: [(&str, &str, &str, Get); 14] = [
+    let families: [(&str, &str, &str, Get); 16] = [
         (
             "steward_realtime_sessions_total",
             "counter",
@@ -83,6 +83,18 @@ pub(super) fn render(o: &mut Out, h: &Health) {
             "counter",
             "Client events not sent: their link was lost first, or the queue was full.",
             |s| s.events_unsent,
+        ),
+        (
+            "steward_realtime_events_dropped_total",
+            "counter",
+            "Events for the application dropped because it did not read them.",
+            |s| s.events_dropped,
+        ),
+        (
+            "steward_realtime_tool_calls_dropped_total",
+            "counter",
+            "Tool calls dropped from a full event queue.",
+            |s| s.tool_calls_dropped,
         ),
         (
             "steward_realtime_tool_calls_total",
