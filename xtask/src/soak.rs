@@ -28,7 +28,7 @@
 //! With more than 10 sessions the summary also compares the RSS after the
 //! first 10 (the median of the samples taken while the 11th ran) with the
 //! RSS while the last one ran, and the task fails when it grew by more than
-//! 1 MiB: `cargo xtask soak --sessions 1000 --duration 20m --poll 250ms`
+//! 1 MiB: `cargo xtask soak --sessions 1000 --duration 12m --poll 200ms`
 //! is the 1,000-sessions check.
 //!
 //! `--heap` builds the binary with feature `dhat-heap` (dhat as the global

@@ -170,7 +170,10 @@ impl Run {
                     break;
                 }
                 () = tokio::time::sleep_until(next_cycle.unwrap_or(forever)) => {
-                    next_cycle = segment.map(|s| tokio::time::Instant::now() + s);
+                    // On a grid from the start: counted from each open,
+                    // the opens' time added up and the last session fell
+                    // past the end (999 of 1,000 in a 12 min run).
+                    next_cycle = next_cycle.zip(segment).map(|(at, s)| at + s);
                     if self.session_index < self.config.sessions {
                         tracing::info!(from = self.session_index, "cycling the conversation");
                         self.close_conversation().await;
