@@ -143,10 +143,10 @@ mod folder;
 mod json;
 mod log;
 mod prompt;
-mod repair;
-mod salvage;
 #[cfg(feature = "redis")]
 mod redis_backend;
+mod repair;
+mod salvage;
 mod store;
 mod subscribe;
 
@@ -155,7 +155,6 @@ pub mod fuzzing;
 
 pub use backend::{Backend, BackendExt, BoxFuture, Entry, is_redis_url, open_backend};
 pub use check::{CheckReport, Problem, Severity, check};
-pub use repair::{Lost, RepairReport, repair};
 #[cfg(feature = "fault-injection")]
 pub use disk::{Disk, DiskFile, LockHold, Meta, Perms, Site, StdDisk, repair_on};
 pub use error::{BoxError, Error, Position, Result};
@@ -166,6 +165,7 @@ pub use prompt::{pattern_matches, render_prompt};
 pub use redis_backend::{
     RedisBuilder, RedisConfig, RedisConnection, RedisManager, RedisStats, RedisStore,
 };
+pub use repair::{Lost, RepairReport, repair};
 pub use serde_json::{Map, Value};
 pub use store::{
     Clock, ManualClock, Stats, Store, StoreBuilder, StoreConfig, SystemClock, WriteFuture,
