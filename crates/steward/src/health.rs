@@ -34,6 +34,12 @@ pub struct Health {
     /// The store's stats, when a store was handed in.
     #[cfg(feature = "store")]
     pub store: Option<StoreHealth>,
+    /// Where the backend handed to
+    /// [`StewardBuilder::backend`](crate::StewardBuilder::backend) keeps
+    /// the memory: a URL as the backend shows it (no password), a file by
+    /// its name only.
+    #[cfg(feature = "store")]
+    pub memory: Option<String>,
     /// The open WebSocket sessions under the wiring.
     #[cfg(feature = "ws")]
     pub ws: Vec<crate::ws_part::WsHealth>,
@@ -120,6 +126,18 @@ pub struct StoreHealth {
     pub file: String,
     /// Its counters.
     pub stats: steward_store::Stats,
+}
+
+/// A backend's location fit for `/health`: a URL as the backend shows it
+/// (no password), a file path by its name only (no paths on the endpoint).
+#[cfg(feature = "store")]
+pub(crate) fn memory_shown(location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
+    }
+    std::path::Path::new(location)
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
 #[cfg(feature = "store")]

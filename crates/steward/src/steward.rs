@@ -221,6 +221,8 @@ pub(crate) struct Parts {
     config: StewardConfig,
     #[cfg(feature = "store")]
     pub(crate) store: Option<steward_store::Store>,
+    #[cfg(feature = "store")]
+    pub(crate) backend: Option<Arc<dyn steward_store::Backend>>,
     #[cfg(feature = "tracker")]
     pub(crate) tracker: Option<steward_tracker::Tracker>,
     #[cfg(feature = "pool")]
@@ -377,6 +379,8 @@ pub struct StewardBuilder {
     monitor: MonitorBuilder,
     #[cfg(feature = "store")]
     store: Option<steward_store::Store>,
+    #[cfg(feature = "store")]
+    backend: Option<Arc<dyn steward_store::Backend>>,
     #[cfg(feature = "tracker")]
     tracker: Option<steward_tracker::Tracker>,
     #[cfg(feature = "pool")]
@@ -404,6 +408,8 @@ impl Default for StewardBuilder {
             monitor: Monitor::builder(),
             #[cfg(feature = "store")]
             store: None,
+            #[cfg(feature = "store")]
+            backend: None,
             #[cfg(feature = "tracker")]
             tracker: None,
             #[cfg(feature = "pool")]
@@ -471,6 +477,17 @@ impl StewardBuilder {
     #[cfg(feature = "store")]
     pub fn store(mut self, store: steward_store::Store) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Any store [`Backend`](steward_store::Backend) (a Redis namespace,
+    /// say): its expired entries are swept at `Moderate` (counted with the
+    /// file store's in `store_expired_swept`) and its location joins
+    /// [`Health`] (`memory`). A file [`Store`](steward_store::Store) is
+    /// better handed to [`store`](Self::store), which also compacts it.
+    #[cfg(feature = "store")]
+    pub fn backend(mut self, backend: Arc<dyn steward_store::Backend>) -> Self {
+        self.backend = Some(backend);
         self
     }
 
@@ -575,6 +592,8 @@ impl StewardBuilder {
             config: self.config.clone(),
             #[cfg(feature = "store")]
             store: self.store,
+            #[cfg(feature = "store")]
+            backend: self.backend,
             #[cfg(feature = "tracker")]
             tracker: self.tracker,
             #[cfg(feature = "pool")]
@@ -759,12 +778,15 @@ fn register_handlers(monitor: &Monitor, parts: &Arc<Parts>) -> Result<(), Error>
         )?;
     }
     #[cfg(feature = "store")]
-    if parts.store.is_some() {
+    if parts.store.is_some() || parts.backend.is_some() {
         // Expired TTL entries go first, so the compaction that follows
         // writes a snapshot without them.
         on(monitor, parts, Level::Moderate, 90, STORE_SWEEP, |p, _| {
             sweep_store(p)
         })?;
+    }
+    #[cfg(feature = "store")]
+    if parts.store.is_some() {
         on(
             monitor,
             parts,
@@ -873,10 +895,13 @@ async fn shed_buffers(p: Arc<Parts>) -> Result<u64, BoxError> {
 /// frees their memory). Disk work happens on the store's writer thread.
 #[cfg(feature = "store")]
 async fn sweep_store(p: Arc<Parts>) -> Result<u64, BoxError> {
-    let Some(store) = p.store.as_ref() else {
-        return Ok(0);
-    };
-    let swept = store.sweep_expired_async().await?;
+    let mut swept = 0;
+    if let Some(store) = p.store.as_ref() {
+        swept += store.sweep_expired_async().await?;
+    }
+    if let Some(backend) = p.backend.as_ref() {
+        swept += backend.sweep_expired().await?;
+    }
     p.counters
         .store_expired_swept
         .fetch_add(u64::try_from(swept).unwrap_or(u64::MAX), Relaxed);
@@ -1162,6 +1187,11 @@ impl Steward {
             tracker: p.tracker.as_ref().map(steward_tracker::Tracker::snapshot),
             #[cfg(feature = "store")]
             store: p.store.as_ref().map(crate::health::StoreHealth::of),
+            #[cfg(feature = "store")]
+            memory: p
+                .backend
+                .as_ref()
+                .map(|b| crate::health::memory_shown(&b.location())),
             #[cfg(feature = "ws")]
             ws,
             #[cfg(feature = "realtime")]

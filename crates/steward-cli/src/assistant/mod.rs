@@ -394,11 +394,12 @@ impl Assistant {
         let mut builder = Steward::builder()
             .config(steward_config)
             .tracker(Tracker::new());
-        // The file store's log is compacted and its expired entries swept
-        // under pressure; a Redis memory lives in its server.
-        if let Some(file) = file_store {
-            builder = builder.store(file);
-        }
+        // Under pressure the file store's log is compacted and its expired
+        // entries swept; a Redis namespace gets the sweep.
+        builder = match file_store {
+            Some(file) => builder.store(file),
+            None => builder.backend(Arc::clone(&store)),
+        };
         if let Some(p) = &playback {
             builder = builder.playback(devices::SPEAKER, p);
         }

@@ -235,6 +235,42 @@ async fn pressure_sweeps_expired_entries_before_compacting() {
     store.close().unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pressure_sweeps_any_backend_handed_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.json");
+    let clock = steward::store::ManualClock::new(1_000_000);
+    let store = Store::builder(&path)
+        .clock(std::sync::Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    store
+        .upsert_with_ttl("weather", "rain", Duration::from_secs(60))
+        .unwrap();
+    store.upsert("user_name", "Ada").unwrap();
+    clock.advance(Duration::from_secs(61));
+    // Through the trait only, as a Redis namespace would come.
+    let backend: std::sync::Arc<dyn steward::store::Backend> = std::sync::Arc::new(store.clone());
+    let steward = Steward::builder()
+        .config(pressure(true, Duration::from_secs(86_400)))
+        .backend(backend)
+        .build()
+        .unwrap();
+    // A file's name only, as for the file store: no paths on /health.
+    assert_eq!(steward.health().memory.as_deref(), Some("memory.json"));
+
+    steward.monitor().check_now().await.unwrap();
+    let h = steward.health();
+    assert_eq!(h.cleanup.store_expired_swept, 1);
+    // A backend is swept, not compacted (that is the file store's own).
+    assert_eq!(h.cleanup.store_compactions, 0);
+    // Nothing left to sweep: the counter stays.
+    steward.monitor().check_now().await.unwrap();
+    assert_eq!(steward.health().cleanup.store_expired_swept, 1);
+    steward.shutdown().await;
+    store.close().unwrap();
+}
+
 async fn futures_all<M: steward::pool::Manager>(
     pool: &Pool<M>,
     n: usize,
