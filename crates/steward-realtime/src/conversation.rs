@@ -9,11 +9,12 @@
 //! of two items), and the share of an item that was played is, over its
 //! runs, the played position less each run's start, clamped to the run.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use serde_json::{Value, json};
 use steward_ws::realtime::{self, ClientEvent, ResponseCancel, ServerEvent};
 
+use crate::bounded::{BoundedMap, Evicted};
 use crate::config::{BYTES_PER_MS, SAMPLE_RATE};
 use crate::error::{ServerError, ServerErrorCode};
 use crate::history::{History, HistoryItem};
@@ -21,10 +22,17 @@ use crate::stats::RealtimeStats;
 
 /// Answer items whose playout is tracked (the newest).
 const OUTPUTS_KEPT: usize = 64;
-/// Truncations awaiting the service's word.
+/// Truncations awaiting the service's word; tool calls waiting for a name.
 const PENDING_KEPT: usize = 64;
+/// Bytes of ids those truncations hold.
+const PENDING_BYTES: usize = 64 << 10;
+/// Bytes of arguments the tool calls waiting for a name hold (one call's
+/// arguments reach the 16 MiB message limit; a larger one is kept alone).
+const UNNAMED_BYTES: usize = 32 << 20;
 /// Items we created that the service has not confirmed yet.
 const CREATED_KEPT: usize = 256;
+/// Bytes of text those items hold.
+const CREATED_BYTES: usize = 8 << 20;
 
 /// What the application hears about the conversation.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,13 +193,13 @@ pub struct Conversation {
     cursor: u64,
     session: u64,
     /// Truncations sent and not yet confirmed: event id → item id.
-    pending: HashMap<String, String>,
+    pending: BoundedMap<String>,
     /// Tool calls whose name comes only with `response.done`.
-    unnamed_calls: HashMap<String, String>,
+    unnamed_calls: BoundedMap<String>,
     /// Items we created, entered in the history when the service echoes
     /// them (its order, not ours): tool outputs by call id, user texts by
     /// item id.
-    created: HashMap<String, HistoryItem>,
+    created: BoundedMap<HistoryItem>,
     /// A `response.create` waits for the response in progress to end.
     response_wanted: bool,
     /// The response a barge-in cancelled, until it is done: an answer item
@@ -224,9 +232,9 @@ impl Conversation {
             outputs: VecDeque::new(),
             cursor: 0,
             session: 0,
-            pending: HashMap::new(),
-            unnamed_calls: HashMap::new(),
-            created: HashMap::new(),
+            pending: BoundedMap::new(PENDING_KEPT, PENDING_BYTES),
+            unnamed_calls: BoundedMap::new(PENDING_KEPT, UNNAMED_BYTES),
+            created: BoundedMap::new(CREATED_KEPT, CREATED_BYTES),
             response_wanted: false,
             cancelled: None,
             next_id: 0,
@@ -359,11 +367,13 @@ impl Conversation {
                     step.notice = Some(self.tool_call(&call.call_id, name, &call.arguments));
                 }
                 None => {
-                    if self.unnamed_calls.len() >= PENDING_KEPT {
-                        self.unnamed_calls.clear();
-                    }
-                    self.unnamed_calls
-                        .insert(call.call_id.clone(), call.arguments.clone());
+                    let size = call.call_id.len() + call.arguments.len();
+                    let evicted = self.unnamed_calls.insert(
+                        call.call_id.clone(),
+                        call.arguments.clone(),
+                        size,
+                    );
+                    self.evicted("tool calls waiting for their name", evicted);
                 }
             },
             ServerEvent::Error(e) => self.server_error(&e.error, &mut step),
@@ -577,7 +587,7 @@ impl Conversation {
             }
             "conversation.item.truncated" => {
                 if let Some(item_id) = str_at(v, &["item_id"]) {
-                    self.pending.retain(|_, item| item != item_id);
+                    self.pending.retain(|item| item != item_id);
                 }
             }
             _ => {}
@@ -715,12 +725,9 @@ impl Conversation {
                 continue;
             }
             let event_id = self.event_id("truncate");
-            self.pending.insert(event_id.clone(), item_id.clone());
-            if self.pending.len() > PENDING_KEPT
-                && let Some(old) = self.pending.keys().next().cloned()
-            {
-                self.pending.remove(&old);
-            }
+            let size = event_id.len() + item_id.len();
+            let evicted = self.pending.insert(event_id.clone(), item_id.clone(), size);
+            self.evicted("truncations waiting for the service's word", evicted);
             result.send.push(ClientEvent::Other(json!({
                 "type": "conversation.item.truncate",
                 "event_id": event_id,
@@ -797,10 +804,21 @@ impl Conversation {
     /// Keeps the map of unconfirmed items bounded (a service that never
     /// echoes must not grow it).
     fn remember_created(&mut self, key: String, item: HistoryItem) {
-        if self.created.len() >= CREATED_KEPT {
-            self.created.clear();
+        let size = key.len() + item.bytes();
+        let evicted = self.created.insert(key, item, size);
+        self.evicted("created items waiting for the service's echo", evicted);
+    }
+
+    /// Counts what a bounded map evicted; warns once per burst.
+    fn evicted(&mut self, what: &'static str, evicted: Evicted) {
+        self.stats.entries_evicted += evicted.entries;
+        if evicted.first_in_burst {
+            tracing::warn!(
+                what,
+                evicted = evicted.entries,
+                "the service leaves too much unanswered: the oldest entries are forgotten"
+            );
         }
-        self.created.insert(key, item);
     }
 
     fn want_response(&mut self) -> Option<ClientEvent> {

@@ -52,7 +52,7 @@ pub enum HistoryItem {
 }
 
 impl HistoryItem {
-    fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         match self {
             HistoryItem::User { item_id, text } => {
                 item_id.len() + text.as_ref().map_or(0, String::len)

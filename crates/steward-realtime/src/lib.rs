@@ -64,6 +64,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod bounded;
 mod config;
 mod conversation;
 mod error;

@@ -147,6 +147,11 @@ pub struct RealtimeStats {
     pub history_items: u64,
     /// History items dropped to stay within its bounds.
     pub history_dropped: u64,
+    /// Entries the conversation's bookkeeping evicted, oldest first, to
+    /// stay within its bounds (tool calls waiting for their name,
+    /// truncations waiting for the service's word, items we created
+    /// waiting for its echo): a service that never answers cannot grow it.
+    pub entries_evicted: u64,
     /// Tool calls among `events_dropped`: the application left the event
     /// queue full of them (each logged as an error).
     pub tool_calls_dropped: u64,

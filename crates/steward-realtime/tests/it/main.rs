@@ -4,6 +4,7 @@
 //! and the history kept for replay.
 
 mod barge_in;
+mod bookkeeping;
 mod events;
 mod history;
 mod link;
