@@ -1,24 +1,14 @@
-//! `Client`: a checked configuration that opens sessions.
+//! `Client`: a checked configuration that opens sessions, and the
+//! [`ClientBuilder`] that makes one.
 
 use std::sync::Arc;
-
-use steward_redact::redact_url;
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, Uri};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{self, handshake::client::Request};
-use tracing::Instrument;
+use std::time::Duration;
 
 use crate::Error;
-use crate::config::{ClientBuilder, ClientConfig, validate};
-use crate::error::BoxError;
+use crate::config::{ClientConfig, ReconnectConfig};
+use crate::connect::Connector;
 use crate::session::Session;
-use crate::tls::{self, Transport};
-
-/// Bytes read from the socket per attempt.
-const READ_BUFFER: usize = 32 * 1024;
+use crate::shed::ShedFloor;
 
 /// A checked configuration that opens [`Session`]s. Cheap to clone.
 ///
@@ -26,18 +16,7 @@ const READ_BUFFER: usize = 32 * 1024;
 /// connecting many times is cheaper than building per connection.
 #[derive(Clone)]
 pub struct Client {
-    pub(crate) inner: Arc<ClientInner>,
-}
-
-pub(crate) struct ClientInner {
-    pub(crate) config: ClientConfig,
-    /// The URL without query string or user info, for logs and errors.
-    pub(crate) url: String,
-    host: String,
-    port: u16,
-    headers: Vec<(HeaderName, HeaderValue)>,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    ws_config: WebSocketConfig,
+    inner: Arc<Connector>,
 }
 
 impl std::fmt::Debug for Client {
@@ -59,87 +38,6 @@ impl Client {
         &self.inner.config
     }
 
-    pub(crate) fn from_builder(b: ClientBuilder) -> Result<Self, Error> {
-        let config = b.config;
-        validate(&config)?;
-        let url = redact_url(&config.url);
-        let uri: Uri = config.url.parse().map_err(|e| Error::Config {
-            what: format!("url `{url}` is not a valid URI"),
-            source: Some(Box::new(e)),
-        })?;
-        let secure = match uri.scheme_str() {
-            Some("ws") => false,
-            Some("wss") => true,
-            _ => {
-                return Err(Error::Config {
-                    what: format!("url `{url}` must start with ws:// or wss://"),
-                    source: None,
-                });
-            }
-        };
-        let host = uri
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| Error::Config {
-                what: format!("url `{url}` has no host"),
-                source: None,
-            })?;
-        // rustls and the resolver want IPv6 literals without brackets.
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-        let mut headers = Vec::with_capacity(config.headers.len());
-        for (name, value) in &config.headers {
-            let header_name =
-                HeaderName::from_bytes(name.as_bytes()).map_err(|e| Error::Config {
-                    what: format!("header name `{name}` is invalid"),
-                    source: Some(Box::new(e)),
-                })?;
-            // The value is a secret: the error names the header, never the value.
-            let mut header_value = HeaderValue::from_str(value).map_err(|e| Error::Config {
-                what: format!("value of header `{name}` is invalid"),
-                source: Some(Box::new(e)),
-            })?;
-            header_value.set_sensitive(true);
-            headers.push((header_name, header_value));
-        }
-        let tls = if secure {
-            Some(tls::client_config(
-                &url,
-                &config.root_certificates,
-                &b.extra_roots_pem,
-                &b.extra_roots_der,
-            )?)
-        } else {
-            None
-        };
-        let max_frame = config.max_frame_size.min(config.max_message_size);
-        let ws_config = WebSocketConfig::default()
-            .max_message_size(Some(config.max_message_size))
-            .max_frame_size(Some(max_frame))
-            // Our outbound queue is the bound; tungstenite's buffer holds at
-            // most the message being written plus a ping and a pong.
-            .max_write_buffer_size(config.max_message_size.saturating_add(256 * 1024))
-            .write_buffer_size(0)
-            // The protocol layer zero-fills this much before every read
-            // attempt; realtime events are small, so 32 KiB (not 128) keeps
-            // that cost low while large messages still read in big chunks.
-            .read_buffer_size(READ_BUFFER);
-        Ok(Self {
-            inner: Arc::new(ClientInner {
-                config,
-                url,
-                host,
-                port,
-                headers,
-                tls,
-                ws_config,
-            }),
-        })
-    }
-
     /// Opens the first connection and starts the session's I/O task.
     ///
     /// The first connection is tried once: an unreachable server or a refused
@@ -155,73 +53,145 @@ impl Client {
     }
 }
 
-impl ClientInner {
-    /// TCP connect, TLS, HTTP upgrade, all under the connect timeout.
-    pub(crate) async fn open(&self) -> Result<WebSocketStream<Transport>, Error> {
-        let span = tracing::debug_span!("ws_connect", url = %self.url);
-        let timeout = self.config.connect_timeout;
-        match tokio::time::timeout(timeout, self.open_inner().instrument(span)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::ConnectTimeout {
-                url: self.url.clone(),
-                timeout,
-            }),
+/// Builds a [`Client`]: start from a URL or a [`ClientConfig`], adjust, then
+/// [`build`](Self::build), which checks everything and loads the TLS roots.
+#[must_use]
+#[derive(Debug, Clone, Default)]
+pub struct ClientBuilder {
+    config: ClientConfig,
+    extra_roots_der: Vec<Vec<u8>>,
+    extra_roots_pem: Vec<Vec<u8>>,
+}
+
+impl ClientBuilder {
+    /// A builder for `url` with the default settings.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self::from_config(ClientConfig {
+            url: url.into(),
+            ..ClientConfig::default()
+        })
+    }
+
+    /// A builder starting from a full configuration.
+    pub fn from_config(config: ClientConfig) -> Self {
+        Self {
+            config,
+            extra_roots_der: Vec::new(),
+            extra_roots_pem: Vec::new(),
         }
     }
 
-    async fn open_inner(&self) -> Result<WebSocketStream<Transport>, Error> {
-        let connect_err = |source: BoxError| Error::Connect {
-            url: self.url.clone(),
-            source,
-        };
-        let request = self.request()?;
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| connect_err(Box::new(e)))?;
-        // Realtime traffic: small events must not wait for Nagle.
-        tcp.set_nodelay(true)
-            .map_err(|e| connect_err(Box::new(e)))?;
-        let transport = match &self.tls {
-            None => Transport::Plain(tcp),
-            Some(config) => {
-                let name = rustls::pki_types::ServerName::try_from(self.host.clone())
-                    .map_err(|e| connect_err(Box::new(e)))?;
-                let tls = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| connect_err(Box::new(e)))?;
-                Transport::Tls(Box::new(tls))
-            }
-        };
-        match tokio_tungstenite::client_async_with_config(request, transport, Some(self.ws_config))
-            .await
-        {
-            Ok((ws, _response)) => {
-                tracing::debug!(url = %self.url, "connected");
-                Ok(ws)
-            }
-            Err(tungstenite::Error::Http(response)) => Err(Error::Http {
-                url: self.url.clone(),
-                status: response.status().as_u16(),
-            }),
-            Err(e) => Err(connect_err(Box::new(e))),
-        }
+    /// Adds a request header (e.g. `Authorization`). Its value is never logged.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.headers.push((name.into(), value.into()));
+        self
     }
 
-    fn request(&self) -> Result<Request, Error> {
-        let mut request = self
-            .config
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| Error::Config {
-                what: format!("url `{}` cannot start a WebSocket request", self.url),
-                source: Some(Box::new(e)),
-            })?;
-        let headers = request.headers_mut();
-        for (name, value) in &self.headers {
-            headers.append(name.clone(), value.clone());
-        }
-        Ok(request)
+    /// Adds `Authorization: Bearer <token>`.
+    pub fn bearer_auth(self, token: impl AsRef<str>) -> Self {
+        let value = format!("Bearer {}", token.as_ref());
+        self.header("Authorization", value)
+    }
+
+    /// See [`ClientConfig::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the ping interval and the pong timeout (see [`ClientConfig::pong_timeout`]).
+    pub fn heartbeat(mut self, ping_interval: Duration, pong_timeout: Duration) -> Self {
+        self.config.ping_interval = ping_interval;
+        self.config.pong_timeout = pong_timeout;
+        self
+    }
+
+    /// See [`ClientConfig::close_timeout`].
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.close_timeout = timeout;
+        self
+    }
+
+    /// See [`ClientConfig::drain_timeout`].
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.config.drain_timeout = timeout;
+        self
+    }
+
+    /// Largest message either way, and largest incoming frame, in bytes.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = bytes;
+        self
+    }
+
+    /// Largest incoming frame payload in bytes.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.config.max_frame_size = bytes;
+        self
+    }
+
+    /// Outbound queue limits (messages, bytes).
+    pub fn outbound_queue(mut self, messages: usize, bytes: usize) -> Self {
+        self.config.outbound_queue_messages = messages;
+        self.config.outbound_queue_bytes = bytes;
+        self
+    }
+
+    /// Inbound queue limits (messages, bytes).
+    pub fn inbound_queue(mut self, messages: usize, bytes: usize) -> Self {
+        self.config.inbound_queue_messages = messages;
+        self.config.inbound_queue_bytes = bytes;
+        self
+    }
+
+    /// Event queue limits (events, bytes of undelivered messages they hold).
+    pub fn event_queue(mut self, events: usize, bytes: usize) -> Self {
+        self.config.event_queue = events;
+        self.config.event_queue_bytes = bytes;
+        self
+    }
+
+    /// Replaces the reconnect policy.
+    pub fn reconnect(mut self, reconnect: ReconnectConfig) -> Self {
+        self.config.reconnect = reconnect;
+        self
+    }
+
+    /// See [`ClientConfig::shed_floor`].
+    pub fn shed_floor(mut self, floor: ShedFloor) -> Self {
+        self.config.shed_floor = floor;
+        self
+    }
+
+    /// Turns reconnecting off: the first lost link ends the session.
+    pub fn no_reconnect(mut self) -> Self {
+        self.config.reconnect.enabled = false;
+        self
+    }
+
+    /// Trusts an extra root certificate given as DER bytes (for wss://).
+    pub fn add_root_certificate_der(mut self, der: impl Into<Vec<u8>>) -> Self {
+        self.extra_roots_der.push(der.into());
+        self
+    }
+
+    /// Trusts the root certificates in a PEM text (for wss://).
+    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.extra_roots_pem.push(pem.into());
+        self
+    }
+
+    /// Checks the configuration, loads TLS roots for wss:// URLs and returns
+    /// the client.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the bad field, [`Error::Certificate`] for an
+    /// unreadable root certificate, [`Error::NoRoots`] for a wss:// URL with
+    /// nothing trusted.
+    pub fn build(self) -> Result<Client, Error> {
+        let connector = Connector::new(self.config, &self.extra_roots_pem, &self.extra_roots_der)?;
+        Ok(Client {
+            inner: Arc::new(connector),
+        })
     }
 }

@@ -84,7 +84,9 @@
 
 mod client;
 mod config;
+mod connect;
 mod error;
+mod event;
 mod events;
 mod message;
 #[cfg(feature = "pool")]
@@ -95,10 +97,11 @@ mod session;
 mod shed;
 mod tls;
 
-pub use client::Client;
-pub use config::{ClientBuilder, ClientConfig, ReconnectConfig};
+pub use client::{Client, ClientBuilder};
+pub use config::{ClientConfig, ReconnectConfig};
 pub use error::{BoxError, Direction, Error};
 pub use events::Events;
-pub use message::{Event, Message, ShutdownMode};
+pub use event::Event;
+pub use message::{Message, ShutdownMode};
 pub use session::{Session, Stats, WeakSession};
 pub use shed::{Shed, ShedFloor, Sheddable};

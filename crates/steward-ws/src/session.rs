@@ -17,7 +17,7 @@ use driver::Driver;
 pub use stats::Stats;
 use stats::{Counters, bump};
 
-use crate::client::ClientInner;
+use crate::connect::Connector;
 use crate::error::Direction;
 use crate::events::{Events, WeakEvents, event_queue};
 use crate::shed::{Shed, ShedFloor, Sheddable, plan};
@@ -102,7 +102,7 @@ impl Budget {
 }
 
 struct Shared {
-    client: Arc<ClientInner>,
+    client: Arc<Connector>,
     counters: Counters,
     /// Set by `shutdown` and when the I/O task ends: no new messages.
     closed: AtomicBool,
@@ -332,7 +332,7 @@ impl Session {
         }
     }
 
-    pub(crate) fn start(client: Arc<ClientInner>, ws: Ws) -> Self {
+    pub(crate) fn start(client: Arc<Connector>, ws: Ws) -> Self {
         let c = &client.config;
         let shared = Arc::new(Shared {
             outbound: Budget::new(c.outbound_queue_messages, c.outbound_queue_bytes),

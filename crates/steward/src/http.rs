@@ -29,8 +29,17 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{Instant, Sleep};
 
 use crate::error::Error;
-use crate::health::HttpHealth;
-use crate::steward::{HttpConfig, Inner};
+use crate::health::{Health, HttpHealth};
+use crate::http_config::HttpConfig;
+
+/// What the endpoint serves: implemented by the steward it belongs to,
+/// which it holds weakly (the endpoint never keeps a steward alive).
+pub(crate) trait Source: Send + Sync + 'static {
+    /// The `/health` snapshot.
+    fn health(self: Arc<Self>) -> Health;
+    /// The `/metrics` text.
+    fn metrics_text(self: Arc<Self>) -> String;
+}
 
 /// How long open connections get to finish once shutdown starts, or once
 /// they reach their maximum age.
@@ -133,7 +142,11 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) fn start(listener: TcpListener, steward: Weak<Inner>, config: HttpConfig) -> Self {
+    pub(crate) fn start(
+        listener: TcpListener,
+        steward: Weak<dyn Source>,
+        config: HttpConfig,
+    ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let counters = Arc::new(Counters::default());
         let task = tokio::spawn(serve(
@@ -171,7 +184,7 @@ async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
 
 async fn serve(
     listener: TcpListener,
-    steward: Weak<Inner>,
+    steward: Weak<dyn Source>,
     mut stopped: watch::Receiver<bool>,
     config: HttpConfig,
     counters: Arc<Counters>,
@@ -272,7 +285,7 @@ async fn tell_busy(mut stream: TcpStream) -> io::Result<()> {
 
 async fn connection(
     stream: TcpStream,
-    steward: Weak<Inner>,
+    steward: Weak<dyn Source>,
     mut stopped: watch::Receiver<bool>,
     config: Arc<HttpConfig>,
     slot: Slot,
@@ -475,20 +488,19 @@ impl AsyncWrite for Deadlines {
     }
 }
 
-fn respond(req: &Request<Incoming>, steward: &Weak<Inner>) -> Response<Full<Bytes>> {
+fn respond(req: &Request<Incoming>, steward: &Weak<dyn Source>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
         r.headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let Some(inner) = steward.upgrade() else {
+    let Some(steward) = steward.upgrade() else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             "steward is shutting down\n",
         );
     };
-    let steward = crate::Steward::from_inner(inner);
     // HEAD: hyper sends the headers (length included) and no body.
     match req.uri().path() {
         "/health" => match serde_json::to_vec(&steward.health()) {

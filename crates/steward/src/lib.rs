@@ -137,6 +137,8 @@ mod growth;
 mod health;
 #[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "monitor")]
+mod http_config;
 #[cfg(all(feature = "monitor", any(feature = "ws", feature = "audio")))]
 mod part_entry;
 #[cfg(feature = "monitor")]
@@ -167,7 +169,9 @@ pub use health::{CleanupStats, Health};
 #[cfg(all(feature = "monitor", feature = "realtime"))]
 pub use realtime_part::RealtimeHealth;
 #[cfg(feature = "monitor")]
-pub use steward::{HttpConfig, Steward, StewardBuilder, StewardConfig};
+pub use http_config::HttpConfig;
+#[cfg(feature = "monitor")]
+pub use steward::{Steward, StewardBuilder, StewardConfig};
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
 pub use tracked::{TrackedManager, TrackedObject};
 #[cfg(all(feature = "monitor", feature = "ws"))]

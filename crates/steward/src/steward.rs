@@ -14,6 +14,7 @@ use steward_monitor::{
 
 use crate::error::Error;
 use crate::health::{CleanupStats, Health};
+use crate::http_config::{HttpConfig, millis};
 
 /// The wiring's settings: plain data. Durations are milliseconds when
 /// serialised.
@@ -53,60 +54,6 @@ pub struct StewardConfig {
     pub http: HttpConfig,
 }
 
-/// The HTTP endpoint's limits. Durations are milliseconds when serialised.
-///
-/// The endpoint has no authentication. It serves counters, levels, sizes
-/// and the names parts were registered under; it never serves memory
-/// contents (no store keys or values, no queued messages or audio).
-///
-/// ```
-/// let config: steward::HttpConfig =
-///     serde_json::from_str(r#"{"max_connections": 8, "write_timeout_ms": 2000}"#).unwrap();
-/// assert_eq!(config.max_connections, 8);
-/// assert!(!config.allow_remote);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct HttpConfig {
-    /// Most connections served at once; a connection beyond it gets a
-    /// `503` and is closed (within a second, or at once in a flood).
-    /// Default 32.
-    pub max_connections: usize,
-    /// A client must send a request's headers within this. Default 10 s.
-    #[serde(rename = "header_read_timeout_ms", with = "millis")]
-    pub header_read_timeout: Duration,
-    /// A connection that sends nothing for this long while the endpoint
-    /// waits for it (idle keep-alive included) is closed. Default 30 s.
-    #[serde(rename = "read_timeout_ms", with = "millis")]
-    pub read_timeout: Duration,
-    /// A connection whose answer makes no progress for this long (a
-    /// client that does not read, pipelined requests piling up) is
-    /// closed. Default 10 s.
-    #[serde(rename = "write_timeout_ms", with = "millis")]
-    pub write_timeout: Duration,
-    /// A connection older than this finishes its request in flight and is
-    /// closed (cut a few seconds later if it does not). Default 10 min.
-    #[serde(rename = "max_connection_age_ms", with = "millis")]
-    pub max_connection_age: Duration,
-    /// Lets [`StewardConfig::http_addr`] be a non-loopback address.
-    /// Default off: `build` refuses one.
-    pub allow_remote: bool,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            max_connections: 32,
-            header_read_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(30),
-            write_timeout: Duration::from_secs(10),
-            max_connection_age: Duration::from_secs(600),
-            allow_remote: false,
-        }
-    }
-}
-
 impl Default for StewardConfig {
     fn default() -> Self {
         Self {
@@ -117,21 +64,6 @@ impl Default for StewardConfig {
             http_addr: None,
             http: HttpConfig::default(),
         }
-    }
-}
-
-/// `Duration` as whole milliseconds.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 
@@ -362,6 +294,18 @@ pub(crate) struct Inner {
     /// The endpoint's connection counters (kept after shutdown).
     #[cfg(feature = "http")]
     http_counters: Option<Arc<crate::http::Counters>>,
+}
+
+/// What the HTTP endpoint serves, from the steward it holds weakly.
+#[cfg(feature = "http")]
+impl crate::http::Source for Inner {
+    fn health(self: Arc<Self>) -> Health {
+        Steward { inner: self }.health()
+    }
+
+    fn metrics_text(self: Arc<Self>) -> String {
+        Steward { inner: self }.metrics_text()
+    }
 }
 
 impl std::fmt::Debug for Steward {
@@ -660,7 +604,7 @@ impl StewardBuilder {
             Some(addr) => Some(crate::http::bind(addr)?),
             None => None,
         };
-        let inner = Arc::new_cyclic(|_weak| {
+        let inner = Arc::<Inner>::new_cyclic(|_weak| {
             #[cfg(feature = "http")]
             let (http, http_addr, http_counters) = match listener {
                 Some((listener, addr)) => {
@@ -987,11 +931,6 @@ async fn trim(p: Arc<Parts>) -> Result<u64, BoxError> {
 }
 
 impl Steward {
-    #[cfg(feature = "http")]
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
-        Self { inner }
-    }
-
     /// A builder with the default config, the real process sampler and no
     /// parts.
     pub fn builder() -> StewardBuilder {

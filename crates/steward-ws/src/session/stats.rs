@@ -97,15 +97,15 @@ pub struct Stats {
     /// [`ReconnectConfig::healthy_after`](crate::ReconnectConfig::healthy_after):
     /// each counted as a failed attempt, so the backoff grows.
     pub flaps: u64,
-    /// Outbound messages dropped by [`Session::shed_queued`] (never written).
+    /// Outbound messages dropped by [`Session::shed_queued`](crate::Session::shed_queued) (never written).
     pub shed_outbound_messages: u64,
     /// Payload bytes of those messages.
     pub shed_outbound_bytes: u64,
-    /// Inbound messages dropped by [`Session::shed_queued`] (never read).
+    /// Inbound messages dropped by [`Session::shed_queued`](crate::Session::shed_queued) (never read).
     pub shed_inbound_messages: u64,
     /// Payload bytes of those messages.
     pub shed_inbound_bytes: u64,
-    /// Messages sent with [`Session::send_on`] / [`Session::try_send_on`]
+    /// Messages sent with [`Session::send_on`](crate::Session::send_on) / [`Session::try_send_on`](crate::Session::try_send_on)
     /// whose link was gone: refused at the call, or (when the link was lost
     /// between the call and the write) dropped by the I/O task instead of
     /// going out on the next link.
