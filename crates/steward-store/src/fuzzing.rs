@@ -33,3 +33,45 @@ pub fn log_payload(payload: &[u8]) {
     bytes.extend(crate::log::frame(payload));
     log(&bytes);
 }
+
+/// Salvages `bytes` as a damaged snapshot, expiry file and log (what
+/// `repair` reads): no panic; the lost ranges are in order, inside the
+/// input and apart; what is kept writes back in the Python format and
+/// reads again the same; and bytes the strict reader accepts lose nothing
+/// and give the strict reader's map.
+pub fn repair(bytes: &[u8]) {
+    let found = crate::salvage::object(bytes);
+    let mut end = 0;
+    for g in &found.gaps {
+        assert!(
+            g.from >= end && g.from <= g.to && g.to <= bytes.len(),
+            "gap {g:?}"
+        );
+        end = g.to;
+    }
+    let text = crate::json::to_python_json(&found.map);
+    match crate::json::parse_object(text.as_bytes()) {
+        Ok(again) => assert_eq!(again, found.map, "salvaged entries do not round-trip"),
+        Err(e) => panic!("salvaged entries do not parse: {e:?}"),
+    }
+    if let Ok(strict) = crate::json::parse_object(bytes) {
+        assert_eq!(
+            found.map, strict,
+            "the tolerant reader differs on a valid file"
+        );
+        assert!(found.gaps.is_empty(), "a valid file lost {:?}", found.gaps);
+    }
+    let batches = crate::salvage::log(bytes);
+    let mut end = 0;
+    for g in &batches.gaps {
+        assert!(
+            g.from >= end && g.from <= g.to && g.to <= bytes.len(),
+            "log gap {g:?}"
+        );
+        end = g.to;
+    }
+    let mut map = serde_json::Map::new();
+    for ops in batches.frames {
+        crate::files::apply(&mut map, ops);
+    }
+}

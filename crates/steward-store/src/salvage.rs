@@ -35,6 +35,7 @@ pub(crate) struct Entries {
 /// bracket (a number at the very end may have been cut short).
 pub(crate) fn object(text: &[u8]) -> Entries {
     let mut out = Entries::default();
+    let resync = Resync::new(text);
     let mut pos = skip_ws(text, 0);
     if text[pos..].starts_with(&[0xEF, 0xBB, 0xBF]) {
         pos = skip_ws(text, pos + 3);
@@ -42,11 +43,10 @@ pub(crate) fn object(text: &[u8]) -> Entries {
     if text.get(pos) == Some(&b'{') {
         pos += 1;
     } else if pos < text.len() {
-        let next = Resync::new(text).after(pos);
+        let next = resync.after(pos, text.len());
         gap(&mut out, text, pos, next, "not a JSON object");
         pos = next;
     }
-    let resync = Resync::new(text);
     let mut in_damage = false;
     loop {
         pos = skip_ws(text, pos);
@@ -65,7 +65,7 @@ pub(crate) fn object(text: &[u8]) -> Entries {
         if text[pos] == b'}' {
             let end = skip_ws(text, pos + 1);
             if end < text.len() {
-                let next = resync.after(end);
+                let next = resync.after(end, text.len());
                 gap(
                     &mut out,
                     text,
@@ -86,7 +86,7 @@ pub(crate) fn object(text: &[u8]) -> Entries {
                 in_damage = false;
             }
             Err(e) => {
-                let next = resync.after(pos);
+                let next = resync.after(pos, text.len());
                 let (line, column) = json::line_column(text, e.index);
                 let reason = format!("line {line} column {column}: {}", e.reason);
                 gap(&mut out, text, pos, next, &reason);
@@ -157,76 +157,71 @@ fn error(index: usize, reason: &str) -> json::ParseError {
     }
 }
 
-/// Where a top-level entry may start again after damage.
-struct Resync<'a> {
-    text: &'a [u8],
-    /// Python's `indent=2` layout: top-level keys start lines indented by
-    /// two spaces, and nothing else does.
-    indented: bool,
+/// Where a top-level entry may start again after damage: every candidate
+/// position, found in one pass over the text.
+struct Resync {
+    starts: Vec<usize>,
 }
 
-impl<'a> Resync<'a> {
-    fn new(text: &'a [u8]) -> Self {
-        let start = text
+impl Resync {
+    fn new(text: &[u8]) -> Self {
+        let open = text
             .iter()
             .position(|b| *b == b'{')
             .map_or(text.len(), |p| p + 1);
-        Resync {
-            text,
-            indented: text[start..].starts_with(b"\n  \""),
-        }
-    }
-
-    /// The next place after `pos` where an entry may start, or the end.
-    fn after(&self, pos: usize) -> usize {
-        let found = if self.indented {
-            self.next_indented(pos)
+        // Python's `indent=2` layout: top-level keys start lines indented
+        // by two spaces, and nothing else does.
+        let starts = if text[open..].starts_with(b"\n  \"") {
+            (3..text.len())
+                .filter(|&i| text[i] == b'"' && &text[i - 3..i] == b"\n  ")
+                .collect()
         } else {
-            self.next_at_depth_one(pos)
+            quotes_after_comma_at_depth_one(text)
         };
-        found.unwrap_or(self.text.len())
+        Resync { starts }
     }
 
-    fn next_indented(&self, pos: usize) -> Option<usize> {
-        let t = self.text;
-        (pos + 1..t.len()).find(|&i| i >= 3 && t[i] == b'"' && &t[i - 3..i] == b"\n  ")
+    /// The first place after `pos` where an entry may start, or `len`.
+    fn after(&self, pos: usize, len: usize) -> usize {
+        let i = self.starts.partition_point(|&s| s <= pos);
+        self.starts.get(i).copied().unwrap_or(len)
     }
+}
 
-    /// A `"` after a `,` where a scan from the start of the file (strings
-    /// and brackets) says one object is open.
-    fn next_at_depth_one(&self, pos: usize) -> Option<usize> {
-        let t = self.text;
-        let mut depth = 0i64;
-        let mut in_string = false;
-        let mut escaped = false;
-        let mut after_comma = false;
-        for (i, &b) in t.iter().enumerate() {
-            if in_string {
-                match (escaped, b) {
-                    (true, _) => escaped = false,
-                    (false, b'\\') => escaped = true,
-                    (false, b'"') => in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => {
-                    if i > pos && after_comma && depth == 1 {
-                        return Some(i);
-                    }
-                    in_string = true;
-                }
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => depth -= 1,
+/// Every `"` after a `,` where a scan from the start of the text (strings
+/// and brackets) says one object is open.
+fn quotes_after_comma_at_depth_one(t: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut depth = 0i64;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut after_comma = false;
+    for (i, &b) in t.iter().enumerate() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
                 _ => {}
             }
-            if !b.is_ascii_whitespace() {
-                after_comma = b == b',';
-            }
+            continue;
         }
-        None
+        match b {
+            b'"' => {
+                if after_comma && depth == 1 {
+                    out.push(i);
+                }
+                in_string = true;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth -= 1,
+            _ => {}
+        }
+        if !b.is_ascii_whitespace() {
+            after_comma = b == b',';
+        }
     }
+    out
 }
 
 /// What a tolerant read of a log found.
