@@ -166,10 +166,10 @@ pub use health::HttpHealth;
 pub use health::StoreHealth;
 #[cfg(feature = "monitor")]
 pub use health::{CleanupStats, Health};
-#[cfg(all(feature = "monitor", feature = "realtime"))]
-pub use realtime_part::RealtimeHealth;
 #[cfg(feature = "monitor")]
 pub use http_config::HttpConfig;
+#[cfg(all(feature = "monitor", feature = "realtime"))]
+pub use realtime_part::RealtimeHealth;
 #[cfg(feature = "monitor")]
 pub use steward::{Steward, StewardBuilder, StewardConfig};
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
