@@ -24,6 +24,9 @@
 //! `--max-growth-kib-per-hour` (default 256, the goal). `rss.csv` and
 //! `rss.png` are beside it; the figures come from `rss.csv`, which has every
 //! poll's sample (the report keeps a bounded, evenly thinned series).
+//! Where the C allocator is glibc, its view is summarised too, the same
+//! way: the bytes it has in use (the heap: a leak grows them) and the freed
+//! bytes it keeps instead of returning them (retention, fragmentation).
 //!
 //! With more than 10 sessions the summary also compares the RSS after the
 //! first 10 (the median of the samples taken while the 11th ran) with the
@@ -45,7 +48,10 @@ use serde_json::{Value, json};
 
 use crate::{cargo, root, run, setup};
 
-#[path = "../../crates/steward-monitor/src/theil_sen.rs"]
+// A byte-for-byte copy of steward-monitor's `theil_sen.rs` (std only): the
+// task runner stays light instead of building the monitor and its
+// dependencies, and the tidy test `theil_sen_copy_is_identical` keeps the
+// figure it prints and the monitor's the same.
 #[allow(dead_code, unreachable_pub)]
 mod theil_sen;
 
@@ -219,6 +225,17 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
         .filter(|r| r.anon > 0.0)
         .map(|r| json!([r.seconds, r.anon]))
         .collect();
+    // Where the allocator's view is known (glibc): its bytes in use (the
+    // heap; a leak grows it) and free (kept by the allocator, not returned).
+    let known: Vec<&CsvRow> = rows.iter().filter(|r| r.heap_in_use > 0.0).collect();
+    report["heap_in_use_samples"] = known
+        .iter()
+        .map(|r| json!([r.seconds, r.heap_in_use]))
+        .collect();
+    report["heap_free_samples"] = known
+        .iter()
+        .map(|r| json!([r.seconds, r.heap_free]))
+        .collect();
     let mut summary = summarize(&report, warmup_s, max_growth_kib * 1024.0)?;
     summary["sessions_check"] = sessions_check(&rows)?;
     let path = dir.join("summary.json");
@@ -275,14 +292,20 @@ struct CsvRow {
     session: u64,
     /// 0 where unknown.
     anon: f64,
+    /// What the C allocator holds in use and free (0 where unknown).
+    heap_in_use: f64,
+    heap_free: f64,
 }
 
-/// The lines of `rss.csv` (`seconds,rss_bytes,level,session,rss_anon_bytes`).
+/// The CSV's columns.
+const CSV_HEADER: &str =
+    "seconds,rss_bytes,level,session,rss_anon_bytes,heap_in_use_bytes,heap_free_bytes";
+
+/// The lines of `rss.csv` ([`CSV_HEADER`]).
 fn parse_csv(text: &str) -> Result<Vec<CsvRow>> {
     let mut lines = text.lines().enumerate();
-    let header = lines.next().map(|(_, h)| h);
-    if header != Some("seconds,rss_bytes,level,session,rss_anon_bytes") {
-        bail!("line 1 is not the header `seconds,rss_bytes,level,session,rss_anon_bytes`");
+    if lines.next().map(|(_, h)| h) != Some(CSV_HEADER) {
+        bail!("line 1 is not the header `{CSV_HEADER}`");
     }
     lines
         .map(|(i, line)| {
@@ -300,6 +323,8 @@ fn parse_csv(text: &str) -> Result<Vec<CsvRow>> {
                 rss: number(1)?,
                 session: number(3)? as u64,
                 anon: number(4)?,
+                heap_in_use: number(5)?,
+                heap_free: number(6)?,
             })
         })
         .collect()
@@ -486,6 +511,8 @@ pub(crate) fn summarize(report: &Value, warmup: Option<f64>, max_growth: f64) ->
     let rss = growth(&samples, warmup, window)
         .context("fewer than two RSS samples after the warm-up: run longer or shorten --warmup")?;
     let anon = growth(&series(report, "rss_anon_samples"), warmup, window);
+    let in_use = growth(&series(report, "heap_in_use_samples"), warmup, window);
+    let free = growth(&series(report, "heap_free_samples"), warmup, window);
     let anon_field = |f: fn(&Growth) -> f64| anon.as_ref().map(|g| f(g).round() as i64);
     let goal = anon.as_ref().map_or(("rss", &rss), |a| ("anon", a));
     let rounded = |e: &theil_sen::Estimate| {
@@ -494,7 +521,7 @@ pub(crate) fn summarize(report: &Value, warmup: Option<f64>, max_growth: f64) ->
             "ci95": [e.low.round() as i64, e.high.round() as i64],
         })
     };
-    Ok(json!({
+    let mut summary = json!({
         "duration_s": report["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
         "samples": samples.len(),
         "warmup_s": warmup,
@@ -532,7 +559,21 @@ pub(crate) fn summarize(report: &Value, warmup: Option<f64>, max_growth: f64) ->
         "threads": [report["threads_start"], report["threads_end"]],
         "fds": [report["fds_start"], report["fds_end"]],
         "errors": report["errors"].as_array().map_or(0, Vec::len),
-    }))
+    });
+    // The allocator's view, where known (in a second step: one json! of
+    // everything is beyond the macro's recursion limit).
+    let allocator = json!({
+        "heap_in_use_after_warmup_bytes": in_use.as_ref().map(|g| g.after_warmup.round() as i64),
+        "heap_in_use_end_bytes": in_use.as_ref().map(|g| g.at_end.round() as i64),
+        "heap_in_use_growth_bytes_per_hour": in_use.as_ref().map(|g| rounded(&g.slope)),
+        "heap_free_after_warmup_bytes": free.as_ref().map(|g| g.after_warmup.round() as i64),
+        "heap_free_end_bytes": free.as_ref().map(|g| g.at_end.round() as i64),
+        "heap_free_growth_bytes_per_hour": free.as_ref().map(|g| rounded(&g.slope)),
+    });
+    if let (Value::Object(summary), Value::Object(allocator)) = (&mut summary, allocator) {
+        summary.extend(allocator);
+    }
+    Ok(summary)
 }
 
 fn print_summary(s: &Value) {
@@ -569,6 +610,17 @@ fn print_summary(s: &Value) {
             mib(&s["anon_after_warmup_bytes"]),
             mib(&s["anon_end_bytes"]),
             slope(&s["anon_growth_bytes_per_hour"])
+        );
+    }
+    if !s["heap_in_use_end_bytes"].is_null() {
+        println!(
+            "  allocator: in use (the heap) {:.2} -> {:.2} MiB, growth {}; free but kept {:.2} -> {:.2} MiB, growth {}",
+            mib(&s["heap_in_use_after_warmup_bytes"]),
+            mib(&s["heap_in_use_end_bytes"]),
+            slope(&s["heap_in_use_growth_bytes_per_hour"]),
+            mib(&s["heap_free_after_warmup_bytes"]),
+            mib(&s["heap_free_end_bytes"]),
+            slope(&s["heap_free_growth_bytes_per_hour"])
         );
     }
     println!(
@@ -655,7 +707,11 @@ mod tests {
             let saw = if (t as u32) % 7 < 3 { 64.0 } else { -64.0 } * 1024.0;
             4.0 * MIB + t / 3600.0 * 0.5 * MIB + saw
         });
-        let report = json!({"rss_samples": rss, "rss_anon_samples": anon, "duration_ms": 3_600_000, "turns": 5});
+        // The allocator: the heap in use flat, its free part growing 300 KiB/h.
+        let in_use = samples(3600, |_| 3.0 * MIB);
+        let free = samples(3600, |t| MIB + t / 3600.0 * 300.0 * 1024.0);
+        let report = json!({"rss_samples": rss, "rss_anon_samples": anon, "duration_ms": 3_600_000, "turns": 5,
+            "heap_in_use_samples": in_use, "heap_free_samples": free});
         let s = summarize(&report, None, 256.0 * 1024.0).expect("summary");
         assert_eq!(s["warmup_s"], 600.0);
         let rss_slope = s["rss_growth_bytes_per_hour"]["slope"]
@@ -677,6 +733,12 @@ mod tests {
         assert!((0.45..0.55).contains(&anon_slope), "{anon_slope}");
         assert_eq!(s["growth_within_goal"], false);
         assert_eq!(s["growth_goal_bytes_per_hour"], 262_144);
+        assert_eq!(s["heap_in_use_growth_bytes_per_hour"]["slope"], 0);
+        let free_slope = s["heap_free_growth_bytes_per_hour"]["slope"]
+            .as_f64()
+            .expect("slope")
+            / 1024.0;
+        assert!((299.0..301.0).contains(&free_slope), "{free_slope}");
         assert_eq!(s["turns"], 5);
         // A goal above it is met.
         let s = summarize(&report, None, 1024.0 * 1024.0).expect("summary");
@@ -717,12 +779,12 @@ mod tests {
 
     #[test]
     fn the_sessions_check_compares_the_11th_session_with_the_last() {
-        let mut text = String::from("seconds,rss_bytes,level,session,rss_anon_bytes\n");
+        let mut text = format!("{CSV_HEADER}\n");
         // Sessions 1..=30, two samples each; RSS steps up 100 KiB a session.
         for i in 0..60_u32 {
             let session = i / 2 + 1;
             let rss = 10 * 1024 * 1024 + session * 100 * 1024 + i % 2;
-            text += &format!("{}.000,{rss},none,{session},{}\n", i, rss / 2);
+            text += &format!("{}.000,{rss},none,{session},{},0,0\n", i, rss / 2);
         }
         let rows = parse_csv(&text).expect("csv");
         assert_eq!(rows.len(), 60);
@@ -736,7 +798,7 @@ mod tests {
         // Ten sessions or fewer: no check.
         assert_eq!(sessions_check(&rows[..20]).expect("check"), Value::Null);
         // A bad line is named.
-        let err = parse_csv("seconds,rss_bytes,level,session,rss_anon_bytes\n1,2,none,x,4\n")
+        let err = parse_csv(&format!("{CSV_HEADER}\n1,2,none,x,4,5,6\n"))
             .err()
             .expect("refused");
         assert!(format!("{err:#}").contains("line 2"), "{err:#}");

@@ -94,4 +94,4 @@ pub use source::{FakeSource, ProcessMemory, SampleSource, SystemSource};
 pub use trend::{
     GrowthChange, Trend, TrendConfig, TrendMachine, TrendMetric, TrendPhase, TrendStep,
 };
-pub use trim::{SUPPORTED as MALLOC_TRIM_SUPPORTED, malloc_trim};
+pub use trim::{MallocInfo, SUPPORTED as MALLOC_TRIM_SUPPORTED, malloc_info, malloc_trim};

@@ -332,6 +332,7 @@ impl Run {
             level: health.level,
             session: self.session_index,
             rss_anon_bytes: anon.unwrap_or(0),
+            heap: steward::monitor::malloc_info(),
         };
         if let Some(csv) = &mut self.csv
             && let Err(e) = csv.push(&row)

@@ -13,7 +13,8 @@ mod plot;
 pub(crate) use plot::plot;
 
 /// The CSV header.
-pub(crate) const CSV_HEADER: &str = "seconds,rss_bytes,level,session,rss_anon_bytes";
+pub(crate) const CSV_HEADER: &str =
+    "seconds,rss_bytes,level,session,rss_anon_bytes,heap_in_use_bytes,heap_free_bytes";
 
 /// One RSS sample of the run.
 #[derive(Clone, Debug)]
@@ -24,6 +25,9 @@ pub(crate) struct Row {
     pub(crate) session: u32,
     /// The anonymous part of RSS (0 where unknown).
     pub(crate) rss_anon_bytes: u64,
+    /// What the C allocator holds, where known (glibc): a leak grows the
+    /// bytes in use, an allocator keeping freed memory its free bytes.
+    pub(crate) heap: Option<steward::monitor::MallocInfo>,
 }
 
 /// The samples kept in memory for the report and the plot: at most
@@ -111,8 +115,9 @@ impl CsvWriter {
     }
 
     pub(crate) fn push(&mut self, row: &Row) -> Result<(), Error> {
+        let (in_use, free) = row.heap.map_or((0, 0), |h| (h.in_use_bytes, h.free_bytes));
         let line = format!(
-            "{:.3},{},{},{},{}",
+            "{:.3},{},{},{},{},{in_use},{free}",
             row.seconds, row.rss_bytes, row.level, row.session, row.rss_anon_bytes
         );
         self.line(&line)
@@ -148,6 +153,7 @@ mod tests {
             level: steward::monitor::Level::None,
             session: 1,
             rss_anon_bytes: 0,
+            heap: None,
         }
     }
 
@@ -186,6 +192,7 @@ mod tests {
                 level: steward::monitor::Level::None,
                 session: i / 40,
                 rss_anon_bytes: 5_000_000,
+                heap: steward::monitor::malloc_info(),
             })
             .collect();
         for row in &rows {
