@@ -1,6 +1,7 @@
 //! steward-store benches: durable upserts per second against a whole-file
 //! JSON rewrite (the Python assistant's way, with fsync + rename) and SQLite
-//! in WAL mode with `synchronous=FULL`; reads against a `Mutex<HashMap>`.
+//! in WAL mode with `synchronous=FULL`; reads against a `Mutex<HashMap>`;
+//! `len()`/`stats()` with expired entries against copying the live map.
 //!
 //! Function ids starting with `steward` are ours; the others are baselines
 //! measured in the same run (see the xtask bench convention).
@@ -240,6 +241,72 @@ fn reads(c: &mut Criterion) {
     g.finish();
 }
 
+/// `len()` and `stats()` with 100k keys of which half have expired
+/// (unswept), against the way they worked before: a copy of the live
+/// entries, then its length (the copy found the expired keys in a hash
+/// set here; the old code searched a list, slower still).
+fn len_with_expired(c: &mut Criterion) {
+    let keys = 100_000;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = steward_store::ManualClock::new(1_000_000);
+    // No compaction: it would drop the expired entries this measures.
+    let store = Store::builder(dir.path().join("memory.json"))
+        .clock(std::sync::Arc::new(clock.clone()))
+        .compact_log_bytes(u64::MAX)
+        .compact_on_close(false)
+        .build()
+        .expect("open");
+    let map = initial_map(keys);
+    let writes: Vec<_> = map
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| match i % 2 {
+            0 => store.upsert_with_ttl_async(k, v.clone(), Duration::from_secs(1)),
+            _ => store.upsert_async(k, v.clone()),
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        for w in writes {
+            w.await.expect("write");
+        }
+    });
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(store.len(), keys / 2);
+    let now = 1_002_000u64;
+    let expires: HashMap<String, u64> = map
+        .keys()
+        .step_by(2)
+        .map(|k| (k.clone(), 1_001_000))
+        .collect();
+    let mut g = c.benchmark_group("store/len_100k_half_expired");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(3));
+    g.bench_function("steward_len", |b| b.iter(|| black_box(store.len())));
+    g.bench_function("steward_stats", |b| b.iter(|| black_box(store.stats())));
+    g.sample_size(10);
+    g.bench_function("clone_the_live_map", |b| {
+        b.iter(|| {
+            let doomed: std::collections::HashSet<&str> = expires
+                .iter()
+                .filter(|&(_, &t)| now >= t)
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let live: Map<String, Value> = map
+                .iter()
+                .filter(|(k, _)| !doomed.contains(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            black_box(live.len())
+        })
+    });
+    g.finish();
+    let stats = store.stats();
+    assert_eq!((stats.keys, stats.ttl_entries), (keys / 2, keys / 2));
+}
+
 /// The disk of a shared machine changes speed from second to second, and
 /// criterion measures one function after the other. This measures the three
 /// single-writer contenders in alternating rounds, so each sees the same
@@ -305,6 +372,7 @@ fn benches(c: &mut Criterion) {
     upserts_64writers(c, 1_000, &extra);
     upserts_64writers(c, 10_000, &extra);
     reads(c);
+    len_with_expired(c);
     let rounds = if std::env::args().any(|a| a == "--quick") {
         3
     } else {

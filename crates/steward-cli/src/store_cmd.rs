@@ -62,9 +62,9 @@ pub(crate) enum StoreCommand {
     },
     /// Copy every entry, in order and exactly, from SRC to DST (a memory
     /// file or a Redis URL each). Refuses a DST that has entries unless
-    /// --force (DST ends equal to SRC; a file DST is replaced in one step,
-    /// after every entry was checked against its limits, so it stays whole
-    /// if the copy fails or is killed) or --merge
+    /// --force (DST ends equal to SRC; every entry is checked against the
+    /// limits first; a file DST is replaced in one step, so it stays whole
+    /// if the copy fails or is killed; a Redis DST is emptied first) or --merge
     /// (DST keeps its other entries; SRC's values replace those of the same
     /// keys, which keep their place; SRC's other keys follow in SRC's
     /// order). Exit 1 when refused. A TTL entry keeps the time it has left
@@ -390,6 +390,11 @@ async fn copy_into(
             "{dst_name} already holds {} entries; pass --force to replace them or --merge to keep them",
             before.len()
         )));
+    }
+    if mode == CopyMode::Force {
+        // Every value within the limits before anything is removed (the
+        // namespace's are the file store's defaults).
+        steward_store::StoreConfig::default().check_entries(&dst_name, &entries)?;
     }
     let mut expected = before.clone();
     let mut removed = 0;

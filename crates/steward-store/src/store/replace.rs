@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::Map;
 
-use super::{StoreBuilder, encode_value, keycap, take_lock};
+use super::{StoreBuilder, StoreConfig, encode_value, keycap, take_lock};
 use crate::backend::Entry;
 use crate::error::Result;
 use crate::files::{self, Expiries, Paths};
@@ -35,11 +35,11 @@ impl StoreBuilder {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn replace_all(self, entries: &[Entry]) -> Result<usize> {
-        self.config.validate()?;
         let paths = Paths::new(&self.path);
         let span = tracing::info_span!("store_replace", path = %paths.snapshot.display());
         let _g = span.enter();
-        self.check(&paths, entries)?;
+        self.config
+            .check_entries(&paths.snapshot.display().to_string(), entries)?;
         crate::folder::ensure(&paths.dir)?;
         let disk = &*self.disk;
         let perms = files::perms_of(disk, &paths.snapshot)?;
@@ -71,16 +71,21 @@ impl StoreBuilder {
         tracing::info!(held, entries = map.len(), "replaced the memory");
         Ok(held)
     }
+}
 
-    /// Every entry within the limits, and no more keys than the cap.
-    fn check(&self, paths: &Paths, entries: &[Entry]) -> Result<()> {
-        let c = &self.config;
+impl StoreConfig {
+    /// Checks `entries` as a whole memory against these limits, without
+    /// writing anything: each key and value size and nesting, and no more
+    /// distinct keys than [`max_keys`](Self::max_keys). The errors are
+    /// those writes get ([`Error::TooManyKeys`](crate::Error::TooManyKeys)
+    /// names `location`). A Redis namespace has the same limits by default.
+    pub fn check_entries(&self, location: &str, entries: &[Entry]) -> Result<()> {
+        self.validate()?;
         let mut keys = HashSet::new();
         for e in entries {
-            encode_value(c.max_key_bytes, c.max_value_bytes, &e.key, &e.value)?;
-            if keys.insert(e.key.as_str()) && keys.len() > c.max_keys {
-                let location = paths.snapshot.display().to_string();
-                return Err(keycap::refusal(location, &e.key, c.max_keys));
+            encode_value(self.max_key_bytes, self.max_value_bytes, &e.key, &e.value)?;
+            if keys.insert(e.key.as_str()) && keys.len() > self.max_keys {
+                return Err(keycap::refusal(location.to_string(), &e.key, self.max_keys));
             }
         }
         Ok(())
