@@ -412,27 +412,56 @@ async fn copy_into(
     let (new, replaced) = write_entries(dst, &entries).await?;
     merge_into(&mut expected, &entries);
     let after = dst.entries_with_ttl().await?;
-    if let Some(problem) = difference(&expected, &after, written_at.elapsed()) {
-        return Ok(Outcome::Problem(format!(
-            "copied to {dst_name}, but reading it back {problem}"
-        )));
-    }
-    let mut line = format!(
-        "copied {} entries from {src_name} to {dst_name} ({new} new, {replaced} replaced",
-        entries.len()
-    );
-    let with_ttl = entries.iter().filter(|e| e.ttl.is_some()).count();
-    if with_ttl > 0 {
-        line.push_str(&format!(", {with_ttl} with their expiry"));
-    }
-    if expired > 0 {
-        line.push_str(&format!(", {expired} expired during the copy"));
-    }
+    let mut what = format!("{new} new, {replaced} replaced");
     if removed > 0 {
-        line.push_str(&format!(", {removed} removed first"));
+        what.push_str(&format!(", {removed} removed first"));
     }
-    println!("{line}); it now holds {} entries", after.len());
-    Ok(Outcome::Done)
+    let copied = Copied {
+        src_name,
+        dst_name: &dst_name,
+        entries: &entries,
+        expired,
+        what,
+    };
+    Ok(copied.report(&expected, &after, written_at.elapsed()))
+}
+
+/// What a copy wrote, for its one-line report.
+struct Copied<'a> {
+    src_name: &'a str,
+    dst_name: &'a str,
+    entries: &'a [Entry],
+    /// Entries that ran out during the copy (not written).
+    expired: usize,
+    /// What happened to the destination's entries.
+    what: String,
+}
+
+impl Copied<'_> {
+    /// Checks `after` (the destination read back `elapsed` after writing)
+    /// against `expected`, and prints the report line.
+    fn report(self, expected: &[Entry], after: &[Entry], elapsed: Duration) -> Outcome {
+        let (src_name, dst_name) = (self.src_name, self.dst_name);
+        if let Some(problem) = difference(expected, after, elapsed) {
+            return Outcome::Problem(format!(
+                "copied to {dst_name}, but reading it back {problem}"
+            ));
+        }
+        let mut line = format!(
+            "copied {} entries from {src_name} to {dst_name} ({}",
+            self.entries.len(),
+            self.what
+        );
+        let with_ttl = self.entries.iter().filter(|e| e.ttl.is_some()).count();
+        if with_ttl > 0 {
+            line.push_str(&format!(", {with_ttl} with their expiry"));
+        }
+        if self.expired > 0 {
+            line.push_str(&format!(", {} expired during the copy", self.expired));
+        }
+        println!("{line}); it now holds {} entries", after.len());
+        Outcome::Done
+    }
 }
 
 /// `copy --force` into a memory file: the whole new content is checked
@@ -454,24 +483,14 @@ fn replace_file(
     let written_at = Instant::now();
     let removed = Store::builder(path).replace_all(&entries)?;
     let after = steward_store::load_with_ttl(path)?;
-    if let Some(problem) = difference(&entries, &after, written_at.elapsed()) {
-        return Ok(Outcome::Problem(format!(
-            "copied to {dst_name}, but reading it back {problem}"
-        )));
-    }
-    let mut line = format!(
-        "copied {} entries from {src_name} to {dst_name} (replacing all {removed} it held",
-        entries.len()
-    );
-    let with_ttl = entries.iter().filter(|e| e.ttl.is_some()).count();
-    if with_ttl > 0 {
-        line.push_str(&format!(", {with_ttl} with their expiry"));
-    }
-    if expired > 0 {
-        line.push_str(&format!(", {expired} expired during the copy"));
-    }
-    println!("{line}); it now holds {} entries", after.len());
-    Ok(Outcome::Done)
+    let copied = Copied {
+        src_name,
+        dst_name: &dst_name,
+        entries: &entries,
+        expired,
+        what: format!("replacing all {removed} it held"),
+    };
+    Ok(copied.report(&entries, &after, written_at.elapsed()))
 }
 
 /// Writes the entries in order; returns (new, replaced). A file store

@@ -115,18 +115,10 @@ fn three_entries(path: &std::path::Path) -> Vec<u8> {
 #[test]
 fn copy_force_checks_every_value_before_touching_the_destination() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src.json");
-    let big = "x".repeat(2 << 20);
-    std::fs::write(&src, format!("{{\n  \"ok\": 1,\n  \"huge\": \"{big}\"\n}}")).unwrap();
+    let src = source_with_a_huge_value(&dir);
     let (dst, d) = file_in(&dir);
     let before = three_entries(&dst);
-    let o = steward(&["store", "copy", &src.to_string_lossy(), &d, "--force"]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    assert!(
-        err.contains("\"huge\"") && err.contains("larger than the limit"),
-        "{err}"
-    );
+    refused_for_the_huge_value(&["store", "copy", &src, &d, "--force"]);
     assert_eq!(std::fs::read(&dst).unwrap(), before);
     assert!(!std::path::Path::new(&format!("{d}.log")).exists());
     assert_eq!(
@@ -181,4 +173,24 @@ fn copy_force_killed_mid_copy_leaves_the_old_memory_or_the_new_one() {
         }
     }
     eprintln!("copy --force killed 20 times: {old} old, {new} new");
+}
+
+/// A memory file beside the others holding a 2 MiB value under "huge"
+/// (over the store's 1 MiB limit); its path.
+pub(crate) fn source_with_a_huge_value(dir: &tempfile::TempDir) -> String {
+    let src = dir.path().join("src.json");
+    let big = "x".repeat(2 << 20);
+    std::fs::write(&src, format!("{{\n  \"ok\": 1,\n  \"huge\": \"{big}\"\n}}")).unwrap();
+    src.to_string_lossy().into_owned()
+}
+
+/// Runs `args`: exit 2, naming the key "huge" and the limit.
+pub(crate) fn refused_for_the_huge_value(args: &[&str]) {
+    let o = steward(args);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("\"huge\"") && err.contains("larger than the limit"),
+        "{err}"
+    );
 }

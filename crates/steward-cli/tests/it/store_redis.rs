@@ -307,17 +307,9 @@ fn two_assistants_share_a_redis_memory_one_remembers_the_other_recalls() {
 fn copy_force_to_redis_checks_every_value_before_emptying_it() {
     let server = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src.json");
-    let big = "x".repeat(2 << 20);
-    std::fs::write(&src, format!("{{\n  \"ok\": 1,\n  \"huge\": \"{big}\"\n}}")).unwrap();
+    let src = crate::store_file::source_with_a_huge_value(&dir);
     let url = server.url_ns("dst");
     ok(&["store", "set", &url, "kept", "1"]);
-    let o = steward(&["store", "copy", &src.to_string_lossy(), &url, "--force"]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    assert!(
-        err.contains("\"huge\"") && err.contains("larger than the limit"),
-        "{err}"
-    );
+    crate::store_file::refused_for_the_huge_value(&["store", "copy", &src, &url, "--force"]);
     assert_eq!(ok(&["store", "list", &url]).trim(), r#"["kept"]"#);
 }
