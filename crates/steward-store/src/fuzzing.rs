@@ -41,14 +41,7 @@ pub fn log_payload(payload: &[u8]) {
 /// and give the strict reader's map.
 pub fn repair(bytes: &[u8]) {
     let found = crate::salvage::object(bytes);
-    let mut end = 0;
-    for g in &found.gaps {
-        assert!(
-            g.from >= end && g.from <= g.to && g.to <= bytes.len(),
-            "gap {g:?}"
-        );
-        end = g.to;
-    }
+    gaps_in_order(&found.gaps, bytes.len());
     let text = crate::json::to_python_json(&found.map);
     match crate::json::parse_object(text.as_bytes()) {
         Ok(again) => assert_eq!(again, found.map, "salvaged entries do not round-trip"),
@@ -62,16 +55,18 @@ pub fn repair(bytes: &[u8]) {
         assert!(found.gaps.is_empty(), "a valid file lost {:?}", found.gaps);
     }
     let batches = crate::salvage::log(bytes);
-    let mut end = 0;
-    for g in &batches.gaps {
-        assert!(
-            g.from >= end && g.from <= g.to && g.to <= bytes.len(),
-            "log gap {g:?}"
-        );
-        end = g.to;
-    }
+    gaps_in_order(&batches.gaps, bytes.len());
     let mut map = serde_json::Map::new();
     for ops in batches.frames {
         crate::files::apply(&mut map, ops);
+    }
+}
+
+/// Lost ranges in order, apart, and inside an input of `len` bytes.
+fn gaps_in_order(gaps: &[crate::salvage::Gap], len: usize) {
+    let mut end = 0;
+    for g in gaps {
+        assert!(g.from >= end && g.from <= g.to && g.to <= len, "gap {g:?}");
+        end = g.to;
     }
 }
