@@ -129,7 +129,11 @@
 //! empty `memory.json` (what the Python assistant leaves when it crashes
 //! between truncating the file and writing it) opens as an empty memory; a
 //! cut-off one is a [`Error::Corrupt`] naming the file, line and column,
-//! and stays untouched until a person moves it away or fixes it.
+//! and stays untouched until a person moves it away, fixes it, or runs
+//! [`repair`]: every complete entry of the snapshot, every intact write
+//! batch of the log and every readable expiry go into a fresh memory, the
+//! damaged files are kept beside it under a dated name, and the
+//! [`RepairReport`] lists what was kept and which byte ranges were not.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
