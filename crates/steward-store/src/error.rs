@@ -149,6 +149,22 @@ pub enum Error {
         /// The cap.
         limit: usize,
     },
+    /// An async write found the write queue full
+    /// ([`StoreConfig::max_queued_writes`](crate::StoreConfig::max_queued_writes)
+    /// or `max_queued_bytes`): nothing of it was applied. Await earlier
+    /// writes before queueing more.
+    #[error(
+        "store {path}: {writes} writes ({bytes} bytes) already wait to be written, the limit: \
+         write refused, nothing applied"
+    )]
+    QueueFull {
+        /// The snapshot.
+        path: PathBuf,
+        /// Writes waiting.
+        writes: usize,
+        /// Their bytes.
+        bytes: usize,
+    },
     /// A value could not be converted to or from the requested type.
     #[error("value of key {key:?}")]
     Json {

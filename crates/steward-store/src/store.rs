@@ -23,6 +23,7 @@ use crate::log::{self, SnapshotId};
 use crate::prompt;
 use crate::subscribe::{Change, DEFAULT_SUBSCRIPTION_CAPACITY, Hub, SubQueue, Subscription};
 
+mod backlog;
 pub(crate) mod keycap;
 mod replace;
 
@@ -49,6 +50,14 @@ pub struct StoreConfig {
     /// and deleting keys still work; expired entries do not count). A
     /// memory opened with more keys keeps them. Default 100,000.
     pub max_keys: usize,
+    /// Most writes the `_async` methods may have queued and not yet
+    /// taken by the writer: one more is refused with
+    /// [`Error::QueueFull`] (nothing applied; await earlier writes).
+    /// Blocking writes wait instead. Default 65,536.
+    pub max_queued_writes: usize,
+    /// Most bytes (log records) those queued writes may hold, the same
+    /// way; a lone write of any size passes. Default 64 MiB.
+    pub max_queued_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -60,6 +69,8 @@ impl Default for StoreConfig {
             compact_on_close: true,
             max_batch_bytes: 8 << 20,
             max_keys: 100_000,
+            max_queued_writes: 1 << 16,
+            max_queued_bytes: 64 << 20,
         }
     }
 }
@@ -120,8 +131,10 @@ impl StoreConfig {
         if self.max_key_bytes == 0 || self.max_value_bytes == 0 || self.max_batch_bytes == 0 {
             return Err(Error::Config("limits must be at least 1 byte".into()));
         }
-        if self.max_keys == 0 {
-            return Err(Error::Config("max_keys must be at least 1".into()));
+        if self.max_keys == 0 || self.max_queued_writes == 0 || self.max_queued_bytes == 0 {
+            return Err(Error::Config(
+                "max_keys, max_queued_writes and max_queued_bytes must be at least 1".into(),
+            ));
         }
         if self.max_key_bytes > MAX_LIMIT
             || self.max_value_bytes > MAX_LIMIT
@@ -195,6 +208,14 @@ impl StoreBuilder {
     /// See [`StoreConfig::max_keys`].
     pub fn max_keys(mut self, n: usize) -> Self {
         self.config.max_keys = n;
+        self
+    }
+
+    /// See [`StoreConfig::max_queued_writes`] and
+    /// [`StoreConfig::max_queued_bytes`].
+    pub fn max_queued(mut self, writes: usize, bytes: usize) -> Self {
+        self.config.max_queued_writes = writes;
+        self.config.max_queued_bytes = bytes;
         self
     }
 
@@ -486,6 +507,10 @@ struct Queue {
     thread_wanted: bool,
     shutdown: bool,
     closed: bool,
+    /// Bytes (log records) of the queued writes.
+    queued_bytes: usize,
+    /// Async writes were refused since the queue was last taken.
+    refusing: bool,
 }
 
 #[derive(Default)]
@@ -500,6 +525,7 @@ struct Counters {
     failed_batches: AtomicU64,
     expired: AtomicU64,
     keys_refused: AtomicU64,
+    queue_full: AtomicU64,
 }
 
 /// Counters of a store, as a plain snapshot.
@@ -532,6 +558,10 @@ pub struct Stats {
     /// Writes refused because they would have created a key beyond
     /// [`StoreConfig::max_keys`].
     pub keys_refused: u64,
+    /// Async writes refused because the queue held
+    /// [`StoreConfig::max_queued_writes`] or
+    /// [`StoreConfig::max_queued_bytes`].
+    pub queue_full: u64,
 }
 
 /// One queued write, already validated and encoded by the caller.
@@ -882,6 +912,7 @@ impl Store {
             ttl_entries: self.shared().expires.read().len(),
             expired: c.expired.load(Ordering::Relaxed),
             keys_refused: c.keys_refused.load(Ordering::Relaxed),
+            queue_full: c.queue_full.load(Ordering::Relaxed),
         }
     }
 
@@ -918,6 +949,16 @@ impl Store {
             }));
             return (slot, false);
         }
+        let cost = match &kind {
+            Kind::Write(w) => w.cost(),
+            _ => 0,
+        };
+        if !blocking && let Err(e) = self.admit(&mut q, cost) {
+            drop(q);
+            slot.complete(Err(e));
+            return (slot, false);
+        }
+        q.queued_bytes += cost;
         q.requests.push(Request {
             kind,
             reply: Reply {
@@ -936,6 +977,30 @@ impl Store {
         drop(q);
         shared.wake.notify_all();
         (slot, false)
+    }
+
+    /// Checks the bound on queued async writes; counts and logs a refusal
+    /// (once until the queue empties).
+    fn admit(&self, q: &mut Queue, cost: usize) -> Result<()> {
+        let shared = self.shared();
+        let refused = backlog::admit(
+            &shared.config,
+            &shared.paths.snapshot,
+            q.requests.len(),
+            q.queued_bytes,
+            cost,
+        );
+        if refused.is_err() {
+            let total = shared.counters.queue_full.fetch_add(1, Ordering::Relaxed) + 1;
+            if !std::mem::replace(&mut q.refusing, true) {
+                tracing::warn!(
+                    total,
+                    queued = q.requests.len(),
+                    "async writes refused: the write queue is full (await earlier writes)"
+                );
+            }
+        }
+        refused
     }
 
     fn run_blocking(&self, kind: Kind) -> Result<bool> {
@@ -1217,6 +1282,8 @@ fn lead_commits(shared: &Shared, own: Option<&Slot>) {
                 shared.wake.notify_all();
                 return;
             }
+            q.queued_bytes = 0;
+            q.refusing = false;
             std::mem::take(&mut q.requests)
         };
         let closed = shared.writer.lock().handle(shared, requests);

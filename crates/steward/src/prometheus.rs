@@ -604,7 +604,7 @@ fn store(o: &mut Out, h: &Health) {
     };
     let label = s.file.as_str();
     let st = &s.stats;
-    let rows: [(&str, &str, &str, u64); 8] = [
+    let rows: [(&str, &str, &str, u64); 9] = [
         (
             "steward_store_keys",
             "gauge",
@@ -652,6 +652,12 @@ fn store(o: &mut Out, h: &Health) {
             "counter",
             "Writes refused because they would create a key beyond the key cap.",
             st.keys_refused,
+        ),
+        (
+            "steward_store_queue_full_total",
+            "counter",
+            "Async writes refused because the write queue was full.",
+            st.queue_full,
         ),
     ];
     for (name, kind, help, v) in rows {

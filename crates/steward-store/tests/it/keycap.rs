@@ -9,7 +9,7 @@ use serde_json::json;
 use steward_store::{Error, ManualClock, RedisStore, Store};
 
 use crate::redis_server::RedisServer;
-use crate::temp_store;
+use crate::{block_on, temp_store};
 
 fn refused(r: steward_store::Result<bool>, key: &str, limit: usize) {
     match r {
@@ -66,13 +66,6 @@ fn one_batch_admits_exactly_up_to_the_cap() {
     );
     assert_eq!(store.len(), 5);
     assert_eq!(store.stats().keys_refused, 7);
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 #[test]

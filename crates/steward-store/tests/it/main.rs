@@ -1,6 +1,7 @@
 //! Integration tests of steward-store: real files, real fsync, real child
 //! processes and real `python3`.
 
+mod backlog;
 mod basic;
 mod child;
 mod concurrency;
@@ -36,4 +37,13 @@ pub(crate) fn temp_store() -> (tempfile::TempDir, PathBuf) {
 
 pub(crate) fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Runs a future to its end on a runtime of its own (tests of the async
+/// methods from plain threads).
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
 }
