@@ -88,9 +88,9 @@ mod connect;
 mod error;
 mod event;
 mod events;
-#[cfg(feature = "pool")]
 pub mod mailbox;
 mod message;
+#[cfg(feature = "pool")]
 pub mod pool;
 pub mod realtime;
 mod session;
