@@ -37,9 +37,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use steward_store::RedisStore;
-
-#[path = "../crates/steward-store/tests/it/redis_server.rs"]
-mod redis_server;
+use steward_test_support::redis_server;
 
 const WRITERS: usize = 64;
 const KEYS: u64 = 1_000;

@@ -1,40 +1,15 @@
 //! Cross-crate end-to-end tests for steward live in `tests/e2e/` (one test
-//! binary); this library holds their shared helpers, each tested here:
+//! binary); this library holds their own helper, tested here (the helpers
+//! shared with the crates' tests are in `steward-test-support`):
 //!
-//! - [`child`]: run an ignored test of the current test binary in a child
-//!   process, wait for a line it prints, SIGKILL it and start it again;
-//! - [`procfs`]: threads, open file descriptors and RSS of this process;
-//! - [`wav`]: a speech-like PCM16 WAV file to feed the assistant;
-//! - [`prometheus`]: a strict checker of the Prometheus text format.
+//! - [`wav`]: a speech-like PCM16 WAV file to feed the assistant.
 //!
 //! ```
-//! let text = "# TYPE up gauge\nup 1\n";
-//! let series = steward_tests::prometheus::check_exposition(text).unwrap();
-//! assert_eq!(series.len(), 1);
-//! # #[cfg(target_os = "linux")]
-//! assert!(steward_tests::procfs::threads().unwrap() >= 1);
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("speech.wav");
+//! steward_tests::wav::write_speech(&path, 24_000, 0.1).unwrap();
+//! assert!(std::fs::metadata(&path).unwrap().len() > 44);
 //! ```
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
-pub mod child;
-pub mod procfs;
-pub mod prometheus;
 pub mod wav;
-
-/// A port on 127.0.0.1 that was free a moment ago (bound, then released),
-/// for a server that must come back on the same port after a restart.
-pub fn free_port() -> std::io::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// Lib tests that count threads or file descriptors, or open files or
-/// processes, take this lock: under plain `cargo test` they share one
-/// process.
-#[cfg(test)]
-pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}

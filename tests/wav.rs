@@ -58,7 +58,6 @@ mod tests {
 
     #[test]
     fn a_real_pcm16_wav_with_a_voice_like_level() {
-        let _serial = crate::serial();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("speech.wav");
         write_speech(&path, 24_000, 2.0).unwrap();

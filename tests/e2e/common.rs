@@ -1,10 +1,10 @@
 //! Shared pieces: the child-process wrapper, a runtime, configs.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use steward_cli::assistant::{AssistantConfig, Input};
+pub(crate) use steward_test_support::sound::require_sound_server;
 
 /// Generous guard against hangs on a loaded 2-core machine.
 pub(crate) const HANG_GUARD: Duration = Duration::from_secs(60);
@@ -19,7 +19,7 @@ macro_rules! in_child {
                 .split_once("::")
                 .map_or(module_path!(), |(_, m)| m);
             let child = format!("{module}::{}", stringify!($child));
-            match steward_tests::child::run_child(&child, &[]) {
+            match steward_test_support::child::run_child(&child, &[]) {
                 Ok(out) => println!("{out}"),
                 Err(e) => panic!("{e}"),
             }
@@ -31,20 +31,7 @@ pub(crate) use in_child;
 /// Whether this process runs a child test; the `child_*` tests return at
 /// once otherwise (so `cargo test -- --ignored` does not run them bare).
 pub(crate) fn child() -> bool {
-    steward_tests::child::is_child()
-}
-
-/// Fails the test, saying how to fix it, when no sound server runs.
-pub(crate) fn require_sound_server() {
-    let ok = Command::new("pactl")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "no PulseAudio server reachable: the assistant plays to and captures from the \
-         null sink/source; run `bash scripts/setup.sh` (or `cargo xtask setup`)"
-    );
+    steward_test_support::child::is_child()
 }
 
 /// The runtime the assistant runs on: two workers like the CLI on this

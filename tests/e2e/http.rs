@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use steward_cli::assistant::{Assistant, Input};
-use steward_tests::prometheus::check_exposition;
+use steward_test_support::prometheus::check_exposition;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -5,7 +5,7 @@
 //! source) and real child processes.
 //!
 //! Every test runs its body in a child process (an ignored `child_*` test of
-//! this binary, see `steward_tests::child`): thread, descriptor and RSS
+//! this binary, see `steward_test_support::child`): thread, descriptor and RSS
 //! counts then see that body alone, under nextest and plain `cargo test`
 //! alike, and the stand-in can be SIGKILLed without killing the test.
 

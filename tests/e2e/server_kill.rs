@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use steward_cli::assistant::{Assistant, Input};
 use steward_cli::standin::{Standin, StandinConfig};
-use steward_tests::child::ChildTest;
+use steward_test_support::child::ChildTest;
 
 use crate::common::{HANG_GUARD, child, config, eventually, require_sound_server, runtime};
 
@@ -84,7 +84,7 @@ fn server_killed_mid_session_reconnects_accounts_audio_and_keeps_memory() {
     require_sound_server();
     let dir = tempfile::tempdir().unwrap();
     let memory = dir.path().join("memory.json");
-    let port = steward_tests::free_port().unwrap();
+    let port = steward_test_support::free_port().unwrap();
     let (mut server, url) = spawn_standin(port);
 
     runtime().block_on(async {

@@ -2,7 +2,7 @@
 //! `remember` tool call in `memory.json`, and nothing left behind.
 
 use steward_cli::assistant::{Assistant, Input};
-use steward_tests::procfs;
+use steward_test_support::procfs;
 
 use crate::common::{
     HANG_GUARD, child, config, eventually, in_child, require_sound_server, runtime, speech_wav,

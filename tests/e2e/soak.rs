@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use steward_cli::assistant::{Assistant, Input};
-use steward_tests::procfs;
+use steward_test_support::procfs;
 
 use crate::common::{HANG_GUARD, child, config, in_child, require_sound_server, runtime};
 

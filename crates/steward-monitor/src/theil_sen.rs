@@ -8,8 +8,9 @@
 //! see `TrendConfig::capacity`; the soak summary thins its series first).
 //!
 //! This file uses the standard library only and nothing else of the crate:
-//! the maintainers' task runner includes the same file to summarise soak
-//! runs, so that the figure it prints and the monitor's agree.
+//! the maintainers' task runner keeps a byte-for-byte copy (its tidy tests
+//! check that it is one) to summarise soak runs, so that the figure it
+//! prints and the monitor's agree.
 
 /// The median of `values` (the mean of the two middle ones for an even
 /// count), reordering them; `None` when empty. NaNs sort last.

@@ -1,25 +1,18 @@
-//! Helpers: sound-server check, tones, frequency estimate, /proc counters,
-//! running a helper test in a child process.
+//! Helpers: tones, frequency estimate, and this crate's use of the shared
+//! test support (sound server check, /proc counters, child tests).
 
-use std::process::Command;
 use std::time::Duration;
+
+pub(crate) use steward_test_support::sound::OwnNullDevice;
+use steward_test_support::{child, procfs, sound};
 
 /// Generous hang guard for waits on real-time paced devices.
 pub(crate) const HANG_GUARD: Duration = Duration::from_secs(10);
 
-/// Fails the test, saying why and how to fix it, when no sound server runs.
+/// Fails the test, saying why and how to fix it, when no sound server
+/// runs; then installs the callback hooks the allocation test counts with.
 pub(crate) fn require_sound_server() {
-    let out = Command::new("pactl").arg("info").output();
-    let ok = matches!(&out, Ok(o) if o.status.success());
-    assert!(
-        ok,
-        "no PulseAudio server reachable ({}): these tests need real-time paced null devices; \
-         run `bash scripts/setup.sh` (or `cargo xtask setup`) to install and start one",
-        match &out {
-            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
-            Err(e) => format!("cannot run pactl: {e}"),
-        }
-    );
+    sound::require_sound_server();
     crate::install_hooks();
 }
 
@@ -102,51 +95,26 @@ pub(crate) fn rms(s: &[i16]) -> f64 {
     (s.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / s.len() as f64).sqrt()
 }
 
+/// This process's threads (0 without `/proc`).
 pub(crate) fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count)
+    procfs::threads().unwrap_or(0)
 }
 
+/// This process's open file descriptors (0 without `/proc`).
 pub(crate) fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+    procfs::fds().unwrap_or(0)
 }
 
-/// Resident set size in bytes (from /proc/self/statm, 4 KiB pages).
+/// This process's resident set size in bytes (0 without `/proc`).
 pub(crate) fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+    procfs::rss_bytes().unwrap_or(0)
 }
 
 /// Runs the ignored test `name` of this binary alone in a child process
 /// (with extra environment), so it has the process to itself; fails with its
-/// output when it fails.
+/// output when it fails, prints it when it passes.
 pub(crate) fn run_child(name: &str, env: &[(&str, &str)]) {
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        name,
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ]);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("spawn the test binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "child test {name} failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    // A filter that matched nothing would "pass": make sure it ran.
-    assert!(
-        stdout.contains("1 passed"),
-        "child test {name} did not run:\n{stdout}\n{stderr}"
-    );
+    let stdout = child::run_child(name, env).unwrap_or_else(|e| panic!("{e}"));
     println!("{stdout}");
 }
 
@@ -161,89 +129,5 @@ pub(crate) fn native_host() -> steward_audio::AudioHost {
         steward_audio::AudioHost::PipeWire
     } else {
         steward_audio::AudioHost::PulseAudio
-    }
-}
-
-/// A null sink or source of a test's own, under a unique name, so other
-/// tests' audio does not mix in and unloading it (a device unplugged) does
-/// not touch their devices. Unloaded on drop.
-pub(crate) struct OwnNullDevice {
-    module: Option<String>,
-    kind: &'static str,
-    /// The sink's or source's name.
-    pub(crate) name: String,
-}
-
-impl OwnNullDevice {
-    /// `module-null-sink` named `steward_<tag>_<pid>_<n>`.
-    pub(crate) fn sink(tag: &str) -> Self {
-        Self::load("module-null-sink", "sink_name", tag)
-    }
-
-    /// `module-null-source` named `steward_<tag>_<pid>_<n>`.
-    pub(crate) fn source(tag: &str) -> Self {
-        Self::load("module-null-source", "source_name", tag)
-    }
-
-    fn load(kind: &'static str, arg: &str, tag: &str) -> Self {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("steward_{tag}_{}_{n}", std::process::id());
-        let mut dev = Self {
-            module: None,
-            kind,
-            name,
-        };
-        dev.module = Some(dev.load_module(arg));
-        dev
-    }
-
-    fn load_module(&self, arg: &str) -> String {
-        let out = Command::new("pactl")
-            .args(["load-module", self.kind, &format!("{arg}={}", self.name)])
-            .output()
-            .expect("run pactl");
-        assert!(
-            out.status.success(),
-            "pactl load-module {} failed: {}",
-            self.kind,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// The sink's monitor source (what is played on it, recorded).
-    pub(crate) fn monitor(&self) -> String {
-        format!("{}.monitor", self.name)
-    }
-
-    /// Unloads the module: the device disappears under its streams.
-    pub(crate) fn unload(&mut self) {
-        if let Some(m) = self.module.take() {
-            let status = Command::new("pactl")
-                .args(["unload-module", &m])
-                .status()
-                .expect("run pactl");
-            assert!(status.success(), "pactl unload-module {m} failed");
-        }
-    }
-
-    /// Loads the module again under the same name.
-    pub(crate) fn reload(&mut self) {
-        assert!(self.module.is_none(), "still loaded");
-        let arg = if self.kind == "module-null-sink" {
-            "sink_name"
-        } else {
-            "source_name"
-        };
-        self.module = Some(self.load_module(arg));
-    }
-}
-
-impl Drop for OwnNullDevice {
-    fn drop(&mut self) {
-        if let Some(m) = self.module.take() {
-            let _ = Command::new("pactl").args(["unload-module", &m]).status();
-        }
     }
 }

@@ -4,72 +4,15 @@
 //! device, counts one reopening (report, status, health, `/metrics`) and
 //! goes on; no panic, no hang.
 
-use std::process::Command;
 use std::time::Duration;
 
 use steward::audio::AudioHost;
 use steward_cli::assistant::{Assistant, AssistantConfig, Input, Report};
+use steward_test_support::sound::{OwnNullDevice, require_sound_server};
 
 use crate::assistant::{http_get, until};
 
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Fails, saying how to fix it, when no sound server runs.
-fn require_sound_server() {
-    let ok = Command::new("pactl")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "no PulseAudio server reachable: run `bash scripts/setup.sh` to start one"
-    );
-}
-
-/// A null sink or source of this test's own, unloaded on drop.
-struct OwnDevice {
-    module: Option<String>,
-    name: String,
-}
-
-impl OwnDevice {
-    fn load(module: &str, arg: &str, tag: &str) -> Self {
-        let name = format!("steward_{tag}_{}", std::process::id());
-        let out = Command::new("pactl")
-            .args(["load-module", module, &format!("{arg}={name}")])
-            .output()
-            .expect("run pactl");
-        assert!(
-            out.status.success(),
-            "pactl load-module {module}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let module = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Self {
-            module: Some(module),
-            name,
-        }
-    }
-
-    /// The device disappears under its streams.
-    fn unload(&mut self) {
-        if let Some(m) = self.module.take() {
-            let ok = Command::new("pactl")
-                .args(["unload-module", &m])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "pactl unload-module {m} failed");
-        }
-    }
-}
-
-impl Drop for OwnDevice {
-    fn drop(&mut self) {
-        if let Some(m) = self.module.take() {
-            let _ = Command::new("pactl").args(["unload-module", &m]).status();
-        }
-    }
-}
 
 fn config(dir: &tempfile::TempDir) -> AssistantConfig {
     let mut config = AssistantConfig::default();
@@ -100,7 +43,7 @@ async fn metrics(assistant: &Assistant) -> String {
 async fn a_lost_output_device_is_reopened_on_the_default_and_counted() {
     require_sound_server();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut sink = OwnDevice::load("module-null-sink", "sink_name", "assistant_out");
+    let mut sink = OwnNullDevice::sink("assistant_out");
     let mut config = config(&dir);
     // Answers come by the stand-in's voice detection: audio keeps playing.
     config.input = Input::Talk;
@@ -157,7 +100,7 @@ async fn a_lost_output_device_is_reopened_on_the_default_and_counted() {
 async fn a_lost_input_device_is_reopened_on_the_default_and_counted() {
     require_sound_server();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut source = OwnDevice::load("module-null-source", "source_name", "assistant_in");
+    let mut source = OwnNullDevice::source("assistant_in");
     let mut config = config(&dir);
     config.input = Input::Device;
     config.input_device = Some(source.name.clone());

@@ -5,8 +5,6 @@
 mod assistant;
 mod devices;
 mod hostile;
-#[path = "../../../steward-store/tests/it/redis_server.rs"]
-mod redis_server;
 mod standin;
 mod store_file;
 mod store_redis;
@@ -15,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
+// The real `redis-server` the `redis://` commands run against.
+use steward_test_support::redis_server;
 
 fn steward(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_steward"))

@@ -3,10 +3,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 use serde_json::json;
 use steward_store::{Error, Store};
+use steward_test_support::child::{command, command_in_shell};
 
 const ENV: &str = "STEWARD_STORE_CHILD";
 
@@ -17,31 +18,16 @@ pub(crate) fn protocol(text: &str) -> Vec<&str> {
 
 /// Starts this test binary as a child running `mode` on `path`.
 pub(crate) fn spawn(mode: &str, path: &Path, limit_file_kib: Option<u64>) -> Child {
-    let exe = std::env::current_exe().expect("current_exe");
-    let args = [
-        "child::child_process_entry",
-        "--exact",
-        "--nocapture",
-        "--test-threads=1",
-    ];
-    let mut cmd = match limit_file_kib {
+    let name = "child::child_process_entry";
+    let spec = format!("{mode}:{}", path.display());
+    let env = [(ENV, spec.as_str())];
+    let cmd = match limit_file_kib {
         // A real file-size limit: writes past it fail like a full disk.
         // SIGXFSZ is ignored so the write returns an error instead of killing.
-        Some(kib) => {
-            let mut c = Command::new("bash");
-            c.arg("-c")
-                .arg(format!("ulimit -f {kib}; trap '' XFSZ; exec \"$0\" \"$@\""))
-                .arg(&exe)
-                .args(args);
-            c
-        }
-        None => {
-            let mut c = Command::new(&exe);
-            c.args(args);
-            c
-        }
+        Some(kib) => command_in_shell(&format!("ulimit -f {kib}; trap '' XFSZ"), name, &env),
+        None => command(name, &env),
     };
-    cmd.env(ENV, format!("{mode}:{}", path.display()))
+    cmd.expect("the test binary's path")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

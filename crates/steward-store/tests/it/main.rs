@@ -20,13 +20,15 @@ mod power;
 mod prompt_xml;
 mod python;
 mod redis_backend;
-pub(crate) mod redis_server;
 mod redis_tls;
 mod repair;
 mod ttl;
 mod workload;
 
 use std::path::{Path, PathBuf};
+
+// The real `redis-server` the Redis tests run against.
+use steward_test_support::redis_server;
 
 /// A fresh directory and the snapshot path inside it.
 pub(crate) fn temp_store() -> (tempfile::TempDir, PathBuf) {

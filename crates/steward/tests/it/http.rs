@@ -1,7 +1,7 @@
 //! The `/health` and `/metrics` endpoint, scraped over 127.0.0.1 with a raw
 //! HTTP/1.1 client.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use steward::pool::Pool;
 use steward::store::Store;
 use steward::tracker::Tracker;
 use steward::{Error, Steward};
+use steward_test_support::prometheus::{self, Series};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -210,134 +211,12 @@ async fn a_taken_address_fails_build() {
     assert!(err.to_string().contains(&addr.to_string()));
 }
 
-pub(crate) type Series = BTreeMap<(String, BTreeMap<String, String>), f64>;
-
-/// A strict check of the Prometheus text format 0.0.4: HELP and TYPE once
-/// per family and before its samples, valid names, escaped label values,
-/// numeric values, no duplicate series, a family's samples together.
+/// The strict check of the Prometheus text format 0.0.4 (HELP and TYPE
+/// once per family and before its samples, valid names, escaped label
+/// values, numeric values, no duplicate series, a family's samples
+/// together); fails the test with the first violation.
 pub(crate) fn check_exposition(text: &str) -> Series {
-    assert!(text.ends_with('\n'), "ends with a line feed");
-    let mut typed = BTreeMap::<String, String>::new();
-    let mut helped = BTreeSet::<String>::new();
-    let mut finished = BTreeSet::<String>::new();
-    let mut current: Option<String> = None;
-    let mut series = Series::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, _help) = rest.split_once(' ').expect("HELP has text");
-            assert!(valid_name(name), "{line}");
-            assert!(helped.insert(name.to_owned()), "HELP twice: {line}");
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("TYPE has a kind");
-            assert!(valid_name(name), "{line}");
-            assert!(
-                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
-                "{line}"
-            );
-            assert!(
-                typed.insert(name.to_owned(), kind.to_owned()).is_none(),
-                "TYPE twice: {line}"
-            );
-            if let Some(prev) = current.replace(name.to_owned()) {
-                finished.insert(prev);
-            }
-            continue;
-        }
-        assert!(
-            !line.starts_with('#') && !line.is_empty(),
-            "unexpected line: {line:?}"
-        );
-        let (name, labels, value) = parse_sample(line);
-        assert!(name.starts_with("steward_"), "{line}");
-        assert_eq!(
-            current.as_deref(),
-            Some(name.as_str()),
-            "sample outside its family: {line}"
-        );
-        assert!(!finished.contains(&name));
-        if typed[&name] == "counter" {
-            assert!(
-                name.ends_with("_total"),
-                "counter names end in _total: {name}"
-            );
-            assert!(value >= 0.0);
-        }
-        assert!(
-            series.insert((name, labels), value).is_none(),
-            "duplicate series: {line}"
-        );
-    }
-    assert_eq!(
-        helped,
-        typed.keys().cloned().collect(),
-        "every family has HELP and TYPE"
-    );
-    series
-}
-
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
-fn parse_sample(line: &str) -> (String, BTreeMap<String, String>, f64) {
-    let name_end = line.find(['{', ' ']).expect("a value");
-    let name = &line[..name_end];
-    assert!(valid_name(name), "{line}");
-    let mut labels = BTreeMap::new();
-    let mut rest = &line[name_end..];
-    if let Some(mut inner) = rest.strip_prefix('{') {
-        loop {
-            let (label, after) = inner.split_once("=\"").expect("label=\"value\"");
-            assert!(valid_name(label) && !label.contains(':'), "{line}");
-            let (value, after) = unescape_until_quote(after, line);
-            assert!(labels.insert(label.to_owned(), value).is_none(), "{line}");
-            if let Some(more) = after.strip_prefix(',') {
-                inner = more;
-            } else if let Some(tail) = after.strip_prefix('}') {
-                rest = tail;
-                break;
-            } else {
-                panic!("unexpected text after a label value in {line}");
-            }
-        }
-    }
-    let value = rest.strip_prefix(' ').expect("one space before the value");
-    (name.to_owned(), labels, parse_value(value, line))
-}
-
-/// A label value up to its closing quote, unescaped; and the text after it.
-fn unescape_until_quote<'a>(text: &'a str, line: &str) -> (String, &'a str) {
-    let mut value = String::new();
-    let mut chars = text.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\\' => match chars.next().map(|(_, c)| c) {
-                Some('\\') => value.push('\\'),
-                Some('"') => value.push('"'),
-                Some('n') => value.push('\n'),
-                other => panic!("bad escape {other:?} in {line}"),
-            },
-            '"' => return (value, &text[i + 1..]),
-            '\n' => panic!("raw line feed in {line}"),
-            c => value.push(c),
-        }
-    }
-    panic!("unclosed label value in {line}");
-}
-
-fn parse_value(v: &str, line: &str) -> f64 {
-    match v {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
-    }
+    prometheus::check_exposition(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
 /// A steward serving only the endpoint on 127.0.0.1, with `limits` applied.

@@ -127,9 +127,20 @@ fn status_kib(field: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// Alone in a child process: no other test's threads or files come
+    /// and go while it counts.
     #[test]
     fn counts_follow_real_threads_files_and_memory() {
         let _serial = crate::serial();
+        crate::child::run_child("procfs::tests::helper_counts", &[]).unwrap();
+    }
+
+    #[test]
+    #[ignore = "helper: run in a child process by the test above"]
+    fn helper_counts() {
+        if !crate::child::is_child() {
+            return;
+        }
         let threads_before = threads().unwrap();
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let (up_tx, up_rx) = std::sync::mpsc::channel::<()>();

@@ -2,14 +2,11 @@
 //! directory, `appendonly yes` + `appendfsync always`, no RDB snapshots.
 //! Killed (SIGKILL) on drop.
 //!
-//! Depends on nothing but std and `tempfile`, so benches and other crates'
-//! tests can use it with `#[path = ".../tests/it/redis_server.rs"] mod redis_server;`.
 //! If `redis-server` is missing it panics telling to run `cargo xtask setup`:
 //! tests that need Redis fail rather than skip.
-#![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,7 +43,7 @@ impl RedisServer {
         // A port found free can be taken by someone else before the server
         // binds it: try a few.
         for _ in 0..5 {
-            server.port = free_port();
+            server.port = crate::free_port().expect("a free port on 127.0.0.1");
             if server.try_spawn() {
                 return server;
             }
@@ -185,9 +182,4 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
 }

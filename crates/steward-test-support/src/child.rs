@@ -14,28 +14,61 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 /// Set (to `1`) in the environment of every child started here.
-pub const CHILD_ENV: &str = "STEWARD_E2E_CHILD";
+pub const CHILD_ENV: &str = "STEWARD_TEST_CHILD";
 
 /// Whether this process is a child started by [`ChildTest`] or [`run_child`].
 pub fn is_child() -> bool {
     std::env::var_os(CHILD_ENV).is_some()
 }
 
-fn command(name: &str, env: &[(&str, &str)]) -> std::io::Result<Command> {
+/// The command that runs test `name` of this test binary alone (ignored or
+/// not) in a child process, with [`CHILD_ENV`] and `env` set. For a
+/// protocol of one's own over its stdout; [`ChildTest`] and [`run_child`]
+/// cover the usual cases.
+///
+/// # Errors
+/// When the path of this test binary cannot be found.
+pub fn command(name: &str, env: &[(&str, &str)]) -> std::io::Result<Command> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
-    cmd.args([
+    cmd.args(test_args(name));
+    with_env(&mut cmd, env);
+    Ok(cmd)
+}
+
+/// Like [`command`], started through `bash -c` with `setup` run first in
+/// the shell that then becomes the test (a `ulimit -f`, a `trap`): for
+/// limits the child must live under from its start.
+///
+/// # Errors
+/// When the path of this test binary cannot be found.
+pub fn command_in_shell(setup: &str, name: &str, env: &[(&str, &str)]) -> std::io::Result<Command> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!("{setup}; exec \"$0\" \"$@\""))
+        .arg(exe)
+        .args(test_args(name));
+    with_env(&mut cmd, env);
+    Ok(cmd)
+}
+
+/// libtest's arguments that run exactly the test `name`, ignored or not.
+fn test_args(name: &str) -> [&str; 5] {
+    [
         name,
         "--exact",
-        "--ignored",
+        "--include-ignored",
         "--nocapture",
         "--test-threads=1",
-    ]);
+    ]
+}
+
+fn with_env(cmd: &mut Command, env: &[(&str, &str)]) {
     cmd.env(CHILD_ENV, "1");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    Ok(cmd)
 }
 
 /// A running child test process; SIGKILLed when dropped.
