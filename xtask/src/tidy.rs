@@ -207,4 +207,182 @@ mod tests {
             );
         }
     }
+
+    /// Every Rust file of the repository's own code (the vendored client
+    /// left out: it stays as published).
+    fn own_rust_files() -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for dir in ["crates", "xtask", "tests", "benches", "fuzz"] {
+            rust_files(&root().join(dir), &mut files);
+        }
+        files.sort();
+        files
+    }
+
+    /// `path` relative to the repository root, with `/` separators.
+    fn relative(path: &Path) -> String {
+        let rel = path.strip_prefix(root()).unwrap_or(path);
+        rel.to_string_lossy().replace('\\', "/")
+    }
+
+    /// Files allowed over [`LINE_LIMIT`] lines, with their line count when
+    /// the budget was set. A count may only go down: lower it when a file
+    /// shrinks, drop the row once the file is within the limit. Split a
+    /// file along its seams rather than raise a number.
+    const LINE_BUDGET: &[(&str, usize)] = &[
+        ("crates/steward-cli/src/standin/conversation.rs", 927),
+        ("crates/steward-cli/tests/it/standin.rs", 1202),
+        ("crates/steward-monitor/src/monitor.rs", 873),
+        ("crates/steward-realtime/src/conversation.rs", 849),
+        ("crates/steward-realtime/tests/it/model.rs", 1239),
+        ("crates/steward-store/src/redis_backend.rs", 2015),
+        ("crates/steward-store/src/store.rs", 1875),
+        ("crates/steward-store/tests/it/redis_backend.rs", 916),
+        ("crates/steward-tracker/src/tracker.rs", 994),
+        ("crates/steward/src/prometheus.rs", 1003),
+        ("crates/steward/src/steward.rs", 1193),
+        ("xtask/src/soak.rs", 819),
+    ];
+
+    /// The most lines a Rust file may have without a row in [`LINE_BUDGET`].
+    const LINE_LIMIT: usize = 800;
+
+    #[test]
+    fn files_stay_within_their_line_budget() {
+        let mut seen = std::collections::BTreeSet::new();
+        for file in own_rust_files() {
+            let rel = relative(&file);
+            let lines = std::fs::read_to_string(&file)
+                .expect("read")
+                .lines()
+                .count();
+            match LINE_BUDGET.iter().find(|(p, _)| *p == rel) {
+                Some(&(_, budget)) => {
+                    seen.insert(rel.clone());
+                    assert!(
+                        lines <= budget,
+                        "{rel} has {lines} lines, over its budget of {budget} in \
+                         xtask/src/tidy.rs: split it along its seams"
+                    );
+                    assert!(
+                        lines > LINE_LIMIT,
+                        "{rel} has {lines} lines, within {LINE_LIMIT}: drop its row \
+                         from LINE_BUDGET in xtask/src/tidy.rs"
+                    );
+                }
+                None => assert!(
+                    lines <= LINE_LIMIT,
+                    "{rel} has {lines} lines, over {LINE_LIMIT}: split it along its \
+                     seams (the budget in xtask/src/tidy.rs only shrinks)"
+                ),
+            }
+        }
+        for (path, _) in LINE_BUDGET {
+            assert!(
+                seen.contains(*path),
+                "{path} is in LINE_BUDGET (xtask/src/tidy.rs) but is gone: drop its row"
+            );
+        }
+    }
+
+    /// The nearest folder above `file` with a `Cargo.toml`: its crate.
+    fn crate_of(file: &Path) -> std::path::PathBuf {
+        file.ancestors()
+            .skip(1)
+            .find(|d| d.join("Cargo.toml").is_file())
+            .expect("every Rust file is inside a crate")
+            .to_path_buf()
+    }
+
+    /// `path` with `.` and `..` taken out, without touching the disk.
+    fn normalize(path: &Path) -> std::path::PathBuf {
+        let mut out = std::path::PathBuf::new();
+        for part in path.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    out.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        out
+    }
+
+    /// A `#[path]` into another crate compiles that crate's file twice,
+    /// under lints and features it was not written for: share code through
+    /// a crate (`steward-test-support` for test helpers) instead.
+    #[test]
+    fn no_path_attribute_leaves_its_crate() {
+        for file in own_rust_files() {
+            let text = std::fs::read_to_string(&file).expect("read");
+            let home = crate_of(&file);
+            let dir = file.parent().expect("a file has a folder");
+            for (n, line) in text.lines().enumerate() {
+                let Some(rest) = line.trim_start().strip_prefix("#[path") else {
+                    continue;
+                };
+                let target = rest
+                    .split('"')
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("{}:{}: unreadable #[path]", relative(&file), n + 1));
+                let resolved = normalize(&dir.join(target));
+                assert!(
+                    resolved.starts_with(&home),
+                    "{}:{}: #[path = \"{target}\"] reaches outside its crate ({})",
+                    relative(&file),
+                    n + 1,
+                    relative(&home)
+                );
+            }
+        }
+    }
+
+    /// The soak summary's copy of the monitor's Theil–Sen slope (kept so
+    /// that xtask does not build the monitor) is the monitor's file, byte
+    /// for byte.
+    #[test]
+    fn theil_sen_copy_is_identical() {
+        let monitor = std::fs::read(root().join("crates/steward-monitor/src/theil_sen.rs"))
+            .expect("the monitor's theil_sen.rs");
+        let copy = std::fs::read(root().join("xtask/src/soak/theil_sen.rs"))
+            .expect("xtask's theil_sen.rs");
+        assert!(
+            monitor == copy,
+            "xtask/src/soak/theil_sen.rs differs from crates/steward-monitor/src/theil_sen.rs: \
+             copy the monitor's file over it"
+        );
+    }
+
+    /// Backticked paths in ARCHITECTURE.md that must exist: those under
+    /// `crates/`, and `.rs` files named with a folder (from the root).
+    fn architecture_paths(text: &str) -> Vec<String> {
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| !s.contains(char::is_whitespace))
+            .filter(|s| s.starts_with("crates/") || (s.ends_with(".rs") && s.contains('/')))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_path_in_architecture_exists() {
+        let arch =
+            std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+        let paths = architecture_paths(&arch);
+        assert!(!paths.is_empty(), "docs/ARCHITECTURE.md names no paths");
+        for path in paths {
+            assert!(
+                root().join(&path).exists(),
+                "docs/ARCHITECTURE.md names `{path}`, which does not exist"
+            );
+        }
+    }
+
+    #[test]
+    fn architecture_paths_are_found_in_backticks_only() {
+        let text = "a `crates/x` b `y.rs` c `src/z.rs` d `memory.json` e crates/w `f g.rs`";
+        assert_eq!(architecture_paths(text), ["crates/x", "src/z.rs"]);
+    }
 }
