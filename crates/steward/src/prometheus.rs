@@ -678,7 +678,7 @@ fn ws(o: &mut Out, h: &Health) {
         .zip(h.ws.iter().map(|w| &w.stats))
         .collect();
     type Get = fn(&steward_ws::Stats) -> u64;
-    let families: [(&str, &str, &str, Get); 11] = [
+    let families: [(&str, &str, &str, Get); 12] = [
         (
             "steward_ws_connected",
             "gauge",
@@ -738,6 +738,12 @@ fn ws(o: &mut Out, h: &Health) {
             "counter",
             "Undelivered messages' bytes dropped from unread events beyond the event queue's byte bound.",
             |s| s.undelivered_dropped_bytes,
+        ),
+        (
+            "steward_ws_undelivered_dropped_messages_total",
+            "counter",
+            "Undelivered messages dropped from unread events beyond the event queue's byte bound.",
+            |s| s.undelivered_dropped_messages,
         ),
         (
             "steward_ws_link_gone_total",

@@ -17,7 +17,7 @@ pub(super) fn render(o: &mut Out, h: &Health) {
         .zip(h.realtime.iter().map(|r| &r.stats))
         .collect();
     type Get = fn(&RealtimeStats) -> u64;
-    let families: [(&str, &str, &str, Get); 16] = [
+    let families: [(&str, &str, &str, Get); 17] = [
         (
             "steward_realtime_sessions_total",
             "counter",
@@ -95,6 +95,12 @@ pub(super) fn render(o: &mut Out, h: &Health) {
             "counter",
             "Tool calls dropped from a full event queue.",
             |s| s.tool_calls_dropped,
+        ),
+        (
+            "steward_realtime_entries_evicted_total",
+            "counter",
+            "Bookkeeping entries (unnamed tool calls, pending truncations, unechoed items) evicted, oldest first.",
+            |s| s.entries_evicted,
         ),
         (
             "steward_realtime_tool_calls_total",

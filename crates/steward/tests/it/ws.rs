@@ -62,6 +62,21 @@ async fn sessions_are_tracked_and_reported_while_open() {
     assert!(
         metrics.contains("steward_ws_messages_sent_total{session=\"model \\\"realtime\\\"\"} 1\n")
     );
+    // Every overflow counter of the session is exported, at 0 here.
+    for family in [
+        "steward_ws_events_dropped_total",
+        "steward_ws_events_coalesced_total",
+        "steward_ws_undelivered_dropped_messages_total",
+        "steward_ws_undelivered_dropped_bytes_total",
+        "steward_ws_link_gone_total",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "{family}{{session=\"model \\\"realtime\\\"\"}} 0\n"
+            )),
+            "{family}: {metrics}"
+        );
+    }
     let resource = &h.tracker.as_ref().unwrap().largest;
     assert!(
         resource
