@@ -6,6 +6,8 @@ use crate::health::Health;
 
 #[cfg(feature = "realtime")]
 mod realtime;
+#[cfg(feature = "ws")]
+mod ws;
 
 /// One metric family at a time: `# HELP`, `# TYPE`, then its samples.
 struct Out {
@@ -141,7 +143,7 @@ pub(crate) fn render(h: &Health) -> String {
     #[cfg(feature = "store")]
     store(&mut o, h);
     #[cfg(feature = "ws")]
-    ws(&mut o, h);
+    ws::render(&mut o, h);
     #[cfg(feature = "realtime")]
     realtime::render(&mut o, h);
     #[cfg(feature = "audio")]
@@ -663,151 +665,6 @@ fn store(o: &mut Out, h: &Health) {
     for (name, kind, help, v) in rows {
         o.family(name, kind, help);
         o.sample(name, &[("store", label)], f(v));
-    }
-}
-
-#[cfg(feature = "ws")]
-fn ws(o: &mut Out, h: &Health) {
-    if h.ws.is_empty() {
-        return;
-    }
-    let names = unique(h.ws.iter().map(|w| w.name.clone()));
-    let rows: Vec<(&str, &steward_ws::Stats)> = names
-        .iter()
-        .map(String::as_str)
-        .zip(h.ws.iter().map(|w| &w.stats))
-        .collect();
-    type Get = fn(&steward_ws::Stats) -> u64;
-    let families: [(&str, &str, &str, Get); 12] = [
-        (
-            "steward_ws_connected",
-            "gauge",
-            "1 while the session's link is up.",
-            |s| u64::from(s.connected),
-        ),
-        (
-            "steward_ws_reconnects_total",
-            "counter",
-            "Successful reconnects.",
-            |s| s.reconnects,
-        ),
-        (
-            "steward_ws_disconnects_total",
-            "counter",
-            "Links lost.",
-            |s| s.disconnects,
-        ),
-        (
-            "steward_ws_dead_peers_total",
-            "counter",
-            "Links declared dead by the heartbeat.",
-            |s| s.dead_peers,
-        ),
-        (
-            "steward_ws_messages_sent_total",
-            "counter",
-            "Messages written to the socket.",
-            |s| s.messages_sent,
-        ),
-        (
-            "steward_ws_messages_received_total",
-            "counter",
-            "Data messages received.",
-            |s| s.messages_received,
-        ),
-        (
-            "steward_ws_bytes_sent_total",
-            "counter",
-            "Payload bytes sent.",
-            |s| s.bytes_sent,
-        ),
-        (
-            "steward_ws_events_dropped_total",
-            "counter",
-            "Reconnecting events dropped because the event queue was full.",
-            |s| s.events_dropped,
-        ),
-        (
-            "steward_ws_events_coalesced_total",
-            "counter",
-            "Disconnected events folded into an earlier one while the event queue was full.",
-            |s| s.events_coalesced,
-        ),
-        (
-            "steward_ws_undelivered_dropped_bytes_total",
-            "counter",
-            "Undelivered messages' bytes dropped from unread events beyond the event queue's byte bound.",
-            |s| s.undelivered_dropped_bytes,
-        ),
-        (
-            "steward_ws_undelivered_dropped_messages_total",
-            "counter",
-            "Undelivered messages dropped from unread events beyond the event queue's byte bound.",
-            |s| s.undelivered_dropped_messages,
-        ),
-        (
-            "steward_ws_link_gone_total",
-            "counter",
-            "Messages for one link refused or dropped because that link was gone.",
-            |s| s.link_gone,
-        ),
-    ];
-    for (name, kind, help, get) in families {
-        o.family(name, kind, help);
-        for (session, s) in &rows {
-            o.sample(name, &[("session", session)], f(get(s)));
-        }
-    }
-    o.family(
-        "steward_ws_rtt_seconds",
-        "gauge",
-        "Round trip of the latest answered ping.",
-    );
-    for (session, s) in &rows {
-        if let Some(us) = s.last_rtt_us {
-            o.sample(
-                "steward_ws_rtt_seconds",
-                &[("session", session)],
-                f(us) / 1e6,
-            );
-        }
-    }
-    type Directions = fn(&steward_ws::Stats) -> [u64; 2];
-    let by_direction: [(&str, &str, &str, Directions); 3] = [
-        (
-            "steward_ws_queued_bytes",
-            "gauge",
-            "Bytes waiting in the session's queues, by direction.",
-            |s| [s.outbound_queued_bytes, s.inbound_queued_bytes],
-        ),
-        (
-            "steward_ws_shed_messages_total",
-            "counter",
-            "Queued messages dropped beyond the floor (memory pressure), by direction.",
-            |s| [s.shed_outbound_messages, s.shed_inbound_messages],
-        ),
-        (
-            "steward_ws_shed_bytes_total",
-            "counter",
-            "Payload bytes of those messages, by direction.",
-            |s| [s.shed_outbound_bytes, s.shed_inbound_bytes],
-        ),
-    ];
-    for (name, kind, help, get) in by_direction {
-        o.family(name, kind, help);
-        for (session, s) in &rows {
-            let [outbound, inbound] = get(s);
-            o.sample(
-                name,
-                &[("session", session), ("direction", "outbound")],
-                f(outbound),
-            );
-            o.sample(
-                name,
-                &[("session", session), ("direction", "inbound")],
-                f(inbound),
-            );
-        }
     }
 }
 
