@@ -17,7 +17,7 @@ pub(super) fn render(o: &mut Out, h: &Health) {
         .zip(h.realtime.iter().map(|r| &r.stats))
         .collect();
     type Get = fn(&RealtimeStats) -> u64;
-    let families: [(&str, &str, &str, Get); 17] = [
+    let families: &[(&str, &str, &str, Get)] = &[
         (
             "steward_realtime_sessions_total",
             "counter",
@@ -121,12 +121,7 @@ pub(super) fn render(o: &mut Out, h: &Health) {
             |s| s.audio_held_bytes,
         ),
     ];
-    for (name, kind, help, get) in families {
-        o.family(name, kind, help);
-        for (session, s) in &rows {
-            o.sample(name, &[("session", session)], f(get(s)));
-        }
-    }
+    super::ws::per_row(o, "session", &rows, families);
     type Lat = fn(&RealtimeStats) -> LatencySummary;
     let latencies: [(&str, &str, Lat); 3] = [
         (

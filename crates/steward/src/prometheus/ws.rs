@@ -16,7 +16,7 @@ pub(super) fn render(o: &mut Out, h: &Health) {
         .zip(h.ws.iter().map(|w| &w.stats))
         .collect();
     type Get = fn(&steward_ws::Stats) -> u64;
-    let families: [(&str, &str, &str, Get); 12] = [
+    let families: &[(&str, &str, &str, Get)] = &[
         (
             "steward_ws_connected",
             "gauge",
@@ -90,12 +90,7 @@ pub(super) fn render(o: &mut Out, h: &Health) {
             |s| s.link_gone,
         ),
     ];
-    for (name, kind, help, get) in families {
-        o.family(name, kind, help);
-        for (session, s) in &rows {
-            o.sample(name, &[("session", session)], f(get(s)));
-        }
-    }
+    per_row(o, "session", &rows, families);
     o.family(
         "steward_ws_rtt_seconds",
         "gauge",
@@ -145,6 +140,26 @@ pub(super) fn render(o: &mut Out, h: &Health) {
                 &[("session", session), ("direction", "inbound")],
                 f(inbound),
             );
+        }
+    }
+}
+
+/// One family: name, type, help, and how to read its value from a row.
+pub(super) type Family<'a, S> = (&'a str, &'a str, &'a str, fn(&S) -> u64);
+
+/// Counter and gauge families with one sample per labelled row (a
+/// slice, so adding a family needs no length kept in step). The realtime
+/// families use it too (feature `realtime` implies `ws`).
+pub(super) fn per_row<S>(
+    o: &mut Out,
+    label: &str,
+    rows: &[(&str, &S)],
+    families: &[Family<'_, S>],
+) {
+    for (name, kind, help, get) in families {
+        o.family(name, kind, help);
+        for (row, s) in rows {
+            o.sample(name, &[(label, row)], f(get(s)));
         }
     }
 }
