@@ -41,12 +41,10 @@
 //! allocation site, the blocks allocated after the warm-up and still live
 //! at the end of the run, which `heap-growth.txt` lists, largest first.
 
-use std::path::PathBuf;
-
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::{cargo, root, run, setup};
+use crate::{cargo, run, setup};
 
 // A byte-for-byte copy of steward-monitor's `theil_sen.rs` (std only): the
 // task runner stays light instead of building the monitor and its
@@ -55,24 +53,9 @@ use crate::{cargo, root, run, setup};
 #[allow(dead_code, unreachable_pub)]
 mod theil_sen;
 
-const HELP: &str = "\
-cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T] [--session-limit L]
-                 [--warmup W] [--max-growth-kib-per-hour G] [--heap]
-
-  --duration D       how long (humantime: 60s, 10m, 1h); default 1h
-  --sessions N       conversations over the duration (fresh connections); default 6
-  --drop-every T     the stand-in drops the link after every T turns (0: never); default 50
-  --session-limit L  the stand-in ends each session after L (renewed before); default 2m (renewals
-                     every 90 s: more often than the drops come)
-  --poll P           sample RSS this often (humantime); default 1s
-  --warmup W         seconds left out of the growth (default: 10 min, at most a fifth of the run)
-  --max-growth-kib-per-hour G
-                     fail when the anonymous RSS grows faster after the warm-up; default 256
-                     (with more than 10 sessions, also when RSS while the last session ran is more
-                     than 1 MiB above RSS after the first 10)
-  --heap             profile the heap with dhat from the end of the warm-up and list the
-                     allocation sites still live at the end (heap-growth.txt)
-";
+mod allocator;
+mod options;
+use options::Options;
 
 /// The longest default warm-up excluded from the growth figure.
 const WARMUP_MAX_S: f64 = 600.0;
@@ -88,66 +71,20 @@ const BASELINE_SESSIONS: u64 = 10;
 const MAX_SESSIONS_GROWTH: f64 = 1024.0 * 1024.0;
 
 pub(crate) fn run_soak(args: &[String]) -> Result<()> {
-    let mut duration = "1h".to_string();
-    let mut sessions = "6".to_string();
-    let mut drop_every = "50".to_string();
-    let mut session_limit = "2m".to_string();
-    let mut poll = "1s".to_string();
-    let mut warmup_arg: Option<String> = None;
-    let mut max_growth = "256".to_string();
-    let mut heap = false;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--duration" => duration = it.next().context("--duration needs a value")?.clone(),
-            "--sessions" => sessions = it.next().context("--sessions needs a value")?.clone(),
-            "--drop-every" => {
-                drop_every = it.next().context("--drop-every needs a value")?.clone();
-            }
-            "--session-limit" => {
-                session_limit = it.next().context("--session-limit needs a value")?.clone();
-            }
-            "--poll" => poll = it.next().context("--poll needs a value")?.clone(),
-            "--warmup" => {
-                warmup_arg = Some(it.next().context("--warmup needs seconds")?.clone());
-            }
-            "--max-growth-kib-per-hour" => {
-                max_growth = it
-                    .next()
-                    .context("--max-growth-kib-per-hour needs a number")?
-                    .clone();
-            }
-            "--heap" => heap = true,
-            "-h" | "--help" => {
-                print!("{HELP}");
-                return Ok(());
-            }
-            other => bail!("unknown argument `{other}`\n\n{HELP}"),
-        }
-    }
-    sessions
-        .parse::<u32>()
-        .ok()
-        .filter(|n| *n > 0)
-        .with_context(|| format!("--sessions must be a positive number, not {sessions:?}"))?;
-    drop_every
-        .parse::<u32>()
-        .with_context(|| format!("--drop-every must be a number, not {drop_every:?}"))?;
-    let max_growth_kib: f64 = max_growth
-        .parse()
-        .ok()
-        .filter(|g: &f64| g.is_finite() && *g >= 0.0)
-        .with_context(|| {
-            format!("--max-growth-kib-per-hour must be a number of KiB, not {max_growth:?}")
-        })?;
-    let warmup_s: Option<f64> = match &warmup_arg {
-        Some(w) => Some(
-            w.parse()
-                .ok()
-                .filter(|w: &f64| w.is_finite() && *w >= 0.0)
-                .with_context(|| format!("--warmup must be seconds, not {w:?}"))?,
-        ),
-        None => None,
+    let Some(Options {
+        duration,
+        sessions,
+        drop_every,
+        session_limit,
+        poll,
+        warmup_s,
+        max_growth_kib,
+        heap,
+        out,
+        allocator,
+    }) = Options::parse(args)?
+    else {
+        return Ok(());
     };
 
     setup()?;
@@ -164,8 +101,8 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
         build.args(["--features", "dhat-heap"]);
     }
     run(&mut build)?;
-    let target = target_dir();
-    let dir = target.join("soak");
+    let target = crate::bench::target_dir();
+    let dir = out.unwrap_or_else(|| target.join("soak"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let report_path = dir.join("report.json");
     let heap_path = dir.join("dhat-heap.json");
@@ -175,6 +112,7 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
     }
     let binary = target.join("release").join("steward");
     let mut assistant = std::process::Command::new(&binary);
+    allocator.apply(&mut assistant)?;
     if heap {
         // The warm-up the summary will use, known before the run from
         // the duration asked for.
@@ -238,6 +176,7 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
         .collect();
     let mut summary = summarize(&report, warmup_s, max_growth_kib * 1024.0)?;
     summary["sessions_check"] = sessions_check(&rows)?;
+    summary["allocator"] = json!(format!("{allocator:?}").to_lowercase());
     let path = dir.join("summary.json");
     std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -402,12 +341,6 @@ fn humantime_secs(text: &str) -> Option<f64> {
 /// The warm-up left out of the growth: 10 min, at most a fifth of the run.
 fn default_warmup(span_s: f64) -> f64 {
     (span_s * 0.2).min(WARMUP_MAX_S)
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
 }
 
 /// The median of the RSS samples with `from <= t < to` (`None` if none).
