@@ -88,25 +88,54 @@ fn cargo() -> Command {
 
 fn ci() -> Result<()> {
     let started = std::time::Instant::now();
-    setup()?;
-    run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--all-features",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    check_facade_features()?;
-    check_fuzz_targets()?;
-    test(&[])?;
-    run(cargo()
-        .args(["doc", "--workspace", "--no-deps", "--all-features"])
-        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    let mut phases = Phases::default();
+    phases.time("setup", setup)?;
+    phases.time("fmt", || run(cargo().args(["fmt", "--all", "--check"])))?;
+    phases.time("clippy", || {
+        run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    phases.time("facade features", check_facade_features)?;
+    phases.time("fuzz build", check_fuzz_targets)?;
+    phases.time("tests", || test(&[]))?;
+    phases.time("doc", || {
+        run(cargo()
+            .args(["doc", "--workspace", "--no-deps", "--all-features"])
+            .env("RUSTDOCFLAGS", "-D warnings"))
+    })?;
     eprintln!("xtask ci: all green in {:.0?}", started.elapsed());
+    phases.print();
     Ok(())
+}
+
+/// How long each CI phase took, printed at the end so that the 15-minute
+/// budget can be tracked phase by phase.
+#[derive(Default)]
+struct Phases(Vec<(&'static str, std::time::Duration)>);
+
+impl Phases {
+    fn time(&mut self, name: &'static str, phase: impl FnOnce() -> Result<()>) -> Result<()> {
+        let started = std::time::Instant::now();
+        let outcome = phase();
+        self.0.push((name, started.elapsed()));
+        if outcome.is_err() {
+            self.print();
+        }
+        outcome
+    }
+
+    fn print(&self) {
+        for (name, took) in &self.0 {
+            eprintln!("xtask ci: {name:<16} {:>6.0?}", took);
+        }
+    }
 }
 
 /// The facade with no feature and with each feature alone, and the command
