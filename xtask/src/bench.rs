@@ -6,18 +6,23 @@
 //! measured in the same run (`raw_deadpool`, `bb8`, `mutex_hashmap`, ...).
 //! Set `Throughput::Elements(n)` on the group when one iteration does `n`
 //! operations. Each (ours, baseline) pair becomes one summary entry
-//! `{"name", "ours_per_s", "baseline", "baseline_per_s", "ratio"}` where
-//! `ratio = ours_per_s / baseline_per_s` (above 1 means we are faster).
-//! Figures that are not timings (bytes per resource, say) are written by the
-//! bench itself as a JSON array of entries to `target/bench/extra/*.json`;
-//! they are merged into the summary by name.
+//! `{"name", "statistic", "ours_per_s", "baseline", "baseline_per_s",
+//! "ratio"}` where `ratio = ours_per_s / baseline_per_s` (above 1 means we
+//! are faster), both from the median of criterion's estimates of this run.
+//! Figures that are not criterion timings (bytes per resource, interleaved
+//! rounds, say) are written by the bench itself as a JSON array of entries
+//! to `target/bench/extra/*.json`, each naming its `statistic`; they are
+//! merged into the summary by name. The summary records the commit, UTC
+//! time and mode (`quick` or `full`) and leaves out results older than the
+//! run (see `bench/summary.rs`).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod summary;
+
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::root;
 
@@ -59,6 +64,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         names.push(CPU.to_string());
     }
     let target = target_dir();
+    // Results written before this moment are an earlier run's: left out.
+    let info = summary::RunInfo::now(&root(), quick);
     for name in &names {
         if name == CPU {
             crate::cpu::run(&target, quick)?;
@@ -82,7 +89,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         cmd.env("STEWARD_BENCH_DIR", target.join("bench"));
         crate::run(&mut cmd)?;
     }
-    let summary = summarize(&target)?;
+    let summary = summary::summarize(&target, &info)?;
     let out = target.join("bench/summary.json");
     std::fs::create_dir_all(target.join("bench"))?;
     std::fs::write(&out, serde_json::to_string_pretty(&summary)? + "\n")
@@ -99,133 +106,22 @@ pub(crate) fn target_dir() -> PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-/// One measured function of a criterion group.
-struct Measure {
-    function: String,
-    per_s: f64,
-    ns_per_iter: f64,
-}
-
-/// Reads every `target/criterion/**/new/benchmark.json` and pairs ours with
-/// the baselines of the same group.
-pub(crate) fn summarize(target: &Path) -> Result<Value> {
-    let mut groups: BTreeMap<String, Vec<Measure>> = BTreeMap::new();
-    let mut files = Vec::new();
-    find_files(&target.join("criterion"), "benchmark.json", &mut files);
-    for file in files {
-        let Some(dir) = file.parent() else { continue };
-        if dir.file_name().is_none_or(|n| n != "new") {
-            continue;
-        }
-        let (Ok(bench), Ok(est)) = (read_json(&file), read_json(&dir.join("estimates.json")))
-        else {
-            continue;
-        };
-        let Some(ns) = est["mean"]["point_estimate"]
-            .as_f64()
-            .filter(|ns| *ns > 0.0)
-        else {
-            continue;
-        };
-        let elements = bench["throughput"]["Elements"].as_f64().unwrap_or(1.0);
-        let group = bench["group_id"].as_str().unwrap_or_default().to_string();
-        let function = bench["function_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let per_s = elements / (ns * 1e-9);
-        groups.entry(group).or_default().push(Measure {
-            function,
-            per_s,
-            ns_per_iter: ns,
-        });
-    }
-    let mut entries: BTreeMap<String, Value> = BTreeMap::new();
-    for (group, measures) in &groups {
-        let (ours, baselines): (Vec<&Measure>, Vec<&Measure>) = measures
-            .iter()
-            .partition(|m| m.function.starts_with("steward"));
-        for o in &ours {
-            let base_name = if ours.len() == 1 {
-                group.clone()
-            } else {
-                format!("{group}/{}", o.function)
-            };
-            if baselines.is_empty() {
-                entries.insert(
-                    base_name.clone(),
-                    json!({"name": base_name, "ours_per_s": round(o.per_s),
-                           "ours_ns_per_iter": round(o.ns_per_iter),
-                           "baseline": null, "baseline_per_s": null, "ratio": null}),
-                );
-            }
-            for b in &baselines {
-                let name = if baselines.len() == 1 {
-                    base_name.clone()
-                } else {
-                    format!("{base_name} vs {}", b.function)
-                };
-                entries.insert(
-                    name.clone(),
-                    json!({"name": name, "ours_per_s": round(o.per_s),
-                           "ours_ns_per_iter": round(o.ns_per_iter),
-                           "baseline": b.function, "baseline_per_s": round(b.per_s),
-                           "ratio": (o.per_s / b.per_s * 1000.0).round() / 1000.0}),
-                );
-            }
-        }
-    }
-    let mut extra = Vec::new();
-    find_files(&target.join("bench/extra"), ".json", &mut extra);
-    for file in extra {
-        let Ok(Value::Array(items)) = read_json(&file) else {
-            eprintln!(
-                "xtask bench: {} is not a JSON array, ignored",
-                file.display()
-            );
-            continue;
-        };
-        for item in items {
-            if let Some(name) = item["name"].as_str() {
-                entries.insert(name.to_string(), item);
-            }
-        }
-    }
-    Ok(Value::Array(entries.into_values().collect()))
-}
-
-fn round(x: f64) -> f64 {
-    if x >= 100.0 {
-        x.round()
-    } else {
-        (x * 1000.0).round() / 1000.0
-    }
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-fn find_files(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            find_files(&path, suffix, out);
-        } else if path.to_string_lossy().ends_with(suffix) {
-            out.push(path);
-        }
-    }
-}
-
 fn print_table(summary: &Value) {
-    let Some(items) = summary.as_array() else {
+    let Some(items) = summary["entries"].as_array() else {
         return;
     };
+    println!(
+        "commit {} ({}) at {}, {} mode, {} of criterion's estimates",
+        summary["commit"].as_str().unwrap_or("?"),
+        if summary["dirty"] == true {
+            "with local changes"
+        } else {
+            "clean"
+        },
+        summary["time_utc"].as_str().unwrap_or("?"),
+        summary["mode"].as_str().unwrap_or("?"),
+        summary["statistic"].as_str().unwrap_or("?"),
+    );
     for item in items {
         let ratio = item["ratio"]
             .as_f64()
