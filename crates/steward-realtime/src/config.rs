@@ -136,6 +136,12 @@ pub struct RealtimeConfig {
     /// events kept for the application may hold, the same way. Default
     /// 32 MiB (a tool call's arguments reach the 16 MiB message limit).
     pub event_queue_bytes: usize,
+    /// Text (tool outputs, user messages) waiting for the session task, in
+    /// bytes: one more is refused with [`Error::QueueFull`] and counted in
+    /// `RealtimeStats::texts_refused` (a lone one of any size passes).
+    /// Their count is bounded too: the command queue holds 1,024 commands,
+    /// and a caller waits for room. Default 32 MiB.
+    pub text_queue_bytes: usize,
 }
 
 impl Default for RealtimeConfig {
@@ -158,6 +164,7 @@ impl Default for RealtimeConfig {
             play_queue_ms: 120_000,
             event_queue: 256,
             event_queue_bytes: 32 << 20,
+            text_queue_bytes: 32 << 20,
         }
     }
 }
@@ -191,6 +198,9 @@ impl RealtimeConfig {
         }
         if self.event_queue == 0 || self.event_queue_bytes == 0 {
             return bad("event_queue", "must hold something");
+        }
+        if self.text_queue_bytes == 0 {
+            return bad("text_queue_bytes", "must be more than zero");
         }
         Ok(())
     }

@@ -25,6 +25,25 @@ pub enum Error {
     /// The session is closed: its task ended.
     #[error("the realtime session is closed")]
     Closed,
+    /// A tool output or user message was refused: the text already
+    /// waiting for the session task reached
+    /// [`RealtimeConfig::text_queue_bytes`](crate::RealtimeConfig::text_queue_bytes).
+    /// Nothing of it was sent; counted in
+    /// [`RealtimeStats::texts_refused`](crate::RealtimeStats::texts_refused).
+    #[error(
+        "the realtime session's command queue is full: a {what} of {bytes} bytes refused \
+         ({queued_bytes} bytes of text wait for the session task, limit {limit_bytes})"
+    )]
+    QueueFull {
+        /// What was refused (`tool output`, `user message`).
+        what: &'static str,
+        /// Its bytes.
+        bytes: u64,
+        /// Text waiting when it came.
+        queued_bytes: u64,
+        /// The bound.
+        limit_bytes: u64,
+    },
     /// The session task panicked.
     #[error("the realtime session task failed: {message}")]
     Task {

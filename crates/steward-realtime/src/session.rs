@@ -31,8 +31,12 @@ enum Command {
     Audio(Vec<u8>),
     Commit(oneshot::Sender<bool>),
     BargeIn(Instant),
-    ToolOutput { call_id: String, output: String },
-    UserText(String),
+    ToolOutput {
+        call_id: String,
+        output: String,
+        held: HeldText,
+    },
+    UserText(String, HeldText),
     Renew,
     History(oneshot::Sender<Vec<HistoryItem>>),
     Close(oneshot::Sender<RealtimeStats>),
@@ -52,6 +56,12 @@ struct Shared {
     queued_audio: AtomicU64,
     /// Audio is being refused (one warning per burst).
     refusing: AtomicBool,
+    /// Text (tool outputs, user messages) in the command queue, in bytes.
+    queued_text: AtomicU64,
+    /// Tool outputs and user messages refused for `text_queue_bytes`.
+    texts_refused: AtomicU64,
+    /// Text is being refused (one warning per burst).
+    refusing_text: AtomicBool,
 }
 
 impl Shared {
@@ -60,7 +70,22 @@ impl Shared {
         let refused = *self.refused.lock();
         s.audio_in_bytes += refused;
         s.audio_dropped_bytes += refused;
+        s.texts_refused = self.texts_refused.load(Relaxed);
         s
+    }
+}
+
+/// The bytes of text a command holds in the queue, given back when the
+/// command is dropped: taken by the task, or never queued (the session
+/// closed, the caller's future dropped while waiting for room).
+struct HeldText {
+    shared: Arc<Shared>,
+    bytes: u64,
+}
+
+impl Drop for HeldText {
+    fn drop(&mut self) {
+        self.shared.queued_text.fetch_sub(self.bytes, Relaxed);
     }
 }
 
@@ -108,6 +133,8 @@ pub struct RealtimeSession {
     shared: Arc<Shared>,
     /// Most audio the command queue holds, in bytes.
     audio_limit: u64,
+    /// Most text the command queue holds, in bytes.
+    text_limit: u64,
     task: Mutex<Option<JoinHandle<RealtimeStats>>>,
 }
 
@@ -166,6 +193,7 @@ impl RealtimeSessionBuilder {
         let (events_tx, events) =
             events::event_queue(self.config.event_queue, self.config.event_queue_bytes);
         let audio_limit = self.config.held_audio_ms * BYTES_PER_MS;
+        let text_limit = u64::try_from(self.config.text_queue_bytes).unwrap_or(u64::MAX);
         let shared = Arc::new(Shared::default());
         let span = tracing::info_span!("realtime_session");
         let mut driver = Driver::new(
@@ -183,6 +211,7 @@ impl RealtimeSessionBuilder {
             events,
             shared,
             audio_limit,
+            text_limit,
             task: Mutex::new(Some(task)),
         })
     }
@@ -229,6 +258,38 @@ impl RealtimeSession {
         self.commands.send(command).await.map_err(|_| Error::Closed)
     }
 
+    /// Counts `bytes` of text into the command queue, or refuses them when
+    /// the text already waiting would go beyond the bound (a lone text of
+    /// any size passes, as a chunk of audio does).
+    fn hold_text(&self, what: &'static str, bytes: u64) -> Result<HeldText, Error> {
+        let queued = self.shared.queued_text.fetch_add(bytes, Relaxed);
+        let held = HeldText {
+            shared: Arc::clone(&self.shared),
+            bytes,
+        };
+        if queued == 0 || queued.saturating_add(bytes) <= self.text_limit {
+            self.shared.refusing_text.store(false, Relaxed);
+            return Ok(held);
+        }
+        drop(held);
+        self.shared.texts_refused.fetch_add(1, Relaxed);
+        if !self.shared.refusing_text.swap(true, Relaxed) {
+            tracing::warn!(
+                what,
+                bytes,
+                queued_bytes = queued,
+                limit_bytes = self.text_limit,
+                "the session task is behind: text refused (counted in texts_refused)"
+            );
+        }
+        Err(Error::QueueFull {
+            what,
+            bytes,
+            queued_bytes: queued,
+            limit_bytes: self.text_limit,
+        })
+    }
+
     /// Manual turns: commits the audio sent since the last commit and asks
     /// for a response. `Ok(false)` when nothing was committed (less than
     /// 100 ms of audio since the last commit, or the link is down).
@@ -250,28 +311,38 @@ impl RealtimeSession {
         self.command(Command::BargeIn(Instant::now())).await
     }
 
-    /// Answers a tool call and asks for the next response.
+    /// Answers a tool call and asks for the next response. Waits while
+    /// the command queue is full (1,024 commands).
     ///
     /// # Errors
-    /// [`Error::Closed`].
+    /// [`Error::Closed`]; [`Error::QueueFull`] when the text waiting for
+    /// the task would go beyond [`RealtimeConfig::text_queue_bytes`].
     pub async fn tool_output(
         &self,
         call_id: impl Into<String>,
         output: impl Into<String>,
     ) -> Result<(), Error> {
+        let (call_id, output) = (call_id.into(), output.into());
+        let bytes = (call_id.len() + output.len()) as u64;
+        let held = self.hold_text("tool output", bytes)?;
         self.command(Command::ToolOutput {
-            call_id: call_id.into(),
-            output: output.into(),
+            call_id,
+            output,
+            held,
         })
         .await
     }
 
-    /// Sends a typed user message and asks for a response.
+    /// Sends a typed user message and asks for a response. Waits while
+    /// the command queue is full (1,024 commands).
     ///
     /// # Errors
-    /// [`Error::Closed`].
+    /// [`Error::Closed`]; [`Error::QueueFull`] as for
+    /// [`tool_output`](Self::tool_output).
     pub async fn user_text(&self, text: impl Into<String>) -> Result<(), Error> {
-        self.command(Command::UserText(text.into())).await
+        let text = text.into();
+        let held = self.hold_text("user message", text.len() as u64)?;
+        self.command(Command::UserText(text, held)).await
     }
 
     /// Renews the session at the next turn boundary, whatever its age.

@@ -160,6 +160,10 @@ pub struct RealtimeStats {
     pub events_coalesced: u64,
     /// Events for the application dropped because it did not read them.
     pub events_dropped: u64,
+    /// Tool outputs and user messages refused with `Error::QueueFull`:
+    /// the text waiting for the session task reached
+    /// `RealtimeConfig::text_queue_bytes`.
+    pub texts_refused: u64,
     /// Client events not sent: the link they were decided for was lost
     /// first (they name the old server session's items, so they must not
     /// reach the next one), or the outbound queue was full.

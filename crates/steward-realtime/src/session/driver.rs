@@ -196,11 +196,16 @@ impl Driver {
                 let _ = reply.send(sent);
             }
             Command::BargeIn(at) => self.barge_in(at),
-            Command::ToolOutput { call_id, output } => {
+            // The text's bytes leave the queue's count as the command goes.
+            Command::ToolOutput {
+                call_id,
+                output,
+                held: _held,
+            } => {
                 let events = self.conv.tool_output(&call_id, &output);
                 self.send_all(events);
             }
-            Command::UserText(text) => {
+            Command::UserText(text, _held) => {
                 let events = self.conv.user_text(&text);
                 self.send_all(events);
             }

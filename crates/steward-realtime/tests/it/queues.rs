@@ -1,6 +1,6 @@
 //! The queues between the application and the session task, against a
-//! server on 127.0.0.1: user audio waiting in the command queue is bounded
-//! in bytes, and an application that does not read its events still gets
+//! server on 127.0.0.1: user audio and text (tool outputs, user messages)
+//! waiting in the command queue are bounded in bytes, and an application that does not read its events still gets
 //! every `SessionReady` and `LinkLost`.
 
 use std::sync::Arc;
@@ -124,4 +124,58 @@ async fn user_audio_waiting_for_the_task_is_bounded_in_bytes() {
     );
     let stats = session.close().await;
     assert_eq!(stats.audio_in_bytes, 10 * chunk as u64, "{stats:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn text_waiting_for_the_task_is_bounded_in_bytes_and_refusals_are_counted() {
+    let (url, _) = server(0).await;
+    let mut config = RealtimeConfig::default();
+    config.text_queue_bytes = 1_000;
+    let session = connect(&url, config).await;
+    // The task cannot run while this test does not yield (a send into a
+    // queue with room is ready at once): every text waits in the queue.
+    let output = "o".repeat(398);
+    let mut results = Vec::new();
+    for i in 0..6 {
+        results.push(session.tool_output(format!("c{i}"), output.clone()).await);
+    }
+    results.push(session.user_text("t".repeat(300)).await);
+    let refused: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r {
+            Err(e @ steward_realtime::Error::QueueFull { .. }) => Some(e.to_string()),
+            Err(e) => panic!("not a queue refusal: {e}"),
+            Ok(()) => None,
+        })
+        .collect();
+    // 400 bytes each (call id and output): two fit in 1,000.
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        2,
+        "{refused:?}"
+    );
+    assert_eq!(refused.len(), 5);
+    assert!(
+        refused[0].contains("tool output of 400 bytes")
+            && refused[0].contains("800 bytes of text wait")
+            && refused[0].contains("limit 1000"),
+        "{}",
+        refused[0]
+    );
+    assert!(
+        refused[4].contains("user message of 300 bytes"),
+        "{}",
+        refused[4]
+    );
+    assert_eq!(session.stats().texts_refused, 5);
+    // Once the task took them (history answers after every earlier
+    // command), the bytes are given back: a text as large as the whole
+    // bound passes alone.
+    session.history().await.expect("history");
+    session
+        .user_text("t".repeat(5_000))
+        .await
+        .expect("a lone text of any size passes");
+    let stats = session.close().await;
+    assert_eq!(stats.texts_refused, 5, "{stats:?}");
 }
