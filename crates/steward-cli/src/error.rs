@@ -110,7 +110,7 @@ fn repair_hint(path: &std::path::Path, source: &steward::store::Error) -> String
 
 /// The one URL redaction (no user info, no query), for messages, spans,
 /// reports and `Debug`.
-pub(crate) use steward_redact::redact_url;
+pub(crate) use steward::redact::redact_url;
 
 /// Serde helper: an optional URL written as [`redact_url`] shows it.
 pub(crate) fn serialize_redacted<S: serde::Serializer>(

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use steward_store::{Backend, BoxFuture, Entry, Map, RedisStore, Store, Value};
+use steward::store::{Backend, BoxFuture, Entry, Map, RedisStore, Store, Value};
 
 use crate::Outcome;
 
@@ -122,7 +122,7 @@ impl std::str::FromStr for Location {
     type Err = std::convert::Infallible;
 
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        Ok(if steward_store::is_redis_url(s) {
+        Ok(if steward::store::is_redis_url(s) {
             Location::Redis(s.to_string())
         } else {
             Location::File(PathBuf::from(s))
@@ -161,7 +161,7 @@ pub(crate) fn run(cmd: StoreCommand) -> Result<Outcome> {
 /// A damaged memory file's error, with the command that salvages it.
 fn with_repair_hint(e: anyhow::Error) -> anyhow::Error {
     let Some(path) = e
-        .downcast_ref::<steward_store::Error>()
+        .downcast_ref::<steward::store::Error>()
         .and_then(damaged_memory)
     else {
         return e;
@@ -174,8 +174,8 @@ fn with_repair_hint(e: anyhow::Error) -> anyhow::Error {
 
 /// The memory file (`memory.json`, also for its log or expiry file) a
 /// damage error is about.
-fn damaged_memory(e: &steward_store::Error) -> Option<PathBuf> {
-    use steward_store::Error;
+fn damaged_memory(e: &steward::store::Error) -> Option<PathBuf> {
+    use steward::store::Error;
     let path = match e {
         Error::Corrupt { path, .. } | Error::Unsupported { path, .. } => path,
         Error::SnapshotChanged { snapshot, .. } | Error::SnapshotModified { snapshot } => snapshot,
@@ -223,7 +223,7 @@ async fn run_async(cmd: StoreCommand) -> Result<Outcome> {
         StoreCommand::Export { location } => {
             println!(
                 "{}",
-                steward_store::to_python_json(&read_all(&location).await?)
+                steward::store::to_python_json(&read_all(&location).await?)
             );
             Ok(Outcome::Done)
         }
@@ -266,7 +266,7 @@ async fn read_all(location: &Location) -> Result<Map<String, Value>> {
 async fn read_named(location: &Location) -> Result<(Vec<Entry>, String)> {
     match location {
         Location::File(path) => Ok((
-            steward_store::load_with_ttl(path)?,
+            steward::store::load_with_ttl(path)?,
             path.display().to_string(),
         )),
         Location::Redis(_) => {
@@ -280,7 +280,7 @@ async fn read_named(location: &Location) -> Result<(Vec<Entry>, String)> {
 
 async fn read_one(location: &Location, key: &str) -> Result<Option<Value>> {
     match location {
-        Location::File(path) => Ok(steward_store::load(path)?.remove(key)),
+        Location::File(path) => Ok(steward::store::load(path)?.remove(key)),
         Location::Redis(_) => {
             let store = open(location).await?;
             let value = store.get(key).await;
@@ -394,7 +394,7 @@ async fn copy_into(
     if mode == CopyMode::Force {
         // Every value within the limits before anything is removed (the
         // namespace's are the file store's defaults).
-        steward_store::StoreConfig::default().check_entries(&dst_name, &entries)?;
+        steward::store::StoreConfig::default().check_entries(&dst_name, &entries)?;
     }
     let mut expected = before.clone();
     let mut removed = 0;
@@ -482,7 +482,7 @@ fn replace_file(
     let expired = read - entries.len();
     let written_at = Instant::now();
     let removed = Store::builder(path).replace_all(&entries)?;
-    let after = steward_store::load_with_ttl(path)?;
+    let after = steward::store::load_with_ttl(path)?;
     let copied = Copied {
         src_name,
         dst_name: &dst_name,
@@ -499,7 +499,7 @@ fn replace_file(
 /// reorder new keys.
 async fn write_entries(dst: &dyn Backend, entries: &[Entry]) -> Result<(usize, usize)> {
     let mut results = Vec::with_capacity(entries.len());
-    if steward_store::is_redis_url(&dst.location()) {
+    if steward::store::is_redis_url(&dst.location()) {
         for e in entries {
             results.push(write_one(dst, e).await?);
         }
@@ -514,7 +514,10 @@ async fn write_entries(dst: &dyn Backend, entries: &[Entry]) -> Result<(usize, u
 }
 
 /// Upserts one entry, with its expiry if it has one.
-fn write_one<'a>(dst: &'a dyn Backend, e: &'a Entry) -> BoxFuture<'a, steward_store::Result<bool>> {
+fn write_one<'a>(
+    dst: &'a dyn Backend,
+    e: &'a Entry,
+) -> BoxFuture<'a, steward::store::Result<bool>> {
     match e.ttl {
         Some(ttl) => dst.upsert_with_ttl(&e.key, e.value.clone(), ttl),
         None => dst.upsert(&e.key, e.value.clone()),
@@ -612,7 +615,7 @@ fn compact(file: &Path) -> Result<Outcome> {
 }
 
 fn check(file: &Path, json: bool) -> Result<Outcome> {
-    let report = steward_store::check(file)?;
+    let report = steward::store::check(file)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -629,7 +632,7 @@ fn check(file: &Path, json: bool) -> Result<Outcome> {
 }
 
 fn repair(file: &Path, json: bool) -> Result<Outcome> {
-    let report = steward_store::repair(file)?;
+    let report = steward::store::repair(file)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -6,13 +6,18 @@
 //! | feature | crate | what it gives |
 //! |---|---|---|
 //! | `store` (default) | [`steward-store`](store) | crash-safe persistent memory, `memory.json` compatible |
+//! | `redis` | `steward-store/redis` | the store's Redis backend |
 //! | `pool` | `steward-pool` | a generic async pool on deadpool |
 //! | `tracker` | `steward-tracker` | live resources, budgets, leak reports |
 //! | `monitor` | `steward-monitor` | memory pressure levels and cleanup, **plus the wiring below** |
-//! | `ws` | `steward-ws` | robust WebSocket sessions |
+//! | `ws` | `steward-ws` | robust WebSocket sessions (system root certificates for `wss://`) |
+//! | `ws-pool` | `steward-ws/pool` | WebSocket sessions pooled with `steward-pool` |
+//! | `ws-webpki-roots` | `steward-ws/webpki-roots` | Mozilla's root certificates compiled in too |
 //! | `audio` | `steward-audio` | capture and playback on cpal |
+//! | `audio-pipewire` | `steward-audio/pipewire` | the PipeWire audio host |
+//! | `realtime` | `steward-realtime` | one realtime conversation over `ws` |
 //! | `http` | (hyper) | `/health` JSON and `/metrics` Prometheus endpoint for the wiring |
-//! | `full` | all of the above | |
+//! | `full` | `store`, `pool`, `tracker`, `monitor`, `ws`, `audio`, `realtime`, `http` | |
 //!
 //! Enabling a feature never changes default behaviour: it only makes another
 //! module (and, with `monitor`, the wiring types) available.
@@ -99,6 +104,10 @@
 //! `HttpConfig::max_connections` are served at once (more are refused).
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The one URL redaction of steward (passwords, tokens in the query).
+#[doc(inline)]
+pub use steward_redact as redact;
 
 #[cfg(feature = "store")]
 #[doc(inline)]

@@ -89,7 +89,7 @@ use input::Source;
 pub struct AssistantConfig {
     /// The realtime service's WebSocket URL. `None` (the default) starts a
     /// local [`Standin`] and talks to it. Serialized without user info or
-    /// query (see `steward_redact::redact_url`).
+    /// query (see `steward::redact::redact_url`).
     #[serde(serialize_with = "crate::error::serialize_redacted")]
     pub url: Option<String>,
     /// Sent as `Authorization: Bearer …` (never logged, never serialised).

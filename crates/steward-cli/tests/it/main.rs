@@ -171,7 +171,7 @@ fn check_reports_clean_store_and_json_report() {
 fn writes_are_refused_while_another_process_holds_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let (path, f) = file_in(&dir);
-    let held = steward_store::Store::open(&path).unwrap();
+    let held = steward::store::Store::open(&path).unwrap();
     held.upsert("k", 1).unwrap();
 
     let o = steward(&["store", "set", &f, "k", "2"]);
@@ -193,7 +193,7 @@ fn compact_folds_the_log_into_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let (path, f) = file_in(&dir);
     {
-        let store = steward_store::Store::builder(&path)
+        let store = steward::store::Store::builder(&path)
             .compact_on_close(false)
             .build()
             .unwrap();

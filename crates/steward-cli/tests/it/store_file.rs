@@ -141,7 +141,7 @@ fn copy_force_killed_mid_copy_leaves_the_old_memory_or_the_new_one() {
             serde_json::json!(format!("value {i} .......")),
         );
     }
-    steward_store::write_snapshot(&src, &map).unwrap();
+    steward::store::write_snapshot(&src, &map).unwrap();
     let (dst, d) = file_in(&dir);
     let s = src.to_string_lossy().into_owned();
     let mut rng = rand::rng();
@@ -160,7 +160,7 @@ fn copy_force_killed_mid_copy_leaves_the_old_memory_or_the_new_one() {
         ));
         let _ = child.kill();
         let _ = child.wait();
-        let got = steward_store::Store::open(&dst)
+        let got = steward::store::Store::open(&dst)
             .unwrap_or_else(|e| panic!("trial {trial}: {}", e.chain()))
             .to_map();
         match got.len() {

@@ -234,7 +234,7 @@ fn copy_keeps_the_time_a_ttl_entry_has_left() {
     let back = dir.path().join("back.json");
     let back_s = back.to_string_lossy().into_owned();
     ok(&["store", "copy", &url, &back_s]);
-    let entries = steward_store::load_with_ttl(&back).unwrap();
+    let entries = steward::store::load_with_ttl(&back).unwrap();
     let keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["name", "weather"]);
     assert_eq!(entries[0].ttl, None);
