@@ -88,6 +88,8 @@ pub(crate) struct Counting {
     /// Health checks of these ids fail.
     pub(crate) broken: Arc<Mutex<HashSet<u64>>>,
     pub(crate) close_reasons: Arc<Mutex<Vec<CloseReason>>>,
+    /// Every close the pool asked for: the object's id and the reason.
+    pub(crate) closes: Arc<Mutex<Vec<(u64, CloseReason)>>>,
 }
 
 impl Counting {
@@ -115,6 +117,11 @@ impl Counting {
     pub(crate) fn reasons(&self) -> Vec<CloseReason> {
         lock(&self.close_reasons).clone()
     }
+
+    /// The closes since the last call, in order.
+    pub(crate) fn take_closes(&self) -> Vec<(u64, CloseReason)> {
+        std::mem::take(&mut *lock(&self.closes))
+    }
 }
 
 impl Manager for Counting {
@@ -140,8 +147,9 @@ impl Manager for Counting {
         Ok(())
     }
 
-    fn close(&self, _obj: &mut Obj, reason: CloseReason) {
+    fn close(&self, obj: &mut Obj, reason: CloseReason) {
         lock(&self.close_reasons).push(reason);
+        lock(&self.closes).push((obj.id, reason));
     }
 }
 
