@@ -174,7 +174,10 @@ pub use serde_json::{Map, Value};
 pub use store::{
     Clock, ManualClock, Stats, Store, StoreBuilder, StoreConfig, SystemClock, WriteFuture,
 };
-pub use subscribe::{Change, DEFAULT_SUBSCRIPTION_CAPACITY, Subscription};
+pub use subscribe::{
+    Change, DEFAULT_SUBSCRIPTION_BYTES, DEFAULT_SUBSCRIPTION_CAPACITY, Subscription,
+    SubscriptionStats,
+};
 
 /// The crate's name.
 pub const NAME: &str = "steward-store";

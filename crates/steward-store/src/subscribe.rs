@@ -3,12 +3,12 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::prompt::pattern_matches;
@@ -34,10 +34,61 @@ pub enum Change {
 /// ones (see [`Subscription::dropped`]).
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 4096;
 
+/// Default bytes a subscription buffers (keys, and values as compact JSON)
+/// before it drops new changes: sixteen values of the file store's largest
+/// size. The count alone would let 4,096 such values (4 GiB) wait for a
+/// consumer that reads nothing.
+pub const DEFAULT_SUBSCRIPTION_BYTES: usize = 16 << 20;
+
+/// A subscription's counters, as a plain snapshot
+/// ([`Subscription::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SubscriptionStats {
+    /// Changes handed to the consumer.
+    pub delivered: u64,
+    /// Changes missed, every cause: the sum of the three below.
+    pub dropped: u64,
+    /// Of those, dropped because the buffer held its count of changes.
+    pub dropped_over_count: u64,
+    /// Of those, dropped because the buffer held its bytes.
+    pub dropped_over_bytes: u64,
+    /// Of those, lost in a gap of the producer (a lost Redis pub/sub
+    /// connection), each gap counted once however many it hid.
+    pub gaps: u64,
+    /// Bytes of the changes dropped for either bound.
+    pub dropped_bytes: u64,
+    /// Changes waiting for the consumer now.
+    pub queued: usize,
+    /// Their bytes.
+    pub queued_bytes: usize,
+    /// The most bytes ever waiting at once.
+    pub peak_queued_bytes: usize,
+}
+
+/// One buffered change and the bytes it counts for.
+struct Queued {
+    key: String,
+    change: Change,
+    bytes: usize,
+}
+
 struct State {
-    items: VecDeque<(String, Change)>,
+    items: VecDeque<Queued>,
+    max_bytes: usize,
+    stats: SubscriptionStats,
     closed: bool,
     waker: Option<Waker>,
+}
+
+impl State {
+    fn pop(&mut self) -> Option<(String, Change)> {
+        let q = self.items.pop_front()?;
+        self.stats.delivered += 1;
+        self.stats.queued = self.items.len();
+        self.stats.queued_bytes -= q.bytes;
+        Some((q.key, q.change))
+    }
 }
 
 /// The shared queue between a producer and one [`Subscription`].
@@ -46,8 +97,33 @@ pub(crate) struct SubQueue {
     capacity: usize,
     state: Mutex<State>,
     ready: Condvar,
-    dropped: AtomicU64,
-    delivered: AtomicU64,
+}
+
+/// The bytes a change counts for: its key, and its value as compact JSON
+/// (the measure of the stores' value limits).
+fn change_bytes(key: &str, change: &Change) -> usize {
+    key.len()
+        + match change {
+            Change::Set(value) => json_len(value),
+            Change::Deleted | Change::Expired | Change::Reset => 0,
+        }
+}
+
+fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Neither the counter nor a `Value` can fail to serialize.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 impl SubQueue {
@@ -57,13 +133,18 @@ impl SubQueue {
             capacity: capacity.max(1),
             state: Mutex::new(State {
                 items: VecDeque::new(),
+                max_bytes: DEFAULT_SUBSCRIPTION_BYTES,
+                stats: SubscriptionStats::default(),
                 closed: false,
                 waker: None,
             }),
             ready: Condvar::new(),
-            dropped: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
         })
+    }
+
+    /// Sets the byte bound (see [`Subscription::set_max_bytes`]).
+    pub(crate) fn set_max_bytes(&self, max_bytes: usize) {
+        self.state.lock().max_bytes = max_bytes;
     }
 
     /// Whether this subscription wants `key`'s change.
@@ -71,22 +152,42 @@ impl SubQueue {
         matches!(change, Change::Reset) || pattern_matches(&self.pattern, key)
     }
 
-    /// Queues a change (if the pattern matches); a full queue drops it and
-    /// counts the drop instead of growing.
+    /// Queues a change (if the pattern matches); a queue at its count or
+    /// byte bound drops it and counts the drop instead of growing. A change
+    /// larger than the byte bound passes when nothing else waits, so a
+    /// consumer that keeps up gets values of any size.
     pub(crate) fn push(&self, key: &str, change: &Change) {
         if !self.wants(key, change) {
             return;
         }
+        let bytes = change_bytes(key, change);
         let waker = {
             let mut s = self.state.lock();
             if s.closed {
                 return;
             }
-            if s.items.len() >= self.capacity {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+            let over_count = s.items.len() >= self.capacity;
+            let over_bytes = !s.items.is_empty() && s.stats.queued_bytes + bytes > s.max_bytes;
+            if over_count || over_bytes {
+                let stats = &mut s.stats;
+                stats.dropped += 1;
+                stats.dropped_bytes += bytes as u64;
+                if over_count {
+                    stats.dropped_over_count += 1;
+                } else {
+                    stats.dropped_over_bytes += 1;
+                }
                 return;
             }
-            s.items.push_back((key.to_string(), change.clone()));
+            s.items.push_back(Queued {
+                key: key.to_string(),
+                change: change.clone(),
+                bytes,
+            });
+            let stats = &mut s.stats;
+            stats.queued += 1;
+            stats.queued_bytes += bytes;
+            stats.peak_queued_bytes = stats.peak_queued_bytes.max(stats.queued_bytes);
             s.waker.take()
         };
         self.ready.notify_all();
@@ -111,7 +212,9 @@ impl SubQueue {
     /// Changes were missed (a lost connection): counted as one drop.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn note_gap(&self) {
-        self.dropped.fetch_add(1, Ordering::Relaxed);
+        let stats = &mut self.state.lock().stats;
+        stats.dropped += 1;
+        stats.gaps += 1;
     }
 
     fn is_closed(&self) -> bool {
@@ -168,9 +271,12 @@ impl Hub {
 ///
 /// Every change made after `subscribe` returned is delivered once, in the
 /// order the store applied them (so in order per key). The buffer is
-/// bounded: when the consumer falls behind by more than its capacity, new
-/// changes are dropped and counted by [`dropped`](Self::dropped) rather than
-/// using unbounded memory; re-read the store when that count moves.
+/// bounded in changes (its capacity, [`DEFAULT_SUBSCRIPTION_CAPACITY`]) and
+/// in bytes ([`set_max_bytes`](Self::set_max_bytes),
+/// [`DEFAULT_SUBSCRIPTION_BYTES`]): when the consumer falls behind by
+/// either, new changes are dropped and counted by
+/// [`dropped`](Self::dropped) and [`stats`](Self::stats) rather than using
+/// unbounded memory; re-read the store when that count moves.
 ///
 /// Dropping it unsubscribes. Cancel safety: [`next`](Self::next) may be
 /// cancelled at any await point without losing a change.
@@ -207,8 +313,7 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<(String, Change)> {
         poll_fn(|cx| {
             let mut s = self.queue.state.lock();
-            if let Some(item) = s.items.pop_front() {
-                self.queue.delivered.fetch_add(1, Ordering::Relaxed);
+            if let Some(item) = s.pop() {
                 return Poll::Ready(Some(item));
             }
             if s.closed {
@@ -222,11 +327,7 @@ impl Subscription {
 
     /// The next change if one is buffered, without waiting.
     pub fn try_next(&mut self) -> Option<(String, Change)> {
-        let item = self.queue.state.lock().items.pop_front();
-        if item.is_some() {
-            self.queue.delivered.fetch_add(1, Ordering::Relaxed);
-        }
-        item
+        self.queue.state.lock().pop()
     }
 
     /// Blocks the thread up to `timeout` for the next change (for code
@@ -235,28 +336,39 @@ impl Subscription {
         let deadline = Instant::now() + timeout;
         let mut s = self.queue.state.lock();
         loop {
-            if let Some(item) = s.items.pop_front() {
-                self.queue.delivered.fetch_add(1, Ordering::Relaxed);
+            if let Some(item) = s.pop() {
                 return Some(item);
             }
             if s.closed || self.queue.ready.wait_until(&mut s, deadline).timed_out() {
-                let item = s.items.pop_front();
-                if item.is_some() {
-                    self.queue.delivered.fetch_add(1, Ordering::Relaxed);
-                }
-                return item;
+                return s.pop();
             }
         }
     }
 
-    /// Changes dropped because the buffer was full.
+    /// Changes missed: dropped because the buffer was full (in changes or
+    /// bytes), or lost in a gap of the producer.
     pub fn dropped(&self) -> u64 {
-        self.queue.dropped.load(Ordering::Relaxed)
+        self.stats().dropped
     }
 
     /// Changes handed to the consumer so far.
     pub fn delivered(&self) -> u64 {
-        self.queue.delivered.load(Ordering::Relaxed)
+        self.stats().delivered
+    }
+
+    /// The counters now: delivered, dropped by cause, what waits.
+    pub fn stats(&self) -> SubscriptionStats {
+        self.queue.state.lock().stats
+    }
+
+    /// Bounds the bytes this subscription buffers (keys, and values as
+    /// compact JSON; default [`DEFAULT_SUBSCRIPTION_BYTES`]): a change that
+    /// would take the buffer beyond it is dropped and counted in
+    /// [`SubscriptionStats::dropped_over_bytes`], except when nothing else
+    /// waits (a value of any size reaches a consumer that keeps up).
+    /// Applies to changes arriving from now on; what waits stays.
+    pub fn set_max_bytes(&self, max_bytes: usize) {
+        self.queue.set_max_bytes(max_bytes);
     }
 
     /// Whether the producer ended (the store closed); buffered changes can

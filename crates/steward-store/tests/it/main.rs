@@ -22,6 +22,7 @@ mod python;
 mod redis_backend;
 mod redis_tls;
 mod repair;
+mod subscription_bytes;
 mod ttl;
 mod workload;
 
