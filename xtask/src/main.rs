@@ -6,6 +6,7 @@ mod bench;
 mod cpu;
 mod deps;
 mod heap;
+mod mutants;
 mod soak;
 mod tidy;
 
@@ -29,6 +30,9 @@ tasks:
                             target/bench/summary.json
   fuzz [TARGET] [--seconds N]  run cargo-fuzz targets (default: all, 30 s each)
   proptest [--cases N]      the property tests with many more cases (default 2000)
+  mutants [PART...] [--list] cargo-mutants over the pool, the tracker, the store's core and
+                            the realtime state machine; the share of viable mutants caught
+                            per part in target/mutants/summary.json (goal: 85 % each)
   soak [--duration 1h] [--sessions N] [--drop-every T] [--max-growth-kib-per-hour G] [--heap]
                             a long assistant run against the local stand-in: RSS every
                             second to target/soak/rss.csv and rss.png, growth per hour
@@ -52,6 +56,7 @@ fn main() -> Result<()> {
         "fuzz" => fuzz(&rest),
         "proptest" => proptest(&rest),
         "soak" => soak::run_soak(&rest),
+        "mutants" => mutants::run_mutants(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())

@@ -1,0 +1,274 @@
+//! `cargo xtask mutants`: cargo-mutants over the parts whose logic a wrong
+//! test would let slip (the pool, the tracker, the store's core, the
+//! realtime state machine), with the share of viable mutants the tests
+//! catch per part, and the goal of 85 % each.
+//!
+//! A mutant that times out counts as caught (the tests noticed: they hung);
+//! an unviable one (does not build) counts as neither. Mutants that cannot
+//! change behaviour (a performance shortcut, a hash's bit mixing) are left
+//! out in `.cargo/mutants.toml`, each with its reason, so that a missed
+//! mutant always means a missing test.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::{cargo, root, run};
+
+const HELP: &str = "\
+cargo xtask mutants [PART...] [--list]
+
+  PART     pool, tracker, store, realtime (default: all four)
+  --list   list the mutants only, run nothing
+
+Writes target/mutants/<part>/ (cargo-mutants' own output) and
+target/mutants/summary.json; fails when a part catches under 85 %.
+";
+
+/// The version installed when cargo-mutants is missing: pinned, so that the
+/// mutants (and the score) do not change under us.
+const CARGO_MUTANTS: &str = "27.1.0";
+
+/// Least share of viable mutants each part's tests must catch.
+const GOAL: f64 = 0.85;
+
+/// One part: a package and, where only its core is meant, the files.
+struct Part {
+    name: &'static str,
+    package: &'static str,
+    files: &'static [&'static str],
+}
+
+const PARTS: &[Part] = &[
+    Part {
+        name: "pool",
+        package: "steward-pool",
+        files: &[],
+    },
+    Part {
+        name: "tracker",
+        package: "steward-tracker",
+        files: &[],
+    },
+    Part {
+        name: "store",
+        package: "steward-store",
+        files: &[
+            "crates/steward-store/src/store.rs",
+            "crates/steward-store/src/store/**",
+            "crates/steward-store/src/log.rs",
+            "crates/steward-store/src/expiry.rs",
+            "crates/steward-store/src/json.rs",
+        ],
+    },
+    Part {
+        name: "realtime",
+        package: "steward-realtime",
+        files: &[
+            "crates/steward-realtime/src/conversation.rs",
+            "crates/steward-realtime/src/history.rs",
+        ],
+    },
+];
+
+pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
+    let mut list = false;
+    let mut chosen: Vec<&Part> = Vec::new();
+    for arg in args {
+        match arg.as_str() {
+            "--list" => list = true,
+            "-h" | "--help" => {
+                print!("{HELP}");
+                return Ok(());
+            }
+            name => chosen.push(
+                PARTS
+                    .iter()
+                    .find(|p| p.name == name)
+                    .with_context(|| format!("unknown part `{name}`\n\n{HELP}"))?,
+            ),
+        }
+    }
+    if chosen.is_empty() {
+        chosen = PARTS.iter().collect();
+    }
+    ensure_cargo_mutants()?;
+    let out = crate::bench::target_dir().join("mutants");
+    let mut rows = Vec::new();
+    for part in chosen {
+        let mut cmd = cargo();
+        cmd.args(["mutants", "--package", part.package]);
+        for file in part.files {
+            cmd.args(["--file", file]);
+        }
+        if list {
+            run(cmd.arg("--list"))?;
+            continue;
+        }
+        let dir = out.join(part.name);
+        // cargo-mutants exits non-zero when a mutant is missed: the score
+        // below decides, so its status is only reported.
+        let shown = format!("{cmd:?}");
+        let status = cmd
+            .args(["--jobs", "1", "--timeout-multiplier", "3", "--output"])
+            .arg(&dir)
+            .current_dir(root())
+            .status()
+            .with_context(|| format!("cannot start {shown}"))?;
+        eprintln!("xtask mutants: {} finished with {status}", part.name);
+        rows.push(score(part.name, &dir.join("mutants.out/outcomes.json"))?);
+    }
+    if list {
+        return Ok(());
+    }
+    let summary = json!({ "goal": GOAL, "parts": rows });
+    std::fs::create_dir_all(&out)?;
+    let path = out.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    print_rows(&rows);
+    let below: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["score"].as_f64().unwrap_or(0.0) < GOAL)
+        .filter_map(|r| r["part"].as_str())
+        .collect();
+    if !below.is_empty() {
+        bail!("under the {:.0} % goal: {}", GOAL * 100.0, below.join(", "));
+    }
+    Ok(())
+}
+
+fn ensure_cargo_mutants() -> Result<()> {
+    let present = cargo()
+        .args(["mutants", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !present {
+        run(cargo().args([
+            "install",
+            "--locked",
+            "cargo-mutants",
+            "--version",
+            CARGO_MUTANTS,
+        ]))?;
+    }
+    Ok(())
+}
+
+/// One part's counts from cargo-mutants' `outcomes.json`, its score and the
+/// mutants the tests missed.
+fn score(part: &str, outcomes: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(outcomes)
+        .with_context(|| format!("cannot read {}", outcomes.display()))?;
+    let doc: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON", outcomes.display()))?;
+    Ok(tally(part, &doc))
+}
+
+fn tally(part: &str, doc: &Value) -> Value {
+    let (mut caught, mut missed, mut timeout, mut unviable) = (0u64, 0u64, 0u64, 0u64);
+    let mut missed_names = Vec::new();
+    for outcome in doc["outcomes"].as_array().into_iter().flatten() {
+        match outcome["summary"].as_str().unwrap_or_default() {
+            "CaughtMutant" => caught += 1,
+            "Timeout" => timeout += 1,
+            "Unviable" => unviable += 1,
+            "MissedMutant" => {
+                missed += 1;
+                missed_names.push(mutant_name(&outcome["scenario"]));
+            }
+            _ => {}
+        }
+    }
+    let viable = caught + missed + timeout;
+    // No viable mutant: nothing to catch, and nothing was missed.
+    let score = if viable == 0 {
+        1.0
+    } else {
+        (caught + timeout) as f64 / viable as f64
+    };
+    json!({
+        "part": part,
+        "caught": caught,
+        "timeout": timeout,
+        "missed": missed,
+        "unviable": unviable,
+        "score": (score * 1000.0).round() / 1000.0,
+        "missed_mutants": missed_names,
+    })
+}
+
+/// `file:line:col: description` of one mutant, as cargo-mutants prints it.
+fn mutant_name(scenario: &Value) -> String {
+    let m = &scenario["Mutant"];
+    m["name"]
+        .as_str()
+        .map_or_else(|| m.to_string(), str::to_string)
+}
+
+fn print_rows(rows: &[Value]) {
+    eprintln!("part        caught  timeout  missed  unviable  score");
+    for r in rows {
+        eprintln!(
+            "{:<10} {:>7} {:>8} {:>7} {:>9}  {:.1} %",
+            r["part"].as_str().unwrap_or(""),
+            r["caught"],
+            r["timeout"],
+            r["missed"],
+            r["unviable"],
+            r["score"].as_f64().unwrap_or(0.0) * 100.0
+        );
+        for m in r["missed_mutants"].as_array().into_iter().flatten() {
+            eprintln!("    missed: {}", m.as_str().unwrap_or(""));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(summary: &str) -> Value {
+        json!({
+            "summary": summary,
+            "scenario": {"Mutant": {"name": "src/a.rs:7:9: replace > with >= in f"}},
+        })
+    }
+
+    #[test]
+    fn timeouts_count_as_caught_and_unviable_as_neither() {
+        let doc = json!({"outcomes": [
+            {"summary": "Success", "scenario": "Baseline"},
+            outcome("CaughtMutant"), outcome("CaughtMutant"), outcome("Timeout"),
+            outcome("MissedMutant"), outcome("Unviable"),
+        ]});
+        let row = tally("x", &doc);
+        assert_eq!(row["caught"], 2);
+        assert_eq!(row["timeout"], 1);
+        assert_eq!(row["missed"], 1);
+        assert_eq!(row["unviable"], 1);
+        assert_eq!(row["score"], 0.75);
+        assert_eq!(
+            row["missed_mutants"][0],
+            "src/a.rs:7:9: replace > with >= in f"
+        );
+    }
+
+    #[test]
+    fn a_part_with_no_viable_mutant_scores_full() {
+        let row = tally("x", &json!({"outcomes": [outcome("Unviable")]}));
+        assert_eq!(row["score"], 1.0);
+    }
+
+    #[test]
+    fn every_part_names_files_that_exist() {
+        for part in PARTS {
+            for file in part.files {
+                let plain = file.trim_end_matches("/**");
+                assert!(root().join(plain).exists(), "{}: {file} is gone", part.name);
+            }
+        }
+    }
+}
