@@ -58,6 +58,18 @@ const TURN_MS: u32 = 500;
 /// rotate (1 to 1.6 MiB here), bounded by the pool's size and not our heap.
 /// File-backed pages (code) did not grow at all after the warm-up.
 const GROWTH_BOUND: i128 = 3 << 19;
+/// The largest growth measured without a leak (run 2 above): what a leak
+/// must add to before it crosses the bound.
+const MEASURED_GROWTH: i128 = 708 << 10;
+/// PCM16 at 24 kHz: bytes per ms of audio.
+const PCM_BYTES_PER_MS: i128 = 24 * 2;
+/// The smallest per-turn leak the bound claims to catch: one turn's decoded
+/// reply, half a turn of audio (12,000 bytes).
+const REPLY_BYTES: i128 = TURN_MS as i128 / 2 * PCM_BYTES_PER_MS;
+/// Turns the growth window must hold for that claim: a reply leaked per turn
+/// adds more than the room between [`MEASURED_GROWTH`] and the bound
+/// (71 turns; a 60 s run here had 79 in the window, a 50 s run 62).
+const MIN_TURNS_IN_WINDOW: i128 = (GROWTH_BOUND - MEASURED_GROWTH) / REPLY_BYTES + 1;
 
 in_child!(soak_60s_rss_stays_flat_after_warm_up => child_soak);
 
@@ -75,7 +87,7 @@ fn child_soak() {
     require_sound_server();
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let (samples, report) = rt.block_on(async {
+    let (samples, turns_at, report) = rt.block_on(async {
         let mut c = config(dir.path(), Input::Device, Some(run_length()));
         c.sessions = SESSIONS
             * u32::try_from(run_length().as_secs() / 60)
@@ -85,18 +97,21 @@ fn child_soak() {
         let started = Instant::now();
         let assistant = Assistant::start(c).await.unwrap();
         let mut samples = Vec::new();
+        // Committed turns at each sample (the status as of its last poll).
+        let mut turns_at = Vec::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         while started.elapsed() < run_length() {
             tick.tick().await;
             let total = procfs::rss_bytes().unwrap();
             let parts = procfs::rss_parts().unwrap();
             samples.push((started.elapsed(), total, parts));
+            turns_at.push(assistant.status().turns);
         }
         let report = tokio::time::timeout(HANG_GUARD, assistant.wait())
             .await
             .expect("the run ends within the hang guard")
             .unwrap();
-        (samples, report)
+        (samples, turns_at, report)
     });
     drop(rt);
 
@@ -137,7 +152,17 @@ fn child_soak() {
         "sessions cycled: {}",
         report.sessions
     );
-    assert!(report.turns > 0);
+    // The turns between the two medians the growth compares (the third
+    // sample after the warm-up and the third from the end): a leak per turn
+    // adds up only over these.
+    let skipped = samples.len() - after.len();
+    let in_window = turns_at[samples.len() - 3].saturating_sub(turns_at[skipped + 2]);
+    println!("SOAK turns_in_window={in_window} (need {MIN_TURNS_IN_WINDOW})");
+    assert!(
+        i128::from(in_window) >= MIN_TURNS_IN_WINDOW,
+        "{in_window} turns in the growth window, the bound assumes at least \
+         {MIN_TURNS_IN_WINDOW} (a {REPLY_BYTES}-byte leak per turn must cross it)"
+    );
     assert!(
         anon.2 < GROWTH_BOUND,
         "anonymous RSS grew by {} bytes after the warm-up (bound {GROWTH_BOUND})",
