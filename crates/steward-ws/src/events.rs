@@ -244,3 +244,6 @@ fn trim_bytes(
         excess = excess.saturating_sub(freed);
     }
 }
+
+#[cfg(test)]
+mod model;

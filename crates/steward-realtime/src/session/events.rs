@@ -185,6 +185,9 @@ fn fold(b: &mut EventBounds, events: &mut VecDeque<RealtimeEvent>, event: &Realt
 }
 
 #[cfg(test)]
+mod model;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
