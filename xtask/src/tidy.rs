@@ -238,7 +238,7 @@ mod tests {
         ("crates/steward-store/src/redis_backend.rs", 2015),
         ("crates/steward-store/src/store.rs", 1875),
         ("crates/steward-store/tests/it/redis_backend.rs", 916),
-        ("crates/steward-tracker/src/tracker.rs", 994),
+        ("crates/steward-tracker/src/tracker.rs", 956),
         ("crates/steward/src/prometheus.rs", 866),
         ("crates/steward/src/steward.rs", 1193),
     ];

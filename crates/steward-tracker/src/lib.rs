@@ -68,6 +68,7 @@
 mod clock;
 mod config;
 mod error;
+mod id_hash;
 mod kinds;
 mod record;
 mod report;

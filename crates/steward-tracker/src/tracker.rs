@@ -1,10 +1,10 @@
 //! The [`Tracker`], its builder, the [`Tracked`] guard and subscriptions.
 
+use crate::id_hash::IdHash;
 use std::cell::Cell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -45,44 +45,6 @@ impl ResourceId {
 impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "#{}", self.0)
-    }
-}
-
-/// A fast hasher for our own sequential `u64` ids (not attacker-chosen):
-/// one folded 128-bit multiply spreads them over shards.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct IdHash;
-
-/// The low bits of a hash that are the id itself.
-const ID_BITS: u64 = (1 << 48) - 1;
-
-#[derive(Debug, Default)]
-pub(crate) struct IdHasher(u64);
-
-impl BuildHasher for IdHash {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
-    }
-}
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        let m = u128::from(self.0) * 0x9E37_79B9_7F4A_7C15_u128;
-        // Truncation is the point: fold the high half into the low half.
-        let mixed = (m as u64) ^ ((m >> 64) as u64);
-        // Mixed high bits pick the shard and the bucket tag; the id itself
-        // in the low bits picks the bucket, so that ids tracked one after
-        // the other land in nearby buckets (fewer cache misses in churn).
-        (mixed & !ID_BITS) | (self.0 & ID_BITS)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n;
     }
 }
 
@@ -216,7 +178,7 @@ impl TrackerBuilder {
         self
     }
 
-    /// Reports resources alive for longer than `age` as leaks (once each).
+    /// Reports resources alive for at least `age` as leaks (once each).
     pub fn leak_after(mut self, age: Duration) -> Self {
         self.config.leak_after_ms = Some(duration_ms(age));
         self

@@ -3,6 +3,7 @@
 
 mod budgets;
 mod concurrency;
+mod contract;
 mod lifecycle;
 mod model;
 mod reports;
