@@ -145,7 +145,9 @@ mod expiry;
 mod files;
 mod folder;
 mod json;
+mod limits;
 mod log;
+mod open;
 mod prompt;
 #[cfg(feature = "redis")]
 mod redis_backend;
@@ -157,13 +159,14 @@ mod subscribe;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use backend::{Backend, BackendExt, BoxFuture, Entry, is_redis_url, open_backend};
+pub use backend::{Backend, BackendExt, BoxFuture, Entry};
 pub use check::{CheckReport, Problem, Severity, check};
 #[cfg(feature = "fault-injection")]
 pub use disk::{Disk, DiskFile, LockHold, Meta, Perms, Site, StdDisk, repair_on};
 pub use error::{BoxError, Error, Position, Result};
 pub use files::{load, load_with_ttl, write_snapshot};
 pub use json::{RAW_JSON_KEY, raw_json, raw_value, to_python_json};
+pub use open::{is_redis_url, open_backend};
 pub use prompt::{pattern_matches, render_prompt};
 #[cfg(feature = "redis")]
 pub use redis_backend::{

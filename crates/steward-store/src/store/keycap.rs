@@ -3,8 +3,7 @@
 //! applied. A model that invents a new key per remark must not grow the
 //! memory (and the snapshot every compaction rewrites) without end.
 
-use super::WriteOp;
-use crate::error::Error;
+use super::commit::WriteOp;
 
 /// The keys of one batch as it is decided: the live keys of the map, plus
 /// those earlier writes of the batch created, less those they removed.
@@ -46,15 +45,6 @@ impl KeyCap {
             _ if creates(w, exists) => self.keys += 1,
             _ => {}
         }
-    }
-}
-
-/// The error a refused write gets.
-pub(crate) fn refusal(location: String, key: &str, limit: usize) -> Error {
-    Error::TooManyKeys {
-        location,
-        key: key.to_string(),
-        limit,
     }
 }
 

@@ -6,10 +6,11 @@ use std::collections::HashSet;
 
 use serde_json::Map;
 
-use super::{StoreBuilder, StoreConfig, encode_value, keycap, take_lock};
+use super::{StoreBuilder, StoreConfig, take_lock};
 use crate::backend::Entry;
 use crate::error::Result;
 use crate::files::{self, Expiries, Paths};
+use crate::limits::{encode_value, refusal};
 
 impl StoreBuilder {
     /// Replaces everything the memory holds with `entries`, in their order
@@ -85,7 +86,7 @@ impl StoreConfig {
         for e in entries {
             encode_value(self.max_key_bytes, self.max_value_bytes, &e.key, &e.value)?;
             if keys.insert(e.key.as_str()) && keys.len() > self.max_keys {
-                return Err(keycap::refusal(location.to_string(), &e.key, self.max_keys));
+                return Err(refusal(location.to_string(), &e.key, self.max_keys));
             }
         }
         Ok(())
