@@ -13,7 +13,7 @@ use crate::files::{self, Expiries, Paths};
 use crate::json;
 use crate::log::{self, SnapshotId};
 use crate::salvage::{self, Gap};
-use crate::store::{Clock, SystemClock, take_lock};
+use crate::store::{Clock, SystemClock, rename_staged, take_lock};
 
 /// A stretch of a damaged file that [`repair`] could not keep.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -370,9 +370,11 @@ fn free_name(disk: &dyn Disk, path: &Path, stamp: &str) -> Result<PathBuf> {
 }
 
 /// Writes a fresh memory the way a compaction does: snapshot, expiry file
-/// and a log naming the new snapshot to temporary files; the snapshot
-/// renamed into place (a crash from here on rolls forward on open), then
-/// the others; then the empty log removed, as a clean close leaves it.
+/// and a log naming the new snapshot to temporary files, their names made
+/// durable; the snapshot renamed into place (a crash from here on rolls
+/// forward on open), then the others, each rename durable before the next
+/// ([`rename_staged`]); then the empty log removed, as a clean close
+/// leaves it.
 /// Called with the store's lock held.
 pub(crate) fn write_fresh(
     disk: &dyn Disk,
@@ -386,17 +388,16 @@ pub(crate) fn write_fresh(
     let id = SnapshotId::of(Some(text.as_bytes()));
     let ttl_text = (had_ttl || !expires.is_empty()).then(|| files::encode_expiries(map, expires));
     files::write_synced(disk, &paths.snapshot_tmp, text.as_bytes(), perms)?;
-    if let Some(t) = &ttl_text {
-        files::write_synced(disk, &paths.ttl_tmp, t.as_bytes(), perms)?;
+    match &ttl_text {
+        Some(t) => files::write_synced(disk, &paths.ttl_tmp, t.as_bytes(), perms)?,
+        // A stale one would be renamed into place with the others.
+        None => _ = files::remove_if_exists(disk, &paths.ttl_tmp)?,
     }
     files::write_synced(disk, &paths.log_tmp, &log::encode_header(id), perms)?;
-    files::rename(disk, &paths.snapshot_tmp, &paths.snapshot)?;
+    // The new log's name durable before the snapshot rename (see
+    // rename_staged), as a compaction does.
     files::sync_dir(disk, &paths.dir)?;
-    if ttl_text.is_some() {
-        files::rename(disk, &paths.ttl_tmp, &paths.ttl)?;
-    }
-    files::rename(disk, &paths.log_tmp, &paths.log)?;
-    files::sync_dir(disk, &paths.dir)?;
+    rename_staged(disk, paths)?;
     files::remove_if_exists(disk, &paths.log)?;
     files::sync_dir(disk, &paths.dir)
 }

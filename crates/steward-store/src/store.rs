@@ -36,6 +36,8 @@ mod writer;
 pub use builder::StoreBuilder;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use commit::WriteFuture;
+use compact::finish_renames;
+pub(crate) use compact::rename_staged;
 pub use config::StoreConfig;
 pub(crate) use recovery::take_lock;
 

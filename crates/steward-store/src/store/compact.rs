@@ -15,6 +15,19 @@ use crate::files::{self, Paths};
 use crate::json;
 use crate::log::{self, SnapshotId};
 
+/// Puts staged files into place: the snapshot rename, made durable, then
+/// [`finish_renames`]. The caller staged the snapshot, the expiry file (or
+/// none: then no temporary one may be left) and the new log, and made
+/// their names durable before this: a file system may reorder directory
+/// changes, and a new snapshot without its new log beside it turns the
+/// old log's records into a conflict at the next open. From the snapshot
+/// rename on, opening the memory finishes the job.
+pub(crate) fn rename_staged(disk: &dyn Disk, paths: &Paths) -> Result<()> {
+    files::rename(disk, &paths.snapshot_tmp, &paths.snapshot)?;
+    files::sync_dir(disk, &paths.dir)?;
+    finish_renames(disk, paths)
+}
+
 /// The renames after a compaction's snapshot rename: the expiry file,
 /// then the log, each made durable before the next. The log's rename must
 /// come last: once it is durable, nothing tells a later open that a
@@ -132,10 +145,10 @@ impl Writer {
     /// The staged files' renames and the switch to the new log.
     fn swap_in(&mut self, shared: &Shared, id: SnapshotId) -> Result<()> {
         let (p, disk) = (&shared.paths, &*shared.disk);
-        files::rename(disk, &p.snapshot_tmp, &p.snapshot)?;
+        // Set first: a failure after the snapshot rename poisons the
+        // writer, and the snapshot on disk may be the new one already.
         self.snapshot = id;
-        files::sync_dir(disk, &p.dir)?;
-        finish_renames(disk, p)?;
+        rename_staged(disk, p)?;
         self.log = open_log(disk, &p.log)?;
         Ok(())
     }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::Map;
 
-use super::{StoreBuilder, StoreConfig, take_lock};
+use super::{StoreBuilder, StoreConfig, finish_renames, take_lock};
 use crate::backend::Entry;
 use crate::error::Result;
 use crate::files::{self, Expiries, Paths};
@@ -49,11 +49,7 @@ impl StoreBuilder {
         if before.roll_forward {
             // The previous compaction's new log goes into place first, so
             // the old memory is whole again if this one is interrupted.
-            if files::exists(disk, &paths.ttl_tmp)? {
-                files::rename(disk, &paths.ttl_tmp, &paths.ttl)?;
-            }
-            files::rename(disk, &paths.log_tmp, &paths.log)?;
-            files::sync_dir(disk, &paths.dir)?;
+            finish_renames(disk, &paths)?;
         }
         let now = self.clock.now_ms();
         let held = files::with_ttl(before.map, &before.expires, now).len();
