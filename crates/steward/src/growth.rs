@@ -16,7 +16,7 @@ use steward_monitor::{Event, Monitor, TrendMetric, TrendPhase};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
-use crate::steward::Parts;
+use crate::parts::Parts;
 
 /// The leak trend in [`crate::Health`]: the monitor's slope and the
 /// `Growing` signal.
@@ -100,7 +100,7 @@ impl GrowthState {
 /// `(kind, live_count, live_bytes)` of every kind the tracker knows.
 fn kind_totals(parts: &Parts) -> Vec<(String, u64, u64)> {
     #[cfg(feature = "tracker")]
-    if let Some(tracker) = parts.tracker.as_ref() {
+    if let Some(tracker) = parts.tracker.get() {
         return tracker
             .snapshot()
             .kinds

@@ -33,7 +33,7 @@ pub struct Health {
     pub tracker: Option<steward_tracker::Snapshot>,
     /// The store's stats, when a store was handed in.
     #[cfg(feature = "store")]
-    pub store: Option<StoreHealth>,
+    pub store: Option<crate::parts::store::StoreHealth>,
     /// Where the backend handed to
     /// [`StewardBuilder::backend`](crate::StewardBuilder::backend) keeps
     /// the memory: a URL as the backend shows it (no password), a file by
@@ -42,16 +42,16 @@ pub struct Health {
     pub memory: Option<String>,
     /// The open WebSocket sessions under the wiring.
     #[cfg(feature = "ws")]
-    pub ws: Vec<crate::ws_part::WsHealth>,
+    pub ws: Vec<crate::parts::ws::WsHealth>,
     /// The realtime conversations under the wiring (closed ones leave).
     #[cfg(feature = "realtime")]
-    pub realtime: Vec<crate::realtime_part::RealtimeHealth>,
+    pub realtime: Vec<crate::parts::realtime::RealtimeHealth>,
     /// The playback streams under the wiring.
     #[cfg(feature = "audio")]
-    pub audio: Vec<crate::audio_part::AudioHealth>,
+    pub audio: Vec<crate::parts::audio::AudioHealth>,
     /// The capture streams under the wiring.
     #[cfg(feature = "audio")]
-    pub capture: Vec<crate::audio_part::AudioHealth>,
+    pub capture: Vec<crate::parts::audio::AudioHealth>,
     /// The HTTP endpoint's connections, when it was asked for.
     #[cfg(feature = "http")]
     pub http: Option<HttpHealth>,
@@ -117,40 +117,50 @@ pub struct CleanupStats {
     pub audio_shed_frames: u64,
 }
 
-/// A store's file and counters.
-#[cfg(feature = "store")]
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct StoreHealth {
-    /// The snapshot's file name (not the whole path).
-    pub file: String,
-    /// Its counters.
-    pub stats: steward_store::Stats,
-}
-
-/// A backend's location fit for `/health`: a URL as the backend shows it
-/// (no password), a file path by its name only (no paths on the endpoint).
-#[cfg(feature = "store")]
-pub(crate) fn memory_shown(location: &str) -> String {
-    if location.contains("://") {
-        return location.to_string();
-    }
-    std::path::Path::new(location)
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-}
-
-#[cfg(feature = "store")]
-impl StoreHealth {
-    pub(crate) fn of(store: &steward_store::Store) -> Self {
-        let file = store
-            .path()
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+impl Health {
+    /// The steward's own sections; every part's section empty, for the
+    /// parts to fill.
+    pub(crate) fn new(
+        level: Level,
+        running: bool,
+        growth: crate::growth::GrowthHealth,
+        monitor: steward_monitor::Stats,
+        cleanup: CleanupStats,
+    ) -> Self {
         Self {
-            file,
-            stats: store.stats(),
+            unix_ms: unix_ms(),
+            uptime_ms: 0,
+            level,
+            running,
+            sample: monitor.last_sample.clone(),
+            monitor,
+            growth,
+            cleanup,
+            #[cfg(feature = "pool")]
+            pools: Vec::new(),
+            #[cfg(feature = "tracker")]
+            tracker: None,
+            #[cfg(feature = "store")]
+            store: None,
+            #[cfg(feature = "store")]
+            memory: None,
+            #[cfg(feature = "ws")]
+            ws: Vec::new(),
+            #[cfg(feature = "realtime")]
+            realtime: Vec::new(),
+            #[cfg(feature = "audio")]
+            audio: Vec::new(),
+            #[cfg(feature = "audio")]
+            capture: Vec::new(),
+            #[cfg(feature = "http")]
+            http: None,
         }
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }

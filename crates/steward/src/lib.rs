@@ -136,8 +136,6 @@ pub use steward_audio as audio;
 #[doc(inline)]
 pub use steward_realtime as realtime;
 
-#[cfg(all(feature = "monitor", feature = "audio"))]
-mod audio_part;
 #[cfg(feature = "monitor")]
 mod error;
 #[cfg(feature = "monitor")]
@@ -148,21 +146,15 @@ mod health;
 mod http;
 #[cfg(feature = "monitor")]
 mod http_config;
-#[cfg(all(feature = "monitor", any(feature = "ws", feature = "audio")))]
-mod part_entry;
 #[cfg(feature = "monitor")]
-mod prometheus;
+mod metrics;
+#[cfg(feature = "monitor")]
+mod parts;
 #[cfg(feature = "monitor")]
 mod steward;
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
 mod tracked;
-#[cfg(all(feature = "monitor", feature = "ws"))]
-mod ws_part;
 
-#[cfg(all(feature = "monitor", feature = "audio"))]
-pub use audio_part::{AUDIO_CAPTURE_KIND, AUDIO_PLAYBACK_KIND, AudioHealth};
-#[cfg(all(feature = "monitor", feature = "realtime"))]
-mod realtime_part;
 #[cfg(feature = "monitor")]
 pub use error::Error;
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
@@ -171,17 +163,19 @@ pub use error::TrackedError;
 pub use growth::{GrowingSignal, GrowthHealth, KindGrowth};
 #[cfg(feature = "http")]
 pub use health::HttpHealth;
-#[cfg(all(feature = "monitor", feature = "store"))]
-pub use health::StoreHealth;
 #[cfg(feature = "monitor")]
 pub use health::{CleanupStats, Health};
 #[cfg(feature = "monitor")]
 pub use http_config::HttpConfig;
+#[cfg(all(feature = "monitor", feature = "audio"))]
+pub use parts::audio::{AUDIO_CAPTURE_KIND, AUDIO_PLAYBACK_KIND, AudioHealth};
 #[cfg(all(feature = "monitor", feature = "realtime"))]
-pub use realtime_part::RealtimeHealth;
+pub use parts::realtime::RealtimeHealth;
+#[cfg(all(feature = "monitor", feature = "store"))]
+pub use parts::store::StoreHealth;
+#[cfg(all(feature = "monitor", feature = "ws"))]
+pub use parts::ws::{WS_SESSION_KIND, WsHealth};
 #[cfg(feature = "monitor")]
 pub use steward::{Steward, StewardBuilder, StewardConfig};
 #[cfg(all(feature = "monitor", feature = "pool", feature = "tracker"))]
 pub use tracked::{TrackedManager, TrackedObject};
-#[cfg(all(feature = "monitor", feature = "ws"))]
-pub use ws_part::{WS_SESSION_KIND, WsHealth};

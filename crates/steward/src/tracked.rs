@@ -5,7 +5,48 @@ use std::ops::{Deref, DerefMut};
 use steward_pool::{CloseReason, Manager};
 use steward_tracker::{Tracked, Tracker};
 
+use crate::Steward;
 use crate::error::TrackedError;
+
+impl Steward {
+    /// Wraps a pool manager so that every object it makes is tracked by this
+    /// steward's tracker as `kind`, `size_bytes` each. `None` when no tracker
+    /// was handed in.
+    ///
+    /// ```
+    /// # use std::convert::Infallible;
+    /// # struct Conn;
+    /// # impl steward::pool::Manager for Conn {
+    /// #     type Object = Vec<u8>;
+    /// #     type Error = Infallible;
+    /// #     async fn create(&self) -> Result<Vec<u8>, Infallible> { Ok(vec![0; 64]) }
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use steward::{Steward, pool::Pool, tracker::Tracker};
+    ///
+    /// let steward = Steward::builder().tracker(Tracker::new()).build()?;
+    /// let manager = steward.tracked_manager(Conn, "conn", 64).expect("a tracker");
+    /// let pool = Pool::builder(manager).max_size(4).build()?;
+    /// steward.add_pool(&pool);
+    /// let conn = pool.get().await?;
+    /// assert_eq!(conn.len(), 64); // derefs through to the object
+    /// assert_eq!(steward.tracker().unwrap().totals().live_count, 1);
+    /// # drop(conn);
+    /// steward.shutdown().await;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    #[must_use]
+    pub fn tracked_manager<M: steward_pool::Manager>(
+        &self,
+        manager: M,
+        kind: &str,
+        size_bytes: u64,
+    ) -> Option<TrackedManager<M>> {
+        let tracker = self.tracker()?.clone();
+        Some(TrackedManager::new(manager, tracker, kind, size_bytes))
+    }
+}
 
 /// A pool [`Manager`] that registers every object it creates with a
 /// [`Tracker`] (kind and size given at construction) and releases it when

@@ -1,12 +1,83 @@
-//! The realtime conversations' families (feature `realtime`): counters,
-//! latency summaries with their quantiles, errors by kind and code.
+//! Realtime conversations (feature `realtime`): a view of each one's
+//! counters joins [`Health`] and `/metrics` (counters, latency summaries
+//! with their quantiles, errors by kind and code).
 
-use super::{Out, f, unique};
+use parking_lot::Mutex;
+use serde::Serialize;
+use steward_realtime::{LatencySummary, RealtimeSession, RealtimeStats, RealtimeStatsHandle};
+
+use crate::Steward;
 use crate::health::Health;
+use crate::metrics::{Out, f, per_row, unique};
+
+/// One conversation as the wiring holds it: a view of its counters only
+/// (it keeps the session itself alive no longer than its owner does).
+struct RealtimePart {
+    name: String,
+    handle: RealtimeStatsHandle,
+}
+
+impl RealtimePart {
+    fn new(name: &str, handle: RealtimeStatsHandle) -> Self {
+        Self {
+            name: name.to_owned(),
+            handle,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    fn health(&self) -> RealtimeHealth {
+        RealtimeHealth {
+            name: self.name.clone(),
+            stats: self.handle.stats(),
+        }
+    }
+}
+
+/// A realtime conversation's name and counters (barge-ins and their
+/// latency, truncations, renewals, replays, protocol errors by kind, rate
+/// limits).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct RealtimeHealth {
+    /// The name it was added under.
+    pub name: String,
+    /// Its counters.
+    pub stats: RealtimeStats,
+}
+
+/// The conversations under the wiring.
+#[derive(Default)]
+pub(crate) struct RealtimeParts {
+    list: Mutex<Vec<RealtimePart>>,
+}
+
+impl RealtimeParts {
+    /// The open conversations' counters; closed ones leave here.
+    pub(crate) fn health(&self, h: &mut Health) {
+        let mut parts = self.list.lock();
+        parts.retain(|r| !r.is_closed());
+        h.realtime = parts.iter().map(RealtimePart::health).collect();
+    }
+}
+
+impl Steward {
+    /// Puts a realtime conversation's counters in [`Health`] and `/metrics`
+    /// (barge-ins and their latency, truncations, renewals, replays,
+    /// protocol errors by kind, rate limits). Only a view of the counters is
+    /// kept: the session lives as long as its owner keeps it; once closed it
+    /// leaves the health.
+    pub fn add_realtime(&self, name: &str, session: &RealtimeSession) {
+        let part = RealtimePart::new(name, session.stats_handle());
+        self.parts().realtime.list.lock().push(part);
+    }
+}
 
 /// The `steward_realtime_*` families: one row per conversation.
-pub(super) fn render(o: &mut Out, h: &Health) {
-    use steward_realtime::{LatencySummary, RealtimeStats};
+pub(crate) fn metrics(o: &mut Out, h: &Health) {
     if h.realtime.is_empty() {
         return;
     }
@@ -121,7 +192,7 @@ pub(super) fn render(o: &mut Out, h: &Health) {
             |s| s.audio_held_bytes,
         ),
     ];
-    super::ws::per_row(o, "session", &rows, families);
+    per_row(o, "session", &rows, families);
     type Lat = fn(&RealtimeStats) -> LatencySummary;
     let latencies: [(&str, &str, Lat); 3] = [
         (

@@ -17,10 +17,10 @@ impl PartEntry {
         kind: &'static str,
         name: &str,
         queued_bytes: u64,
-        #[cfg(feature = "tracker")] tracker: Option<&steward_tracker::Tracker>,
+        tracker: Option<&super::Tracker>,
     ) -> Self {
         #[cfg(not(feature = "tracker"))]
-        let _ = (kind, name, queued_bytes);
+        let _ = (kind, name, queued_bytes, tracker);
         #[cfg(feature = "tracker")]
         let tracked = tracker.and_then(|t| match t.track(kind, queued_bytes) {
             Ok(guard) => Some(guard.with_name(name)),
