@@ -43,7 +43,7 @@ enum Command {
     /// Run the realtime voice assistant: capture, stream, play, run tools,
     /// print a live status line and a final report. Without --url it talks
     /// to a local stand-in for the model service.
-    Assistant(AssistantArgs),
+    Assistant(Box<AssistantArgs>),
     /// Run the local stand-in for the realtime model service alone (not the
     /// model service: a tone, a canned transcript and scripted tool calls).
     Standin(StandinArgs),
@@ -74,6 +74,11 @@ struct AssistantArgs {
     /// other assistants (redis://host:port/db?ns=NAME, rediss:// for TLS).
     #[arg(long, value_name = "PATH|URL", default_value = "memory.json")]
     memory: PathBuf,
+    /// Most keys the memory may hold (default 100,000): a remember that
+    /// would create one more is a tool error the model sees, and nothing
+    /// is stored.
+    #[arg(long, value_name = "N")]
+    max_keys: Option<usize>,
     /// Say this to the model as typed text once the conversation is up
     /// (repeatable; sent in order).
     #[arg(long, value_name = "TEXT")]
@@ -214,7 +219,7 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<Outcome> {
     match command {
-        Command::Assistant(args) => runtime()?.block_on(assistant(args)),
+        Command::Assistant(args) => runtime()?.block_on(assistant(*args)),
         Command::Standin(args) => runtime()?.block_on(standin(args)),
         Command::Store(cmd) => store_cmd::run(cmd),
     }
@@ -266,6 +271,7 @@ async fn assistant(args: AssistantArgs) -> Result<Outcome> {
     }
     config.url = args.url;
     config.memory = args.memory;
+    config.max_keys = args.max_keys;
     config.say = args.say;
     config.duration = args.duration;
     config.sessions = args.sessions;

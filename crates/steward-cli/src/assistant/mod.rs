@@ -57,7 +57,7 @@ use steward::Steward;
 use steward::audio::{AudioConfig, Playback};
 use steward::monitor::MonitorConfig;
 use steward::realtime::{RealtimeConfig, RealtimeStats};
-use steward::store::{Backend, Store};
+use steward::store::{Backend, RedisStore, Store};
 use steward::tracker::Tracker;
 use steward::ws::Client;
 
@@ -114,6 +114,11 @@ pub struct AssistantConfig {
     /// shown without its user info and query.
     #[serde(serialize_with = "serialize_memory")]
     pub memory: PathBuf,
+    /// Most keys the memory may hold: a `remember` that would create one
+    /// more is a tool error the model sees ("the memory is full"), and
+    /// nothing is stored. `None` (the default) keeps the store's own cap
+    /// (100,000); 0 is refused.
+    pub max_keys: Option<usize>,
     /// Typed user messages sent, in order, once the first conversation is
     /// up (each asks for a response). Default none.
     pub say: Vec<String>,
@@ -168,6 +173,7 @@ impl Default for AssistantConfig {
             audio_host: steward::audio::AudioHost::Default,
             playback: true,
             memory: PathBuf::from("memory.json"),
+            max_keys: None,
             say: Vec::new(),
             duration: None,
             sessions: 1,
@@ -203,22 +209,32 @@ fn serialize_memory<S: serde::Serializer>(memory: &Path, s: S) -> Result<S::Ok, 
     s.serialize_str(&memory_shown(memory))
 }
 
-/// Opens the memory the tools use: the backend, and the file store itself
-/// when it is one (the steward wires that in).
-async fn open_memory(memory: &Path) -> Result<(Arc<dyn Backend>, Option<Store>), Error> {
+/// Opens the memory the tools use, under `max_keys` when given: the
+/// backend, and the file store itself when it is one (the steward wires
+/// that in).
+async fn open_memory(
+    memory: &Path,
+    max_keys: Option<usize>,
+) -> Result<(Arc<dyn Backend>, Option<Store>), Error> {
     let location = memory.to_string_lossy();
     let failed = |source| Error::Store {
         path: PathBuf::from(memory_shown(memory)),
         source,
     };
     if steward::store::is_redis_url(&location) {
-        let backend = steward::store::open_backend(&location)
-            .await
-            .map_err(failed)?;
+        let mut builder = RedisStore::builder(location.as_ref());
+        if let Some(n) = max_keys {
+            builder = builder.max_keys(n);
+        }
+        let backend = builder.build().await.map_err(failed)?;
         tracing::info!(memory = %memory_shown(memory), "memory on a Redis namespace");
-        return Ok((Arc::from(backend), None));
+        return Ok((Arc::new(backend), None));
     }
-    let store = Store::open(memory).map_err(failed)?;
+    let mut builder = Store::builder(memory);
+    if let Some(n) = max_keys {
+        builder = builder.max_keys(n);
+    }
+    let store = builder.build().map_err(failed)?;
     Ok((Arc::new(store.clone()), Some(store)))
 }
 
@@ -229,6 +245,7 @@ impl std::fmt::Debug for AssistantConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .field("input", &self.input)
             .field("memory", &memory_shown(&self.memory))
+            .field("max_keys", &self.max_keys)
             .field("duration", &self.duration)
             .field("sessions", &self.sessions)
             .field("turn_ms", &self.turn_ms)
@@ -339,7 +356,7 @@ impl Assistant {
         };
         let standin_url = standin.as_ref().map(Standin::url);
 
-        let (store, file_store) = open_memory(&config.memory).await?;
+        let (store, file_store) = open_memory(&config.memory, config.max_keys).await?;
         let source = Source::open(
             &config.input,
             config.chunk_ms,

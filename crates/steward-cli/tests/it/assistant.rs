@@ -338,3 +338,56 @@ fn http_beyond_loopback_needs_http_allow_remote() {
         String::from_utf8_lossy(&allowed.stderr)
     );
 }
+
+#[test]
+fn a_remember_beyond_max_keys_is_a_tool_error_the_model_sees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory = dir.path().join("memory.json");
+    std::fs::write(&memory, "{\n  \"a\": 1,\n  \"b\": 2\n}").expect("memory.json");
+    let report = dir.path().join("report.json");
+    let run = |max_keys: &str| {
+        Command::new(env!("CARGO_BIN_EXE_steward"))
+            .env("RUST_LOG", "warn")
+            .args([
+                "-v",
+                "assistant",
+                "--silence",
+                "--quiet",
+                "--duration",
+                "3s",
+            ])
+            .args(["--remember-every", "0", "--say", "remember c: blue"])
+            .args(["--max-keys", max_keys])
+            .arg("--memory")
+            .arg(&memory)
+            .arg("--report")
+            .arg(&report)
+            .output()
+            .expect("run steward assistant")
+    };
+    let out = run("2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).expect("report"))
+        .expect("report JSON");
+    // The model asked, the tool failed and its answer went back.
+    assert_eq!(report["tool_calls"]["failed"], 1, "{report}");
+    assert_eq!(report["tool_calls"]["remember"], 0, "{report}");
+    assert!(
+        report["standin_stats"]["function_outputs"].as_u64() >= Some(1),
+        "{report}"
+    );
+    assert!(
+        stderr.contains("tool call failed") && stderr.contains("the memory is full (2 keys)"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&memory).expect("memory.json");
+    let map: serde_json::Map<String, Value> = serde_json::from_str(&text).expect("a JSON object");
+    assert_eq!(map.keys().collect::<Vec<_>>(), ["a", "b"], "{text}");
+
+    // No cap at all is refused before anything runs.
+    let out = run("0");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("max_keys"), "{stderr}");
+}
