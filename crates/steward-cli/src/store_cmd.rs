@@ -351,8 +351,14 @@ async fn copy(src: &Location, dst: &Location, mode: CopyMode) -> Result<Outcome>
     }
     let (entries, src_name) = read_named(src).await?;
     let read_at = Instant::now();
-    if let (CopyMode::Force, Location::File(path)) = (mode, dst) {
-        return replace_file(path, &src_name, entries, read_at);
+    match (mode, dst) {
+        (CopyMode::Force, Location::File(path)) => {
+            return replace_file(path, &src_name, entries, read_at);
+        }
+        (CopyMode::Force, Location::Redis(url)) => {
+            return replace_redis(url, &src_name, entries, read_at).await;
+        }
+        _ => {}
     }
     let store = open(dst).await?;
     let result = copy_into(&*store, &src_name, entries, read_at, mode).await;
@@ -372,7 +378,9 @@ fn same_file(a: &Location, b: &Location) -> bool {
     }
 }
 
-/// Copies `entries` (read from `src_name` at `read_at`) into `dst`.
+/// Copies `entries` (read from `src_name` at `read_at`) into `dst`, next
+/// to what it holds (`--merge`) or only if it holds nothing (`--force`
+/// replaces instead: [`replace_file`], [`replace_redis`]).
 async fn copy_into(
     dst: &dyn Backend,
     src_name: &str,
@@ -391,18 +399,7 @@ async fn copy_into(
             before.len()
         )));
     }
-    if mode == CopyMode::Force {
-        // Every value within the limits before anything is removed (the
-        // namespace's are the file store's defaults).
-        steward::store::StoreConfig::default().check_entries(&dst_name, &entries)?;
-    }
-    let mut expected = before.clone();
-    let mut removed = 0;
-    if mode == CopyMode::Force && !before.is_empty() {
-        dst.reset().await?;
-        removed = before.len();
-        expected.clear();
-    }
+    let mut expected = before;
     // TTL entries keep the time they have left, less the time since SRC
     // was read; one that ran out meanwhile is not written at all.
     let read = entries.len();
@@ -412,16 +409,12 @@ async fn copy_into(
     let (new, replaced) = write_entries(dst, &entries).await?;
     merge_into(&mut expected, &entries);
     let after = dst.entries_with_ttl().await?;
-    let mut what = format!("{new} new, {replaced} replaced");
-    if removed > 0 {
-        what.push_str(&format!(", {removed} removed first"));
-    }
     let copied = Copied {
         src_name,
         dst_name: &dst_name,
         entries: &entries,
         expired,
-        what,
+        what: format!("{new} new, {replaced} replaced"),
     };
     Ok(copied.report(&expected, &after, written_at.elapsed()))
 }
@@ -491,6 +484,47 @@ fn replace_file(
         what: format!("replacing all {removed} it held"),
     };
     Ok(copied.report(&entries, &after, written_at.elapsed()))
+}
+
+/// `copy --force` into a Redis namespace: the whole new content is checked
+/// against the namespace's limits and then replaces the old in one script
+/// run on the server (the old entries stay whole if anything fails or the
+/// copy is killed).
+async fn replace_redis(
+    url: &str,
+    src_name: &str,
+    entries: Vec<Entry>,
+    read_at: Instant,
+) -> Result<Outcome> {
+    let store = RedisStore::builder(url)
+        .retry_for(REDIS_RETRY)
+        .build()
+        .await?;
+    let dst_name = store.location().to_string();
+    let result = async {
+        if src_name == dst_name {
+            bail!("SRC and DST are the same memory ({dst_name})");
+        }
+        let read = entries.len();
+        let entries = time_left(entries, read_at.elapsed());
+        let expired = read - entries.len();
+        let written_at = Instant::now();
+        let removed = store.replace_all(&entries).await?;
+        let after = store.entries_with_ttl().await?;
+        let copied = Copied {
+            src_name,
+            dst_name: &dst_name,
+            entries: &entries,
+            expired,
+            what: format!("replacing all {removed} it held"),
+        };
+        Ok(copied.report(&entries, &after, written_at.elapsed()))
+    }
+    .await;
+    let closed = store.close().await;
+    let outcome = result?;
+    closed?;
+    Ok(outcome)
 }
 
 /// Writes the entries in order; returns (new, replaced). A file store

@@ -86,6 +86,7 @@ mod batch;
 mod changes;
 mod config;
 mod connect;
+mod replace;
 mod scripts;
 mod seam;
 

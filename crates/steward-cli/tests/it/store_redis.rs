@@ -121,7 +121,7 @@ fn copy_refuses_a_non_empty_destination_unless_force_or_merge() {
 
     // --force: DST ends equal to SRC, in SRC's order.
     let out = ok(&["store", "copy", &src_s, &dst, "--force"]);
-    assert!(out.contains("3 removed first"), "{out}");
+    assert!(out.contains("replacing all 3 it held"), "{out}");
     assert_eq!(export(&dst), python_dump(&json!({"x": 1, "shared": "new"})));
 
     // The same refusal into a file, which is left as it was.
@@ -313,4 +313,56 @@ fn copy_force_to_redis_checks_every_value_before_emptying_it() {
     ok(&["store", "set", &url, "kept", "1"]);
     crate::store_file::refused_for_the_huge_value(&["store", "copy", &src, &url, "--force"]);
     assert_eq!(ok(&["store", "list", &url]).trim(), r#"["kept"]"#);
+}
+
+/// `copy --force` into a Redis namespace killed at random moments: the
+/// namespace always holds the old entries or all the new ones, never a
+/// mix (the replacement is one script run on the server).
+#[test]
+fn copy_force_to_redis_killed_mid_copy_leaves_the_old_namespace_or_the_new_one() {
+    use rand::RngExt;
+    let server = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let memory = |name: &str, map: &serde_json::Map<String, Value>| {
+        let path = dir.path().join(name);
+        steward::store::write_snapshot(&path, map).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    let old_map = json!({"a": 1, "b": 2, "c": 3}).as_object().unwrap().clone();
+    let old = memory("old.json", &old_map);
+    let new_map: serde_json::Map<String, Value> = (0..2_000)
+        .map(|i| (format!("key{i:05}"), json!(format!("value {i} ......."))))
+        .collect();
+    let new = memory("new.json", &new_map);
+    let url = server.url_ns("dst");
+    let mut rng = rand::rng();
+    let (mut olds, mut news) = (0, 0);
+    for trial in 0..12 {
+        ok(&["store", "copy", &old, &url, "--force"]);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+            .args(["store", "copy", &new, &url, "--force"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The kill's moment, not a synchronisation: anywhere in the copy.
+        std::thread::sleep(std::time::Duration::from_micros(
+            rng.random_range(0..250_000),
+        ));
+        let _ = child.kill();
+        let _ = child.wait();
+        let got: serde_json::Map<String, Value> = serde_json::from_str(&export(&url)).unwrap();
+        match got.len() {
+            3 => {
+                assert_eq!(got, old_map, "trial {trial}");
+                olds += 1;
+            }
+            2_000 => {
+                assert_eq!(got, new_map, "trial {trial}");
+                news += 1;
+            }
+            n => panic!("trial {trial}: the namespace holds {n} entries"),
+        }
+    }
+    eprintln!("copy --force into Redis killed 12 times: {olds} old, {news} new");
 }

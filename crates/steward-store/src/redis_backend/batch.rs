@@ -353,7 +353,7 @@ impl RedisStore {
     }
 
     /// One write's answer from a batch that ran, counted.
-    fn write_result(&self, key: &str, answer: Answer) -> Result<i64> {
+    pub(super) fn write_result(&self, key: &str, answer: Answer) -> Result<i64> {
         let counters = &self.inner.counters;
         match answer {
             Ok(r) => {
@@ -393,7 +393,10 @@ impl RedisStore {
     /// Runs one batch's script. Retries while the batch certainly did not
     /// run (no connection, server loading) and — thanks to the op record —
     /// also after a lost connection, until [`RedisConfig::retry_for`].
-    async fn send_batch(&self, ops: &[WriteOp]) -> std::result::Result<Vec<Answer>, BatchError> {
+    pub(super) async fn send_batch(
+        &self,
+        ops: &[WriteOp],
+    ) -> std::result::Result<Vec<Answer>, BatchError> {
         let inner = &*self.inner;
         let k = &inner.keys;
         let number = format!("{:x}", inner.op_counter.fetch_add(1, Ordering::Relaxed));
@@ -478,7 +481,7 @@ impl RedisStore {
     }
 
     /// The error one write of a failed batch reports.
-    fn batch_error(&self, key: &str, e: &BatchError) -> Error {
+    pub(super) fn batch_error(&self, key: &str, e: &BatchError) -> Error {
         let inner = &*self.inner;
         let server = inner.server.to_string();
         let key = key.to_string();
