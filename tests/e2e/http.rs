@@ -98,6 +98,13 @@ fn endpoint_scraped_during_a_session_serves_valid_metrics_and_health() {
                     "scrape {scrape}: no {part}* series in\n{text}"
                 );
             }
+            // The command queue's refusals (the text byte bound) too.
+            assert!(
+                series
+                    .keys()
+                    .any(|(name, _)| name == "steward_realtime_texts_refused_total"),
+                "scrape {scrape}: no texts_refused in\n{text}"
+            );
 
             let (status, body) = get(addr, "/health").await;
             assert_eq!(status, 200);

@@ -174,6 +174,12 @@ pub(crate) fn metrics(o: &mut Out, h: &Health) {
             |s| s.entries_evicted,
         ),
         (
+            "steward_realtime_texts_refused_total",
+            "counter",
+            "Tool outputs and user messages refused: the text waiting for the session task was at its byte bound.",
+            |s| s.texts_refused,
+        ),
+        (
             "steward_realtime_tool_calls_total",
             "counter",
             "Tool calls the model made.",
