@@ -474,6 +474,7 @@ impl<M: Manager> Pool<M> {
                     count: 0,
                 }))
                 .collect(),
+            wait_time_sum_us: 0,
         }
     }
 }

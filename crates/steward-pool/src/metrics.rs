@@ -100,6 +100,10 @@ pub struct Metrics {
     /// counts 8 times (a clock read is not free), so the buckets add up to
     /// about `wait_count`.
     pub wait_time: Vec<WaitBucket>,
+    /// The sum of those waits in microseconds, weighted like the buckets
+    /// (a Prometheus histogram's `_sum`).
+    #[serde(default)]
+    pub wait_time_sum_us: u64,
 }
 
 impl Metrics {
@@ -120,6 +124,7 @@ impl Metrics {
         for (mine, theirs) in self.wait_time.iter_mut().zip(&other.wait_time) {
             mine.count += theirs.count;
         }
+        self.wait_time_sum_us = self.wait_time_sum_us.saturating_add(other.wait_time_sum_us);
     }
 }
 
@@ -135,6 +140,7 @@ pub(crate) struct Counters {
     pub(crate) wait_count: AtomicU64,
     pub(crate) wait_timeouts: AtomicU64,
     pub(crate) wait_hist: [AtomicU64; WAIT_BUCKETS_US.len() + 1],
+    pub(crate) wait_sum_us: AtomicU64,
 }
 
 impl Counters {
@@ -157,6 +163,8 @@ impl Counters {
         if let Some(c) = self.wait_hist.get(bucket) {
             c.fetch_add(weight, Relaxed);
         }
+        self.wait_sum_us
+            .fetch_add(us.saturating_mul(weight), Relaxed);
     }
 
     pub(crate) fn closed_counts(&self) -> ClosedCounts {

@@ -656,6 +656,7 @@ impl<M: Manager> Pool<M> {
             wait_count: load(&c.wait_count),
             wait_timeouts: load(&c.wait_timeouts),
             wait_time: c.wait_buckets(),
+            wait_time_sum_us: load(&c.wait_sum_us),
         }
     }
 

@@ -108,6 +108,10 @@ async fn get_times_out_and_counts_it() {
         .find(|b| b.le_us == Some(1_000_000))
         .unwrap();
     assert_eq!(bucket.count, 8);
+    // The sum is weighted like the buckets: 8 times a wait of at least the
+    // 250 ms timeout and within its bucket's bound.
+    let sum = metrics.wait_time_sum_us;
+    assert!((8 * 250_000..=8 * 1_000_000).contains(&sum), "{sum}");
     drop(held);
 }
 

@@ -208,6 +208,7 @@ pub(crate) fn metrics(o: &mut Out, h: &Health) {
     ];
     crate::metrics::per_row(o, "pool", &rows, counters);
     closed(o, &rows);
+    wait_histogram(o, &rows);
 }
 
 /// `steward_pool_closed_total`, by reason.
@@ -228,6 +229,38 @@ fn closed(o: &mut Out, rows: &[(&str, &Metrics)]) {
         for (reason, v) in reasons {
             o.sample(name, &[("pool", pool), ("reason", reason)], f(v));
         }
+    }
+}
+
+/// `steward_pool_wait_seconds`: the pool's wait-time buckets as a
+/// Prometheus histogram (cumulative `_bucket`s, `_sum`, `_count`). The pool
+/// times one wait in 8 and counts it 8 times, so `_count` is about
+/// `steward_pool_waits_total`, not equal to it.
+fn wait_histogram(o: &mut Out, rows: &[(&str, &Metrics)]) {
+    let name = "steward_pool_wait_seconds";
+    o.family(
+        name,
+        "histogram",
+        "How long checkouts waited for an object (one wait in 8 timed, counted 8 times).",
+    );
+    let (bucket, sum, count) = (
+        format!("{name}_bucket"),
+        format!("{name}_sum"),
+        format!("{name}_count"),
+    );
+    for (pool, m) in rows {
+        let mut cumulative = 0u64;
+        for b in &m.wait_time {
+            cumulative = cumulative.saturating_add(b.count);
+            // The last bucket has no bound: it is `+Inf`, written below.
+            if let Some(le_us) = b.le_us {
+                let le = crate::metrics::number(f(le_us) / 1e6);
+                o.sample(&bucket, &[("pool", pool), ("le", &le)], f(cumulative));
+            }
+        }
+        o.sample(&bucket, &[("pool", pool), ("le", "+Inf")], f(cumulative));
+        o.sample(&sum, &[("pool", pool)], f(m.wait_time_sum_us) / 1e6);
+        o.sample(&count, &[("pool", pool)], f(cumulative));
     }
 }
 

@@ -24,6 +24,13 @@ mod http;
     feature = "monitor",
     feature = "pool",
     feature = "tracker",
+    feature = "store"
+))]
+mod pool_metrics;
+#[cfg(all(
+    feature = "monitor",
+    feature = "pool",
+    feature = "tracker",
     feature = "store",
     feature = "ws",
     feature = "audio"
