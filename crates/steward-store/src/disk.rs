@@ -103,6 +103,17 @@ pub fn repair_on(disk: &dyn Disk, path: &Path, now_ms: u64) -> crate::Result<cra
     crate::repair::repair_on(disk, path, now_ms)
 }
 
+/// Tests only: [`write_snapshot`](crate::write_snapshot) through `disk`
+/// (so a simulated power loss can cut it at every step).
+#[cfg(feature = "fault-injection")]
+pub fn write_snapshot_on(
+    disk: &dyn Disk,
+    path: &Path,
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> crate::Result<()> {
+    crate::files::write_snapshot_on(disk, path, map)
+}
+
 /// The real disk: `std::fs` with real fsync.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StdDisk;

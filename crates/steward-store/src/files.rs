@@ -149,8 +149,16 @@ pub(crate) fn remove_if_exists(disk: &dyn Disk, path: &Path) -> Result<bool> {
 /// This does not take the store's lock: use it for exports to new files, or
 /// [`Store::compact`](crate::Store::compact) for an open store.
 pub fn write_snapshot(path: impl AsRef<Path>, map: &Map<String, Value>) -> Result<()> {
-    let disk = &StdDisk;
-    let paths = Paths::new(path.as_ref());
+    write_snapshot_on(&StdDisk, path.as_ref(), map)
+}
+
+/// [`write_snapshot`] on `disk`.
+pub(crate) fn write_snapshot_on(
+    disk: &dyn Disk,
+    path: &Path,
+    map: &Map<String, Value>,
+) -> Result<()> {
+    let paths = Paths::new(path);
     let text = json::to_python_json(map);
     let tmp = &paths.snapshot_tmp;
     let perms = perms_of(disk, &paths.snapshot)?;

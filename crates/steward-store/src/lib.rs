@@ -162,7 +162,9 @@ pub mod fuzzing;
 pub use backend::{Backend, BackendExt, BoxFuture, Entry};
 pub use check::{CheckReport, Problem, Severity, check};
 #[cfg(feature = "fault-injection")]
-pub use disk::{Disk, DiskFile, LockHold, Meta, Perms, Site, StdDisk, repair_on};
+pub use disk::{
+    Disk, DiskFile, LockHold, Meta, Perms, Site, StdDisk, repair_on, write_snapshot_on,
+};
 pub use error::{BoxError, Error, Position, Result};
 pub use files::{load, load_with_ttl, write_snapshot};
 pub use json::{RAW_JSON_KEY, raw_json, raw_value, to_python_json};

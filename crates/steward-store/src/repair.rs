@@ -349,6 +349,9 @@ fn keep_originals(
     for tmp in [&paths.snapshot_tmp, &paths.log_tmp, &paths.ttl_tmp] {
         files::remove_if_exists(disk, tmp)?;
     }
+    // Not needed for durability: nothing is replaced before write_fresh's
+    // own directory fsync, which makes these names durable too; a cut
+    // before it leaves the damaged files in place.
     files::sync_dir(disk, &paths.dir)?;
     Ok(kept_as)
 }
@@ -399,6 +402,8 @@ pub(crate) fn write_fresh(
     files::sync_dir(disk, &paths.dir)?;
     rename_staged(disk, paths)?;
     files::remove_if_exists(disk, &paths.log)?;
+    // Not needed for durability: should the removal be lost, the empty log
+    // that comes back names the fresh snapshot.
     files::sync_dir(disk, &paths.dir)
 }
 

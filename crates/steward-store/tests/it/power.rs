@@ -590,17 +590,35 @@ fn marked_redundant(site: &(String, u32)) -> bool {
         .any(|l| l.to_lowercase().contains("not needed for durability"))
 }
 
-/// Leaving out any one fsync that durability depends on makes the power
-/// test fail (printed as `site -> first failing check`); the fsyncs whose
-/// removal no check notices are exactly those the source marks "not
-/// needed for durability", with the reason.
+/// Leaving out any one fsync that durability depends on makes a power
+/// test fail (printed as `site -> first failing check`): the store's
+/// workloads, `repair` and `write_snapshot`, each run with the fsyncs it
+/// reaches left out in turn. The fsyncs whose removal no check notices
+/// are exactly those the source marks "not needed for durability", with
+/// the reason.
 #[test]
 fn every_fsync_that_durability_needs_is_caught_when_left_out() {
-    let (_, _, sites) = full();
-    assert!(sites.len() >= 10, "{sites:?}");
+    let (_, _, store_sites) = full();
+    let (_, _, repair_sites) = repair::explore_repairs(None, false);
+    let (_, _, snapshot_sites) = snapshot::explore_write_snapshot(None, false);
+    assert!(store_sites.len() >= 10, "{store_sites:?}");
+    let sites: BTreeSet<&(String, u32)> = store_sites
+        .iter()
+        .chain(&repair_sites)
+        .chain(&snapshot_sites)
+        .collect();
     let mut wrong = Vec::new();
     for site in sites {
-        let (_, failures, _) = explore(Some(site), true);
+        let mut failures = Vec::new();
+        if store_sites.contains(site) {
+            failures = explore(Some(site), true).1;
+        }
+        if failures.is_empty() && repair_sites.contains(site) {
+            failures = repair::explore_repairs(Some(site), true).1;
+        }
+        if failures.is_empty() && snapshot_sites.contains(site) {
+            failures = snapshot::explore_write_snapshot(Some(site), true).1;
+        }
         let name = format!("{}:{}", site.0, site.1);
         let redundant = marked_redundant(site);
         match failures.first() {
@@ -620,3 +638,4 @@ fn every_fsync_that_durability_needs_is_caught_when_left_out() {
 }
 
 mod repair;
+mod snapshot;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use steward_store::{Disk, ManualClock, Store};
 
-use super::{Reboot, SimDisk, State, open, path, reboots};
+use super::{Found, Reboot, SimDisk, State, open, path, reboots};
 use crate::workload::START_MS;
 
 /// `memory.json` as the Python assistant's crash mid-write leaves it.
@@ -23,11 +23,13 @@ struct Damaged {
 }
 
 impl Damaged {
-    /// A simulated disk holding the damaged files, durably.
-    fn disk(&self) -> SimDisk {
+    /// A simulated disk holding the damaged files, durably, that leaves
+    /// out the fsync at `skip`.
+    fn disk(&self, skip: Option<&(String, u32)>) -> SimDisk {
         let disk = SimDisk::default();
         {
             let mut s = disk.state();
+            s.skip = skip.cloned();
             for (p, bytes) in &self.files {
                 let ino = s.create(p, 0o600);
                 s.inodes.get_mut(&ino).expect("inode").durable = bytes.clone();
@@ -144,32 +146,52 @@ fn check_repair(damaged: &Damaged, state: &State, how: Reboot) -> Result<(), Str
         .map_err(|e| format!("after repair again ({again}): {e}"))
 }
 
-/// Repairs `damaged` with the power cut at each I/O call in turn and
-/// checks every reboot; returns the cut points checked.
-fn explore_repair(damaged: &Damaged) -> usize {
-    let dry = damaged.disk();
-    let report = steward_store::repair_on(&dry, &path(), START_MS).unwrap();
-    assert!(report.repaired, "{report}");
-    let repaired = open(&dry, &ManualClock::new(START_MS)).unwrap();
-    damaged.check_repaired(&repaired).unwrap();
-    drop(repaired);
+/// Repairs `damaged` with the power cut at each I/O call in turn (and
+/// the fsync at `skip` left out) and checks every reboot: the cut points
+/// checked, the failures, the fsync sites reached.
+fn explore_repair(damaged: &Damaged, skip: Option<&(String, u32)>, stop_at_first: bool) -> Found {
+    let (mut points, mut failures) = (0, Vec::new());
+    let dry = damaged.disk(skip);
+    let done = steward_store::repair_on(&dry, &path(), START_MS)
+        .map_err(|e| e.chain().to_string())
+        .and_then(|_| {
+            let repaired = open(&dry, &ManualClock::new(START_MS)).map_err(|e| e.chain())?;
+            damaged.check_repaired(&repaired)
+        });
+    if let Err(e) = done {
+        failures.push(format!("repair without a cut: {e}"));
+    }
+    let sites = dry.state().sites.clone();
     let calls = dry.state().steps;
-    let mut failures = Vec::new();
-    let mut points = 0;
     for k in 0..calls {
-        let disk = damaged.disk();
+        if stop_at_first && !failures.is_empty() {
+            break;
+        }
+        let disk = damaged.disk(skip);
         disk.state().cut_at = Some(k);
         let _ = steward_store::repair_on(&disk, &path(), START_MS);
         let state = disk.state().clone();
         for how in reboots(state.dir_ops.len()) {
             points += 1;
             if let Err(e) = check_repair(damaged, &state, how) {
-                failures.push(format!("cut at call {k}, {how:?}: {e}"));
+                failures.push(format!("repair: cut at call {k}, {how:?}: {e}"));
             }
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    points
+    (points, failures, sites)
+}
+
+/// Both damaged memories repaired under every cut (see
+/// [`explore_repair`]), for the fsync test.
+pub(super) fn explore_repairs(skip: Option<&(String, u32)>, stop_at_first: bool) -> Found {
+    let (mut points, mut failures, mut sites) = (0, Vec::new(), Default::default());
+    for damaged in [cut_off_snapshot(), damaged_log_with_ttl()] {
+        let (p, f, s) = explore_repair(&damaged, skip, stop_at_first);
+        points += p;
+        failures.extend(f);
+        sites = s.union(&sites).cloned().collect();
+    }
+    (points, failures, sites)
 }
 
 /// Power cut at every I/O call of `repair` on a memory.json cut off
@@ -177,7 +199,8 @@ fn explore_repair(damaged: &Damaged) -> usize {
 /// ends up repaired or as it was.
 #[test]
 fn a_power_cut_during_repair_loses_neither_the_original_nor_the_repair() {
-    let points = explore_repair(&cut_off_snapshot());
+    let (points, failures, _) = explore_repair(&cut_off_snapshot(), None, false);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     eprintln!("repair: {points} cut points checked");
 }
 
@@ -188,6 +211,7 @@ fn a_power_cut_during_repair_loses_neither_the_original_nor_the_repair() {
 /// the damaged log, or the TTL entries made permanent.
 #[test]
 fn a_power_cut_during_repair_of_a_log_and_expiry_file_keeps_every_ttl() {
-    let points = explore_repair(&damaged_log_with_ttl());
+    let (points, failures, _) = explore_repair(&damaged_log_with_ttl(), None, false);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
     eprintln!("repair with a log and expiries: {points} cut points checked");
 }
