@@ -244,11 +244,19 @@ fn keyed_get(c: &mut Criterion) {
     g.finish();
 }
 
+/// The median of `v` (the upper one of an even count); NaN for none.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 criterion_group!(benches, get_return_1task, get_return_16tasks, keyed_get);
 
-/// Best-of-N per-cycle times with the contenders interleaved round by
-/// round: on a loaded machine this is steadier than criterion's one-after-
-/// the-other groups. Written to `$STEWARD_BENCH_DIR/extra/pool.json`.
+/// Median per-cycle times over N rounds with the contenders interleaved
+/// round by round: on a loaded machine this is steadier than criterion's
+/// one-after-the-other groups (and the median, like the summary's criterion
+/// entries, not the best round). Written to
+/// `$STEWARD_BENCH_DIR/extra/pool.json`.
 fn interleaved(rounds: u32) {
     let rt = current_thread();
     let ours = rt.block_on(async { steward_pool() });
@@ -256,25 +264,27 @@ fn interleaved(rounds: u32) {
     let dp = deadpool_pool();
     let bb = rt.block_on(bb8_pool());
     let n = 100_000u64;
-    let mut one = [f64::MAX; 4];
+    let mut one: [Vec<f64>; 4] = Default::default();
     for _ in 0..rounds {
-        one[0] = one[0].min(one_task!(rt, n, ours.get()).as_nanos() as f64 / n as f64);
-        one[1] = one[1].min(one_task!(rt, n, lean.get()).as_nanos() as f64 / n as f64);
-        one[2] = one[2].min(one_task!(rt, n, dp.get()).as_nanos() as f64 / n as f64);
-        one[3] = one[3].min(one_task!(rt, n, bb.get()).as_nanos() as f64 / n as f64);
+        one[0].push(one_task!(rt, n, ours.get()).as_nanos() as f64 / n as f64);
+        one[1].push(one_task!(rt, n, lean.get()).as_nanos() as f64 / n as f64);
+        one[2].push(one_task!(rt, n, dp.get()).as_nanos() as f64 / n as f64);
+        one[3].push(one_task!(rt, n, bb.get()).as_nanos() as f64 / n as f64);
     }
+    let one = one.map(median);
     let mt = multi_thread();
     let ours = mt.block_on(async { steward_pool() });
     let dp = deadpool_pool();
     let bb = mt.block_on(bb8_pool());
     let per = 10_000u64;
     let ops = (per * TASKS) as f64;
-    let mut many = [f64::MAX; 3];
+    let mut many: [Vec<f64>; 3] = Default::default();
     for _ in 0..rounds {
-        many[0] = many[0].min(many_tasks!(mt, per, ours, |p| p.get()).as_nanos() as f64 / ops);
-        many[1] = many[1].min(many_tasks!(mt, per, dp, |p| p.get()).as_nanos() as f64 / ops);
-        many[2] = many[2].min(many_tasks!(mt, per, bb, |p| p.get()).as_nanos() as f64 / ops);
+        many[0].push(many_tasks!(mt, per, ours, |p| p.get()).as_nanos() as f64 / ops);
+        many[1].push(many_tasks!(mt, per, dp, |p| p.get()).as_nanos() as f64 / ops);
+        many[2].push(many_tasks!(mt, per, bb, |p| p.get()).as_nanos() as f64 / ops);
     }
+    let many = many.map(median);
     let entry = |name: &str, ours: f64, base: &str, theirs: f64| {
         serde_json::json!({
             "name": name,
@@ -284,6 +294,8 @@ fn interleaved(rounds: u32) {
             "baseline": base,
             "baseline_ns_per_op": theirs.round(),
             "ratio": ((theirs / ours) * 1000.0).round() / 1000.0,
+            "statistic": "median",
+            "rounds": rounds,
         })
     };
     let figures = serde_json::json!([
@@ -324,7 +336,7 @@ fn interleaved(rounds: u32) {
             many[2]
         ),
     ]);
-    println!("interleaved best-of-{rounds} (ns/op): {figures}");
+    println!("interleaved median of {rounds} (ns/op): {figures}");
     let dir = std::env::var_os("STEWARD_BENCH_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from("target/bench"))

@@ -209,6 +209,7 @@ fn main() -> Result<()> {
                 "baseline_p50_us": n50, "baseline_p99_us": n99,
                 // Above 1: ours is that many times quicker (at the median).
                 "ratio": ((n50 / p50.max(1.0)) * 1000.0).round() / 1000.0,
+                "statistic": "median",
             }),
             json!({
                 "name": "realtime reconnect + replay (link lost to history replayed)",
@@ -217,6 +218,7 @@ fn main() -> Result<()> {
                 "baseline_p50_us": b50, "baseline_p95_us": b95,
                 // Below 1: what set-up and replay cost on top of the reconnect.
                 "ratio": ((b50 / r50.max(1.0)) * 1000.0).round() / 1000.0,
+                "statistic": "median",
             }),
         ])
     })?;
