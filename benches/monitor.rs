@@ -67,6 +67,8 @@ fn write_machine(source: &mut SystemSource) {
     let location = source.cgroup_location();
     let entry = json!({
         "name": "monitor/machine",
+        // A description of the machine, not a timing.
+        "statistic": "one_reading",
         "fast_path": source.uses_fast_path(),
         "cgroup": location.map(|l| json!({
             "version": l.version,

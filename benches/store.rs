@@ -180,6 +180,7 @@ fn upserts_64writers(c: &mut Criterion, keys: usize, extra: &Mutex<Vec<Value>>) 
     if let Some(avg) = (st.batches > 0).then(|| st.writes as f64 / st.batches as f64) {
         extra.lock().expect("extra").push(json!({
             "name": format!("{name}/writes_per_fsync"),
+            "statistic": "mean",
             "value": (avg * 10.0).round() / 10.0,
             "largest_batch": st.largest_batch,
         }));
@@ -411,6 +412,7 @@ fn benches(c: &mut Criterion) {
     let map = initial_map(10_000);
     extra.lock().expect("extra").push(json!({
         "name": "store/snapshot_bytes_10k_keys",
+        "statistic": "exact",
         "value": steward_store::to_python_json(&map).len(),
     }));
     common::write_extra("steward-store.json", extra.into_inner().unwrap_or_default());
