@@ -235,7 +235,6 @@ mod tests {
         ("crates/steward-monitor/src/monitor.rs", 873),
         ("crates/steward-realtime/src/conversation.rs", 849),
         ("crates/steward-realtime/tests/it/model.rs", 1239),
-        ("crates/steward-store/tests/it/redis_backend.rs", 916),
         ("crates/steward-tracker/src/tracker.rs", 956),
     ];
 

@@ -20,6 +20,7 @@ mod power;
 mod prompt_xml;
 mod python;
 mod redis_backend;
+mod redis_batches;
 mod redis_replace;
 mod redis_tls;
 mod repair;
