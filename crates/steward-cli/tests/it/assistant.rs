@@ -391,3 +391,42 @@ fn a_remember_beyond_max_keys_is_a_tool_error_the_model_sees() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("max_keys"), "{stderr}");
 }
+
+/// The model's audio waiting for the speaker is bounded by
+/// `play_queue_ms` (it was once a channel of 64 messages of any size): an
+/// answer far longer than it, sent at once, is partly discarded and
+/// counted, never queued whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_sent_at_once_waits_for_the_speaker_only_up_to_the_play_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut standin_config = StandinConfig::default();
+    standin_config.remember_every = 0;
+    standin_config.reply_audio_ms = 20_000;
+    standin_config.reply_speed = 0.0;
+    let standin = Standin::start(standin_config).await.expect("standin");
+
+    let mut config = AssistantConfig::default();
+    config.url = Some(standin.url());
+    config.input = Input::Silence;
+    config.memory = dir.path().join("memory.json");
+    config.say = vec!["tell me a long story".into()];
+    config.realtime.play_queue_ms = 1_000;
+    config.poll_ms = 50;
+    let assistant = Assistant::start(config).await.expect("start");
+    let received = |a: &Assistant| a.health().realtime.first().map(|r| r.stats.clone());
+    until("the whole answer received", || {
+        received(&assistant).is_some_and(|s| s.audio_received_bytes >= 20_000 * 48)
+    })
+    .await;
+    let stats = received(&assistant).expect("the conversation");
+    assistant.stop();
+    let report = tokio::time::timeout(PATIENCE, assistant.wait())
+        .await
+        .expect("ends in time")
+        .expect("report");
+    // At most 1 s waits in the queue (and what the speaker's own queue
+    // and the time since took): most of the 20 s is discarded.
+    assert!(stats.audio_queued_bytes <= 1_000 * 48, "{stats:?}");
+    assert!(report.audio_bytes_play_dropped >= 10_000 * 48, "{report}");
+    standin.close().await;
+}
