@@ -44,6 +44,12 @@ pub struct MonitorConfig {
     /// After the handlers ran, call glibc's `malloc_trim(0)` to return freed
     /// heap to the OS (Linux with glibc only; a no-op elsewhere). Default off.
     pub malloc_trim: bool,
+    /// Also call `malloc_trim(0)` this often, whatever the level: glibc
+    /// keeps memory a multi-threaded process freed, and over hours that
+    /// retention grows the RSS like a slow leak. `None` (the default) or
+    /// zero: never on a schedule.
+    #[serde(rename = "trim_every_ms", with = "millis_opt")]
+    pub trim_every: Option<Duration>,
     /// Capacity of the event broadcast channel (1 to 65536); slow
     /// subscribers lag and skip events. Default 64.
     pub event_capacity: usize,
@@ -61,6 +67,7 @@ impl Default for MonitorConfig {
             handler_timeout: Duration::from_secs(5),
             thresholds: Thresholds::default(),
             malloc_trim: false,
+            trim_every: None,
             event_capacity: 64,
             trend: TrendConfig::default(),
         }
@@ -103,6 +110,26 @@ impl MonitorConfig {
         }
         self.thresholds.validate()?;
         self.trend.validate()
+    }
+}
+
+/// `Option<Duration>` as whole milliseconds or `null`.
+mod millis_opt {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::millis::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 

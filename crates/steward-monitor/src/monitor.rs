@@ -21,6 +21,8 @@ use crate::sample::Sample;
 use crate::source::{SampleSource, SystemSource};
 use crate::trend::{GrowthChange, Trend, TrendMachine};
 
+mod scheduled;
+
 /// What a cleanup handler is told.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -201,8 +203,10 @@ pub struct Stats {
     pub handler_timeouts: u64,
     /// Sum of the bytes handlers said they freed.
     pub freed_bytes_reported: u64,
-    /// `malloc_trim` calls.
+    /// `malloc_trim` calls (after handlers and on the schedule).
     pub malloc_trims: u64,
+    /// Of those, the ones `MonitorConfig::trim_every` ran.
+    pub scheduled_trims: u64,
     /// Sum of the RSS drops measured around `malloc_trim`.
     pub malloc_trim_freed_bytes: u64,
     /// The last sample taken.
@@ -731,48 +735,6 @@ impl Shared {
             Outcome::TimedOut => stats.handler_timeouts += 1,
         }
     }
-
-    /// The built-in action: `malloc_trim(0)`, with the RSS drop measured.
-    async fn trim(&self, level: Level, reason: Reason) -> Option<HandlerReport> {
-        if !crate::trim::SUPPORTED {
-            return None;
-        }
-        let started = Instant::now();
-        let before = self.rss.lock().rss();
-        // It walks every arena: milliseconds on a large heap, so off the
-        // runtime's threads.
-        let trimmed = tokio::task::spawn_blocking(crate::trim::malloc_trim).await;
-        let after = self.rss.lock().rss();
-        let freed_bytes = match (before, after) {
-            (Some(b), Some(a)) => b.saturating_sub(a),
-            _ => 0,
-        };
-        let outcome = match trimmed {
-            Ok(_) => Outcome::Ok,
-            Err(e) => Outcome::Panicked {
-                message: panic_message(e),
-            },
-        };
-        {
-            let mut stats = self.stats.lock();
-            stats.malloc_trims += 1;
-            stats.malloc_trim_freed_bytes =
-                stats.malloc_trim_freed_bytes.saturating_add(freed_bytes);
-        }
-        let duration = started.elapsed();
-        tracing::debug!(freed_bytes, ?duration, "malloc_trim(0) ran");
-        let report = HandlerReport {
-            name: "malloc_trim".into(),
-            handler_level: Level::Moderate,
-            level,
-            reason,
-            outcome,
-            freed_bytes,
-            duration_us: micros(duration),
-        };
-        let _ = self.events.send(Event::HandlerRan(report.clone()));
-        Some(report)
-    }
 }
 
 /// The background loop. Ends when a stop is requested or the last handle is
@@ -782,11 +744,16 @@ async fn run(stopped: StoppedGuard, mut stop: watch::Receiver<bool>) {
     let interval = shared.config.interval;
     let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut trims = scheduled::Trims::new(shared.config.trim_every);
     tracing::debug!(?interval, "memory monitor started");
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
+            () = trims.due() => {
+                shared.scheduled_trim().await;
+                continue;
+            }
             _ = ticker.tick() => {}
         }
         tokio::select! {

@@ -143,7 +143,8 @@ pub struct AssistantConfig {
     /// Let `http_addr` be other than loopback (see the facade's
     /// `HttpConfig::allow_remote`). Default off.
     pub http_allow_remote: bool,
-    /// The memory monitor's settings (interval, thresholds).
+    /// The memory monitor's settings (interval, thresholds). The assistant
+    /// trims glibc's retained memory every 60 s by default (`trim_every`).
     pub monitor: MonitorConfig,
     /// Sample RSS and refresh the status this often, in ms. Default 1000.
     pub poll_ms: u64,
@@ -182,7 +183,12 @@ impl Default for AssistantConfig {
             backlog_ms: 10_000,
             http_addr: None,
             http_allow_remote: false,
-            monitor: MonitorConfig::default(),
+            // glibc's retention of freed memory, returned every minute:
+            // the growth a 1 h soak measured was that, not a leak (#22).
+            monitor: MonitorConfig {
+                trim_every: Some(std::time::Duration::from_secs(60)),
+                ..MonitorConfig::default()
+            },
             poll_ms: 1000,
             soak_dir: None,
             status_line: false,

@@ -133,3 +133,77 @@ async fn real_memory_rises_is_freed_and_falls() {
     monitor.shutdown().await;
     assert!(!monitor.is_running());
 }
+
+/// What glibc keeps after the process freed it (every other block of
+/// 64 MiB: holes between live blocks, which no free() hands back) goes
+/// back to the OS on the schedule alone, with no pressure level reached.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_trim_returns_what_the_allocator_kept() {
+    let _rss = crate::rss_lock();
+    if !steward_monitor::MALLOC_TRIM_SUPPORTED {
+        return;
+    }
+    let mut probe = SystemSource::new().expect("system source");
+    let chunks: Vec<Vec<u8>> = (0..(64 << 20) / CHUNK)
+        .map(|i| vec![u8::try_from(i % 250).unwrap() + 1; CHUNK])
+        .collect();
+    let live: Vec<Vec<u8>> = chunks
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| (i % 2 == 1).then_some(c))
+        .collect();
+    let kept = probe.read_memory().expect("rss").rss_bytes;
+
+    let mut config = MonitorConfig::default();
+    // No check in this test's life: only the schedule can trim.
+    config.interval = Duration::from_secs(3600);
+    config.trim_every = Some(Duration::from_millis(50));
+    let monitor = Monitor::builder().config(config).build().expect("monitor");
+    timeout(HANG_GUARD, async {
+        while monitor.stats().scheduled_trims < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("two scheduled trims");
+    let stats = monitor.stats();
+    let now = probe.read_memory().expect("rss").rss_bytes;
+    assert_eq!(stats.checks, 0, "{stats:?}");
+    assert!(
+        stats.malloc_trim_freed_bytes >= 16 * MIB && now + 16 * MIB <= kept,
+        "kept {} MiB, now {} MiB, trims freed {} MiB",
+        kept / MIB,
+        now / MIB,
+        stats.malloc_trim_freed_bytes / MIB
+    );
+    drop(live);
+    monitor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_trim_runs_unless_scheduled_or_asked_for() {
+    let mut config = MonitorConfig::default();
+    config.interval = Duration::from_millis(10);
+    let monitor = Monitor::builder().config(config).build().expect("monitor");
+    timeout(HANG_GUARD, async {
+        while monitor.stats().checks < 20 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("twenty checks");
+    let stats = monitor.stats();
+    assert_eq!((stats.malloc_trims, stats.scheduled_trims), (0, 0));
+    monitor.shutdown().await;
+}
+
+#[test]
+fn the_trim_schedule_is_milliseconds_or_null() {
+    let c: MonitorConfig = serde_json::from_str(r#"{"trim_every_ms": 60000}"#).expect("config");
+    assert_eq!(c.trim_every, Some(Duration::from_secs(60)));
+    let c: MonitorConfig = serde_json::from_str(r#"{"trim_every_ms": null}"#).expect("config");
+    assert_eq!(c.trim_every, None);
+    let shown = serde_json::to_value(MonitorConfig::default()).expect("json");
+    assert_eq!(shown["trim_every_ms"], serde_json::Value::Null);
+}
