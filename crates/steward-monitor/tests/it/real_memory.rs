@@ -171,7 +171,10 @@ async fn a_scheduled_trim_returns_what_the_allocator_kept() {
     let now = probe.read_memory().expect("rss").rss_bytes;
     assert_eq!(stats.checks, 0, "{stats:?}");
     assert!(
-        stats.malloc_trim_freed_bytes >= 16 * MIB && now + 16 * MIB <= kept,
+        // Measured around each trim (milliseconds): other tests of this
+        // process allocating meanwhile move the RSS between `kept` and
+        // `now`, rarely the trims' own figures.
+        stats.malloc_trim_freed_bytes >= 16 * MIB,
         "kept {} MiB, now {} MiB, trims freed {} MiB",
         kept / MIB,
         now / MIB,
