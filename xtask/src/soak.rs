@@ -142,6 +142,7 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
             "--poll",
             &poll,
         ])
+        .args(allocator.assistant_args())
         .arg("--soak-dir")
         .arg(&dir)
         .arg("--report")

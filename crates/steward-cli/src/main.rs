@@ -130,6 +130,10 @@ struct AssistantArgs {
     /// Refresh the status (and sample RSS) this often.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     poll: Duration,
+    /// Hand memory glibc keeps after it was freed back to the system this
+    /// often (malloc_trim; 0s: never).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+    trim_every: Duration,
     /// Stand-in only: every Nth audio turn asks to remember something (0: never).
     #[arg(long, value_name = "N", default_value_t = 3)]
     remember_every: u32,
@@ -288,6 +292,7 @@ async fn assistant(args: AssistantArgs) -> Result<Outcome> {
     config.audio_host = args.audio_host;
     config.status_line = !args.quiet;
     config.poll_ms = u64::try_from(args.poll.as_millis()).unwrap_or(u64::MAX);
+    config.monitor.trim_every = Some(args.trim_every).filter(|d| !d.is_zero());
     config.standin.remember_every = args.remember_every;
     config.standin.drop_every = args.drop_every;
     config.standin.session_limit_ms =

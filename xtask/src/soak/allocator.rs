@@ -8,7 +8,10 @@ use anyhow::{Context, Result, bail};
 /// can be compared on the same load (#22).
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Allocator {
+    /// glibc as the assistant ships: trimmed every minute.
     Glibc,
+    /// glibc with the assistant's periodic trim off.
+    GlibcUntrimmed,
     /// glibc limited to two arenas: fewer places for freed memory to sit.
     Arena2,
     /// The system's jemalloc, preloaded into the assistant only.
@@ -27,15 +30,18 @@ impl Allocator {
     pub(super) fn parse(name: &str) -> Result<Self> {
         Ok(match name {
             "glibc" => Self::Glibc,
+            "glibc-untrimmed" => Self::GlibcUntrimmed,
             "arena2" => Self::Arena2,
             "jemalloc" => Self::Jemalloc,
-            other => bail!("--allocator is glibc, arena2 or jemalloc, not {other:?}"),
+            other => {
+                bail!("--allocator is glibc, glibc-untrimmed, arena2 or jemalloc, not {other:?}")
+            }
         })
     }
 
     pub(super) fn apply(self, cmd: &mut std::process::Command) -> Result<()> {
         match self {
-            Self::Glibc => {}
+            Self::Glibc | Self::GlibcUntrimmed => {}
             Self::Arena2 => {
                 cmd.env("MALLOC_ARENA_MAX", "2");
             }
@@ -50,5 +56,14 @@ impl Allocator {
             }
         }
         Ok(())
+    }
+
+    /// The assistant's own arguments for this run: every allocator but the
+    /// shipped one is measured alone, without the periodic trim.
+    pub(super) fn assistant_args(self) -> &'static [&'static str] {
+        match self {
+            Self::Glibc => &[],
+            Self::GlibcUntrimmed | Self::Arena2 | Self::Jemalloc => &["--trim-every", "0s"],
+        }
     }
 }

@@ -9,7 +9,7 @@ use super::allocator::Allocator;
 const HELP: &str = "\
 cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T] [--session-limit L]
                  [--warmup W] [--max-growth-kib-per-hour G] [--heap] [--out DIR]
-                 [--allocator glibc|arena2|jemalloc]
+                 [--allocator glibc|glibc-untrimmed|arena2|jemalloc]
 
   --duration D       how long (humantime: 60s, 10m, 1h); default 1h
   --sessions N       conversations over the duration (fresh connections); default 6
@@ -26,9 +26,10 @@ cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T] [--session-limi
                      allocation sites still live at the end (heap-growth.txt)
   --out DIR          write the run's files there; default target/soak (several runs at once
                      each need their own)
-  --allocator A      the assistant's allocator: glibc (default), arena2 (glibc with
-                     MALLOC_ARENA_MAX=2) or jemalloc (the system's libjemalloc, preloaded),
-                     to compare their retention on the same load
+  --allocator A      the assistant's allocator: glibc (default: as shipped, trimmed every
+                     minute), glibc-untrimmed, arena2 (glibc with MALLOC_ARENA_MAX=2) or
+                     jemalloc (the system's libjemalloc, preloaded); all but glibc run
+                     without the periodic trim, to compare their retention on the same load
 ";
 
 /// What `cargo xtask soak` was asked for.
