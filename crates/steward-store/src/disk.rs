@@ -1,5 +1,6 @@
 //! The store's file I/O seam: every read, write, fsync, rename and removal
-//! of the store's files goes through a [`Disk`].
+//! of the store's files, and the creation of a missing folder for them,
+//! goes through a [`Disk`].
 //!
 //! The store uses [`StdDisk`] (`std::fs`, real fsync). Tests (feature
 //! `fault-injection`) give a [`StoreBuilder`](crate::StoreBuilder) another
@@ -73,6 +74,12 @@ pub trait Disk: Send + Sync + fmt::Debug {
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
     /// Removes a file (durable once the directory is synced).
     fn remove(&self, path: &Path) -> std::io::Result<()>;
+    /// Whether anything (a file, a folder, a symlink even if dangling) is
+    /// at `path`; an error (a folder we may not search) counts as nothing.
+    fn exists(&self, path: &Path) -> std::io::Result<bool>;
+    /// Creates the folder `path` and its missing parents; each new one's
+    /// entry is durable once its parent folder is synced.
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()>;
     /// Makes the directory's entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path, site: Site) -> std::io::Result<()>;
     /// The file's metadata (`ErrorKind::NotFound` if it does not exist).
@@ -145,6 +152,14 @@ impl Disk for StdDisk {
 
     fn remove(&self, path: &Path) -> std::io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        Ok(std::fs::symlink_metadata(path).is_ok())
+    }
+
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(path)
     }
 
     fn sync_dir(&self, dir: &Path, _site: Site) -> std::io::Result<()> {

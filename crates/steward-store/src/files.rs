@@ -83,12 +83,6 @@ pub(crate) fn exists(disk: &dyn Disk, path: &Path) -> Result<bool> {
     }
 }
 
-/// Fsyncs a directory of the real disk.
-#[track_caller]
-pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
-    sync_dir(&StdDisk, dir)
-}
-
 /// Makes `dir`'s entries durable; the fsync's site is the caller's.
 #[track_caller]
 pub(crate) fn sync_dir(disk: &dyn Disk, dir: &Path) -> Result<()> {

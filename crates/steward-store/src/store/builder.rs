@@ -119,8 +119,8 @@ impl StoreBuilder {
         let span = tracing::info_span!("store_open", path = %self.path.display());
         let _g = span.enter();
         let paths = Paths::new(&self.path);
-        crate::folder::ensure(&paths.dir)?;
         let disk = self.disk;
+        crate::folder::ensure(&*disk, &paths.dir)?;
         let perms = files::perms_of(&*disk, &paths.snapshot)?;
         let lock = take_lock(&*disk, &paths.lock, perms)?;
         let opened = recover(&*disk, &paths, perms)?;

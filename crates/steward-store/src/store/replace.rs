@@ -41,8 +41,8 @@ impl StoreBuilder {
         let _g = span.enter();
         self.config
             .check_entries(&paths.snapshot.display().to_string(), entries)?;
-        crate::folder::ensure(&paths.dir)?;
         let disk = &*self.disk;
+        crate::folder::ensure(disk, &paths.dir)?;
         let perms = files::perms_of(disk, &paths.snapshot)?;
         let _lock = take_lock(disk, &paths.lock, perms)?;
         let before = files::load_files_on(disk, &paths)?;

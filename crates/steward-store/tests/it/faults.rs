@@ -26,6 +26,8 @@ pub(crate) enum Call {
     SyncDir,
     Metadata,
     Lock,
+    Exists,
+    CreateDir,
     WriteAt,
     SetLen,
     Size,
@@ -125,6 +127,16 @@ impl Disk for FaultDisk {
     fn remove(&self, path: &Path) -> std::io::Result<()> {
         self.0.step(Call::Remove, path)?;
         StdDisk.remove(path)
+    }
+
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        self.0.step(Call::Exists, path)?;
+        StdDisk.exists(path)
+    }
+
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.0.step(Call::CreateDir, path)?;
+        StdDisk.create_dir_all(path)
     }
 
     fn sync_dir(&self, dir: &Path, site: Site) -> std::io::Result<()> {

@@ -1,7 +1,8 @@
 //! Simulated power loss. `SimDisk` (a fake: this machine cannot cut its
 //! own power) keeps every file's unsynced writes apart from its durable
-//! bytes and every directory change (create, rename, remove) apart from
-//! the durable entries (durable once the directory was fsynced). A
+//! bytes and every directory change (create, rename, remove, a new
+//! folder) apart from the durable entries (durable once their directory
+//! was fsynced; a folder whose entry is lost takes all below it). A
 //! workload runs, counting I/O calls; then for every call k it runs again
 //! with the power cut at k (that call and all later ones fail), and from
 //! the state left "reboots" in each of these ways, reopens the store from
@@ -103,12 +104,33 @@ fn apply(bytes: &mut Vec<u8>, w: &Write) {
     }
 }
 
+impl DirOp {
+    /// The directory whose fsync makes this change durable (a rename
+    /// stays in one directory: the store renames only beside the file).
+    fn dir(&self) -> Option<&Path> {
+        match self {
+            DirOp::Link(p, _) | DirOp::Unlink(p) | DirOp::Rename(_, p, _) => p.parent(),
+        }
+    }
+}
+
+/// Whether `p` is one of the folders outside the simulation, which always
+/// exist: the memory's folder of most tests, the folder the folder test
+/// creates its memory's folders in, and their ancestors.
+fn outside(p: &Path) -> bool {
+    [path(), folders::root().join("memory.json")]
+        .iter()
+        .any(|m| m.parent().is_some_and(|d| d.starts_with(p)))
+}
+
 #[derive(Debug, Default, Clone)]
 struct Inode {
     durable: Vec<u8>,
     /// Writes since the last fsync, in order.
     pending: Vec<Write>,
     mode: u32,
+    /// A folder (its entries are the paths below it).
+    dir: bool,
 }
 
 impl Inode {
@@ -204,6 +226,19 @@ impl State {
         !skipped
     }
 
+    /// Whether `p` is a folder.
+    fn is_dir(&self, p: &Path) -> bool {
+        outside(p) || self.entries.get(p).is_some_and(|ino| self.inodes[ino].dir)
+    }
+
+    /// `NotFound` unless `p`'s folder exists (as creating a file needs).
+    fn parent_is_dir(&self, p: &Path) -> std::io::Result<()> {
+        match p.parent() {
+            Some(d) if self.is_dir(d) => Ok(()),
+            _ => Err(not_found()),
+        }
+    }
+
     fn inode(&mut self, path: &Path) -> std::io::Result<&mut Inode> {
         let ino = *self.entries.get(path).ok_or_else(not_found)?;
         Ok(self.inodes.get_mut(&ino).expect("entry without inode"))
@@ -243,6 +278,18 @@ impl State {
         for op in ops {
             op.apply(&mut entries);
         }
+        // An entry in a folder that did not survive is gone with it
+        // (parents sort before their children).
+        let mut kept = BTreeMap::new();
+        for (p, ino) in entries {
+            let parent_ok = p
+                .parent()
+                .is_some_and(|d| outside(d) || kept.get(d).is_some_and(|i| self.inodes[i].dir));
+            if parent_ok {
+                kept.insert(p, ino);
+            }
+        }
+        let entries = kept;
         let inodes = entries
             .values()
             .collect::<BTreeSet<_>>()
@@ -253,6 +300,7 @@ impl State {
                     durable: old.survivor(how),
                     pending: Vec::new(),
                     mode: old.mode,
+                    dir: old.dir,
                 };
                 (*ino, inode)
             })
@@ -287,6 +335,7 @@ impl Disk for SimDisk {
     fn create(&self, path: &Path, perms: Perms) -> std::io::Result<Box<dyn DiskFile>> {
         let mut s = self.state();
         s.step()?;
+        s.parent_is_dir(path)?;
         let ino = s.create(path, perms.mode);
         Ok(Box::new(SimFile(self.clone(), ino)))
     }
@@ -301,6 +350,7 @@ impl Disk for SimDisk {
     fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
         let mut s = self.state();
         s.step()?;
+        s.parent_is_dir(to)?;
         let ino = s.entries.remove(from).ok_or_else(not_found)?;
         s.entries.insert(to.to_path_buf(), ino);
         s.dir_ops
@@ -316,16 +366,57 @@ impl Disk for SimDisk {
         Ok(())
     }
 
-    fn sync_dir(&self, _dir: &Path, site: Site) -> std::io::Result<()> {
+    fn exists(&self, path: &Path) -> std::io::Result<bool> {
+        let mut s = self.state();
+        s.step()?;
+        Ok(outside(path) || s.entries.contains_key(path))
+    }
+
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        let mut s = self.state();
+        s.step()?;
+        let mut new: Vec<&Path> = path.ancestors().take_while(|p| !outside(p)).collect();
+        new.reverse();
+        for p in new {
+            if s.is_dir(p) {
+                continue;
+            }
+            if s.entries.contains_key(p) {
+                return Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists));
+            }
+            let ino = s.next_inode;
+            s.next_inode += 1;
+            let folder = Inode {
+                dir: true,
+                mode: 0o700,
+                ..Inode::default()
+            };
+            s.inodes.insert(ino, folder);
+            s.entries.insert(p.to_path_buf(), ino);
+            s.dir_ops.push(DirOp::Link(p.to_path_buf(), ino));
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path, site: Site) -> std::io::Result<()> {
         let mut s = self.state();
         s.step()?;
         if std::mem::take(&mut s.fail_next_dir_sync) {
             return Err(eio());
         }
+        if !s.is_dir(dir) {
+            return Err(not_found());
+        }
         if s.syncs(site) {
-            // One directory holds all of a store's files.
-            s.durable_entries = s.entries.clone();
-            s.dir_ops.clear();
+            // This folder's changes become durable, in order; the other
+            // folders' stay pending.
+            let (mine, others) = std::mem::take(&mut s.dir_ops)
+                .into_iter()
+                .partition::<Vec<_>, _>(|op| op.dir() == Some(dir));
+            for op in &mine {
+                op.apply(&mut s.durable_entries);
+            }
+            s.dir_ops = others;
         }
         if let Some(n) = s.cut_after_dir_syncs.as_mut() {
             *n -= 1;
@@ -352,6 +443,7 @@ impl Disk for SimDisk {
     fn lock(&self, path: &Path, perms: Perms) -> std::io::Result<Option<LockHold>> {
         let mut s = self.state();
         s.step()?;
+        s.parent_is_dir(path)?;
         if !s.entries.contains_key(path) {
             s.create(path, perms.mode);
         }
@@ -397,8 +489,8 @@ impl DiskFile for SimFile {
     }
 }
 
-/// The memory's path inside the simulated disk. Its folder is a real one
-/// (opening creates a missing folder on the real disk).
+/// The memory's path inside the simulated disk. Its folder is outside
+/// the simulation (always there).
 fn path() -> PathBuf {
     std::env::temp_dir()
         .join("steward-simulated-disk")
@@ -406,7 +498,11 @@ fn path() -> PathBuf {
 }
 
 fn open(disk: &SimDisk, clock: &ManualClock) -> steward_store::Result<Store> {
-    Store::builder(path())
+    open_at(&path(), disk, clock)
+}
+
+fn open_at(at: &Path, disk: &SimDisk, clock: &ManualClock) -> steward_store::Result<Store> {
+    Store::builder(at)
         .clock(Arc::new(clock.clone()))
         .disk(Arc::new(disk.clone()))
         .build()
@@ -419,14 +515,16 @@ fn now(clock: &ManualClock) -> u64 {
 /// A workload run up to its end or its power cut: the disk as the cut
 /// left it, and what the model allows.
 struct Cut {
+    /// The memory's path.
+    at: PathBuf,
     state: State,
     model: Model,
     clock: ManualClock,
 }
 
-/// Runs `steps` with the power cut at call `cut_at` (if any; without one,
-/// the power goes at the end).
-fn run(steps: &[Step], cut_at: Option<u64>, skip: Option<&(String, u32)>) -> Cut {
+/// Runs `steps` on the memory at `at` with the power cut at call `cut_at`
+/// (if any; without one, the power goes at the end).
+fn run(at: &Path, steps: &[Step], cut_at: Option<u64>, skip: Option<&(String, u32)>) -> Cut {
     let disk = SimDisk::default();
     {
         let mut s = disk.state();
@@ -435,7 +533,7 @@ fn run(steps: &[Step], cut_at: Option<u64>, skip: Option<&(String, u32)>) -> Cut
     }
     let clock = ManualClock::new(START_MS);
     let mut model = Model::default();
-    let mut store = open(&disk, &clock).ok();
+    let mut store = open_at(at, &disk, &clock).ok();
     for step in steps {
         if disk.state().off {
             break;
@@ -447,20 +545,20 @@ fn run(steps: &[Step], cut_at: Option<u64>, skip: Option<&(String, u32)>) -> Cut
                     let _ = s.close();
                 }
                 drop(store.take());
-                store = open(&disk, &clock).ok();
+                store = open_at(at, &disk, &clock).ok();
             }
             Step::CutAfterDirSync(n) => disk.state().cut_after_dir_syncs = Some(*n),
             Step::FailNextDirSync => disk.state().fail_next_dir_sync = true,
             _ => {
-                let at = now(&clock);
+                let when = now(&clock);
                 let result = run_step(s, &clock, step);
-                model.record(step, &result, at);
+                model.record(step, &result, when);
                 // A cut this workload asked for: reboot strictly and go on.
                 let asked = disk.state().asked_cut;
                 if asked {
                     drop(store.take());
                     disk.state().reboot(Reboot::Strict);
-                    store = open(&disk, &clock).ok();
+                    store = open_at(at, &disk, &clock).ok();
                 }
             }
         }
@@ -468,6 +566,7 @@ fn run(steps: &[Step], cut_at: Option<u64>, skip: Option<&(String, u32)>) -> Cut
     drop(store);
     let state = disk.state().clone();
     Cut {
+        at: at.to_path_buf(),
         state,
         model,
         clock,
@@ -482,8 +581,8 @@ impl Cut {
         state.cut_at = None;
         state.reboot(how);
         let disk = SimDisk(Arc::new(Mutex::new(state)));
-        let again =
-            open(&disk, &self.clock).map_err(|e| format!("does not open: {}", e.chain()))?;
+        let again = open_at(&self.at, &disk, &self.clock)
+            .map_err(|e| format!("does not open: {}", e.chain()))?;
         self.model.check(&again, now(&self.clock))?;
         drop(again);
         let sites = std::mem::take(&mut disk.state().sites);
@@ -498,6 +597,7 @@ type Found = (usize, Vec<String>, BTreeSet<(String, u32)>);
 /// checked, failures and sites gathered.
 fn explore_part(
     name: &str,
+    at: &Path,
     steps: &[Step],
     calls: u64,
     w: u64,
@@ -506,7 +606,7 @@ fn explore_part(
 ) -> Found {
     let (mut points, mut out, mut seen) = (0, Vec::new(), BTreeSet::new());
     for k in (w..calls).step_by(2) {
-        let cut = run(steps, Some(k), skip);
+        let cut = run(at, steps, Some(k), skip);
         for how in reboots(cut.state.dir_ops.len()) {
             points += 1;
             match cut.check(how) {
@@ -528,32 +628,46 @@ fn explore_part(
 fn explore(skip: Option<&(String, u32)>, stop_at_first: bool) -> Found {
     let (mut points, mut failures, mut sites) = (0, Vec::new(), BTreeSet::new());
     for (name, steps) in workloads() {
-        let end = run(&steps, None, skip);
-        sites.extend(end.state.sites.iter().cloned());
-        if let Err(e) = end.check(Reboot::Strict) {
-            failures.push(format!("{name}, power off at the end: {e}"));
-            if stop_at_first {
-                return (points, failures, sites);
-            }
-        }
-        let calls = end.state.steps;
-        let parts: Vec<Found> = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..2u64)
-                .map(|w| {
-                    let steps = &steps;
-                    s.spawn(move || explore_part(name, steps, calls, w, skip, stop_at_first))
-                })
-                .collect();
-            workers.into_iter().map(|w| w.join().unwrap()).collect()
-        });
-        for (p, f, s) in parts {
-            points += p;
-            failures.extend(f);
-            sites.extend(s);
-        }
+        let (p, f, s) = explore_workload(name, &path(), &steps, skip, stop_at_first);
+        points += p;
+        failures.extend(f);
+        sites.extend(s);
         if stop_at_first && !failures.is_empty() {
             break;
         }
+    }
+    (points, failures, sites)
+}
+
+/// Every cut point of one workload on the memory at `at`, each with every
+/// reboot (and the power off at its end).
+fn explore_workload(
+    name: &str,
+    at: &Path,
+    steps: &[Step],
+    skip: Option<&(String, u32)>,
+    stop_at_first: bool,
+) -> Found {
+    let (mut points, mut failures, mut sites) = (0, Vec::new(), BTreeSet::new());
+    let end = run(at, steps, None, skip);
+    sites.extend(end.state.sites.iter().cloned());
+    if let Err(e) = end.check(Reboot::Strict) {
+        failures.push(format!("{name}, power off at the end: {e}"));
+        if stop_at_first {
+            return (points, failures, sites);
+        }
+    }
+    let calls = end.state.steps;
+    let parts: Vec<Found> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2u64)
+            .map(|w| s.spawn(move || explore_part(name, at, steps, calls, w, skip, stop_at_first)))
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    for (p, f, s) in parts {
+        points += p;
+        failures.extend(f);
+        sites.extend(s);
     }
     (points, failures, sites)
 }
@@ -592,7 +706,8 @@ fn marked_redundant(site: &(String, u32)) -> bool {
 
 /// Leaving out any one fsync that durability depends on makes a power
 /// test fail (printed as `site -> first failing check`): the store's
-/// workloads, `repair` and `write_snapshot`, each run with the fsyncs it
+/// workloads, `repair`, `write_snapshot` and opening a memory whose
+/// folders are missing, each run with the fsyncs it
 /// reaches left out in turn. The fsyncs whose removal no check notices
 /// are exactly those the source marks "not needed for durability", with
 /// the reason.
@@ -601,11 +716,13 @@ fn every_fsync_that_durability_needs_is_caught_when_left_out() {
     let (_, _, store_sites) = full();
     let (_, _, repair_sites) = repair::explore_repairs(None, false);
     let (_, _, snapshot_sites) = snapshot::explore_write_snapshot(None, false);
+    let (_, _, folder_sites) = folders::explore_new_folders(None, false);
     assert!(store_sites.len() >= 10, "{store_sites:?}");
     let sites: BTreeSet<&(String, u32)> = store_sites
         .iter()
         .chain(&repair_sites)
         .chain(&snapshot_sites)
+        .chain(&folder_sites)
         .collect();
     let mut wrong = Vec::new();
     for site in sites {
@@ -618,6 +735,9 @@ fn every_fsync_that_durability_needs_is_caught_when_left_out() {
         }
         if failures.is_empty() && snapshot_sites.contains(site) {
             failures = snapshot::explore_write_snapshot(Some(site), true).1;
+        }
+        if failures.is_empty() && folder_sites.contains(site) {
+            failures = folders::explore_new_folders(Some(site), true).1;
         }
         let name = format!("{}:{}", site.0, site.1);
         let redundant = marked_redundant(site);
@@ -637,5 +757,6 @@ fn every_fsync_that_durability_needs_is_caught_when_left_out() {
     );
 }
 
+mod folders;
 mod repair;
 mod snapshot;
