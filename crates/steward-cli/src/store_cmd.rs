@@ -402,9 +402,7 @@ async fn copy_into(
     let mut expected = before;
     // TTL entries keep the time they have left, less the time since SRC
     // was read; one that ran out meanwhile is not written at all.
-    let read = entries.len();
-    let entries = time_left(entries, read_at.elapsed());
-    let expired = read - entries.len();
+    let (entries, expired) = time_left(entries, read_at.elapsed());
     let written_at = Instant::now();
     let (new, replaced) = write_entries(dst, &entries).await?;
     merge_into(&mut expected, &entries);
@@ -470,9 +468,7 @@ fn replace_file(
     if src_name == dst_name {
         bail!("SRC and DST are the same memory ({dst_name})");
     }
-    let read = entries.len();
-    let entries = time_left(entries, read_at.elapsed());
-    let expired = read - entries.len();
+    let (entries, expired) = time_left(entries, read_at.elapsed());
     let written_at = Instant::now();
     let removed = Store::builder(path).replace_all(&entries)?;
     let after = steward::store::load_with_ttl(path)?;
@@ -505,9 +501,7 @@ async fn replace_redis(
         if src_name == dst_name {
             bail!("SRC and DST are the same memory ({dst_name})");
         }
-        let read = entries.len();
-        let entries = time_left(entries, read_at.elapsed());
-        let expired = read - entries.len();
+        let (entries, expired) = time_left(entries, read_at.elapsed());
         let written_at = Instant::now();
         let removed = store.replace_all(&entries).await?;
         let after = store.entries_with_ttl().await?;
@@ -558,9 +552,11 @@ fn write_one<'a>(
     }
 }
 
-/// The entries with `elapsed` taken off every TTL; those it used up left out.
-fn time_left(entries: Vec<Entry>, elapsed: Duration) -> Vec<Entry> {
-    entries
+/// The entries with `elapsed` taken off every TTL, and how many it used up
+/// (those are left out).
+fn time_left(entries: Vec<Entry>, elapsed: Duration) -> (Vec<Entry>, usize) {
+    let read = entries.len();
+    let left: Vec<Entry> = entries
         .into_iter()
         .filter_map(|mut e| {
             if let Some(ttl) = e.ttl {
@@ -568,7 +564,9 @@ fn time_left(entries: Vec<Entry>, elapsed: Duration) -> Vec<Entry> {
             }
             Some(e)
         })
-        .collect()
+        .collect();
+    let expired = read - left.len();
+    (left, expired)
 }
 
 /// What an upsert of each entry does to `into`: replaced in place (value
@@ -757,7 +755,7 @@ mod tests {
     #[test]
     fn time_left_drops_what_ran_out() {
         let ms = Duration::from_millis;
-        let left = time_left(
+        let (left, expired) = time_left(
             vec![
                 e("a", json!(1)),
                 t("b", json!(2), 100),
@@ -766,6 +764,7 @@ mod tests {
             ms(10),
         );
         assert_eq!(left, vec![e("a", json!(1)), t("b", json!(2), 90)]);
+        assert_eq!(expired, 1);
     }
 
     #[test]
