@@ -185,8 +185,13 @@ fn setup() -> Result<()> {
 }
 
 fn has_nextest() -> bool {
+    has_cargo_tool("nextest")
+}
+
+/// Whether `cargo <subcommand>` is installed.
+pub(crate) fn has_cargo_tool(subcommand: &str) -> bool {
     cargo()
-        .args(["nextest", "--version"])
+        .args([subcommand, "--version"])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
@@ -291,12 +296,7 @@ fn fuzz(args: &[String]) -> Result<()> {
             other => bail!("unknown fuzz argument `{other}`"),
         }
     }
-    let has_cargo_fuzz = cargo()
-        .args(["fuzz", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !has_cargo_fuzz {
+    if !has_cargo_tool("fuzz") {
         run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
     }
     let targets = match target {

@@ -140,12 +140,7 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
 }
 
 fn ensure_cargo_mutants() -> Result<()> {
-    let present = cargo()
-        .args(["mutants", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !present {
+    if !crate::has_cargo_tool("mutants") {
         run(cargo().args([
             "install",
             "--locked",
