@@ -245,7 +245,7 @@ fn monitor(o: &mut Out, h: &Health) {
     }
     growth(o, h);
     let m = &h.monitor;
-    let counters: [(&str, &str, u64); 11] = [
+    let counters = [
         (
             "steward_monitor_samples_total",
             "Memory samples taken.",
@@ -301,6 +301,11 @@ fn monitor(o: &mut Out, h: &Health) {
             "malloc_trim calls made by the monitor itself.",
             m.malloc_trims,
         ),
+        (
+            "steward_monitor_scheduled_trims_total",
+            "Of those, the ones its trim_every schedule made.",
+            m.scheduled_trims,
+        ),
     ];
     for (name, help, v) in counters {
         o.single(name, "counter", help, f(v));
@@ -352,7 +357,7 @@ fn growth(o: &mut Out, h: &Health) {
 
 fn cleanup(o: &mut Out, h: &Health) {
     let c = &h.cleanup;
-    let counters: [(&str, &str, u64); 10] = [
+    let counters = [
         (
             "steward_cleanup_moderate_rounds_total",
             "Cleanup rounds at moderate pressure.",

@@ -106,3 +106,42 @@ async fn growing_is_shown_with_the_kind_that_grew() {
     drop((steady, leaky));
     steward.shutdown().await;
 }
+
+/// The value of an unlabelled series in the exposition text.
+fn series(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_trims_are_exported() {
+    let monitor = MonitorConfig {
+        // No check in the test's life: only the schedule trims.
+        interval: Duration::from_secs(3600),
+        trim_every: Some(Duration::from_millis(20)),
+        ..MonitorConfig::default()
+    };
+    let steward = Steward::builder()
+        .monitor_config(monitor)
+        .source(FakeSource::new(leaked(0)))
+        .build()
+        .expect("steward");
+    let name = "steward_monitor_scheduled_trims_total";
+    if steward::monitor::MALLOC_TRIM_SUPPORTED {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while series(&steward.metrics_text(), name).unwrap_or(0.0) < 2.0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("two scheduled trims exported");
+    } else {
+        assert_eq!(series(&steward.metrics_text(), name), Some(0.0));
+    }
+    let text = steward.metrics_text();
+    assert!(
+        series(&text, "steward_monitor_malloc_trims_total") >= series(&text, name),
+        "{text}"
+    );
+    steward.shutdown().await;
+}
