@@ -31,8 +31,13 @@
 //! With more than 10 sessions the summary also compares the RSS after the
 //! first 10 (the median of the samples taken while the 11th ran) with the
 //! RSS while the last one ran, and the task fails when it grew by more than
-//! 1 MiB: `cargo xtask soak --sessions 1000 --duration 12m --poll 200ms`
+//! 1 MiB; such a run is judged by that alone (its slope is reported, not
+//! judged): `cargo xtask soak --sessions 1000 --duration 12m --poll 200ms`
 //! is the 1,000-sessions check.
+//!
+//! `--allocator` builds and runs the binary as shipped (jemalloc) or with
+//! glibc, trimmed every minute or not, so that their retention can be
+//! compared on the same load; each run copies its binary into its folder.
 //!
 //! `--heap` builds the binary with feature `dhat-heap` (dhat as the global
 //! allocator; see `heap.rs` of steward-cli) and has it start the heap
@@ -97,6 +102,7 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
         "--bin",
         "steward",
     ]);
+    build.args(allocator.build_args());
     if heap {
         build.args(["--features", "dhat-heap"]);
     }
@@ -104,15 +110,20 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
     let target = crate::bench::target_dir();
     let dir = out.unwrap_or_else(|| target.join("soak"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The run's own copy of the binary: a soak beside it may build another
+    // allocator into target/release meanwhile.
+    let binary = dir.join("steward");
+    let built = target.join("release").join("steward");
+    std::fs::copy(&built, &binary)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), binary.display()))?;
     let report_path = dir.join("report.json");
     let heap_path = dir.join("dhat-heap.json");
     if heap {
         // A stale profile must not pass for this run's.
         let _ = std::fs::remove_file(&heap_path);
     }
-    let binary = target.join("release").join("steward");
     let mut assistant = std::process::Command::new(&binary);
-    allocator.apply(&mut assistant)?;
+    allocator.apply(&mut assistant);
     if heap {
         // The warm-up the summary will use, known before the run from
         // the duration asked for.
@@ -213,7 +224,10 @@ pub(crate) fn run_soak(args: &[String]) -> Result<()> {
             check["growth_bytes"]
         );
     }
-    if summary["growth_within_goal"] == Value::Bool(false) {
+    // A run of many short sessions (the 1,000-sessions check, minutes
+    // long) is judged by the sessions goal: a per-hour slope over a few
+    // minutes says little, and the summary still reports it.
+    if check.is_null() && summary["growth_within_goal"] == Value::Bool(false) {
         bail!(
             "{} grew {} bytes/h after the warm-up (95 % interval {}), above the goal of {} KiB/h",
             summary["growth_series"].as_str().unwrap_or("memory"),

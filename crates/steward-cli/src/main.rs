@@ -27,6 +27,13 @@ mod store_cmd;
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
+/// jemalloc for Rust's allocations (feature `jemalloc`, on by default):
+/// glibc kept a growing share of what the assistant freed over hours of
+/// sessions, even trimmed every minute (#22; figures in ARCHITECTURE.md).
+#[cfg(all(feature = "jemalloc", not(feature = "dhat-heap")))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Keeps a realtime assistant's memory healthy.
 #[derive(Debug, Parser)]
 #[command(name = "steward", version, about, propagate_version = true)]

@@ -9,7 +9,7 @@ use super::allocator::Allocator;
 const HELP: &str = "\
 cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T] [--session-limit L]
                  [--warmup W] [--max-growth-kib-per-hour G] [--heap] [--out DIR]
-                 [--allocator glibc|glibc-untrimmed|arena2|jemalloc]
+                 [--allocator jemalloc|glibc|glibc-untrimmed|arena2]
 
   --duration D       how long (humantime: 60s, 10m, 1h); default 1h
   --sessions N       conversations over the duration (fresh connections); default 6
@@ -20,16 +20,16 @@ cargo xtask soak [--duration 1h] [--sessions N] [--drop-every T] [--session-limi
   --warmup W         seconds left out of the growth (default: 10 min, at most a fifth of the run)
   --max-growth-kib-per-hour G
                      fail when the anonymous RSS grows faster after the warm-up; default 256
-                     (with more than 10 sessions, also when RSS while the last session ran is more
-                     than 1 MiB above RSS after the first 10)
+                     (with more than 10 sessions the run is judged instead by RSS while the last
+                     session ran: at most 1 MiB above RSS after the first 10)
   --heap             profile the heap with dhat from the end of the warm-up and list the
                      allocation sites still live at the end (heap-growth.txt)
   --out DIR          write the run's files there; default target/soak (several runs at once
                      each need their own)
-  --allocator A      the assistant's allocator: glibc (default: as shipped, trimmed every
-                     minute), glibc-untrimmed, arena2 (glibc with MALLOC_ARENA_MAX=2) or
-                     jemalloc (the system's libjemalloc, preloaded); all but glibc run
-                     without the periodic trim, to compare their retention on the same load
+  --allocator A      the assistant's allocator: jemalloc (default: as shipped), glibc (built
+                     without feature jemalloc, trimmed every minute as shipped), glibc-untrimmed
+                     or arena2 (glibc with MALLOC_ARENA_MAX=2, untrimmed), to compare their
+                     retention on the same load
 ";
 
 /// What `cargo xtask soak` was asked for.
@@ -58,7 +58,7 @@ impl Options {
         let mut max_growth = "256".to_string();
         let mut heap = false;
         let mut out: Option<PathBuf> = None;
-        let mut allocator = Allocator::Glibc;
+        let mut allocator = Allocator::Jemalloc;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             match arg.as_str() {
