@@ -7,6 +7,7 @@ mod cpu;
 mod deps;
 mod heap;
 mod mutants;
+mod public_api;
 mod soak;
 mod tidy;
 
@@ -21,7 +22,8 @@ cargo xtask <task>
 tasks:
   ci                        setup, fmt --check, clippy -D warnings (also the facade
                             with each feature alone), the fuzz targets built,
-                            tests (tidy and dependency policy too), docs -D warnings
+                            tests (tidy and dependency policy too), docs -D warnings,
+                            the public API against its snapshots
   setup                     install and start what the tests need (sound server, Python peer, Redis)
   test [ARGS...]            setup, then every test (nextest when present) and the doctests
   bench [NAME] [--quick]    criterion benches (store, pool, tracker, monitor, ws, audio,
@@ -33,6 +35,8 @@ tasks:
   mutants [PART...] [--list] cargo-mutants over the pool, the tracker, the store's core and
                             the realtime state machine; the share of viable mutants caught
                             per part in target/mutants/summary.json (goal: 85 % each)
+  public-api [--bless]      each library crate's public API compared with its snapshot in
+                            docs/public-api/ (--bless: write the snapshots)
   soak [--duration 1h] [--sessions N] [--drop-every T] [--max-growth-kib-per-hour G] [--heap]
                             a long assistant run against the local stand-in: RSS every
                             second to target/soak/rss.csv and rss.png, growth per hour
@@ -57,6 +61,7 @@ fn main() -> Result<()> {
         "proptest" => proptest(&rest),
         "soak" => soak::run_soak(&rest),
         "mutants" => mutants::run_mutants(&rest),
+        "public-api" => public_api::run_public_api(&rest),
         "" | "help" | "-h" | "--help" => {
             print!("{HELP}");
             Ok(())
@@ -115,6 +120,7 @@ fn ci() -> Result<()> {
             .args(["doc", "--workspace", "--no-deps", "--all-features"])
             .env("RUSTDOCFLAGS", "-D warnings"))
     })?;
+    phases.time("public api", || public_api::run_public_api(&[]))?;
     eprintln!("xtask ci: all green in {:.0?}", started.elapsed());
     phases.print();
     Ok(())
