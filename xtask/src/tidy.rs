@@ -174,6 +174,25 @@ mod tests {
         }
     }
 
+    /// The public-API check runs rustdoc with `RUSTC_BOOTSTRAP=1`; no
+    /// source may take that as leave to use an unstable feature (but for
+    /// docs.rs's own `doc_cfg`, under `cfg(docsrs)`).
+    #[test]
+    fn no_unstable_features_in_sources() {
+        for file in own_rust_files() {
+            let text = std::fs::read_to_string(&file).expect("read");
+            for (n, line) in text.lines().enumerate() {
+                let unstable = line.contains("#![feature(") || line.contains("#[feature(");
+                assert!(
+                    !unstable,
+                    "{}:{} enables an unstable feature",
+                    file.display(),
+                    n + 1
+                );
+            }
+        }
+    }
+
     #[test]
     fn ci_runs_exactly_the_readme_test_command() {
         let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
