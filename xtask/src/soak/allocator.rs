@@ -44,6 +44,12 @@ impl Allocator {
         }
     }
 
+    /// Whether glibc serves the assistant's allocations (so that its view,
+    /// in use and free, is the heap's).
+    pub(super) fn is_glibc(self) -> bool {
+        !matches!(self, Self::Jemalloc)
+    }
+
     pub(super) fn apply(self, cmd: &mut std::process::Command) {
         if let Self::Arena2 = self {
             cmd.env("MALLOC_ARENA_MAX", "2");
