@@ -107,6 +107,9 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
             continue;
         }
         let dir = out.join(part.name);
+        // cargo-mutants creates its output folder but not the parents.
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         // cargo-mutants exits non-zero when a mutant is missed: the score
         // below decides, so its status is only reported.
         let shown = format!("{cmd:?}");
