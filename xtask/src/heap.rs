@@ -27,6 +27,16 @@ const PLUMBING: &[&str] = &[
     "__rust_alloc",
     "__rust_realloc",
     "hashbrown-",
+    // The standard library's frames as a release build names them
+    // (relative to the library's own folder).
+    "(src/raw_vec/",
+    "(src/vec/",
+    "(src/string",
+    "(src/boxed",
+    "(src/fmt/",
+    "(sync/mpsc/",
+    "(sync/mpmc/",
+    "(core/src/",
 ];
 
 /// The `top` program points with the most bytes live at the end, one
