@@ -64,8 +64,10 @@ impl BuildHasher for IdHash {
 
 impl Hasher for IdHasher {
     fn finish(&self) -> u64 {
-        let m = u128::from(self.0) * 0x9E37_79B9_7F4A_7C15_u128;
-        let mixed = (m as u64) ^ ((m >> 64) as u64);
+        // Fibonacci hashing: the product's high bits mix every bit of the
+        // id. (A fold of the 128-bit product's high half into it changed
+        // only bits that the id then replaces, for ids below 2^48.)
+        let mixed = self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         (mixed & !ID_BITS) | (self.0 & ID_BITS)
     }
     fn write(&mut self, bytes: &[u8]) {
