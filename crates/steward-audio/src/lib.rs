@@ -92,5 +92,7 @@ pub use playback::{Cleared, Playback, PlaybackBuilder};
 pub use stats::Stats;
 pub use stream::{Event, list_devices, list_host_devices};
 
+/// Tests only (feature `test-hooks`): observe the audio callbacks.
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub use stream::callback_hook;

@@ -24,7 +24,10 @@ pub(crate) use device::{
 };
 pub use device::{list_devices, list_host_devices};
 pub(crate) use handle::{Side, StreamHandle};
+#[cfg(feature = "test-hooks")]
 pub use worker::callback_hook;
+#[cfg(not(feature = "test-hooks"))]
+pub(crate) use worker::callback_hook;
 pub(crate) use worker::{Opened, Pump, Worker, block_on_with_timeout};
 
 /// The longest a stream's thread sleeps with nothing to do. It moves audio
