@@ -11,11 +11,9 @@ use steward_audio::{AudioConfig, Capture, Playback, base64_to_pcm16, pcm16_to_ba
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(3);
-    let config = AudioConfig {
-        input_device: args.next(),
-        output_device: args.next(),
-        ..AudioConfig::default()
-    };
+    let mut config = AudioConfig::default();
+    config.input_device = args.next();
+    config.output_device = args.next();
     let mut mic = Capture::open(&config)?;
     let speaker = Playback::open(&config)?;
     println!(

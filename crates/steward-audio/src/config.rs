@@ -14,6 +14,7 @@ pub const DEFAULT_SAMPLE_RATE: u32 = 24_000;
 /// or [`Playback::open`](crate::Playback::open).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AudioConfig {
     /// The audio host (sound system) to use. Default: PipeWire if compiled
     /// in (feature `pipewire`) and reachable, then PulseAudio's native

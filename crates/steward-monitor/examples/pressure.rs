@@ -19,21 +19,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("rss at start: {} MiB", start >> 20);
 
     // Thresholds in absolute bytes, relative to where we start.
-    let config = MonitorConfig {
-        interval: Duration::from_millis(100),
-        cooldown: Duration::from_millis(500),
-        malloc_trim: true,
-        thresholds: Thresholds {
-            moderate: LevelThresholds {
-                bytes: Some(start + (64 << 20)),
-                ..LevelThresholds::default()
-            },
-            critical: LevelThresholds {
-                bytes: Some(start + (128 << 20)),
-                ..LevelThresholds::default()
-            },
+    let mut config = MonitorConfig::default();
+    config.interval = Duration::from_millis(100);
+    config.cooldown = Duration::from_millis(500);
+    config.malloc_trim = true;
+    config.thresholds = Thresholds {
+        moderate: LevelThresholds {
+            bytes: Some(start + (64 << 20)),
+            ..LevelThresholds::default()
         },
-        ..MonitorConfig::default()
+        critical: LevelThresholds {
+            bytes: Some(start + (128 << 20)),
+            ..LevelThresholds::default()
+        },
     };
     let monitor = Monitor::builder().config(config).build()?;
 

@@ -25,19 +25,32 @@ const MAX_EVENT_CAPACITY: usize = 1 << 16;
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MonitorConfig {
     /// Time between two samples, at most one day. Default 2 s.
-    #[serde(rename = "interval_ms", with = "millis")]
+    #[serde(
+        rename = "interval_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub interval: Duration,
     /// How long the raw level must stay below the reported one before the
     /// reported level falls by one. Default 10 s.
-    #[serde(rename = "cooldown_ms", with = "millis")]
+    #[serde(
+        rename = "cooldown_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub cooldown: Duration,
     /// While `Critical`, run the critical handlers again this often. Default 10 s.
-    #[serde(rename = "critical_renotify_ms", with = "millis")]
+    #[serde(
+        rename = "critical_renotify_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub critical_renotify: Duration,
     /// Longest a single cleanup handler may run before it is cancelled. Default 5 s.
-    #[serde(rename = "handler_timeout_ms", with = "millis")]
+    #[serde(
+        rename = "handler_timeout_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub handler_timeout: Duration,
     /// Level thresholds.
     pub thresholds: Thresholds,
@@ -48,7 +61,10 @@ pub struct MonitorConfig {
     /// keeps memory a multi-threaded process freed, and over hours that
     /// retention grows the RSS like a slow leak. `None` (the default) or
     /// zero: never on a schedule.
-    #[serde(rename = "trim_every_ms", with = "millis_opt")]
+    #[serde(
+        rename = "trim_every_ms",
+        with = "serde_with::As::<Option<serde_with::DurationMilliSeconds<u64>>>"
+    )]
     pub trim_every: Option<Duration>,
     /// Capacity of the event broadcast channel (1 to 65536); slow
     /// subscribers lag and skip events. Default 64.
@@ -110,40 +126,5 @@ impl MonitorConfig {
         }
         self.thresholds.validate()?;
         self.trend.validate()
-    }
-}
-
-/// `Option<Duration>` as whole milliseconds or `null`.
-mod millis_opt {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => super::millis::serialize(d, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
-    }
-}
-
-/// `Duration` as whole milliseconds.
-pub(crate) mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }

@@ -49,7 +49,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::config::millis;
 use crate::error::Error;
 
 /// The largest window capacity accepted (the estimate is O(capacity²)).
@@ -69,14 +68,21 @@ const MIN_CAPACITY: usize = 4;
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TrendConfig {
     /// Whether the monitor estimates the trend at all. Default on.
     pub enabled: bool,
     /// Samples in this long after the first are not used. Default 10 min.
-    #[serde(rename = "warmup_ms", with = "millis")]
+    #[serde(
+        rename = "warmup_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub warmup: Duration,
     /// The sliding window the slope is estimated over. Default 30 min.
-    #[serde(rename = "window_ms", with = "millis")]
+    #[serde(
+        rename = "window_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub window: Duration,
     /// Most points kept in the window (4 to 1024), at least `window /
     /// capacity` apart. Default 120.
@@ -86,13 +92,19 @@ pub struct TrendConfig {
     pub growing_bytes_per_hour: u64,
     /// ... for this long. Default 30 min, the window: at least the window
     /// keeps a lone step from raising it (see the module docs).
-    #[serde(rename = "growing_for_ms", with = "millis")]
+    #[serde(
+        rename = "growing_for_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub growing_for: Duration,
     /// `Growing` is cleared when the slope stays below this many bytes per
     /// hour (at most `growing_bytes_per_hour`). Default 512 KiB/h.
     pub clear_bytes_per_hour: u64,
     /// ... for this long. Default 10 min.
-    #[serde(rename = "clear_for_ms", with = "millis")]
+    #[serde(
+        rename = "clear_for_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub clear_for: Duration,
 }
 
@@ -245,12 +257,10 @@ pub struct TrendStep {
 /// use steward_monitor::{GrowthChange, TrendConfig, TrendMachine};
 /// use tokio::time::Instant;
 ///
-/// let config = TrendConfig {
-///     warmup: Duration::ZERO,
-///     window: Duration::from_secs(3600),
-///     growing_for: Duration::from_secs(600),
-///     ..TrendConfig::default()
-/// };
+/// let mut config = TrendConfig::default();
+/// config.warmup = Duration::ZERO;
+/// config.window = Duration::from_secs(3600);
+/// config.growing_for = Duration::from_secs(600);
 /// let mut m = TrendMachine::new(config);
 /// let t0 = Instant::now();
 /// let mut raised = None;

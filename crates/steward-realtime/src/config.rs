@@ -106,16 +106,25 @@ pub struct RealtimeConfig {
     pub session_extra: Map<String, Value>,
     /// The longest the service keeps a session (60 min on the GA API, 30
     /// on the beta).
-    #[serde(rename = "max_session_ms", with = "millis")]
+    #[serde(
+        rename = "max_session_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub max_session: Duration,
     /// Renew this long before the session would end. Default 5 min.
-    #[serde(rename = "renew_margin_ms", with = "millis")]
+    #[serde(
+        rename = "renew_margin_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub renew_margin: Duration,
     /// Renew sessions before they end. Default on.
     pub renew: bool,
     /// A silent link is declared dead after this long (the WebSocket
     /// heartbeat's interval and timeout are each half of it). Default 3 s.
-    #[serde(rename = "dead_link_ms", with = "millis")]
+    #[serde(
+        rename = "dead_link_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub dead_link: Duration,
     /// History items kept for replay (oldest go first). Default 200.
     pub history_items: usize,
@@ -223,16 +232,15 @@ impl RealtimeConfig {
     /// 2 s, never giving up: the conversation replays on every new link).
     pub fn client_builder(&self, url: impl Into<String>) -> ClientBuilder {
         let half = self.dead_link / 2;
+        let mut reconnect = ReconnectConfig::default();
+        reconnect.enabled = true;
+        reconnect.max_attempts = None;
+        reconnect.initial_delay = Duration::from_millis(100);
+        reconnect.max_delay = Duration::from_secs(2);
         Client::builder(url)
             .heartbeat(half, half)
             .connect_timeout(Duration::from_secs(10))
-            .reconnect(ReconnectConfig {
-                enabled: true,
-                max_attempts: None,
-                initial_delay: Duration::from_millis(100),
-                max_delay: Duration::from_secs(2),
-                ..ReconnectConfig::default()
-            })
+            .reconnect(reconnect)
     }
 
     /// The `session.update` that configures a new session.
@@ -287,21 +295,6 @@ impl RealtimeConfig {
             },
             ..SessionUpdate::default()
         })
-    }
-}
-
-/// `Duration` as whole milliseconds.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 

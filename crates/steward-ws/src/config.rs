@@ -27,6 +27,7 @@ const MIB: usize = 1024 * 1024;
 /// back without them.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// `ws://` or `wss://` URL.
     #[serde(serialize_with = "shown::url")]
@@ -35,10 +36,16 @@ pub struct ClientConfig {
     #[serde(serialize_with = "shown::headers")]
     pub headers: Vec<(String, String)>,
     /// TCP connect, TLS and HTTP upgrade together. Default 10 s.
-    #[serde(rename = "connect_timeout_ms", with = "millis")]
+    #[serde(
+        rename = "connect_timeout_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub connect_timeout: Duration,
     /// A ping is sent this often. Default 15 s.
-    #[serde(rename = "ping_interval_ms", with = "millis")]
+    #[serde(
+        rename = "ping_interval_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub ping_interval: Duration,
     /// The peer is declared dead when no frame of any kind (pong or data)
     /// arrives within this time after a ping. Must not exceed
@@ -48,13 +55,22 @@ pub struct ClientConfig {
     /// behind a large outgoing message still counts from when it was due, so
     /// keep the timeout above the upload time of your largest message.
     /// Default 10 s.
-    #[serde(rename = "pong_timeout_ms", with = "millis")]
+    #[serde(
+        rename = "pong_timeout_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub pong_timeout: Duration,
     /// How long the close handshake may take before the socket is dropped. Default 5 s.
-    #[serde(rename = "close_timeout_ms", with = "millis")]
+    #[serde(
+        rename = "close_timeout_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub close_timeout: Duration,
     /// How long `shutdown(Drain)` may spend writing queued messages. Default 10 s.
-    #[serde(rename = "drain_timeout_ms", with = "millis")]
+    #[serde(
+        rename = "drain_timeout_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub drain_timeout: Duration,
     /// Largest message, either way, in bytes. Default 16 MiB (realtime audio
     /// appends reach 15 MiB).
@@ -164,16 +180,23 @@ impl fmt::Debug for ClientConfig {
 /// resets it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ReconnectConfig {
     /// Reconnect at all. Default true.
     pub enabled: bool,
     /// Give up after this many failed attempts in a row; `None` never gives up. Default 10.
     pub max_attempts: Option<u32>,
     /// Delay before the first attempt. Default 250 ms.
-    #[serde(rename = "initial_delay_ms", with = "millis")]
+    #[serde(
+        rename = "initial_delay_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub initial_delay: Duration,
     /// Upper bound of the delay. Default 30 s.
-    #[serde(rename = "max_delay_ms", with = "millis")]
+    #[serde(
+        rename = "max_delay_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub max_delay: Duration,
     /// Growth factor per attempt (≥ 1). Default 2.
     pub multiplier: f64,
@@ -183,7 +206,10 @@ pub struct ReconnectConfig {
     /// counted in `Stats::flaps` and logged): the attempt count goes on
     /// from where it was. Zero: every link that came up resets the count.
     /// Default 5 s.
-    #[serde(rename = "healthy_after_ms", with = "millis")]
+    #[serde(
+        rename = "healthy_after_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub healthy_after: Duration,
 }
 
@@ -233,21 +259,6 @@ mod shown {
             };
             (name, value)
         }))
-    }
-}
-
-/// Serde helper: a `Duration` as whole milliseconds.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 

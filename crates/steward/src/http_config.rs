@@ -1,6 +1,6 @@
 //! [`HttpConfig`]: the HTTP endpoint's limits, plain data that
 //! [`StewardConfig`](crate::StewardConfig) holds with or without the `http`
-//! feature, and the milliseconds serde helper both use.
+//! feature.
 
 use std::time::Duration;
 
@@ -27,20 +27,32 @@ pub struct HttpConfig {
     /// Default 32.
     pub max_connections: usize,
     /// A client must send a request's headers within this. Default 10 s.
-    #[serde(rename = "header_read_timeout_ms", with = "millis")]
+    #[serde(
+        rename = "header_read_timeout_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub header_read_timeout: Duration,
     /// A connection that sends nothing for this long while the endpoint
     /// waits for it (idle keep-alive included) is closed. Default 30 s.
-    #[serde(rename = "read_timeout_ms", with = "millis")]
+    #[serde(
+        rename = "read_timeout_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub read_timeout: Duration,
     /// A connection whose answer makes no progress for this long (a
     /// client that does not read, pipelined requests piling up) is
     /// closed. Default 10 s.
-    #[serde(rename = "write_timeout_ms", with = "millis")]
+    #[serde(
+        rename = "write_timeout_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub write_timeout: Duration,
     /// A connection older than this finishes its request in flight and is
     /// closed (cut a few seconds later if it does not). Default 10 min.
-    #[serde(rename = "max_connection_age_ms", with = "millis")]
+    #[serde(
+        rename = "max_connection_age_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub max_connection_age: Duration,
     /// Lets [`StewardConfig::http_addr`](crate::StewardConfig::http_addr) be a non-loopback address.
     /// Default off: `build` refuses one.
@@ -57,20 +69,5 @@ impl Default for HttpConfig {
             max_connection_age: Duration::from_secs(600),
             allow_remote: false,
         }
-    }
-}
-
-/// `Duration` as whole milliseconds.
-pub(crate) mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }

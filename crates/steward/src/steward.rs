@@ -11,7 +11,7 @@ use steward_monitor::{BoxError, Level, Monitor, MonitorBuilder, MonitorConfig, S
 
 use crate::error::Error;
 use crate::health::{CleanupStats, Health};
-use crate::http_config::{HttpConfig, millis};
+use crate::http_config::HttpConfig;
 use crate::parts::{Parts, Pending, on};
 
 /// The wiring's settings: plain data. Durations are milliseconds when
@@ -32,7 +32,10 @@ pub struct StewardConfig {
     pub monitor: MonitorConfig,
     /// At `Moderate`, the tracker reports resources untouched for this long.
     /// Default 5 minutes.
-    #[serde(rename = "stale_after_ms", with = "millis")]
+    #[serde(
+        rename = "stale_after_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub stale_after: Duration,
     /// How many stale resources [`Health`] keeps (longest idle first).
     /// Default 16.

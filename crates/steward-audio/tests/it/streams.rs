@@ -55,16 +55,12 @@ fn devices_are_listed_and_unknown_names_are_refused_with_the_list() {
 
 #[test]
 fn invalid_config_is_refused_naming_the_field() {
-    let config = AudioConfig {
-        chunk_frames: 0,
-        ..AudioConfig::default()
-    };
+    let mut config = AudioConfig::default();
+    config.chunk_frames = 0;
     let err = Capture::open(&config).unwrap_err();
     assert!(err.to_string().contains("chunk_frames"), "{err}");
-    let config = AudioConfig {
-        playback_queue_ms: 0,
-        ..AudioConfig::default()
-    };
+    let mut config = AudioConfig::default();
+    config.playback_queue_ms = 0;
     let err = Playback::open(&config).unwrap_err();
     assert!(err.to_string().contains("playback_queue_ms"), "{err}");
 }
@@ -82,7 +78,8 @@ fn config_is_plain_serde_data() {
     let partial: AudioConfig = serde_json::from_str(r#"{"chunk_frames": 1024}"#).unwrap();
     assert_eq!(partial.chunk_frames, 1024);
     assert_eq!(partial.sample_rate, 24_000);
-    assert!(serde_json::from_str::<AudioConfig>(r#"{"chunk_frame": 1}"#).is_err());
+    let err = serde_json::from_str::<AudioConfig>(r#"{"chunk_frame": 1}"#).unwrap_err();
+    assert!(err.to_string().contains("chunk_frame"), "{err}");
 }
 
 /// Reads `n` chunks, each within the hang guard.
@@ -133,17 +130,13 @@ fn capture_from_the_default_device_gives_chunks_of_the_configured_size() {
 #[test]
 fn capture_converts_48k_stereo_f32_to_python_sized_chunks() {
     require_sound_server();
-    let mut cap = Capture::builder()
-        .config(AudioConfig {
-            chunk_frames: 1024,
-            host: AudioHost::PulseAudio,
-            device_sample_rate: Some(48_000),
-            device_channels: Some(2),
-            device_sample_format: Some(SampleFormat::F32),
-            ..AudioConfig::default()
-        })
-        .build()
-        .unwrap();
+    let mut config = AudioConfig::default();
+    config.chunk_frames = 1024;
+    config.host = AudioHost::PulseAudio;
+    config.device_sample_rate = Some(48_000);
+    config.device_channels = Some(2);
+    config.device_sample_format = Some(SampleFormat::F32);
+    let mut cap = Capture::builder().config(config).build().unwrap();
     assert_eq!(cap.host(), AudioHost::PulseAudio);
     let f = cap.device_format();
     assert_eq!(
@@ -492,10 +485,8 @@ fn without_a_sound_server_open_fails_saying_why() {
 #[ignore = "helper: run in a child process by without_a_sound_server_open_fails_saying_why"]
 fn child_open_without_server() {
     // The native client finds no socket: a typed error saying where it looked.
-    let native = AudioConfig {
-        host: AudioHost::PulseAudio,
-        ..AudioConfig::default()
-    };
+    let mut native = AudioConfig::default();
+    native.host = AudioHost::PulseAudio;
     let err = Playback::open(&native).unwrap_err();
     assert!(matches!(err, Error::HostUnavailable { .. }), "{err}");
     assert!(err.to_string().contains("PULSE_SERVER"), "{err}");
@@ -542,10 +533,8 @@ fn without_the_native_socket_the_default_host_falls_back_to_alsa_and_plays() {
 #[test]
 #[ignore = "helper: run in a child process by without_the_native_socket_the_default_host_falls_back_to_alsa_and_plays"]
 fn child_fallback_to_alsa() {
-    let native = AudioConfig {
-        host: AudioHost::PulseAudio,
-        ..AudioConfig::default()
-    };
+    let mut native = AudioConfig::default();
+    native.host = AudioHost::PulseAudio;
     assert!(matches!(
         Playback::open(&native),
         Err(Error::HostUnavailable { .. })

@@ -124,7 +124,10 @@ pub struct AssistantConfig {
     pub say: Vec<String>,
     /// How long to run; `None` runs until [`Assistant::stop`] (or, for a WAV
     /// input, until it ended and the last answer came).
-    #[serde(rename = "duration_ms", with = "opt_millis")]
+    #[serde(
+        rename = "duration_ms",
+        with = "serde_with::As::<Option<serde_with::DurationMilliSeconds<u64>>>"
+    )]
     pub duration: Option<Duration>,
     /// Conversations over the duration: above 1 the duration is split and
     /// a fresh conversation (new connection, empty history) opened for each
@@ -165,6 +168,10 @@ pub struct AssistantConfig {
 
 impl Default for AssistantConfig {
     fn default() -> Self {
+        // glibc's retention of freed memory, returned every minute: the
+        // growth a 1 h soak measured was that, not a leak (#22).
+        let mut monitor = MonitorConfig::default();
+        monitor.trim_every = Some(std::time::Duration::from_secs(60));
         Self {
             url: None,
             api_key: None,
@@ -183,12 +190,7 @@ impl Default for AssistantConfig {
             backlog_ms: 10_000,
             http_addr: None,
             http_allow_remote: false,
-            // glibc's retention of freed memory, returned every minute:
-            // the growth a 1 h soak measured was that, not a leak (#22).
-            monitor: MonitorConfig {
-                trim_every: Some(std::time::Duration::from_secs(60)),
-                ..MonitorConfig::default()
-            },
+            monitor,
             poll_ms: 1000,
             soak_dir: None,
             status_line: false,
@@ -286,26 +288,6 @@ impl AssistantConfig {
             return bad("duration", "must be more than zero");
         }
         Ok(())
-    }
-}
-
-/// `Option<Duration>` as whole milliseconds.
-mod opt_millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        Option::<u64>::deserialize(d).map(|ms| ms.map(Duration::from_millis))
     }
 }
 
@@ -632,6 +614,32 @@ mod tests {
         let back: AssistantConfig = serde_json::from_str(&json).expect("back");
         assert_eq!(back.api_key, None);
         assert_eq!(back.turn_ms, config.turn_ms);
+    }
+
+    #[test]
+    fn duration_is_whole_milliseconds_or_null() {
+        let mut config = AssistantConfig {
+            duration: Some(Duration::from_millis(u64::MAX)),
+            ..AssistantConfig::default()
+        };
+        let json = serde_json::to_value(&config).expect("json");
+        assert_eq!(json["duration_ms"], serde_json::json!(u64::MAX));
+        let back: AssistantConfig = serde_json::from_value(json).expect("back");
+        assert_eq!(back.duration, config.duration);
+        config.duration = None;
+        let json = serde_json::to_value(&config).expect("json");
+        assert!(json["duration_ms"].is_null(), "{json}");
+        let back: AssistantConfig = serde_json::from_value(json).expect("back");
+        assert_eq!(back.duration, None);
+        let absent: AssistantConfig = serde_json::from_str("{}").expect("absent");
+        assert_eq!(absent.duration, None);
+        let set: AssistantConfig = serde_json::from_str(r#"{"duration_ms": 30000}"#).expect("set");
+        assert_eq!(set.duration, Some(Duration::from_secs(30)));
+        assert!(serde_json::from_str::<AssistantConfig>(r#"{"duration_ms": 1.5}"#).is_err());
+        // The monitor's settings inside refuse a misspelt one too.
+        let err = serde_json::from_str::<AssistantConfig>(r#"{"monitor": {"trim_evry_ms": 1}}"#)
+            .expect_err("refused");
+        assert!(err.to_string().contains("trim_evry_ms"), "{err}");
     }
 
     #[test]

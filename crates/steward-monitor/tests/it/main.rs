@@ -6,6 +6,7 @@
 // Tests tweak one or two fields of a default config at a time.
 #![allow(clippy::field_reassign_with_default)]
 
+mod config;
 mod levels;
 mod monitor;
 mod parsing;

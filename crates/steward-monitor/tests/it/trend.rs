@@ -89,12 +89,10 @@ proptest! {
         gaps in prop::collection::vec(0u64..60_000, 1..150),
         values in prop::collection::vec(0u64..(64 << 20), 150),
     ) {
-        let config = TrendConfig {
-            warmup: Duration::from_secs(warmup_s),
-            window: Duration::from_secs(window_s),
-            capacity,
-            ..TrendConfig::default()
-        };
+        let mut config = TrendConfig::default();
+        config.warmup = Duration::from_secs(warmup_s);
+        config.window = Duration::from_secs(window_s);
+        config.capacity = capacity;
         let spacing = config.spacing();
         let mut machine = TrendMachine::new(config.clone());
         let mut now = Instant::now();
@@ -146,12 +144,10 @@ proptest! {
         capacity in 4usize..30,
         gaps in prop::collection::vec(0u64..20_000, 1..300),
     ) {
-        let config = TrendConfig {
-            warmup: Duration::ZERO,
-            window: Duration::from_secs(window_s),
-            capacity,
-            ..TrendConfig::default()
-        };
+        let mut config = TrendConfig::default();
+        config.warmup = Duration::ZERO;
+        config.window = Duration::from_secs(window_s);
+        config.capacity = capacity;
         let mut machine = TrendMachine::new(config.clone());
         let mut now = Instant::now();
         for (i, gap) in gaps.iter().enumerate() {
@@ -427,10 +423,8 @@ fn trend_config_is_validated_and_serde() {
     let mut config = MonitorConfig::default();
     config.trend.capacity = 2;
     assert!(config.validate().is_err());
-    config.trend = TrendConfig {
-        clear_bytes_per_hour: 2 << 20,
-        ..TrendConfig::default()
-    };
+    config.trend = TrendConfig::default();
+    config.trend.clear_bytes_per_hour = 2 << 20;
     let err = config.validate().expect_err("clear above growing");
     assert!(
         err.to_string().contains("trend.clear_bytes_per_hour"),
@@ -450,16 +444,14 @@ fn trend_config_is_validated_and_serde() {
 
 #[test]
 fn hysteresis_needs_the_rate_held_both_ways() {
-    let config = TrendConfig {
-        warmup: Duration::ZERO,
-        window: Duration::from_secs(600),
-        capacity: 10,
-        growing_bytes_per_hour: 1000,
-        clear_bytes_per_hour: 500,
-        growing_for: Duration::from_secs(120),
-        clear_for: Duration::from_secs(120),
-        ..TrendConfig::default()
-    };
+    let mut config = TrendConfig::default();
+    config.warmup = Duration::ZERO;
+    config.window = Duration::from_secs(600);
+    config.capacity = 10;
+    config.growing_bytes_per_hour = 1000;
+    config.clear_bytes_per_hour = 500;
+    config.growing_for = Duration::from_secs(120);
+    config.clear_for = Duration::from_secs(120);
     let mut m = TrendMachine::new(config);
     let t0 = Instant::now();
     let at = |s: u64| t0 + Duration::from_secs(s);
@@ -493,17 +485,15 @@ async fn real_process_growth_is_raised() {
     let _rss = crate::rss_lock();
     let mut config = MonitorConfig::default();
     config.interval = Duration::from_millis(20);
-    config.trend = TrendConfig {
-        warmup: Duration::ZERO,
-        window: Duration::from_millis(1500),
-        capacity: 50,
-        // 2 GiB/h is 0.6 MB/s; the test grows about 25 MB/s.
-        growing_bytes_per_hour: 2 << 30,
-        clear_bytes_per_hour: 1 << 30,
-        growing_for: Duration::from_millis(200),
-        clear_for: Duration::from_millis(200),
-        ..TrendConfig::default()
-    };
+    config.trend = TrendConfig::default();
+    config.trend.warmup = Duration::ZERO;
+    config.trend.window = Duration::from_millis(1500);
+    config.trend.capacity = 50;
+    // 2 GiB/h is 0.6 MB/s; the test grows about 25 MB/s.
+    config.trend.growing_bytes_per_hour = 2 << 30;
+    config.trend.clear_bytes_per_hour = 1 << 30;
+    config.trend.growing_for = Duration::from_millis(200);
+    config.trend.clear_for = Duration::from_millis(200);
     let monitor = Monitor::builder().config(config).build().expect("monitor");
     let mut events = monitor.subscribe();
     let mut ballast: Vec<Vec<u8>> = Vec::new();

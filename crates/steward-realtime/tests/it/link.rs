@@ -104,12 +104,11 @@ async fn a_barge_in_racing_the_links_loss_sends_nothing_item_scoped_to_the_next_
     let seen = Arc::new(Mutex::new(Vec::new()));
     let url = scripted_server(seen.clone()).await;
     let config = RealtimeConfig::default();
+    let mut reconnect = ReconnectConfig::default();
+    reconnect.initial_delay = Duration::from_millis(20);
     let client = config
         .client_builder(&url)
-        .reconnect(ReconnectConfig {
-            initial_delay: Duration::from_millis(20),
-            ..ReconnectConfig::default()
-        })
+        .reconnect(reconnect)
         .build()
         .expect("client");
     let session = RealtimeSession::builder(client)

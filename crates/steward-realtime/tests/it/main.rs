@@ -5,6 +5,7 @@
 
 mod barge_in;
 mod bookkeeping;
+mod config;
 mod events;
 mod history;
 mod link;

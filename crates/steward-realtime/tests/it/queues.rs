@@ -58,12 +58,11 @@ async fn server(chatter: usize) -> (String, Arc<AtomicU64>) {
 }
 
 async fn connect(url: &str, config: RealtimeConfig) -> RealtimeSession {
+    let mut reconnect = ReconnectConfig::default();
+    reconnect.initial_delay = Duration::from_millis(20);
     let client = config
         .client_builder(url)
-        .reconnect(ReconnectConfig {
-            initial_delay: Duration::from_millis(20),
-            ..ReconnectConfig::default()
-        })
+        .reconnect(reconnect)
         .build()
         .expect("client");
     RealtimeSession::builder(client)

@@ -11,15 +11,15 @@ use tokio::sync::oneshot;
 use crate::common::*;
 
 fn policy(max_attempts: u32) -> ReconnectConfig {
-    ReconnectConfig {
-        enabled: true,
-        max_attempts: Some(max_attempts),
-        initial_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(100),
-        multiplier: 2.0,
-        jitter: 0.2,
-        healthy_after: Duration::from_secs(5),
-    }
+    let mut policy = ReconnectConfig::default();
+    policy.enabled = true;
+    policy.max_attempts = Some(max_attempts);
+    policy.initial_delay = Duration::from_millis(20);
+    policy.max_delay = Duration::from_millis(100);
+    policy.multiplier = 2.0;
+    policy.jitter = 0.2;
+    policy.healthy_after = Duration::from_secs(5);
+    policy
 }
 
 /// A server for one connection: it completes the handshake, stops

@@ -468,11 +468,9 @@ async fn connect_timeout_is_reported() {
 
 #[test]
 fn config_is_plain_serde_data_with_explicit_units() {
-    let config = steward_ws::ClientConfig {
-        url: "wss://example.test/v1".into(),
-        headers: vec![("Authorization".into(), "Bearer sk-1".into())],
-        ..Default::default()
-    };
+    let mut config = steward_ws::ClientConfig::default();
+    config.url = "wss://example.test/v1".into();
+    config.headers = vec![("Authorization".into(), "Bearer sk-1".into())];
     let json = serde_json::to_value(&config).unwrap();
     assert_eq!(json["ping_interval_ms"], 15_000);
     assert_eq!(json["pong_timeout_ms"], 10_000);

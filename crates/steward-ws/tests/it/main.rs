@@ -4,6 +4,7 @@
 
 mod codec;
 mod common;
+mod config;
 mod events;
 mod limits;
 mod link;

@@ -7,15 +7,15 @@ use steward_ws::{Error, Event, Message, ReconnectConfig};
 use crate::common::*;
 
 fn fast_reconnect(max_attempts: Option<u32>) -> ReconnectConfig {
-    ReconnectConfig {
-        enabled: true,
-        max_attempts,
-        initial_delay: Duration::from_millis(50),
-        max_delay: Duration::from_millis(400),
-        multiplier: 2.0,
-        jitter: 0.2,
-        healthy_after: Duration::from_secs(5),
-    }
+    let mut policy = ReconnectConfig::default();
+    policy.enabled = true;
+    policy.max_attempts = max_attempts;
+    policy.initial_delay = Duration::from_millis(50);
+    policy.max_delay = Duration::from_millis(400);
+    policy.multiplier = 2.0;
+    policy.jitter = 0.2;
+    policy.healthy_after = Duration::from_secs(5);
+    policy
 }
 
 #[tokio::test]
@@ -151,13 +151,9 @@ async fn gives_up_after_the_attempt_cap_python_peer() {
 async fn messages_sent_while_reconnecting_go_out_on_the_new_link_python_peer() {
     let first = PyPeer::start(&["echo"], 0).await;
     let port = first.port;
-    let session = builder(&first.url())
-        .reconnect(ReconnectConfig {
-            initial_delay: Duration::from_millis(300),
-            ..fast_reconnect(None)
-        })
-        .connected()
-        .await;
+    let mut policy = fast_reconnect(None);
+    policy.initial_delay = Duration::from_millis(300);
+    let session = builder(&first.url()).reconnect(policy).connected().await;
     let events = session.events();
     next_event(&events).await;
     first.kill().await;
@@ -181,13 +177,11 @@ async fn messages_sent_while_reconnecting_go_out_on_the_new_link_python_peer() {
 
 #[test]
 fn backoff_grows_is_capped_and_jittered() {
-    let policy = ReconnectConfig {
-        initial_delay: Duration::from_millis(100),
-        max_delay: Duration::from_secs(2),
-        multiplier: 2.0,
-        jitter: 0.5,
-        ..ReconnectConfig::default()
-    };
+    let mut policy = ReconnectConfig::default();
+    policy.initial_delay = Duration::from_millis(100);
+    policy.max_delay = Duration::from_secs(2);
+    policy.multiplier = 2.0;
+    policy.jitter = 0.5;
     assert_eq!(policy.delay(1, 0.0), Duration::from_millis(100));
     assert_eq!(policy.delay(2, 0.0), Duration::from_millis(200));
     assert_eq!(policy.delay(4, 0.0), Duration::from_millis(800));
@@ -211,15 +205,15 @@ async fn flapping_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicU
 }
 
 fn flapping_policy(max_attempts: Option<u32>) -> ReconnectConfig {
-    ReconnectConfig {
-        enabled: true,
-        max_attempts,
-        initial_delay: Duration::from_millis(40),
-        max_delay: Duration::from_millis(800),
-        multiplier: 2.0,
-        jitter: 0.2,
-        healthy_after: Duration::from_secs(2),
-    }
+    let mut policy = ReconnectConfig::default();
+    policy.enabled = true;
+    policy.max_attempts = max_attempts;
+    policy.initial_delay = Duration::from_millis(40);
+    policy.max_delay = Duration::from_millis(800);
+    policy.multiplier = 2.0;
+    policy.jitter = 0.2;
+    policy.healthy_after = Duration::from_secs(2);
+    policy
 }
 
 #[tokio::test]

@@ -38,16 +38,14 @@ fn assert_hidden(text: &str, password: &str) {
 #[test]
 fn debug_and_serde_of_a_config_hide_passwords_and_credential_headers() {
     for password in PASSWORDS {
-        let config = ClientConfig {
-            url: url_with(password, 9),
-            headers: vec![
-                ("Authorization".into(), "Bearer sk-hunter2".into()),
-                ("api-key".into(), "hunter2-key".into()),
-                ("Cookie".into(), "session=hunter2".into()),
-                ("OpenAI-Beta".into(), "realtime=v1".into()),
-            ],
-            ..ClientConfig::default()
-        };
+        let mut config = ClientConfig::default();
+        config.url = url_with(password, 9);
+        config.headers = vec![
+            ("Authorization".into(), "Bearer sk-hunter2".into()),
+            ("api-key".into(), "hunter2-key".into()),
+            ("Cookie".into(), "session=hunter2".into()),
+            ("OpenAI-Beta".into(), "realtime=v1".into()),
+        ];
         assert_hidden(&format!("{config:?}"), password);
         let json = serde_json::to_string(&config).expect("serialize");
         assert_hidden(&json, password);

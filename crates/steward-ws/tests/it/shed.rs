@@ -286,16 +286,12 @@ async fn shed_while_reconnecting_then_the_new_link_gets_the_rest() {
         }
     })
     .await;
-    let session = builder(&url)
-        .reconnect(steward_ws::ReconnectConfig {
-            // Long enough to queue and shed while waiting; the wait is not
-            // a timing assertion, the shed is answered during it.
-            initial_delay: Duration::from_secs(2),
-            jitter: 0.0,
-            ..steward_ws::ReconnectConfig::default()
-        })
-        .connected()
-        .await;
+    let mut policy = steward_ws::ReconnectConfig::default();
+    // Long enough to queue and shed while waiting; the wait is not a
+    // timing assertion, the shed is answered during it.
+    policy.initial_delay = Duration::from_secs(2);
+    policy.jitter = 0.0;
+    let session = builder(&url).reconnect(policy).connected().await;
     let events = session.events();
     loop {
         if let steward_ws::Event::Reconnecting { .. } = next_event(&events).await {

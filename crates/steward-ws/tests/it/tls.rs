@@ -74,11 +74,9 @@ async fn wss_with_a_custom_root_pem_file_from_config() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("root.pem");
     std::fs::write(&path, &server.cert_pem).unwrap();
-    let config = steward_ws::ClientConfig {
-        url: server.url.clone(),
-        root_certificates: vec![path],
-        ..Default::default()
-    };
+    let mut config = steward_ws::ClientConfig::default();
+    config.url = server.url.clone();
+    config.root_certificates = vec![path];
     let session = steward_ws::ClientBuilder::from_config(config)
         .connected()
         .await;
@@ -112,11 +110,9 @@ fn unreadable_root_certificate_is_named() {
         .unwrap_err();
     assert!(matches!(err, Error::Certificate { .. }), "{err:?}");
     let missing = std::path::PathBuf::from("/nonexistent/steward-root.pem");
-    let config = steward_ws::ClientConfig {
-        url: "wss://localhost:1/".into(),
-        root_certificates: vec![missing],
-        ..Default::default()
-    };
+    let mut config = steward_ws::ClientConfig::default();
+    config.url = "wss://localhost:1/".into();
+    config.root_certificates = vec![missing];
     let err = steward_ws::ClientBuilder::from_config(config)
         .build()
         .unwrap_err();

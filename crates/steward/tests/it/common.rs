@@ -23,11 +23,9 @@ impl Manager for Buffers {
 /// (and at `Critical` too when `critical` is set). Background sampling
 /// every `interval`.
 pub(crate) fn pressure(critical: bool, interval: Duration) -> StewardConfig {
-    let mut monitor = MonitorConfig {
-        interval,
-        critical_renotify: Duration::from_millis(1),
-        ..MonitorConfig::default()
-    };
+    let mut monitor = MonitorConfig::default();
+    monitor.interval = interval;
+    monitor.critical_renotify = Duration::from_millis(1);
     monitor.thresholds.moderate.fraction = None;
     monitor.thresholds.moderate.bytes = Some(1);
     monitor.thresholds.critical.fraction = None;

@@ -26,10 +26,8 @@ fn leaked(minutes: u64) -> Sample {
 async fn growing_is_shown_with_the_kind_that_grew() {
     let fake = FakeSource::new(leaked(0));
     let tracker = Tracker::new();
-    let monitor = MonitorConfig {
-        interval: Duration::from_secs(2),
-        ..MonitorConfig::default()
-    };
+    let mut monitor = MonitorConfig::default();
+    monitor.interval = Duration::from_secs(2);
     let steward = Steward::builder()
         .monitor_config(monitor)
         .source(fake.clone())
@@ -115,12 +113,10 @@ fn series(text: &str, name: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_trims_are_exported() {
-    let monitor = MonitorConfig {
-        // No check in the test's life: only the schedule trims.
-        interval: Duration::from_secs(3600),
-        trim_every: Some(Duration::from_millis(20)),
-        ..MonitorConfig::default()
-    };
+    let mut monitor = MonitorConfig::default();
+    // No check in the test's life: only the schedule trims.
+    monitor.interval = Duration::from_secs(3600);
+    monitor.trim_every = Some(Duration::from_millis(20));
     let steward = Steward::builder()
         .monitor_config(monitor)
         .source(FakeSource::new(leaked(0)))

@@ -11,6 +11,8 @@ mod audio;
     feature = "store"
 ))]
 mod common;
+#[cfg(feature = "monitor")]
+mod config;
 #[cfg(all(feature = "monitor", feature = "tracker"))]
 mod growth;
 #[cfg(all(

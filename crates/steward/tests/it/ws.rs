@@ -142,12 +142,10 @@ async fn killable_server() -> KillableServer {
 async fn a_session_its_owner_dropped_ends_under_the_wiring() {
     use std::sync::atomic::Ordering::Relaxed;
     let server = killable_server().await;
-    let reconnect = steward::ws::ReconnectConfig {
-        max_attempts: None,
-        initial_delay: Duration::from_millis(20),
-        max_delay: Duration::from_millis(100),
-        ..steward::ws::ReconnectConfig::default()
-    };
+    let mut reconnect = steward::ws::ReconnectConfig::default();
+    reconnect.max_attempts = None;
+    reconnect.initial_delay = Duration::from_millis(20);
+    reconnect.max_delay = Duration::from_millis(100);
     let (session, tracker, steward) =
         wired(Client::builder(&server.url).reconnect(reconnect), "model").await;
     let later = session.clone();
