@@ -203,6 +203,7 @@ pub enum TrendMetric {
 /// The published trend: plain data, in [`crate::Stats`] and the `Growing`
 /// events.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Trend {
     /// Where the estimate is.
     pub phase: TrendPhase,
@@ -241,6 +242,7 @@ pub enum GrowthChange {
 
 /// What one observation did.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct TrendStep {
     /// The trend after it.
     pub trend: Trend,

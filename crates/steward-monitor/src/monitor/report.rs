@@ -9,6 +9,7 @@ use crate::trend::Trend;
 
 /// A registered handler, as listed by [`Monitor::handlers`](super::Monitor::handlers).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct HandlerInfo {
     /// Its id.
     pub id: HandlerId,
