@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
-use steward_pool::{KeyedManager, KeyedPool, KeyedPoolConfig, Manager, Pool, PoolConfig};
+use steward_pool::{KeyedManager, KeyedPool, Manager, Pool};
 
 /// Pool size for every contender.
 const MAX: usize = 8;
@@ -104,18 +104,12 @@ async fn bb8_pool() -> bb8::Pool<Bb8Noop> {
 }
 
 fn keyed_pool() -> KeyedPool<u32, Noop> {
-    KeyedPool::new(
-        Noop,
-        KeyedPoolConfig {
-            per_key: PoolConfig {
-                max_size: MAX,
-                reaper_interval: None,
-                ..PoolConfig::default()
-            },
-            max_total: 4 * MAX,
-        },
-    )
-    .expect("valid config")
+    KeyedPool::builder(Noop)
+        .max_size(MAX)
+        .reaper_interval(None)
+        .max_total(4 * MAX)
+        .build()
+        .expect("valid config")
 }
 
 fn current_thread() -> tokio::runtime::Runtime {

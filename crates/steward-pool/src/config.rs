@@ -16,43 +16,64 @@ pub enum QueueMode {
     Fifo,
 }
 
+/// The serde form of every duration here: an integer of milliseconds.
+type Millis = serde_with::As<serde_with::DurationMilliSeconds<u64>>;
+/// The same for an optional limit: absent or `null` switches it off.
+type OptionMillis = serde_with::As<Option<serde_with::DurationMilliSeconds<u64>>>;
+
 /// Configuration of a [`crate::Pool`] (and of each sub-pool of a
-/// [`crate::KeyedPool`]). Durations are serialized as
-/// `{"secs": .., "nanos": ..}`; `None` switches a limit off.
+/// [`crate::KeyedPool`]).
+///
+/// Serialized, a duration is an integer of milliseconds under its name with
+/// `_ms` appended (`"wait_timeout_ms": 30000`); `null` switches a limit off.
+/// A missing field takes its default, an unknown one is an error. Build one
+/// in code with `PoolConfig::default()` and assign fields (the struct is
+/// `#[non_exhaustive]`), or use [`crate::Pool::builder`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PoolConfig {
-    /// A name for logs, errors and metrics.
+    /// A name for logs, errors and metrics. Default `"pool"`.
     pub name: String,
-    /// Most live objects (idle + in use). At least 1.
+    /// Most live objects (idle + in use). At least 1. Default 16.
     pub max_size: usize,
     /// How long `get` waits for a free slot. `None` waits forever.
+    /// Default 30 s.
+    #[serde(rename = "wait_timeout_ms", with = "OptionMillis")]
     pub wait_timeout: Option<Duration>,
-    /// Bound on the manager's `create`.
+    /// Bound on the manager's `create`. Default 30 s.
+    #[serde(rename = "create_timeout_ms", with = "OptionMillis")]
     pub create_timeout: Option<Duration>,
-    /// Bound on the manager's `recycle` (health check).
+    /// Bound on the manager's `recycle` (health check). Default 5 s.
+    #[serde(rename = "recycle_timeout_ms", with = "OptionMillis")]
     pub recycle_timeout: Option<Duration>,
     /// Objects older than this are closed, even when in constant use: on
     /// checkout, on return and by the reaper. Checkouts and returns judge it
     /// by the pool's coarse clock (advanced by reaper passes, creates and
     /// every 16th return of an object: a clock read costs as much as a whole
     /// checkout on some machines), so it holds within one reaper interval.
+    /// Default 30 min.
+    #[serde(rename = "max_lifetime_ms", with = "OptionMillis")]
     pub max_lifetime: Option<Duration>,
     /// Idle objects unused for this long are closed by the reaper (never
     /// below `min_idle`). Return times come from the coarse clock (see
-    /// `max_lifetime`): within one reaper interval.
+    /// `max_lifetime`): within one reaper interval. Default 10 min.
+    #[serde(rename = "idle_timeout_ms", with = "OptionMillis")]
     pub idle_timeout: Option<Duration>,
     /// Idle objects the reaper keeps ready (created ahead of demand).
+    /// Default 0.
     pub min_idle: usize,
     /// How often the background reaper runs. `None`: no reaper task (call
-    /// [`crate::Pool::reap_idle`] yourself).
+    /// [`crate::Pool::reap_idle`] yourself). Default 30 s.
+    #[serde(rename = "reaper_interval_ms", with = "OptionMillis")]
     pub reaper_interval: Option<Duration>,
-    /// Run the manager's `recycle` on checkout.
+    /// Run the manager's `recycle` on checkout. Default `true`.
     pub health_check: bool,
     /// Skip the health check for objects returned less than this long ago.
-    /// Zero checks every time.
+    /// Zero (the default) checks every time.
+    #[serde(rename = "recent_window_ms", with = "Millis")]
     pub recent_window: Duration,
-    /// Which idle object a checkout takes.
+    /// Which idle object a checkout takes. Default [`QueueMode::Lifo`].
     pub queue_mode: QueueMode,
 }
 
@@ -94,14 +115,19 @@ impl PoolConfig {
     }
 }
 
-/// Configuration of a [`crate::KeyedPool`].
+/// Configuration of a [`crate::KeyedPool`], serialized like
+/// [`PoolConfig`] (unknown fields are an error). Build one in code with
+/// `KeyedPoolConfig::default()` and assign fields, or use
+/// [`crate::KeyedPool::builder`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct KeyedPoolConfig {
     /// Settings of every per-key sub-pool; its `max_size` is the per-key cap.
     /// Its `reaper_interval` drives the one reaper of the keyed pool.
+    /// Default: [`PoolConfig::default`] named `"keyed"` with `max_size` 4.
     pub per_key: PoolConfig,
-    /// Most live objects across all keys.
+    /// Most live objects across all keys. At least 1. Default 64.
     pub max_total: usize,
 }
 

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::Hash;
+use std::marker::PhantomData;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -13,7 +14,8 @@ use tokio::task::AbortHandle;
 
 use crate::core::Global;
 use crate::{
-    CloseReason, Error, KeyedManager, KeyedPoolConfig, Manager, Metrics, Pool, Pooled, Refused,
+    CloseReason, Error, KeyedManager, KeyedPoolConfig, Manager, Metrics, Pool, PoolConfig, Pooled,
+    QueueMode, Refused,
 };
 
 /// Adapts a [`KeyedManager`] to one key's sub-pool. Built by
@@ -60,8 +62,10 @@ pub type KeyedPooled<K, M> = Pooled<KeyAdapter<K, M>>;
 
 type Sub<K, M> = Pool<KeyAdapter<K, M>>;
 
-/// A snapshot of a keyed pool.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A snapshot of a keyed pool. `#[non_exhaustive]`: outside this crate
+/// build one with `KeyedMetrics::default()` and assign fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct KeyedMetrics {
     /// The global cap (0 once closed).
     pub max_total: usize,
@@ -198,18 +202,116 @@ where
     }
 }
 
+/// Builds a [`KeyedPool`]: start from [`KeyedPool::builder`], set what you
+/// need, then [`KeyedPoolBuilder::build`]. The per-key setters set
+/// [`KeyedPoolConfig::per_key`], the settings of every sub-pool.
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct KeyedPoolBuilder<K, M> {
+    manager: M,
+    config: KeyedPoolConfig,
+    /// The key type is fixed by the pool the builder makes.
+    key: PhantomData<fn() -> K>,
+}
+
+impl<K, M> fmt::Debug for KeyedPoolBuilder<K, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedPoolBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A setter of one field of every sub-pool's settings.
+macro_rules! per_key_setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.per_key.$name = value;
+            self
+        }
+    };
+}
+
+impl<K, M> KeyedPoolBuilder<K, M>
+where
+    K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
+    M: KeyedManager<K>,
+{
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: KeyedPoolConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Replaces the settings of every sub-pool.
+    pub fn per_key(mut self, per_key: PoolConfig) -> Self {
+        self.config.per_key = per_key;
+        self
+    }
+
+    /// Most live objects across all keys.
+    pub fn max_total(mut self, max_total: usize) -> Self {
+        self.config.max_total = max_total;
+        self
+    }
+
+    /// A name for logs, errors and metrics (sub-pools add their key).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.per_key.name = name.into();
+        self
+    }
+
+    per_key_setter!(/// Most live objects of one key (the per-key cap).
+        max_size: usize);
+    per_key_setter!(/// How long `get` waits for a slot (`None`: forever).
+        wait_timeout: Option<Duration>);
+    per_key_setter!(/// Bound on the manager's `create`.
+        create_timeout: Option<Duration>);
+    per_key_setter!(/// Bound on the manager's `recycle`.
+        recycle_timeout: Option<Duration>);
+    per_key_setter!(/// Objects older than this are closed.
+        max_lifetime: Option<Duration>);
+    per_key_setter!(/// Idle objects unused this long are closed by the reaper.
+        idle_timeout: Option<Duration>);
+    per_key_setter!(/// Idle objects the reaper keeps ready, per key.
+        min_idle: usize);
+    per_key_setter!(/// How often the one reaper runs (`None`: no reaper task).
+        reaper_interval: Option<Duration>);
+    per_key_setter!(/// Run the manager's `recycle` on checkout.
+        health_check: bool);
+    per_key_setter!(/// Skip the health check for objects returned this recently.
+        recent_window: Duration);
+    per_key_setter!(/// Which idle object a checkout takes.
+        queue_mode: QueueMode);
+
+    /// Builds the keyed pool and, when `reaper_interval` is set, starts its
+    /// reaper on the current Tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for impossible limits or a reaper outside a Tokio
+    /// runtime.
+    pub fn build(self) -> Result<KeyedPool<K, M>, Error<M::Error>> {
+        KeyedPool::from_config(self.manager, self.config)
+    }
+}
+
 impl<K, M> KeyedPool<K, M>
 where
     K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
     M: KeyedManager<K>,
 {
+    /// A builder with [`KeyedPoolConfig::default`] settings.
+    pub fn builder(manager: M) -> KeyedPoolBuilder<K, M> {
+        KeyedPoolBuilder {
+            manager,
+            config: KeyedPoolConfig::default(),
+            key: PhantomData,
+        }
+    }
+
     /// Builds a keyed pool; starts its reaper when
     /// `config.per_key.reaper_interval` is set.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for impossible limits or a reaper outside a Tokio
-    /// runtime.
-    pub fn new(manager: M, config: KeyedPoolConfig) -> Result<Self, Error<M::Error>> {
+    fn from_config(manager: M, config: KeyedPoolConfig) -> Result<Self, Error<M::Error>> {
         let name: Arc<str> = Arc::from(config.per_key.name.as_str());
         let problem = config.per_key.problem().or_else(|| {
             (config.max_total == 0).then(|| "max_total must be at least 1".to_string())
@@ -402,15 +504,7 @@ where
     /// A snapshot: totals and one entry per key.
     pub fn metrics(&self) -> KeyedMetrics {
         let pools = self.snapshot();
-        let mut total = self
-            .inner
-            .retired
-            .lock()
-            .clone()
-            .unwrap_or_else(|| Metrics {
-                name: self.inner.config.per_key.name.clone(),
-                ..Pool::<KeyAdapter<K, M>>::empty_metrics()
-            });
+        let mut total = self.inner.retired.lock().clone().unwrap_or_default();
         total.name = self.inner.config.per_key.name.clone();
         total.max_size = self.inner.config.per_key.max_size;
         let mut per_key = BTreeMap::new();
@@ -443,39 +537,6 @@ where
             p.maintain().await;
         }
         self.prune();
-    }
-}
-
-impl<M: Manager> Pool<M> {
-    pub(crate) fn empty_metrics() -> Metrics {
-        Metrics {
-            name: String::new(),
-            max_size: 0,
-            size: 0,
-            idle: 0,
-            in_use: 0,
-            waiters: 0,
-            created: 0,
-            recycled: 0,
-            added: 0,
-            taken: 0,
-            closed: Default::default(),
-            create_errors: 0,
-            wait_count: 0,
-            wait_timeouts: 0,
-            wait_time: crate::metrics::WAIT_BUCKETS_US
-                .iter()
-                .map(|le| crate::metrics::WaitBucket {
-                    le_us: Some(*le),
-                    count: 0,
-                })
-                .chain(std::iter::once(crate::metrics::WaitBucket {
-                    le_us: None,
-                    count: 0,
-                }))
-                .collect(),
-            wait_time_sum_us: 0,
-        }
     }
 }
 

@@ -59,7 +59,9 @@ mod pool;
 
 pub use config::{KeyedPoolConfig, PoolConfig, QueueMode};
 pub use error::{Error, Refused};
-pub use keyed::{KeyAdapter, KeyedMetrics, KeyedPool, KeyedPooled, WeakKeyedPool};
+pub use keyed::{
+    KeyAdapter, KeyedMetrics, KeyedPool, KeyedPoolBuilder, KeyedPooled, WeakKeyedPool,
+};
 pub use manager::{CloseReason, KeyedManager, Manager};
 pub use metrics::{ClosedCounts, Metrics, WAIT_BUCKETS_US, WaitBucket};
 pub use pool::{ObjectInfo, Pool, PoolBuilder, Pooled, WeakPool};

@@ -13,8 +13,10 @@ pub const WAIT_BUCKETS_US: [u64; 7] = [
     100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 60_000_000,
 ];
 
-/// Objects closed, by reason.
+/// Objects closed, by reason. `#[non_exhaustive]`: a new reason is not a
+/// breaking change (`Default` then field assignment builds one).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ClosedCounts {
     /// Failed health check, recycle timeout or discarded by the holder.
     pub broken: u64,
@@ -56,7 +58,8 @@ impl ClosedCounts {
 }
 
 /// One bucket of the wait-time histogram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct WaitBucket {
     /// Upper bound of the bucket in microseconds; `None` for the last one.
     pub le_us: Option<u64>,
@@ -65,8 +68,11 @@ pub struct WaitBucket {
 }
 
 /// A snapshot of a pool's state and counters. Sizes are a moment's view;
-/// counters only grow.
+/// counters only grow. `#[non_exhaustive]`: outside this crate build one
+/// with `Metrics::default()` (no object, every wait bucket empty) and
+/// assign fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Metrics {
     /// The pool's name.
     pub name: String,
@@ -104,6 +110,36 @@ pub struct Metrics {
     /// (a Prometheus histogram's `_sum`).
     #[serde(default)]
     pub wait_time_sum_us: u64,
+}
+
+impl Default for Metrics {
+    /// An unnamed pool with nothing in it: every counter zero, one empty
+    /// bucket per [`WAIT_BUCKETS_US`] bound plus the last.
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            max_size: 0,
+            size: 0,
+            idle: 0,
+            in_use: 0,
+            waiters: 0,
+            created: 0,
+            recycled: 0,
+            added: 0,
+            taken: 0,
+            closed: ClosedCounts::default(),
+            create_errors: 0,
+            wait_count: 0,
+            wait_timeouts: 0,
+            wait_time: WAIT_BUCKETS_US
+                .iter()
+                .map(|le| Some(*le))
+                .chain(std::iter::once(None))
+                .map(|le_us| WaitBucket { le_us, count: 0 })
+                .collect(),
+            wait_time_sum_us: 0,
+        }
+    }
 }
 
 impl Metrics {

@@ -114,6 +114,7 @@ impl<M: Manager> Inner<M> {
 
 /// What the pool knows about an idle object, for `retain` predicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ObjectInfo {
     /// Time since it was created (or added).
     pub age: Duration,

@@ -9,12 +9,12 @@
 //! link closed with code 1000.
 //!
 //! ```no_run
-//! use steward_pool::{KeyedPool, KeyedPoolConfig};
+//! use steward_pool::KeyedPool;
 //! use steward_ws::{ClientConfig, pool::SessionManager};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let manager = SessionManager::new(ClientConfig::default());
-//! let pool = KeyedPool::new(manager, KeyedPoolConfig::default())?;
+//! let pool = KeyedPool::builder(manager).build()?;
 //! let session = pool.get(&"wss://example.test/v1/realtime".to_string()).await?;
 //! session.send(r#"{"type":"response.create"}"#).await?;
 //! # Ok(())

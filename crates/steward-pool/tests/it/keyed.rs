@@ -3,25 +3,19 @@
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use steward_pool::{Error, KeyedPool, KeyedPoolConfig, PoolConfig};
+use steward_pool::{Error, KeyedPool};
 
 use crate::common::{KeyedCounting, guard};
 
 fn keyed(m: &KeyedCounting, per_key: usize, total: usize) -> KeyedPool<u32, KeyedCounting> {
-    KeyedPool::new(
-        m.clone(),
-        KeyedPoolConfig {
-            per_key: PoolConfig {
-                name: "urls".into(),
-                max_size: per_key,
-                wait_timeout: Some(Duration::from_secs(30)),
-                reaper_interval: None,
-                ..PoolConfig::default()
-            },
-            max_total: total,
-        },
-    )
-    .unwrap()
+    KeyedPool::builder(m.clone())
+        .name("urls")
+        .max_size(per_key)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .reaper_interval(None)
+        .max_total(total)
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]

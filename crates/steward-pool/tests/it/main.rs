@@ -3,6 +3,7 @@
 //! multi-thread stress test and a pool of real TCP connections.
 
 mod common;
+mod config;
 mod expiry;
 mod keyed;
 mod lifecycle;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use rand::RngExt;
-use steward_pool::{KeyedPool, KeyedPoolConfig, Pool, PoolConfig, Pooled};
+use steward_pool::{KeyedPool, Pool, Pooled};
 
 use crate::common::{Counting, KeyedCounting, guard};
 
@@ -102,19 +102,13 @@ async fn stress_keyed_caps_per_key_and_global() {
     for k in 0..4 {
         m.key_tally(k).cap_view.store(2, SeqCst);
     }
-    let p = KeyedPool::new(
-        m.clone(),
-        KeyedPoolConfig {
-            per_key: PoolConfig {
-                max_size: 2,
-                wait_timeout: Some(Duration::from_secs(30)),
-                reaper_interval: None,
-                ..PoolConfig::default()
-            },
-            max_total: 5,
-        },
-    )
-    .unwrap();
+    let p = KeyedPool::builder(m.clone())
+        .max_size(2)
+        .wait_timeout(Some(Duration::from_secs(30)))
+        .reaper_interval(None)
+        .max_total(5)
+        .build()
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let p = p.clone();

@@ -105,15 +105,14 @@ impl std::fmt::Debug for RedisConfig {
 impl Default for RedisConfig {
     fn default() -> Self {
         let store = crate::StoreConfig::default();
+        let mut pool = PoolConfig::default();
+        pool.name = "steward-store redis".into();
+        // Idle connections are checked with PING before reuse.
+        pool.recent_window = Duration::from_secs(1);
         RedisConfig {
             url: "redis://127.0.0.1:6379/0".into(),
             namespace: String::new(),
-            pool: PoolConfig {
-                name: "steward-store redis".into(),
-                // Idle connections are checked with PING before reuse.
-                recent_window: Duration::from_secs(1),
-                ..PoolConfig::default()
-            },
+            pool,
             retry_for: Duration::from_secs(10),
             response_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),

@@ -1,6 +1,6 @@
 //! Sessions pooled with steward-pool, keyed by URL (feature `pool`).
 
-use steward_pool::{KeyedPool, KeyedPoolConfig, Pool, Pooled};
+use steward_pool::{KeyedPool, Pool, Pooled};
 use steward_ws::pool::{ClientManager, SessionManager};
 use steward_ws::{ClientConfig, Message};
 
@@ -10,11 +10,9 @@ use crate::common::*;
 async fn sessions_are_pooled_by_url_and_reused() {
     let a = PyPeer::start(&["echo"], 0).await;
     let b = rust_server(echo).await;
-    let pool = KeyedPool::new(
-        SessionManager::new(ClientConfig::default()),
-        KeyedPoolConfig::default(),
-    )
-    .unwrap();
+    let pool = KeyedPool::builder(SessionManager::new(ClientConfig::default()))
+        .build()
+        .unwrap();
     let url_a = a.url();
     {
         let session = pool.get(&url_a).await.unwrap();

@@ -364,17 +364,13 @@ impl steward::pool::KeyedManager<String> for PerKey {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_pools_reap_every_key() {
-    use steward::pool::{KeyedPool, KeyedPoolConfig, PoolConfig};
-    let config = KeyedPoolConfig {
-        per_key: PoolConfig {
-            name: "per-host".into(),
-            idle_timeout: Some(Duration::from_millis(1)),
-            reaper_interval: None,
-            ..PoolConfig::default()
-        },
-        max_total: 8,
-    };
-    let pool = KeyedPool::new(PerKey, config).unwrap();
+    use steward::pool::{KeyedPool, KeyedPoolConfig};
+    let mut config = KeyedPoolConfig::default();
+    config.per_key.name = "per-host".into();
+    config.per_key.idle_timeout = Some(Duration::from_millis(1));
+    config.per_key.reaper_interval = None;
+    config.max_total = 8;
+    let pool = KeyedPool::builder(PerKey).config(config).build().unwrap();
     for key in ["a", "b", "c"] {
         drop(pool.get(&key.to_owned()).await.unwrap());
     }
