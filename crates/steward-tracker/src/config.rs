@@ -1,6 +1,7 @@
 //! Plain-data configuration: [`TrackerConfig`] and per-kind [`Budget`]s.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,8 +16,12 @@ use serde::{Deserialize, Serialize};
 /// [`Event::SoftBudgetExceeded`]: crate::Event::SoftBudgetExceeded
 /// [`Event::SoftBudgetRecovered`]: crate::Event::SoftBudgetRecovered
 /// [`Error::OverBudget`]: crate::Error::OverBudget
+///
+/// An unknown field is a deserialization error. `#[non_exhaustive]`: build
+/// one with [`Budget::new`] and the `with_*` methods.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Budget {
     /// Live bytes above which an event is emitted.
     pub soft_bytes: Option<u64>,
@@ -72,17 +77,28 @@ impl Budget {
 
 /// Everything a [`Tracker`](crate::Tracker) can be configured with, as plain
 /// data (serde, `Default`).
+///
+/// Serialized, the leak age is an integer of milliseconds,
+/// `"leak_after_ms"`; a missing field takes its default, an unknown one is an
+/// error. `#[non_exhaustive]`: build one with `TrackerConfig::default()` and
+/// assign fields, or use [`Tracker::builder`](crate::Tracker::builder).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TrackerConfig {
     /// How many of the largest and of the oldest resources a
     /// [`Snapshot`](crate::Snapshot) lists. Default 10.
     pub top_n: usize,
-    /// A resource alive for this many milliseconds is reported as a leak,
-    /// once, by [`Tracker::check_leaks`](crate::Tracker::check_leaks).
-    /// `None` (the default) never reports leaks.
-    pub leak_after_ms: Option<u64>,
-    /// Budgets by kind name.
+    /// A resource alive this long is reported as a leak, once, by
+    /// [`Tracker::check_leaks`](crate::Tracker::check_leaks) (millisecond
+    /// resolution). `None` (the default; absent or `null` when serialized)
+    /// never reports leaks.
+    #[serde(
+        rename = "leak_after_ms",
+        with = "serde_with::As::<Option<serde_with::DurationMilliSeconds<u64>>>"
+    )]
+    pub leak_after: Option<Duration>,
+    /// Budgets by kind name. Default none.
     pub budgets: BTreeMap<String, Budget>,
 }
 
@@ -90,7 +106,7 @@ impl Default for TrackerConfig {
     fn default() -> Self {
         Self {
             top_n: 10,
-            leak_after_ms: None,
+            leak_after: None,
             budgets: BTreeMap::new(),
         }
     }

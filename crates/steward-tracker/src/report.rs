@@ -10,7 +10,10 @@ use crate::Budget;
 ///
 /// `released_*` are derived (`tracked - live`): bytes released by shrinking a
 /// resource count as released, bytes added by growing it as tracked.
+/// `#[non_exhaustive]`: outside this crate build one with
+/// `Totals::default()` and assign fields.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Totals {
     /// Resources alive now.
     pub live_count: u64,
@@ -32,6 +35,7 @@ pub struct Totals {
 
 /// The counters and budget of one kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct KindStats {
     /// The kind's name.
     pub kind: String,
@@ -48,6 +52,7 @@ pub struct KindStats {
 
 /// One live resource, as reports describe it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ResourceInfo {
     /// Its id (unique within the process).
     pub id: u64,
@@ -73,6 +78,7 @@ pub struct ResourceInfo {
 /// stopping the world: under concurrent use they are each exact but not all
 /// from the same instant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// Milliseconds since the tracker's epoch.
     pub at_ms: u64,

@@ -180,7 +180,7 @@ impl TrackerBuilder {
 
     /// Reports resources alive for at least `age` as leaks (once each).
     pub fn leak_after(mut self, age: Duration) -> Self {
-        self.config.leak_after_ms = Some(duration_ms(age));
+        self.config.leak_after = Some(age);
         self
     }
 
@@ -229,7 +229,7 @@ impl Tracker {
             by_key: DashMap::new(),
             clock,
             top_n: config.top_n,
-            leak_after_ms: AtomicU64::new(config.leak_after_ms.unwrap_or(u64::MAX)),
+            leak_after_ms: AtomicU64::new(config.leak_after.map_or(u64::MAX, duration_ms)),
             closed: AtomicBool::new(false),
             unknown_ids: AtomicU64::new(0),
             leaks_reported: AtomicU64::new(0),

@@ -78,16 +78,17 @@ impl Count {
         self.live_bytes -= bytes;
     }
     fn totals(&self) -> Totals {
-        Totals {
-            live_count: self.live_count,
-            live_bytes: self.live_bytes,
-            peak_count: self.peak_count,
-            peak_bytes: self.peak_bytes,
-            tracked_count: self.tracked_count,
-            tracked_bytes: self.tracked_bytes,
-            released_count: self.tracked_count - self.live_count,
-            released_bytes: self.tracked_bytes - self.live_bytes,
-        }
+        // `Totals` is `#[non_exhaustive]`: built by assignment.
+        let mut t = Totals::default();
+        t.live_count = self.live_count;
+        t.live_bytes = self.live_bytes;
+        t.peak_count = self.peak_count;
+        t.peak_bytes = self.peak_bytes;
+        t.tracked_count = self.tracked_count;
+        t.tracked_bytes = self.tracked_bytes;
+        t.released_count = self.tracked_count - self.live_count;
+        t.released_bytes = self.tracked_bytes - self.live_bytes;
+        t
     }
 }
 

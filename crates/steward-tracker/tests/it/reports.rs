@@ -4,7 +4,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use steward_tracker::{Event, ManualClock, Snapshot, Tracker, TrackerConfig};
+use steward_tracker::{Budget, Event, ManualClock, Snapshot, Tracker, TrackerConfig};
 
 use crate::Events;
 
@@ -165,10 +165,8 @@ fn leaks_are_reported_once_with_kind_size_age_and_site() {
 #[test]
 fn snapshot_lists_largest_and_oldest_and_round_trips_through_json() {
     let clock = ManualClock::new();
-    let config = TrackerConfig {
-        top_n: 2,
-        ..TrackerConfig::default()
-    };
+    let mut config = TrackerConfig::default();
+    config.top_n = 2;
     let tracker = Tracker::builder()
         .config(config)
         .clock(clock.clone())
@@ -219,10 +217,54 @@ fn config_is_plain_serde_data() {
     let json = r#"{"top_n": 3, "leak_after_ms": 5000, "budgets": {"ws": {"hard_count": 8}}}"#;
     let config: TrackerConfig = serde_json::from_str(json).unwrap();
     assert_eq!(config.budgets["ws"].hard_count, Some(8));
+    assert_eq!(config.leak_after, Some(Duration::from_secs(5)));
     let tracker = Tracker::builder().config(config).build().unwrap();
     assert_eq!(tracker.kind("ws").unwrap().budget.hard_count, Some(8));
     let defaults: TrackerConfig = serde_json::from_str("{}").unwrap();
     assert_eq!(defaults, TrackerConfig::default());
+}
+
+#[test]
+fn config_serializes_the_leak_age_as_milliseconds() {
+    // The documented defaults, field by field.
+    let defaults = TrackerConfig::default();
+    assert_eq!(
+        serde_json::to_value(&defaults).unwrap(),
+        serde_json::json!({"top_n": 10, "leak_after_ms": null, "budgets": {}})
+    );
+    let mut config = TrackerConfig::default();
+    config.leak_after = Some(Duration::from_millis(90_500));
+    config.budgets.insert(
+        "ws".into(),
+        Budget::new().with_soft_bytes(10).with_hard_count(3),
+    );
+    let json = serde_json::to_value(&config).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "top_n": 10,
+            "leak_after_ms": 90_500,
+            "budgets": {"ws": {"soft_bytes": 10, "hard_bytes": null, "hard_count": 3}},
+        })
+    );
+    let back: TrackerConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(back, config);
+    let off: TrackerConfig = serde_json::from_str(r#"{"leak_after_ms": null}"#).unwrap();
+    assert_eq!(off.leak_after, None);
+
+    for bad in [
+        // The old `{"secs", "nanos"}` form, under either name.
+        r#"{"leak_after_ms": {"secs": 60, "nanos": 0}}"#,
+        r#"{"leak_after": {"secs": 60, "nanos": 0}}"#,
+        // Not an integer of milliseconds.
+        r#"{"leak_after_ms": "60s"}"#,
+        // Misspelt settings, at the top and inside a budget.
+        r#"{"top": 3}"#,
+        r#"{"budgets": {"ws": {"hard_bytez": 8}}}"#,
+    ] {
+        let got = serde_json::from_str::<TrackerConfig>(bad);
+        assert!(got.is_err(), "{bad} was accepted: {got:?}");
+    }
 }
 
 #[test]
