@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::panic::Location;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -146,8 +147,8 @@ impl Record {
             kind: kind.to_string(),
             name,
             size_bytes: self.size.load(Relaxed),
-            age_ms: now_ms.saturating_sub(self.created_ms),
-            idle_ms: now_ms.saturating_sub(self.last_used_ms.load(Relaxed)),
+            age: Duration::from_millis(now_ms.saturating_sub(self.created_ms)),
+            idle: Duration::from_millis(now_ms.saturating_sub(self.last_used_ms.load(Relaxed))),
             site: format!("{}:{}", self.site.file(), self.site.line()),
             metadata,
         }

@@ -1,10 +1,14 @@
 //! What the tracker tells: totals, snapshots, resource descriptions, events.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Budget;
+
+/// The serde form of a duration in a report: an integer of milliseconds.
+type Millis = serde_with::As<serde_with::DurationMilliSeconds<u64>>;
 
 /// Counters of one kind, or of the whole tracker.
 ///
@@ -64,10 +68,14 @@ pub struct ResourceInfo {
     pub name: Option<String>,
     /// Its size now.
     pub size_bytes: u64,
-    /// Milliseconds since it was tracked.
-    pub age_ms: u64,
-    /// Milliseconds since it was last touched (or tracked).
-    pub idle_ms: u64,
+    /// Time since it was tracked (millisecond resolution; `"age_ms"`
+    /// serialized).
+    #[serde(rename = "age_ms", with = "Millis")]
+    pub age: Duration,
+    /// Time since it was last touched or tracked (millisecond resolution;
+    /// `"idle_ms"` serialized).
+    #[serde(rename = "idle_ms", with = "Millis")]
+    pub idle: Duration,
     /// Where it was tracked: `file:line`.
     pub site: String,
     /// Its metadata.
@@ -80,8 +88,10 @@ pub struct ResourceInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Snapshot {
-    /// Milliseconds since the tracker's epoch.
-    pub at_ms: u64,
+    /// When it was taken: time since the tracker's epoch (millisecond
+    /// resolution; `"at_ms"` serialized).
+    #[serde(rename = "at_ms", with = "Millis")]
+    pub at: Duration,
     /// All kinds together (peaks are of the sum, not sums of peaks).
     pub totals: Totals,
     /// Per kind, in order of first use.

@@ -456,7 +456,7 @@ impl Tracker {
             .map(|r| inner.describe(&r, now))
             .collect();
         Snapshot {
-            at_ms: now,
+            at: Duration::from_millis(now),
             totals: inner.totals(),
             kinds: inner.kinds.iter().map(|k| k.stats()).collect(),
             largest,
@@ -482,7 +482,7 @@ impl Tracker {
                 out.push(record.info(id, key, kind, now));
             }
         });
-        out.sort_by(|a, b| b.idle_ms.cmp(&a.idle_ms).then(a.id.cmp(&b.id)));
+        out.sort_by(|a, b| b.idle.cmp(&a.idle).then(a.id.cmp(&b.id)));
         out
     }
 
@@ -599,7 +599,7 @@ impl Inner {
             let kind = inner.kind_name(record.kind);
             leaks.push(record.info(id, key, kind, now));
         });
-        leaks.sort_by(|a, b| b.age_ms.cmp(&a.age_ms).then(a.id.cmp(&b.id)));
+        leaks.sort_by(|a, b| b.age.cmp(&a.age).then(a.id.cmp(&b.id)));
         inner.leaks_reported.fetch_add(leaks.len() as u64, Relaxed);
         for leak in &leaks {
             tracing::warn!(
@@ -608,7 +608,7 @@ impl Inner {
                 kind = %leak.kind,
                 name = leak.name.as_deref(),
                 size_bytes = leak.size_bytes,
-                age_ms = leak.age_ms,
+                age_ms = duration_ms(leak.age),
                 site = %leak.site,
                 "resource alive longer than the leak age"
             );

@@ -308,7 +308,7 @@ fn run(ops: Vec<Op>) {
                 let mut got: Vec<(u64, u64)> = tracker
                     .stale(Duration::from_millis(idle))
                     .iter()
-                    .map(|r| (r.id, r.idle_ms))
+                    .map(|r| (r.id, u64::try_from(r.idle.as_millis()).unwrap()))
                     .collect();
                 let mut expected: Vec<(u64, u64)> = model
                     .guards

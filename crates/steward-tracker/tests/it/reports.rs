@@ -23,7 +23,7 @@ fn stale_lists_resources_idle_for_long_enough_longest_first() {
     clock.advance(secs(10)); // a idle 20 s, b and c idle 10 s
     let ids = |v: Vec<steward_tracker::ResourceInfo>| {
         v.into_iter()
-            .map(|r| (r.kind, r.idle_ms))
+            .map(|r| (r.kind, r.idle.as_millis()))
             .collect::<Vec<_>>()
     };
     assert_eq!(
@@ -45,7 +45,7 @@ fn stale_lists_resources_idle_for_long_enough_longest_first() {
     // Ages keep counting from creation, not from the last touch.
     let s = tracker.stale(Duration::ZERO);
     let a_info = s.iter().find(|r| r.kind == "a").unwrap();
-    assert_eq!((a_info.age_ms, a_info.idle_ms), (25_000, 5_000));
+    assert_eq!((a_info.age, a_info.idle), (secs(25), secs(5)));
     drop(b);
     assert!(tracker.stale(secs(6)).is_empty());
 }
@@ -57,7 +57,7 @@ fn stale_works_on_the_real_clock() {
     std::thread::sleep(Duration::from_millis(40));
     let stale = tracker.stale(Duration::from_millis(20));
     assert_eq!(stale.len(), 1);
-    assert!(stale[0].idle_ms >= 20, "{stale:?}");
+    assert!(stale[0].idle >= Duration::from_millis(20), "{stale:?}");
 }
 
 /// A `tracing` writer into a shared buffer.
@@ -115,7 +115,7 @@ fn leaks_are_reported_once_with_kind_size_age_and_site() {
     assert_eq!(leak.id, mic.id().get());
     assert_eq!(leak.kind, "audio_buf");
     assert_eq!(leak.size_bytes, 4_096);
-    assert_eq!(leak.age_ms, 61_000);
+    assert_eq!(leak.age, secs(61));
     assert_eq!(leak.name.as_deref(), Some("mic"));
     assert_eq!(
         leak.metadata.get("device").map(String::as_str),
@@ -139,7 +139,7 @@ fn leaks_are_reported_once_with_kind_size_age_and_site() {
     let leaks = tracker.check_leaks();
     assert_eq!(leaks.len(), 1);
     assert_eq!(leaks[0].key.as_deref(), Some("session-7"));
-    assert_eq!((leaks[0].age_ms, leaks[0].size_bytes), (61_000, 64));
+    assert_eq!((leaks[0].age, leaks[0].size_bytes), (secs(61), 64));
     assert!(leaks[0].site.ends_with(&format!(":{session_line}")));
     assert!(tracker.check_leaks().is_empty());
     assert_eq!(tracker.snapshot().leaks_reported, 2);
@@ -190,7 +190,8 @@ fn snapshot_lists_largest_and_oldest_and_round_trips_through_json() {
     );
     let oldest: Vec<u64> = snap.oldest.iter().map(|r| r.id).collect();
     assert_eq!(oldest, vec![a.id().get(), b.id().get()]);
-    assert_eq!(snap.oldest[0].age_ms, 3_000);
+    assert_eq!(snap.oldest[0].age, secs(3));
+    assert_eq!(snap.at, secs(3));
     assert_eq!(snap.totals.live_count, 4);
     assert_eq!(snap.totals.live_bytes, 90);
     let kinds: Vec<(&str, u64)> = snap
@@ -204,6 +205,9 @@ fn snapshot_lists_largest_and_oldest_and_round_trips_through_json() {
     let back: Snapshot = serde_json::from_str(&json).unwrap();
     assert_eq!(back, snap);
     assert!(json.contains("\"live_bytes\":90"), "{json}");
+    // Durations stay integers of milliseconds under `_ms` names.
+    assert!(json.contains("\"at_ms\":3000"), "{json}");
+    assert!(json.contains("\"age_ms\":3000,\"idle_ms\":3000"), "{json}");
 
     drop((a, c));
     let snap = tracker.snapshot();

@@ -84,7 +84,9 @@ fn report_stale(p: &Parts) {
     t.stale.store(count, Relaxed);
     if count > 0 {
         let bytes: u64 = stale.iter().map(|r| r.size_bytes).sum();
-        let oldest_idle_ms = stale.first().map_or(0, |r| r.idle_ms);
+        let oldest_idle_ms = stale
+            .first()
+            .map_or(0, |r| u64::try_from(r.idle.as_millis()).unwrap_or(u64::MAX));
         tracing::warn!(
             count,
             bytes,
