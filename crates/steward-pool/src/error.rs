@@ -58,14 +58,28 @@ pub enum Error<E> {
 }
 
 /// An object [`crate::Pool::add`] refused, handed back with the reason.
+/// Its message names the pool; the reason is its source (not repeated in
+/// the message, so a chain printed link by link shows it once).
 #[derive(thiserror::Error)]
-#[error("object refused: {error}")]
+#[error("pool `{}` refused the added object", pool_of(.error))]
 pub struct Refused<T, E> {
     /// The object, still owned by the caller.
     pub object: T,
     /// Why it was refused ([`Error::Full`] or [`Error::Closed`]).
     #[source]
     pub error: Error<E>,
+}
+
+/// The pool an error is about (every variant names it).
+fn pool_of<E>(error: &Error<E>) -> &str {
+    match error {
+        Error::Full { pool, .. }
+        | Error::WaitTimeout { pool, .. }
+        | Error::CreateTimeout { pool, .. }
+        | Error::Create { pool, .. }
+        | Error::Closed { pool }
+        | Error::Config { pool, .. } => pool,
+    }
 }
 
 impl<T, E: std::fmt::Debug> std::fmt::Debug for Refused<T, E> {

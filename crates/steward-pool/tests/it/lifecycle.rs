@@ -30,6 +30,14 @@ async fn python_lifecycle_max_two_third_add_refused() {
         "{refused}"
     );
     assert_eq!(refused.object.id, 2, "the refused object comes back");
+    // The message names the pool; the reason is the source, shown once.
+    let message = refused.to_string();
+    let source = std::error::Error::source(&refused).map(ToString::to_string);
+    assert!(
+        message.contains(p.name()) && !message.contains("full"),
+        "{message}"
+    );
+    assert!(source.is_some_and(|s| s.contains("is full")));
     drop(refused);
     let metrics = p.metrics();
     assert_eq!(
