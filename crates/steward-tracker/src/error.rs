@@ -63,3 +63,6 @@ pub enum Error {
         source: Arc<std::io::Error>,
     },
 }
+
+/// The crate's result: `E` is [`Error`] unless said otherwise.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -65,6 +65,7 @@
 //! The coarse clock has a resolution of a few milliseconds.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod builder;
 mod clock;
 mod config;
 mod error;
@@ -74,13 +75,12 @@ mod record;
 mod report;
 mod tracker;
 
+pub use builder::TrackerBuilder;
 pub use clock::ManualClock;
 pub use config::{Budget, TrackerConfig};
-pub use error::Error;
+pub use error::{Error, Result};
 pub use report::{Event, KindStats, ResourceInfo, Snapshot, Totals};
-pub use tracker::{
-    LeakWatcher, MAX_SIZE, ResourceId, Subscription, Tracked, Tracker, TrackerBuilder,
-};
+pub use tracker::{LeakWatcher, MAX_SIZE, ResourceId, Subscription, Tracked, Tracker};
 
 /// Most kinds one tracker holds.
 pub const MAX_KINDS: usize = kinds::MAX_KINDS;

@@ -1,4 +1,4 @@
-//! The [`Tracker`], its builder, the [`Tracked`] guard and subscriptions.
+//! The [`Tracker`], the [`Tracked`] guard and subscriptions.
 
 use crate::id_hash::IdHash;
 use std::cell::Cell;
@@ -18,9 +18,7 @@ use parking_lot::RwLock;
 use crate::clock::{TimeSource, duration_ms};
 use crate::kinds::{Crossing, Global, Kinds};
 use crate::record::{Record, next_id};
-use crate::{
-    Budget, Error, Event, KindStats, ManualClock, ResourceInfo, Snapshot, Totals, TrackerConfig,
-};
+use crate::{Budget, Error, Event, KindStats, ResourceInfo, Snapshot, Totals, TrackerConfig};
 
 /// The largest size one resource is accounted with (256 TiB): larger sizes
 /// are clamped, so that sums of sizes cannot wrap around in practice.
@@ -157,71 +155,13 @@ impl Default for Tracker {
     }
 }
 
-/// Builds a [`Tracker`] from a [`TrackerConfig`] and an optional clock.
-#[derive(Debug, Default)]
-#[must_use]
-pub struct TrackerBuilder {
-    config: TrackerConfig,
-    clock: Option<ManualClock>,
-}
-
-impl TrackerBuilder {
-    /// Replaces the whole configuration.
-    pub fn config(mut self, config: TrackerConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// How many of the largest and oldest resources snapshots list.
-    pub fn top_n(mut self, n: usize) -> Self {
-        self.config.top_n = n;
-        self
-    }
-
-    /// Reports resources alive for at least `age` as leaks (once each).
-    pub fn leak_after(mut self, age: Duration) -> Self {
-        self.config.leak_after = Some(age);
-        self
-    }
-
-    /// Sets the budget of one kind.
-    pub fn budget(mut self, kind: &str, budget: Budget) -> Self {
-        self.config.budgets.insert(kind.to_string(), budget);
-        self
-    }
-
-    /// Uses a manual clock instead of the process's monotonic clock.
-    pub fn clock(mut self, clock: ManualClock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// Checks the budgets and builds the tracker.
-    pub fn build(self) -> Result<Tracker, Error> {
-        let clock = match self.clock {
-            Some(manual) => TimeSource::Manual(manual),
-            None => TimeSource::coarse(),
-        };
-        let tracker = Tracker::with_parts(&self.config, clock);
-        for (kind, budget) in &self.config.budgets {
-            tracker.set_budget(kind, *budget)?;
-        }
-        Ok(tracker)
-    }
-}
-
 impl Tracker {
     /// A tracker with the default configuration and the monotonic clock.
     pub fn new() -> Self {
         Self::with_parts(&TrackerConfig::default(), TimeSource::coarse())
     }
 
-    /// Starts configuring a tracker.
-    pub fn builder() -> TrackerBuilder {
-        TrackerBuilder::default()
-    }
-
-    fn with_parts(config: &TrackerConfig, clock: TimeSource) -> Self {
+    pub(crate) fn with_parts(config: &TrackerConfig, clock: TimeSource) -> Self {
         let inner = Inner {
             global: Global::default(),
             kinds: Kinds::new(),
