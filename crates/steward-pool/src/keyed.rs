@@ -374,7 +374,8 @@ where
     }
 
     /// Checks out an object for `key`; see [`Pool::get`]. The wait timeout
-    /// also bounds waiting for room under the global cap.
+    /// also bounds waiting for room under the global cap. Cancel safe like
+    /// [`Pool::get`]: nothing leaks, per key or under the global cap.
     ///
     /// # Errors
     /// As [`Pool::get`].
@@ -383,7 +384,7 @@ where
     }
 
     /// Checks out an object for `key` without waiting for a per-key slot;
-    /// see [`Pool::try_get`].
+    /// see [`Pool::try_get`]. Cancel safe like [`Pool::get`].
     ///
     /// # Errors
     /// As [`Pool::try_get`].

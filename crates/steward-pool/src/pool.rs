@@ -355,6 +355,7 @@ impl<M: Manager> Pool<M> {
     }
 
     /// Like [`Pool::get`] with another wait timeout (`None`: forever).
+    /// Cancel safe like [`Pool::get`].
     ///
     /// # Errors
     /// As [`Pool::get`].
@@ -579,6 +580,9 @@ impl<M: Manager> Pool<M> {
 
     /// Creates objects until `min_idle` are idle (within `max_size`).
     /// Returns how many it created. The reaper calls this every interval.
+    ///
+    /// Cancel safety: objects made before the cancel stay idle in the pool;
+    /// the place of the one being created is given back.
     ///
     /// # Errors
     /// The manager's create error or timeout; objects made before it stay.
