@@ -107,7 +107,7 @@ fn run_writers(store: &Store, writers: usize, iters: u64, keys: usize, c: &Atomi
                 barrier.wait();
                 for i in 0..per {
                     let n = w as u64 * 1_000_003 + i;
-                    store.upsert(&key(n, keys), value(c)).expect("upsert");
+                    store.upsert_blocking(&key(n, keys), value(c)).expect("upsert");
                 }
             });
         }
@@ -135,7 +135,7 @@ fn upserts_1writer(c: &mut Criterion, keys: usize) {
         b.iter(|| {
             i += 1;
             store
-                .upsert(&key(i, keys), value(&counter))
+                .upsert_blocking(&key(i, keys), value(&counter))
                 .expect("upsert")
         })
     });
@@ -256,7 +256,7 @@ fn reads(c: &mut Criterion) {
     g.bench_function("steward", |b| {
         b.iter(|| {
             i = (i + 1) & 1023;
-            black_box(store.read(&names[i]))
+            black_box(store.get(&names[i]))
         })
     });
     let map: Mutex<HashMap<String, Value>> = Mutex::new(initial_map(keys).into_iter().collect());
@@ -289,8 +289,8 @@ fn len_with_expired(c: &mut Criterion) {
         .iter()
         .enumerate()
         .map(|(i, (k, v))| match i % 2 {
-            0 => store.upsert_with_ttl_async(k, v.clone(), Duration::from_secs(1)),
-            _ => store.upsert_async(k, v.clone()),
+            0 => store.upsert_with_ttl(k, v.clone(), Duration::from_secs(1)),
+            _ => store.upsert(k, v.clone()),
         })
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -358,7 +358,7 @@ fn interleaved(keys: usize, rounds: usize, extra: &Mutex<Vec<Value>>) {
         for _ in 0..n_fast {
             i += 1;
             store
-                .upsert(&key(i, keys), value(&counter))
+                .upsert_blocking(&key(i, keys), value(&counter))
                 .expect("upsert");
         }
         ours += t.elapsed();

@@ -639,9 +639,9 @@ fn difference(expected: &[Entry], actual: &[Entry], elapsed: Duration) -> Option
 
 fn compact(file: &Path) -> Result<Outcome> {
     let store = Store::open(file)?;
-    store.compact()?;
+    store.compact_blocking()?;
     let keys = store.len();
-    store.close()?;
+    store.close_blocking()?;
     println!("{}: compacted, {keys} keys", file.display());
     Ok(Outcome::Done)
 }

@@ -9,45 +9,56 @@
 //! is byte-identical to Python's `json.dump(memory, f, indent=2)`, so the
 //! Python assistant keeps working on it.
 //!
+//! Writes are async under their plain names: each queues the write and
+//! returns a future resolving once it is durable, and never blocks the
+//! runtime (the disk work happens on the store's writer thread). Reads come
+//! from memory and need no `.await`.
+//!
 //! ```
 //! use steward_store::Store;
 //! use serde_json::json;
 //!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
 //! let dir = tempfile::tempdir()?;
 //! let path = dir.path().join("memory.json");
 //!
 //! let store = Store::open(&path)?;
-//! assert!(store.create("user_name", "Ada")?);
-//! assert!(!store.create("user_name", "Bob")?); // create refuses an existing key
-//! store.upsert("coffee_strength", 0.75)?;
-//! store.set_as("reminders", &vec!["call the dentist"])?;
-//! assert!(!store.update("missing", 1)?); // a missing key is reported, not an error
-//! assert_eq!(store.read("user_name"), Some(json!("Ada")));
+//! assert!(store.create("user_name", "Ada").await?);
+//! assert!(!store.create("user_name", "Bob").await?); // create refuses an existing key
+//! store.upsert("coffee_strength", 0.75).await?;
+//! store.set_as("reminders", &vec!["call the dentist"]).await?;
+//! assert!(!store.update("missing", 1).await?); // a missing key is reported, not an error
+//! assert_eq!(store.get("user_name"), Some(json!("Ada")));
 //! assert_eq!(store.get_as::<Vec<String>>("reminders")?.unwrap(), ["call the dentist"]);
 //! assert_eq!(store.list_keys(), ["user_name", "coffee_strength", "reminders"]);
 //! assert_eq!(
 //!     store.render_prompt(&["user_*"]),
 //!     "<memory>\n<item key=\"user_name\">Ada</item>\n</memory>"
 //! );
-//! store.close()?; // compacts: memory.json alone holds everything
+//! store.close().await?; // compacts: memory.json alone holds everything
 //!
 //! assert_eq!(
 //!     std::fs::read_to_string(&path)?,
 //!     "{\n  \"user_name\": \"Ada\",\n  \"coffee_strength\": 0.75,\n  \"reminders\": [\n    \"call the dentist\"\n  ]\n}"
 //! );
-//! let again = Store::open(&path)?;
-//! assert_eq!(again.len(), 3);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! From async code, every write has an `_async` form that queues the write
-//! and returns a future resolving when it is durable; it never blocks the
-//! runtime (the disk work happens on the store's writer thread):
+//! Threads outside an async runtime use the `_blocking` form of each write
+//! (`upsert_blocking`, `close_blocking`, ...), which waits on the calling
+//! thread until the write is durable:
 //!
 //! ```
-//! # async fn demo(store: steward_store::Store) -> Result<(), steward_store::Error> {
-//! store.upsert_async("last_topic", "jazz").await?;
-//! # Ok(()) }
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("memory.json");
+//! # steward_store::Store::open(&path)?.upsert_blocking("user_name", "Ada")?;
+//! let store = steward_store::Store::open(&path)?;
+//! store.upsert_blocking("last_topic", "jazz")?;
+//! assert_eq!(store.len(), 2);
+//! store.close_blocking()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Backends

@@ -50,8 +50,12 @@ use writer::Writer;
 /// Reads come from memory and never wait for disk. Every write returns only
 /// once it is durable (its log record fsynced); concurrent writers share
 /// fsyncs (group commit). The map changes only after the fsync, so a read
-/// never shows a write that a crash could still take back. Each write has a blocking form for threads and an
-/// `_async` form for async code that never blocks the runtime.
+/// never shows a write that a crash could still take back. Each write is
+/// async under its plain name ([`upsert`](Self::upsert)): it returns a
+/// [`WriteFuture`] and never blocks the runtime (the disk work happens on
+/// the store's writer thread, or a blocked caller's). Its `_blocking` form
+/// ([`upsert_blocking`](Self::upsert_blocking)) waits on the calling
+/// thread, for threads outside an async runtime.
 ///
 /// Dropping the last handle waits for queued writes, stops the writer
 /// thread and releases the lock; it does not compact (the log is
@@ -258,7 +262,7 @@ impl Store {
     }
 
     /// The value of `key`, or `None` (also once its TTL ran out).
-    pub fn read(&self, key: &str) -> Option<Value> {
+    pub fn get(&self, key: &str) -> Option<Value> {
         self.with(key, |v| v.cloned())
     }
 
@@ -491,51 +495,58 @@ impl Store {
         }
     }
 
-    /// Adds `key` only if it is absent. Returns `false` (and changes
+    /// Adds `key` only if it is absent. Resolves to `false` (and changes
     /// nothing) if the key exists, like the Python assistant's `create`.
-    pub fn create(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
-        self.write_blocking(self.prepare_set(key, value.into(), WriteOp::Create))
-    }
-
-    /// [`create`](Self::create) for async code.
-    pub fn create_async(&self, key: &str, value: impl Into<Value>) -> WriteFuture {
+    ///
+    /// Queued when called; cancel safety as for every write: see
+    /// [`WriteFuture`] (dropping it does not cancel the write).
+    pub fn create(&self, key: &str, value: impl Into<Value>) -> WriteFuture {
         self.write_async(self.prepare_set(key, value.into(), WriteOp::Create))
     }
 
-    /// Replaces the value of an existing key (it keeps its place). Returns
-    /// `false` (and changes nothing) if the key is missing.
-    pub fn update(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
-        self.write_blocking(self.prepare_set(key, value.into(), WriteOp::Update))
+    /// [`create`](Self::create), blocking the calling thread until the
+    /// write is durable: for threads outside an async runtime.
+    pub fn create_blocking(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
+        self.write_blocking(self.prepare_set(key, value.into(), WriteOp::Create))
     }
 
-    /// [`update`](Self::update) for async code.
-    pub fn update_async(&self, key: &str, value: impl Into<Value>) -> WriteFuture {
+    /// Replaces the value of an existing key (it keeps its place).
+    /// Resolves to `false` (and changes nothing) if the key is missing.
+    /// Dropping the future does not cancel the write ([`WriteFuture`]).
+    pub fn update(&self, key: &str, value: impl Into<Value>) -> WriteFuture {
         self.write_async(self.prepare_set(key, value.into(), WriteOp::Update))
     }
 
-    /// Sets `key` whether or not it exists. Returns `true` if the key was
-    /// new (it goes last), `false` if an existing value was replaced.
-    pub fn upsert(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
-        self.write_blocking(self.prepare_set(key, value.into(), WriteOp::Upsert))
+    /// [`update`](Self::update), blocking until durable.
+    pub fn update_blocking(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
+        self.write_blocking(self.prepare_set(key, value.into(), WriteOp::Update))
     }
 
-    /// [`upsert`](Self::upsert) for async code.
-    pub fn upsert_async(&self, key: &str, value: impl Into<Value>) -> WriteFuture {
+    /// Sets `key` whether or not it exists. Resolves to `true` if the key
+    /// was new (it goes last), `false` if an existing value was replaced.
+    /// Dropping the future does not cancel the write ([`WriteFuture`]).
+    pub fn upsert(&self, key: &str, value: impl Into<Value>) -> WriteFuture {
         self.write_async(self.prepare_set(key, value.into(), WriteOp::Upsert))
     }
 
-    /// Upserts any serializable value.
-    pub fn set_as<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<bool> {
-        let v = to_value(key, value)?;
-        self.upsert(key, v)
+    /// [`upsert`](Self::upsert), blocking until durable.
+    pub fn upsert_blocking(&self, key: &str, value: impl Into<Value>) -> Result<bool> {
+        self.write_blocking(self.prepare_set(key, value.into(), WriteOp::Upsert))
     }
 
-    /// [`set_as`](Self::set_as) for async code.
-    pub fn set_as_async<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> WriteFuture {
+    /// Upserts any serializable value. Dropping the future does not cancel
+    /// the write ([`WriteFuture`]).
+    pub fn set_as<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> WriteFuture {
         match to_value(key, value) {
-            Ok(v) => self.upsert_async(key, v),
+            Ok(v) => self.upsert(key, v),
             Err(e) => ready(Err(e)),
         }
+    }
+
+    /// [`set_as`](Self::set_as), blocking until durable.
+    pub fn set_as_blocking<T: Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<bool> {
+        let v = to_value(key, value)?;
+        self.upsert_blocking(key, v)
     }
 
     fn prepare_ttl(&self, key: &str, value: Value, ttl: std::time::Duration) -> Result<WriteOp> {
@@ -545,10 +556,11 @@ impl Store {
     }
 
     /// Upserts an entry that expires `ttl` (at least 1 ms) after the write
-    /// commits; returns whether the key was new. Once expired, the entry
+    /// commits; resolves to whether the key was new. Once expired, the entry
     /// is invisible to every read at once; it is removed for good by
     /// [`sweep_expired`](Self::sweep_expired) or the next compaction. A
-    /// later plain write of the key makes it permanent.
+    /// later plain write of the key makes it permanent. Dropping the future
+    /// does not cancel the write ([`WriteFuture`]).
     ///
     /// On disk the expiry time (wall clock, ms since the Unix epoch, by the
     /// store's [`Clock`]) is a log record, and after compaction an entry of
@@ -562,32 +574,28 @@ impl Store {
         key: &str,
         value: impl Into<Value>,
         ttl: std::time::Duration,
-    ) -> Result<bool> {
-        self.write_blocking(self.prepare_ttl(key, value.into(), ttl))
-    }
-
-    /// [`upsert_with_ttl`](Self::upsert_with_ttl) for async code.
-    pub fn upsert_with_ttl_async(
-        &self,
-        key: &str,
-        value: impl Into<Value>,
-        ttl: std::time::Duration,
     ) -> WriteFuture {
         self.write_async(self.prepare_ttl(key, value.into(), ttl))
     }
 
-    /// Removes expired entries for good (durably: one delete record each)
-    /// and returns how many; subscribers get [`Change::Expired`](crate::Change::Expired) for each.
-    /// They are invisible already; this frees their memory. The steward
-    /// facade's monitor cleanup is meant to call it periodically.
-    pub fn sweep_expired(&self) -> Result<usize> {
-        let count = Arc::new(AtomicU64::new(0));
-        self.run_blocking(Kind::Sweep(Arc::clone(&count)))?;
-        Ok(count.load(Ordering::Relaxed) as usize)
+    /// [`upsert_with_ttl`](Self::upsert_with_ttl), blocking until durable.
+    pub fn upsert_with_ttl_blocking(
+        &self,
+        key: &str,
+        value: impl Into<Value>,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        self.write_blocking(self.prepare_ttl(key, value.into(), ttl))
     }
 
-    /// [`sweep_expired`](Self::sweep_expired) for async code.
-    pub fn sweep_expired_async(&self) -> impl Future<Output = Result<usize>> + Send + 'static {
+    /// Removes expired entries for good (durably: one delete record each)
+    /// and resolves to how many; subscribers get [`Change::Expired`](crate::Change::Expired) for each.
+    /// They are invisible already; this frees their memory. The steward
+    /// facade's monitor cleanup is meant to call it periodically.
+    ///
+    /// Cancel safety: the sweep is queued when this is called; dropping the
+    /// future does not cancel it, only its count is lost.
+    pub fn sweep_expired(&self) -> impl Future<Output = Result<usize>> + Send + 'static {
         let count = Arc::new(AtomicU64::new(0));
         let f = self.run_async(Kind::Sweep(Arc::clone(&count)));
         async move {
@@ -596,36 +604,47 @@ impl Store {
         }
     }
 
-    /// Removes `key`. Returns `false` if it was missing.
-    pub fn delete(&self, key: &str) -> Result<bool> {
-        self.write_blocking(Ok(WriteOp::Delete(key.to_string())))
+    /// [`sweep_expired`](Self::sweep_expired), blocking until durable.
+    pub fn sweep_expired_blocking(&self) -> Result<usize> {
+        let count = Arc::new(AtomicU64::new(0));
+        self.run_blocking(Kind::Sweep(Arc::clone(&count)))?;
+        Ok(count.load(Ordering::Relaxed) as usize)
     }
 
-    /// [`delete`](Self::delete) for async code.
-    pub fn delete_async(&self, key: &str) -> WriteFuture {
+    /// Removes `key`. Resolves to `false` if it was missing. Dropping the
+    /// future does not cancel the write ([`WriteFuture`]).
+    pub fn delete(&self, key: &str) -> WriteFuture {
         self.write_async(Ok(WriteOp::Delete(key.to_string())))
     }
 
-    /// Removes every key (durably; the snapshot becomes `{}` at the next
-    /// compaction).
-    pub fn reset(&self) -> Result<()> {
-        self.write_blocking(Ok(WriteOp::Reset)).map(|_| ())
+    /// [`delete`](Self::delete), blocking until durable.
+    pub fn delete_blocking(&self, key: &str) -> Result<bool> {
+        self.write_blocking(Ok(WriteOp::Delete(key.to_string())))
     }
 
-    /// [`reset`](Self::reset) for async code.
-    pub fn reset_async(&self) -> WriteFuture {
+    /// Removes every key (durably; the snapshot becomes `{}` at the next
+    /// compaction). Resolves to `true`. Dropping the future does not cancel
+    /// the reset ([`WriteFuture`]).
+    pub fn reset(&self) -> WriteFuture {
         self.write_async(Ok(WriteOp::Reset))
     }
 
-    /// Writes the whole map into the snapshot (Python format) and starts an
-    /// empty log. Crash-safe at every step. Returns `true`.
-    pub fn compact(&self) -> Result<bool> {
-        self.run_blocking(Kind::Compact)
+    /// [`reset`](Self::reset), blocking until durable.
+    pub fn reset_blocking(&self) -> Result<()> {
+        self.write_blocking(Ok(WriteOp::Reset)).map(|_| ())
     }
 
-    /// [`compact`](Self::compact) for async code.
-    pub fn compact_async(&self) -> WriteFuture {
+    /// Writes the whole map into the snapshot (Python format) and starts an
+    /// empty log, on the store's writer thread. Crash-safe at every step.
+    /// Resolves to `true`. Dropping the future does not cancel the
+    /// compaction ([`WriteFuture`]).
+    pub fn compact(&self) -> WriteFuture {
         self.run_async(Kind::Compact)
+    }
+
+    /// [`compact`](Self::compact), blocking the calling thread until done.
+    pub fn compact_blocking(&self) -> Result<bool> {
+        self.run_blocking(Kind::Compact)
     }
 
     /// Finishes queued writes, compacts (unless
@@ -633,17 +652,22 @@ impl Store {
     /// `memory.json` alone holds everything, then releases the lock. Every
     /// clone of this handle is closed: later writes fail with
     /// [`Error::Closed`]; reads still see the final contents. Closing twice
-    /// is `Ok`.
-    pub fn close(&self) -> Result<()> {
-        let r = self.run_blocking(Kind::Close);
-        self.join();
+    /// is `Ok`. The writer thread exits on its own; nothing blocks the
+    /// runtime.
+    ///
+    /// Cancel safety: nothing happens until the future is first polled;
+    /// from then on the close is queued and completes even if the future is
+    /// dropped (only its result is lost).
+    pub async fn close(&self) -> Result<()> {
+        let r = self.run_async(Kind::Close).await;
         closed_ok(r)
     }
 
-    /// [`close`](Self::close) for async code. The writer thread exits on its
-    /// own; nothing blocks the runtime.
-    pub async fn close_async(&self) -> Result<()> {
-        let r = self.run_async(Kind::Close).await;
+    /// [`close`](Self::close), blocking the calling thread until the store
+    /// is closed and its writer thread has exited.
+    pub fn close_blocking(&self) -> Result<()> {
+        let r = self.run_blocking(Kind::Close);
+        self.join();
         closed_ok(r)
     }
 

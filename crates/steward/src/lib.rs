@@ -53,7 +53,7 @@
 //!
 //! let dir = tempfile::tempdir()?;
 //! let store = Store::open(dir.path().join("memory.json"))?;
-//! store.upsert("user_name", "Ada")?; // in the log until compacted
+//! store.upsert("user_name", "Ada").await?; // in the log until compacted
 //!
 //! let mut config = steward::StewardConfig::default();
 //! // Thresholds so low that this process is under moderate pressure.
@@ -76,7 +76,7 @@
 //! println!("{}", serde_json::to_string_pretty(&health)?);
 //!
 //! steward.shutdown().await;
-//! store.close()?;
+//! store.close().await?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # }).unwrap();
 //! ```

@@ -220,7 +220,7 @@ mod tests {
                 failed: 3
             }
         );
-        store.close().expect("close");
+        store.close().await.expect("close");
     }
 
     #[tokio::test]
@@ -258,16 +258,16 @@ mod tests {
         )
         .await;
         assert!(out.contains("\"ok\":true"), "{out}");
-        assert_eq!(store.read("c"), None);
+        assert_eq!(store.get("c"), None);
         assert_eq!((counts.remember, counts.failed), (3, 1));
-        store.close().expect("close");
+        store.close().await.expect("close");
     }
 
     #[tokio::test]
     async fn a_store_error_reaches_the_model_without_absolute_paths() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("memory.json")).expect("store");
-        store.close().expect("close");
+        store.close().await.expect("close");
         let mut counts = ToolCounts::default();
         let out = run(
             &store,

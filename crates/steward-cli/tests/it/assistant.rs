@@ -309,7 +309,7 @@ async fn an_unreachable_service_is_an_error_and_nothing_is_left_running() {
     assert!(err.to_string().contains(&port.to_string()), "{err}");
     // The memory file was closed: another process-level open succeeds.
     let store = steward::store::Store::open(dir.path().join("memory.json")).expect("reopen");
-    store.close().expect("close");
+    store.close().await.expect("close");
 }
 
 /// The endpoint listens beyond loopback only when told to.

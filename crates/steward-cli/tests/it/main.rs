@@ -172,7 +172,7 @@ fn writes_are_refused_while_another_process_holds_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let (path, f) = file_in(&dir);
     let held = steward::store::Store::open(&path).unwrap();
-    held.upsert("k", 1).unwrap();
+    held.upsert_blocking("k", 1).unwrap();
 
     let o = steward(&["store", "set", &f, "k", "2"]);
     assert_eq!(o.status.code(), Some(2));
@@ -181,7 +181,7 @@ fn writes_are_refused_while_another_process_holds_the_store() {
     let o = steward(&["store", "get", &f, "k"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o).trim(), "1");
-    held.close().unwrap();
+    held.close_blocking().unwrap();
     assert_eq!(
         steward(&["store", "set", &f, "k", "2"]).status.code(),
         Some(0)
@@ -197,9 +197,9 @@ fn compact_folds_the_log_into_the_snapshot() {
             .compact_on_close(false)
             .build()
             .unwrap();
-        store.upsert("a", 1).unwrap();
-        store.upsert("b", "two").unwrap();
-        store.close().unwrap();
+        store.upsert_blocking("a", 1).unwrap();
+        store.upsert_blocking("b", "two").unwrap();
+        store.close_blocking().unwrap();
     }
     let o = steward(&["store", "compact", &f]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -1,4 +1,4 @@
-//! The bound on writes queued by the `_async` methods: they queue at once
+//! The bound on writes queued by the async write methods: they queue at once
 //! and return a future, so a caller that never awaits them could queue
 //! without end. Beyond [`StoreConfig::max_queued_writes`] or
 //! [`StoreConfig::max_queued_bytes`] an async write is refused (nothing of

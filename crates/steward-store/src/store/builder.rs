@@ -24,7 +24,7 @@ use crate::subscribe::Hub;
 /// let store = steward_store::StoreBuilder::new(dir.path().join("memory.json"))
 ///     .max_value_bytes(64)
 ///     .build()?;
-/// assert!(store.upsert("k", "x".repeat(100)).is_err());
+/// assert!(store.upsert_blocking("k", "x".repeat(100)).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]

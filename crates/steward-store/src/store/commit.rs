@@ -132,12 +132,15 @@ impl Slot {
     }
 }
 
-/// The result of an `_async` write: resolves once the write is durable.
+/// The result of a write ([`Store::upsert`](crate::Store::upsert) and the
+/// other async writes): resolves once the write is durable.
 ///
-/// The write is queued when the `_async` method is called, not when this is
-/// first polled. Cancel safety: dropping it does not cancel the write, which
-/// still completes (or fails) in the background; you only lose its result.
-#[must_use = "the write is queued already; await this to know it is durable"]
+/// The write is queued when the method is called, not when this is first
+/// polled. Cancel safety: dropping it, even un-polled, does not cancel the
+/// write, which still completes (or fails) in the background; you only lose
+/// its result, so an error goes unseen. Await it (or use the method's
+/// `_blocking` form) to know the write is durable.
+#[must_use = "the write is queued already; await this to know it is durable (or see its error)"]
 pub struct WriteFuture {
     pub(super) slot: Arc<Slot>,
 }

@@ -27,7 +27,7 @@ pub struct StoreConfig {
     /// and deleting keys still work; expired entries do not count). A
     /// memory opened with more keys keeps them. Default 100,000.
     pub max_keys: usize,
-    /// Most writes the `_async` methods may have queued and not yet
+    /// Most writes the async write methods may have queued and not yet
     /// taken by the writer: one more is refused with
     /// [`Error::QueueFull`] (nothing applied; await earlier writes).
     /// Blocking writes wait instead. Default 65,536.

@@ -29,7 +29,7 @@ impl StoreBuilder {
     /// use steward_store::{Entry, Store};
     /// let dir = tempfile::tempdir()?;
     /// let path = dir.path().join("memory.json");
-    /// Store::open(&path)?.upsert("old", 1)?;
+    /// Store::open(&path)?.upsert_blocking("old", 1)?;
     /// let new = [Entry { key: "new".into(), value: 2.into(), ttl: None }];
     /// assert_eq!(Store::builder(&path).replace_all(&new)?, 1);
     /// assert_eq!(steward_store::load(&path)?.keys().collect::<Vec<_>>(), ["new"]);

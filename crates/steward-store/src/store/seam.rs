@@ -8,7 +8,7 @@ use crate::backend::{Backend, BoxFuture, Entry};
 use crate::error::Result;
 use crate::subscribe::Subscription;
 
-/// The file store through the seam: writes are its `_async` forms (durable
+/// The file store through the seam: writes are its async forms (durable
 /// when they resolve, never blocking the runtime); reads come from memory.
 impl Backend for crate::Store {
     fn location(&self) -> String {
@@ -16,7 +16,7 @@ impl Backend for crate::Store {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Value>>> {
-        Box::pin(std::future::ready(Ok(self.read(key))))
+        Box::pin(std::future::ready(Ok(crate::Store::get(self, key))))
     }
 
     fn entries(&self) -> BoxFuture<'_, Result<Vec<(String, Value)>>> {
@@ -36,15 +36,15 @@ impl Backend for crate::Store {
     }
 
     fn create<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.create_async(key, value))
+        Box::pin(crate::Store::create(self, key, value))
     }
 
     fn update<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.update_async(key, value))
+        Box::pin(crate::Store::update(self, key, value))
     }
 
     fn upsert<'a>(&'a self, key: &'a str, value: Value) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.upsert_async(key, value))
+        Box::pin(crate::Store::upsert(self, key, value))
     }
 
     fn upsert_with_ttl<'a>(
@@ -53,20 +53,20 @@ impl Backend for crate::Store {
         value: Value,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.upsert_with_ttl_async(key, value, ttl))
+        Box::pin(crate::Store::upsert_with_ttl(self, key, value, ttl))
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.delete_async(key))
+        Box::pin(crate::Store::delete(self, key))
     }
 
     fn reset(&self) -> BoxFuture<'_, Result<()>> {
-        let f = self.reset_async();
+        let f = crate::Store::reset(self);
         Box::pin(async move { f.await.map(|_| ()) })
     }
 
     fn sweep_expired(&self) -> BoxFuture<'_, Result<usize>> {
-        let f = self.sweep_expired_async();
+        let f = crate::Store::sweep_expired(self);
         Box::pin(f)
     }
 
@@ -83,6 +83,6 @@ impl Backend for crate::Store {
     }
 
     fn close(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.close_async())
+        Box::pin(crate::Store::close(self))
     }
 }

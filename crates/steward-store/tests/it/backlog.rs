@@ -34,10 +34,10 @@ fn async_writes_beyond_the_queue_bound_are_refused_while_the_writer_is_busy() {
         .max_queued(4, 1 << 20)
         .build()
         .unwrap();
-    let first = store.upsert_async("k0", 0);
+    let first = store.upsert("k0", 0);
     entered.recv().unwrap();
     let queued: Vec<_> = (1..=10)
-        .map(|i| store.upsert_async(&format!("k{i}"), i))
+        .map(|i| store.upsert(&format!("k{i}"), i))
         .collect();
     release.send(()).unwrap();
     assert!(block_on(first).unwrap());
@@ -53,8 +53,8 @@ fn async_writes_beyond_the_queue_bound_are_refused_while_the_writer_is_busy() {
         }
     }
     assert_eq!(store.len(), 5);
-    assert_eq!(store.read("k5"), None);
+    assert_eq!(store.get("k5"), None);
     assert_eq!(store.stats().queue_full, 6);
     // Blocking writes are not refused.
-    assert!(store.upsert("blocking", 1).unwrap());
+    assert!(store.upsert_blocking("blocking", 1).unwrap());
 }

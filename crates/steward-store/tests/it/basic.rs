@@ -9,13 +9,13 @@ use crate::{read, temp_store};
 fn persists_across_instances() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
-    assert!(s.create("name", "Ada").unwrap());
-    s.upsert("n", 1).unwrap();
+    assert!(s.create_blocking("name", "Ada").unwrap());
+    s.upsert_blocking("n", 1).unwrap();
     drop(s); // no close: the log alone must carry the writes
     let s = Store::open(&path).unwrap();
-    assert_eq!(s.read("name"), Some(json!("Ada")));
-    assert_eq!(s.read("n"), Some(json!(1)));
-    s.close().unwrap();
+    assert_eq!(s.get("name"), Some(json!("Ada")));
+    assert_eq!(s.get("n"), Some(json!(1)));
+    s.close_blocking().unwrap();
     assert!(!s.log_path().exists(), "close removes the log");
     let s = Store::open(&path).unwrap();
     assert_eq!(s.list_keys(), ["name", "n"]);
@@ -25,11 +25,11 @@ fn persists_across_instances() {
 fn reset_leaves_empty_object() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
-    s.upsert("a", 1).unwrap();
-    s.upsert("b", 2).unwrap();
-    s.reset().unwrap();
+    s.upsert_blocking("a", 1).unwrap();
+    s.upsert_blocking("b", 2).unwrap();
+    s.reset_blocking().unwrap();
     assert!(s.is_empty());
-    s.close().unwrap();
+    s.close_blocking().unwrap();
     assert_eq!(read(&path), b"{}");
 }
 
@@ -38,23 +38,23 @@ fn missing_file_is_empty_store_and_semantics_match_python() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
     assert!(s.is_empty());
-    assert!(s.create("a", 1).unwrap());
-    assert!(!s.create("a", 2).unwrap(), "create refuses an existing key");
-    assert_eq!(s.read("a"), Some(json!(1)));
-    assert!(!s.update("missing", 1).unwrap());
-    assert!(!s.delete("missing").unwrap());
-    assert_eq!(s.read("missing"), None);
-    assert!(s.upsert("b", 2).unwrap(), "upsert of a new key says so");
-    assert!(!s.upsert("b", 3).unwrap());
-    s.upsert("c", 3).unwrap();
+    assert!(s.create_blocking("a", 1).unwrap());
+    assert!(!s.create_blocking("a", 2).unwrap(), "create refuses an existing key");
+    assert_eq!(s.get("a"), Some(json!(1)));
+    assert!(!s.update_blocking("missing", 1).unwrap());
+    assert!(!s.delete_blocking("missing").unwrap());
+    assert_eq!(s.get("missing"), None);
+    assert!(s.upsert_blocking("b", 2).unwrap(), "upsert of a new key says so");
+    assert!(!s.upsert_blocking("b", 3).unwrap());
+    s.upsert_blocking("c", 3).unwrap();
     // An updated key keeps its place; a deleted and re-added one goes last.
-    assert!(s.update("a", 10).unwrap());
-    assert!(s.delete("b").unwrap());
-    s.upsert("b", 4).unwrap();
+    assert!(s.update_blocking("a", 10).unwrap());
+    assert!(s.delete_blocking("b").unwrap());
+    s.upsert_blocking("b", 4).unwrap();
     assert_eq!(s.list_keys(), ["a", "c", "b"]);
     let pairs: Vec<_> = s.iter().collect();
     assert_eq!(pairs[0], ("a".to_string(), json!(10)));
-    s.close().unwrap();
+    s.close_blocking().unwrap();
     assert_eq!(
         String::from_utf8(read(&path)).unwrap(),
         "{\n  \"a\": 10,\n  \"c\": 3,\n  \"b\": 4\n}"
@@ -74,7 +74,7 @@ fn typed_get_and_set() {
         when: "9:00".into(),
         what: "dentist".into(),
     };
-    s.set_as("r", &r).unwrap();
+    s.set_as_blocking("r", &r).unwrap();
     assert_eq!(s.get_as::<Reminder>("r").unwrap(), Some(r));
     assert_eq!(s.get_as::<Reminder>("nope").unwrap(), None);
     let e = s.get_as::<u32>("r").unwrap_err();
@@ -92,7 +92,7 @@ fn size_limits_are_errors_and_change_nothing() {
         .max_value_bytes(16)
         .build()
         .unwrap();
-    let e = s.upsert("123456789", 1).unwrap_err();
+    let e = s.upsert_blocking("123456789", 1).unwrap_err();
     assert!(
         matches!(
             e,
@@ -104,11 +104,11 @@ fn size_limits_are_errors_and_change_nothing() {
         ),
         "{e}"
     );
-    let e = s.upsert("k", "x".repeat(20)).unwrap_err();
+    let e = s.upsert_blocking("k", "x".repeat(20)).unwrap_err();
     assert!(matches!(e, Error::ValueTooLarge { limit: 16, .. }), "{e}");
     assert!(e.to_string().contains("\"k\""), "{e}");
     assert!(s.is_empty());
-    s.upsert("k", "x".repeat(10)).unwrap();
+    s.upsert_blocking("k", "x".repeat(10)).unwrap();
     assert_eq!(s.len(), 1);
     let bad = Store::builder(&path).config(StoreConfig {
         max_key_bytes: 0,
@@ -126,7 +126,7 @@ fn compaction_by_size_keeps_everything() {
         .build()
         .unwrap();
     for i in 0..300 {
-        s.upsert(
+        s.upsert_blocking(
             &format!("k{}", i % 40),
             json!({ "i": i, "pad": "x".repeat(40) }),
         )
@@ -138,7 +138,7 @@ fn compaction_by_size_keeps_everything() {
     drop(s);
     let s = Store::open(&path).unwrap();
     assert_eq!(s.len(), 40);
-    assert_eq!(s.read("k19").unwrap()["i"], json!(299));
+    assert_eq!(s.get("k19").unwrap()["i"], json!(299));
     // The snapshot alone is valid Python-format JSON of a prefix of history.
     let snap = steward_store::load(&path).unwrap();
     assert_eq!(snap.len(), 40);
@@ -149,11 +149,11 @@ fn writes_after_close_fail_and_reads_still_work() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
     let clone = s.clone();
-    s.upsert("a", 1).unwrap();
-    s.close().unwrap();
-    s.close().unwrap(); // twice is fine
-    assert!(matches!(clone.upsert("b", 2), Err(Error::Closed { .. })));
-    assert_eq!(clone.read("a"), Some(json!(1)));
+    s.upsert_blocking("a", 1).unwrap();
+    s.close_blocking().unwrap();
+    s.close_blocking().unwrap(); // twice is fine
+    assert!(matches!(clone.upsert_blocking("b", 2), Err(Error::Closed { .. })));
+    assert_eq!(clone.get("a"), Some(json!(1)));
     // The lock is free again.
     let again = Store::open(&path).unwrap();
     assert_eq!(again.len(), 1);
@@ -166,8 +166,8 @@ fn python_written_sample_opens_and_round_trips() {
     let (_d, path) = temp_store();
     std::fs::write(&path, &original).unwrap();
     let s = Store::open(&path).unwrap();
-    assert_eq!(s.read("times_greeted"), Some(json!(42)));
-    s.compact().unwrap();
+    assert_eq!(s.get("times_greeted"), Some(json!(42)));
+    s.compact_blocking().unwrap();
     assert_eq!(read(&path), original, "rewrite is byte-identical");
 }
 
@@ -175,16 +175,32 @@ fn python_written_sample_opens_and_round_trips() {
 async fn async_writes() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
-    assert!(s.create_async("a", 1).await.unwrap());
-    assert!(!s.create_async("a", 2).await.unwrap());
-    assert!(s.update_async("a", 3).await.unwrap());
-    s.set_as_async("v", &vec![1, 2]).await.unwrap();
-    assert!(s.delete_async("a").await.unwrap());
-    s.compact_async().await.unwrap();
-    s.reset_async().await.unwrap();
-    s.upsert_async("z", "last").await.unwrap();
-    s.close_async().await.unwrap();
+    assert!(s.create("a", 1).await.unwrap());
+    assert!(!s.create("a", 2).await.unwrap());
+    assert!(s.update("a", 3).await.unwrap());
+    s.set_as("v", &vec![1, 2]).await.unwrap();
+    assert!(s.delete("a").await.unwrap());
+    s.compact().await.unwrap();
+    s.reset().await.unwrap();
+    s.upsert("z", "last").await.unwrap();
+    s.close().await.unwrap();
     assert_eq!(read(&path), b"{\n  \"z\": \"last\"\n}");
+}
+
+/// Cancel safety as documented: a write is queued when its method is
+/// called, so dropping its future un-polled still makes it durable; `close`
+/// does nothing until polled.
+#[test]
+fn a_dropped_write_future_still_writes() {
+    let (_d, path) = temp_store();
+    let s = Store::open(&path).unwrap();
+    drop(s.upsert("a", 1));
+    drop(s.delete("missing"));
+    drop(s.close());
+    assert!(s.upsert_blocking("b", 2).unwrap(), "still open");
+    // Closing finishes every queued write before it compacts.
+    s.close_blocking().unwrap();
+    assert_eq!(read(&path), b"{\n  \"a\": 1,\n  \"b\": 2\n}");
 }
 
 #[test]
@@ -192,14 +208,14 @@ fn too_deep_values_are_refused_and_the_limit_itself_round_trips() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
     let nest = |n: usize| (0..n).fold(json!(1), |v, _| json!([v]));
-    let e = s.upsert("deep", nest(400)).unwrap_err();
+    let e = s.upsert_blocking("deep", nest(400)).unwrap_err();
     assert!(matches!(e, Error::ValueTooDeep { .. }), "{e}");
-    s.upsert("deep", nest(399)).unwrap();
+    s.upsert_blocking("deep", nest(399)).unwrap();
     drop(s); // replayed from the log
     let s = Store::open(&path).unwrap();
-    assert_eq!(s.read("deep"), Some(nest(399)));
-    s.close().unwrap(); // and from the snapshot
-    assert_eq!(Store::open(&path).unwrap().read("deep"), Some(nest(399)));
+    assert_eq!(s.get("deep"), Some(nest(399)));
+    s.close_blocking().unwrap(); // and from the snapshot
+    assert_eq!(Store::open(&path).unwrap().get("deep"), Some(nest(399)));
 }
 
 #[test]
@@ -215,9 +231,9 @@ fn handles_and_futures_are_send_and_sync() {
 fn check_reports_clean_store_and_modifies_nothing() {
     let (d, path) = temp_store();
     let s = Store::open(&path).unwrap();
-    s.upsert("a", json!({"x": [1, 2]})).unwrap();
-    s.compact().unwrap();
-    s.upsert("b", 2).unwrap();
+    s.upsert_blocking("a", json!({"x": [1, 2]})).unwrap();
+    s.compact_blocking().unwrap();
+    s.upsert_blocking("b", 2).unwrap();
     let before: Vec<_> = std::fs::read_dir(d.path())
         .unwrap()
         .map(|e| {
@@ -248,16 +264,16 @@ fn compaction_keeps_file_permissions_and_follows_symlinks() {
     std::fs::write(&path, "{}").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     let s = Store::open(&path).unwrap();
-    s.upsert("secret", "x").unwrap();
-    s.close().unwrap();
+    s.upsert_blocking("secret", "x").unwrap();
+    s.close_blocking().unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "a private memory file became {mode:o}");
     // A symlinked memory.json stays a symlink; the real file is updated.
     let link = d.path().join("link.json");
     std::os::unix::fs::symlink(&path, &link).unwrap();
     let s = Store::open(&link).unwrap();
-    s.upsert("via_link", 1).unwrap();
-    s.close().unwrap();
+    s.upsert_blocking("via_link", 1).unwrap();
+    s.close_blocking().unwrap();
     assert!(
         std::fs::symlink_metadata(&link)
             .unwrap()
@@ -274,15 +290,15 @@ fn large_values_mixed_with_small_ones_survive_reopen() {
     let s = Store::open(&path).unwrap();
     let big = "b".repeat(900 << 10);
     for i in 0..3 {
-        s.upsert(&format!("small{i}"), i).unwrap();
-        s.upsert(&format!("big{i}"), big.clone()).unwrap();
+        s.upsert_blocking(&format!("small{i}"), i).unwrap();
+        s.upsert_blocking(&format!("big{i}"), big.clone()).unwrap();
     }
-    s.upsert("last", true).unwrap();
+    s.upsert_blocking("last", true).unwrap();
     drop(s);
     let report = steward_store::check(&path).unwrap();
     assert!(report.is_clean(), "{report}");
     let s = Store::open(&path).unwrap();
     assert_eq!(s.len(), 7);
-    assert_eq!(s.read("big2"), Some(json!(big)));
-    assert_eq!(s.read("last"), Some(json!(true)));
+    assert_eq!(s.get("big2"), Some(json!(big)));
+    assert_eq!(s.get("last"), Some(json!(true)));
 }

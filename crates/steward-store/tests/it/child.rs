@@ -92,10 +92,10 @@ fn crash_writer(path: &Path, base: usize) {
                 for i in base.. {
                     let pad = "p".repeat(i % 90);
                     store
-                        .upsert(&crash_key(t, i), json!({ "i": i, "pad": pad }))
+                        .upsert_blocking(&crash_key(t, i), json!({ "i": i, "pad": pad }))
                         .expect("upsert");
                     if i.is_multiple_of(7) {
-                        store.create(&unique_key(t, i), i).expect("create");
+                        store.create_blocking(&unique_key(t, i), i).expect("create");
                     }
                     out(&format!("ack {t} {i}"));
                 }
@@ -110,12 +110,12 @@ fn fill_until_error(path: &Path) {
         .build()
         .expect("open");
     for i in 0..100_000usize {
-        match store.upsert(&format!("k{i}"), "v".repeat(200)) {
+        match store.upsert_blocking(&format!("k{i}"), "v".repeat(200)) {
             Ok(_) => out(&format!("ack {i}")),
             Err(e) => {
                 out(&format!("error {e}"));
                 // The failed write left no trace in memory.
-                assert!(store.read(&format!("k{i}")).is_none());
+                assert!(store.get(&format!("k{i}")).is_none());
                 return;
             }
         }

@@ -18,7 +18,7 @@ fn threads_and_tasks_write_concurrently() {
             let s = store.clone();
             std::thread::spawn(move || {
                 for i in 0..40 {
-                    s.upsert(&format!("thread{t}_{i}"), json!({ "t": t, "i": i }))
+                    s.upsert_blocking(&format!("thread{t}_{i}"), json!({ "t": t, "i": i }))
                         .unwrap();
                 }
             })
@@ -37,7 +37,7 @@ fn threads_and_tasks_write_concurrently() {
             tasks.push(tokio::spawn(async move {
                 for i in 0..10 {
                     let k = format!("task{t}_{i}");
-                    s.upsert_async(&k, i).await.unwrap();
+                    s.upsert(&k, i).await.unwrap();
                     acked.lock().unwrap().push(k);
                 }
             }));
@@ -58,7 +58,7 @@ fn threads_and_tasks_write_concurrently() {
     for k in acked.lock().unwrap().iter() {
         assert!(store.contains_key(k), "{k} lost");
     }
-    assert_eq!(store.read("thread15_39"), Some(json!({ "t": 15, "i": 39 })));
+    assert_eq!(store.get("thread15_39"), Some(json!({ "t": 15, "i": 39 })));
 }
 
 #[test]
@@ -69,7 +69,7 @@ fn concurrent_creates_of_one_key_have_one_winner() {
         let handles: Vec<_> = (0..16)
             .map(|t| {
                 let store = &store;
-                s.spawn(move || usize::from(store.create("only", t).unwrap()))
+                s.spawn(move || usize::from(store.create_blocking("only", t).unwrap()))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).sum()
@@ -88,7 +88,7 @@ fn load_and_check_see_consistent_state_during_writes_and_compactions() {
         let writer = s.spawn(|| {
             for i in 0..300 {
                 store
-                    .upsert(&format!("k{i:03}"), json!({ "i": i }))
+                    .upsert_blocking(&format!("k{i:03}"), json!({ "i": i }))
                     .unwrap();
             }
         });
@@ -131,7 +131,7 @@ fn async_writes_leave_the_runtime_free() {
             }
         });
         for i in 0..20 {
-            store.upsert_async("k", i).await.unwrap();
+            store.upsert("k", i).await.unwrap();
         }
         let seen = ticks.load(Ordering::Relaxed);
         stop.store(true, Ordering::Relaxed);
@@ -142,5 +142,5 @@ fn async_writes_leave_the_runtime_free() {
         seen > 0,
         "the runtime's other task never ran during 20 writes"
     );
-    assert_eq!(store.read("k"), Some(json!(19)));
+    assert_eq!(store.get("k"), Some(json!(19)));
 }

@@ -67,7 +67,7 @@ fn sigkill_loses_no_acknowledged_write() {
             .unwrap_or_else(|e| panic!("trial {trial}: store does not open after SIGKILL: {e}"));
         for (key, i) in &acked {
             let v = store
-                .read(key)
+                .get(key)
                 .unwrap_or_else(|| panic!("trial {trial}: acknowledged key {key} lost"));
             let got = v["i"].as_u64().expect("i");
             assert!(

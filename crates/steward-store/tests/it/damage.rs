@@ -79,10 +79,10 @@ fn three_batch_log(path: &std::path::Path) -> Vec<u8> {
         .compact_on_close(false)
         .build()
         .unwrap();
-    s.upsert("a", 1).unwrap();
-    s.upsert("b", "x".repeat(50)).unwrap();
-    s.upsert("c", 3).unwrap();
-    s.close().unwrap();
+    s.upsert_blocking("a", 1).unwrap();
+    s.upsert_blocking("b", "x".repeat(50)).unwrap();
+    s.upsert_blocking("c", 3).unwrap();
+    s.close_blocking().unwrap();
     read(&log_of(path))
 }
 
@@ -138,8 +138,8 @@ fn torn_tail_is_cut_off_and_the_store_reopens() {
                 .build()
                 .unwrap();
             assert_eq!(s.list_keys(), ["a", "b"], "cut {cut}");
-            assert_eq!(s.read("b"), Some(json!("x".repeat(50))));
-            s.upsert("d", 4).unwrap();
+            assert_eq!(s.get("b"), Some(json!("x".repeat(50))));
+            s.upsert_blocking("d", 4).unwrap();
             drop(s);
             let s = Store::open(&path).unwrap();
             assert_eq!(
@@ -155,9 +155,9 @@ fn torn_tail_is_cut_off_and_the_store_reopens() {
 fn snapshot_rewritten_while_log_has_writes_is_detected() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
-    s.upsert("a", 1).unwrap();
-    s.compact().unwrap();
-    s.upsert("b", 2).unwrap();
+    s.upsert_blocking("a", 1).unwrap();
+    s.compact_blocking().unwrap();
+    s.upsert_blocking("b", 2).unwrap();
     drop(s); // log holds "b" on top of the snapshot {"a": 1}
     std::fs::write(&path, "{\n  \"python\": true\n}").unwrap();
     let e = Store::open(&path).unwrap_err();
@@ -170,7 +170,7 @@ fn snapshot_rewritten_while_log_has_writes_is_detected() {
     std::fs::remove_file(log_of(&path)).unwrap();
     let s = Store::open(&path).unwrap();
     assert_eq!(s.list_keys(), ["python"]);
-    s.close().unwrap();
+    s.close_blocking().unwrap();
     std::fs::write(&path, "{\n  \"again\": 1\n}").unwrap();
     assert_eq!(Store::open(&path).unwrap().list_keys(), ["again"]);
 }
@@ -179,7 +179,7 @@ fn snapshot_rewritten_while_log_has_writes_is_detected() {
 fn second_process_gets_locked() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
-    s.upsert("a", 1).unwrap();
+    s.upsert_blocking("a", 1).unwrap();
     let child = spawn("lock", &path, None);
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -193,7 +193,7 @@ fn second_process_gets_locked() {
     assert!(matches!(Store::open(&path), Err(Error::Locked { .. })));
     assert!(steward_store::check(&path).unwrap().is_clean());
     assert_eq!(steward_store::load(&path).unwrap()["a"], 1);
-    s.close().unwrap();
+    s.close_blocking().unwrap();
     let child = spawn("lock", &path, None);
     let out = child.wait_with_output().unwrap();
     assert_eq!(protocol(&String::from_utf8_lossy(&out.stdout)), ["opened"]);
@@ -235,14 +235,14 @@ fn full_disk_is_an_error_and_keeps_the_last_good_state() {
 fn compaction_never_overwrites_a_snapshot_rewritten_while_open() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
-    s.upsert("ours", 1).unwrap();
-    s.compact().unwrap();
-    s.upsert("ours_too", 2).unwrap();
+    s.upsert_blocking("ours", 1).unwrap();
+    s.compact_blocking().unwrap();
+    s.upsert_blocking("ours_too", 2).unwrap();
     let python = "{\n  \"theirs\": 1\n}";
     std::fs::write(&path, python).unwrap();
-    let e = s.compact().unwrap_err();
+    let e = s.compact_blocking().unwrap_err();
     assert!(matches!(e, Error::SnapshotModified { .. }), "{e}");
-    assert!(s.close().is_err());
+    assert!(s.close_blocking().is_err());
     assert_eq!(
         read(&path),
         python.as_bytes(),
@@ -265,11 +265,11 @@ fn crash_between_compaction_renames_is_rolled_forward() {
         .compact_on_close(false)
         .build()
         .unwrap();
-    s.upsert("a", 1).unwrap();
-    s.compact().unwrap();
-    s.upsert("b", 2).unwrap();
+    s.upsert_blocking("a", 1).unwrap();
+    s.compact_blocking().unwrap();
+    s.upsert_blocking("b", 2).unwrap();
     let old_log = read(&log); // names the snapshot {"a": 1} and holds "b"
-    s.compact().unwrap();
+    s.compact_blocking().unwrap();
     let new_log = read(&log); // names the snapshot {"a": 1, "b": 2}, empty
     drop(s);
     // The state a crash leaves after the snapshot rename but before the log rename.
@@ -282,7 +282,7 @@ fn crash_between_compaction_renames_is_rolled_forward() {
     let s = Store::open(&path).unwrap();
     assert_eq!(s.list_keys(), ["a", "b"]);
     assert!(!log_tmp.exists());
-    s.upsert("c", 3).unwrap();
+    s.upsert_blocking("c", 3).unwrap();
     drop(s);
     assert_eq!(Store::open(&path).unwrap().list_keys(), ["a", "b", "c"]);
     // Before the snapshot rename, the temporary log names a snapshot that is
@@ -311,12 +311,12 @@ fn failed_fsync_of_a_write_is_reported_as_unknown_and_may_be_applied() {
         let armed = Arc::new(AtomicBool::new(false));
         let disk = crate::faults::failing_log_sync(Arc::clone(&armed));
         let s = Store::builder(&path).disk(Arc::new(disk)).build().unwrap();
-        s.upsert("a", 1).unwrap();
-        s.upsert("b", 2).unwrap();
+        s.upsert_blocking("a", 1).unwrap();
+        s.upsert_blocking("b", 2).unwrap();
         armed.store(true, Ordering::SeqCst);
         let e = match failing {
-            "reset" => s.reset().unwrap_err(),
-            _ => s.upsert("c", 3).map(|_| ()).unwrap_err(),
+            "reset" => s.reset_blocking().unwrap_err(),
+            _ => s.upsert_blocking("c", 3).map(|_| ()).unwrap_err(),
         };
         match &e {
             Error::WriteUnknown {
@@ -335,15 +335,15 @@ fn failed_fsync_of_a_write_is_reported_as_unknown_and_may_be_applied() {
         );
         // Poisoned: no further write, no retried fsync.
         armed.store(false, Ordering::SeqCst);
-        assert!(matches!(s.upsert("d", 4), Err(Error::Poisoned { .. })));
+        assert!(matches!(s.upsert_blocking("d", 4), Err(Error::Poisoned { .. })));
         drop(s);
         let again = Store::open(&path).unwrap();
         match failing {
             "reset" => assert!(again.is_empty(), "the 'failed' reset was applied"),
-            _ => assert_eq!(again.read("c"), Some(serde_json::json!(3))),
+            _ => assert_eq!(again.get("c"), Some(serde_json::json!(3))),
         }
         assert!(!again.contains_key("d"));
-        again.reset().unwrap();
-        again.close().unwrap();
+        again.reset_blocking().unwrap();
+        again.close_blocking().unwrap();
     }
 }

@@ -77,16 +77,16 @@ proptest! {
         for op in ops {
             match op {
                 Op::Upsert(k, v) => {
-                    store.upsert(&format!("k{k}"), v).unwrap();
+                    store.upsert_blocking(&format!("k{k}"), v).unwrap();
                     model.set(format!("k{k}"), json!(v), None, now);
                 }
                 Op::UpsertTtl(k, v, t) => {
-                    store.upsert_with_ttl(&format!("k{k}"), v, Duration::from_millis(t)).unwrap();
+                    store.upsert_with_ttl_blocking(&format!("k{k}"), v, Duration::from_millis(t)).unwrap();
                     model.set(format!("k{k}"), json!(v), Some(now + t), now);
                 }
                 Op::Delete(k) => {
                     let k = format!("k{k}");
-                    store.delete(&k).unwrap();
+                    store.delete_blocking(&k).unwrap();
                     let live = model.live(now);
                     if live.iter().any(|(key, _)| *key == k) {
                         model.0.retain(|(key, ..)| *key != k);
@@ -95,15 +95,15 @@ proptest! {
                 Op::Advance(ms) => now += ms,
                 Op::Back(ms) => now = now.saturating_sub(ms).max(1_000),
                 Op::Sweep => {
-                    store.sweep_expired().unwrap();
+                    store.sweep_expired_blocking().unwrap();
                     model.0.retain(|(_, _, d)| d.is_none_or(|d| now < d));
                 }
                 Op::Compact => {
-                    store.compact().unwrap();
+                    store.compact_blocking().unwrap();
                     model.0.retain(|(_, _, d)| d.is_none_or(|d| now < d));
                 }
                 Op::Reset => {
-                    store.reset().unwrap();
+                    store.reset_blocking().unwrap();
                     model.0.clear();
                 }
             }

@@ -219,7 +219,7 @@ fn run(steps: &[Step], fail_at: Option<u64>) -> Result<(Vec<(Call, PathBuf)>, us
                     assert!(*syncs > 0);
                 }
                 if matches!(step, Step::CloseReopen) {
-                    let _ = store.close();
+                    let _ = store.close_blocking();
                 }
                 drop(store);
                 store = open(&path, &clock, &disk).map_err(|e| format!("reopen: {e}"))?;
@@ -324,19 +324,19 @@ fn a_compaction_failing_after_its_snapshot_rename_poisons_the_store() {
         });
         let clock = ManualClock::new(START_MS);
         let store = open(&path, &clock, &disk).unwrap();
-        store.upsert("a", 1).unwrap();
+        store.upsert_blocking("a", 1).unwrap();
         store
-            .upsert_with_ttl("t", 2, std::time::Duration::from_secs(3600))
+            .upsert_with_ttl_blocking("t", 2, std::time::Duration::from_secs(3600))
             .unwrap();
         let disk_calls_before = disk.calls().len();
         armed.store(1, Ordering::SeqCst);
-        let e = store.compact().unwrap_err();
+        let e = store.compact_blocking().unwrap_err();
         assert_eq!(armed.load(Ordering::SeqCst), 3, "{what}: fault not reached");
         let renamed = disk.calls()[disk_calls_before..]
             .iter()
             .any(|(c, p)| *c == Call::Rename && p.ends_with("memory.json.tmp"));
         assert!(renamed, "{what}: failed before the snapshot rename: {e}");
-        match store.upsert("b", 3) {
+        match store.upsert_blocking("b", 3) {
             Err(Error::Poisoned { path: p }) => {
                 assert_eq!(p, store.log_path(), "{what}");
             }
@@ -347,7 +347,7 @@ fn a_compaction_failing_after_its_snapshot_rename_poisons_the_store() {
             .clock(Arc::new(clock.clone()))
             .build()
             .unwrap();
-        assert_eq!(again.read("a"), Some(serde_json::json!(1)), "{what}");
+        assert_eq!(again.get("a"), Some(serde_json::json!(1)), "{what}");
         let ttl = again.entries_with_ttl();
         assert!(
             ttl.iter().any(|e| e.key == "t" && e.ttl.is_some()),
@@ -355,8 +355,8 @@ fn a_compaction_failing_after_its_snapshot_rename_poisons_the_store() {
         );
         assert!(!again.contains_key("b"), "{what}");
         // The reopened store goes on normally.
-        again.upsert("c", 4).unwrap();
-        again.compact().unwrap();
+        again.upsert_blocking("c", 4).unwrap();
+        again.compact_blocking().unwrap();
     }
 }
 

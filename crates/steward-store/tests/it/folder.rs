@@ -7,10 +7,10 @@ fn opening_creates_the_missing_folders() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a/b/c/memory.json");
     let s = Store::open(&path).unwrap();
-    assert!(s.create("k", 1).unwrap());
-    s.close().unwrap();
+    assert!(s.create_blocking("k", 1).unwrap());
+    s.close_blocking().unwrap();
     assert!(path.parent().unwrap().is_dir());
-    assert_eq!(Store::open(&path).unwrap().read("k"), Some(1.into()));
+    assert_eq!(Store::open(&path).unwrap().get("k"), Some(1.into()));
 }
 
 #[test]

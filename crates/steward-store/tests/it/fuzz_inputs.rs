@@ -16,12 +16,12 @@ fn readers_survive_random_and_truncated_inputs() {
         .build()
         .unwrap();
     for i in 0..20 {
-        s.upsert(&format!("k{i}"), crate::jsongen::value(&mut rng, 0))
+        s.upsert_blocking(&format!("k{i}"), crate::jsongen::value(&mut rng, 0))
             .unwrap();
-        s.delete(&format!("k{}", i / 2)).unwrap();
+        s.delete_blocking(&format!("k{}", i / 2)).unwrap();
     }
-    s.reset().unwrap();
-    s.close().unwrap();
+    s.reset_blocking().unwrap();
+    s.close_blocking().unwrap();
     let valid_log = std::fs::read(s.log_path()).unwrap();
     for seed in [valid_snapshot.as_bytes(), &valid_log[..]] {
         for cut in 0..seed.len().min(400) {

@@ -25,27 +25,27 @@ fn a_file_store_at_its_cap_refuses_new_keys_and_keeps_nothing_of_them() {
     let (_dir, path) = temp_store();
     let store = Store::builder(&path).max_keys(3).build().unwrap();
     for k in ["a", "b", "c"] {
-        assert!(store.create(k, 1).unwrap());
+        assert!(store.create_blocking(k, 1).unwrap());
     }
-    refused(store.upsert("d", 1), "d", 3);
-    refused(store.create("e", 1), "e", 3);
-    let e = store.upsert("d", 1).unwrap_err();
+    refused(store.upsert_blocking("d", 1), "d", 3);
+    refused(store.create_blocking("e", 1), "e", 3);
+    let e = store.upsert_blocking("d", 1).unwrap_err();
     assert!(
         e.to_string().contains(&path.display().to_string()) && e.to_string().contains("\"d\""),
         "the error names the store and the key: {e}"
     );
     // Replacing is not creating; a delete makes room.
-    assert!(!store.upsert("a", 2).unwrap());
-    assert!(store.update("b", 2).unwrap());
-    assert!(store.delete("c").unwrap());
-    assert!(store.upsert("d", 1).unwrap());
+    assert!(!store.upsert_blocking("a", 2).unwrap());
+    assert!(store.update_blocking("b", 2).unwrap());
+    assert!(store.delete_blocking("c").unwrap());
+    assert!(store.upsert_blocking("d", 1).unwrap());
     assert_eq!(store.list_keys(), ["a", "b", "d"]);
     assert_eq!(store.stats().keys_refused, 3);
     drop(store);
     // Nothing of a refused write reached the log.
     let store = Store::builder(&path).max_keys(3).build().unwrap();
     assert_eq!(store.list_keys(), ["a", "b", "d"]);
-    assert_eq!(store.read("e"), None);
+    assert_eq!(store.get("e"), None);
 }
 
 #[test]
@@ -54,7 +54,7 @@ fn one_batch_admits_exactly_up_to_the_cap() {
     let store = Store::builder(&path).max_keys(5).build().unwrap();
     // Queued without waiting: they commit together (a batch or a few).
     let writes: Vec<_> = (0..12)
-        .map(|i| store.upsert_async(&format!("k{i}"), i))
+        .map(|i| store.upsert(&format!("k{i}"), i))
         .collect();
     let results: Vec<_> = writes.into_iter().map(block_on).collect();
     let ok = results.iter().filter(|r| r.is_ok()).count();
@@ -77,13 +77,13 @@ fn expired_entries_do_not_count() {
         .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
-    store.upsert("kept", 1).unwrap();
+    store.upsert_blocking("kept", 1).unwrap();
     store
-        .upsert_with_ttl("brief", 1, Duration::from_secs(1))
+        .upsert_with_ttl_blocking("brief", 1, Duration::from_secs(1))
         .unwrap();
-    refused(store.upsert("new", 1), "new", 2);
+    refused(store.upsert_blocking("new", 1), "new", 2);
     clock.advance(Duration::from_secs(2));
-    assert!(store.upsert("new", json!({"x": 1})).unwrap());
+    assert!(store.upsert_blocking("new", json!({"x": 1})).unwrap());
     assert_eq!(store.list_keys(), ["kept", "new"]);
 }
 

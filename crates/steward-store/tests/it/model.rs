@@ -98,7 +98,7 @@ impl Fixture for FileFixture {
     }
     fn compact(&self) {
         if let Some(s) = &*self.current.borrow() {
-            s.compact().unwrap();
+            s.compact_blocking().unwrap();
         }
     }
 }

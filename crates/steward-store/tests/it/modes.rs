@@ -30,11 +30,11 @@ fn mode(path: &Path) -> u32 {
 /// write after it (so there is a log again).
 fn exercise(path: &Path) -> Store {
     let s = Store::open(path).unwrap();
-    s.upsert("name", "Ada").unwrap();
-    s.upsert_with_ttl("weather", "rain", Duration::from_secs(3600))
+    s.upsert_blocking("name", "Ada").unwrap();
+    s.upsert_with_ttl_blocking("weather", "rain", Duration::from_secs(3600))
         .unwrap();
-    s.compact().unwrap();
-    s.upsert("after", 1).unwrap();
+    s.compact_blocking().unwrap();
+    s.upsert_blocking("after", 1).unwrap();
     s
 }
 
@@ -48,7 +48,7 @@ fn every_file_gets_the_mode_of_memory_json() {
         for f in files_of(&path) {
             assert_eq!(mode(&f), want, "{} (memory.json is {want:o})", f.display());
         }
-        s.close().unwrap();
+        s.close_blocking().unwrap();
         assert_eq!(mode(&path), want, "after close");
     }
 }
@@ -62,7 +62,7 @@ fn a_new_memory_is_private() {
     for f in files_of(&path) {
         assert_eq!(mode(&f), 0o600, "{}", f.display());
     }
-    s.close().unwrap();
+    s.close_blocking().unwrap();
     assert_eq!(mode(&path), 0o600);
     // Exported with `write_snapshot` to a new file: private too.
     let export = path.with_file_name("export.json");
@@ -91,7 +91,7 @@ fn files_keep_the_owner_of_memory_json_when_run_as_root() {
         assert_eq!((m.uid(), m.gid()), (uid, gid), "{}", f.display());
         assert_eq!(m.permissions().mode() & 0o7777, 0o600, "{}", f.display());
     }
-    s.close().unwrap();
+    s.close_blocking().unwrap();
     let m = std::fs::metadata(&path).unwrap();
     assert_eq!((m.uid(), m.gid()), (uid, gid), "memory.json after close");
 }

@@ -542,7 +542,7 @@ fn run(at: &Path, steps: &[Step], cut_at: Option<u64>, skip: Option<&(String, u3
         match step {
             Step::Reopen | Step::CloseReopen => {
                 if matches!(step, Step::CloseReopen) {
-                    let _ = s.close();
+                    let _ = s.close_blocking();
                 }
                 drop(store.take());
                 store = open_at(at, &disk, &clock).ok();

@@ -65,9 +65,9 @@ fn steward_snapshots_equal_python_json_dump() {
     let s = Store::open(&store_path).unwrap();
     for _ in 0..50 {
         let k = jsongen::string(&mut rng);
-        s.upsert(&k, jsongen::value(&mut rng, 0)).unwrap();
+        s.upsert_blocking(&k, jsongen::value(&mut rng, 0)).unwrap();
     }
-    s.close().unwrap();
+    s.close_blocking().unwrap();
     paths.push(store_path);
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let out = run_python(REDUMP, &refs);
@@ -120,14 +120,14 @@ fn python_written_files_open_and_compact_to_the_same_bytes() {
     for path in &paths {
         let original = read(path);
         let s = Store::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        s.compact().unwrap();
+        s.compact_blocking().unwrap();
         assert_eq!(
             read(path),
             original,
             "{}: steward's rewrite differs from Python's",
             path.display()
         );
-        s.close().unwrap();
+        s.close_blocking().unwrap();
         assert_eq!(read(path), original);
     }
 }
@@ -136,9 +136,9 @@ fn python_written_files_open_and_compact_to_the_same_bytes() {
 fn python_keeps_working_on_a_file_steward_wrote() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
-    s.upsert("user_name", "Zoë 😀").unwrap();
-    s.upsert("n", 1.5e300).unwrap();
-    s.close().unwrap();
+    s.upsert_blocking("user_name", "Zoë 😀").unwrap();
+    s.upsert_blocking("n", 1.5e300).unwrap();
+    s.close_blocking().unwrap();
     // The Python assistant's write path: load, change, rewrite in place.
     let script = r#"
 import json, sys
@@ -152,7 +152,7 @@ print("ok")
     assert!(run_python(script, &[&path]).contains("ok"));
     let s = Store::open(&path).unwrap();
     assert_eq!(s.list_keys(), ["user_name", "n", "added_by_python"]);
-    assert_eq!(s.read("added_by_python").unwrap()[0], 1e-5);
+    assert_eq!(s.get("added_by_python").unwrap()[0], 1e-5);
 }
 
 /// What Python's `json.dump` writes but `serde_json::Value` cannot hold:
@@ -172,7 +172,7 @@ json.dump(m, open(sys.argv[1], "w"), indent=2)
     run_python(writer, &[&path]);
     let original = read(&path);
     let s = Store::open(&path).expect("Python's file opens");
-    assert_eq!(s.read("ok"), Some(serde_json::json!(1)));
+    assert_eq!(s.get("ok"), Some(serde_json::json!(1)));
     for (key, raw) in [
         ("nan", "NaN"),
         ("inf", "Infinity"),
@@ -181,10 +181,10 @@ json.dump(m, open(sys.argv[1], "w"), indent=2)
         ("neg", "-1180591620717411303424"),
         ("s", "\"\\ud83d\""),
     ] {
-        let v = s.read(key).unwrap_or_else(|| panic!("{key} missing"));
+        let v = s.get(key).unwrap_or_else(|| panic!("{key} missing"));
         assert_eq!(steward_store::raw_json(&v), Some(raw), "{key}: {v}");
     }
-    let nested = s.read("nested").unwrap();
+    let nested = s.get("nested").unwrap();
     let list = nested["l"].as_array().unwrap();
     assert_eq!(steward_store::raw_json(&list[0]), Some("NaN"));
     assert_eq!(
@@ -194,9 +194,9 @@ json.dump(m, open(sys.argv[1], "w"), indent=2)
     assert_eq!(steward_store::raw_json(&list[2]), Some("\"a\\udc00b\""));
     assert_eq!(list[3], serde_json::json!(1.5));
     // Such a value can also be written through the API.
-    s.upsert("added", steward_store::raw_value("NaN").unwrap())
+    s.upsert_blocking("added", steward_store::raw_value("NaN").unwrap())
         .unwrap();
-    s.close().unwrap();
+    s.close_blocking().unwrap();
     let written = read(&path);
     assert_ne!(written, original);
     let checker = r#"
@@ -219,7 +219,7 @@ print("ok")
     // And it opens again with the same raw values.
     let again = Store::open(&path).unwrap();
     assert_eq!(
-        steward_store::raw_json(&again.read("big").unwrap()),
+        steward_store::raw_json(&again.get("big").unwrap()),
         Some("1267650600228229401496703205376")
     );
 }
@@ -242,8 +242,8 @@ os._exit(0)
     assert_eq!(read(&path), b"");
     let s = Store::open(&path).expect("an empty memory.json opens");
     assert!(s.is_empty());
-    s.upsert("user_name", "Ada").unwrap();
-    s.close().unwrap();
+    s.upsert_blocking("user_name", "Ada").unwrap();
+    s.close_blocking().unwrap();
     let out = run_python(
         "import json, sys; print(json.load(open(sys.argv[1]))['user_name'])",
         &[&path],
@@ -308,12 +308,12 @@ fn python_rewriting_a_ttl_key_makes_it_permanent() {
             .unwrap()
     };
     let s = open();
-    s.upsert("name", "Ada").unwrap();
-    s.upsert_with_ttl("weather", "rain", Duration::from_secs(5))
+    s.upsert_blocking("name", "Ada").unwrap();
+    s.upsert_with_ttl_blocking("weather", "rain", Duration::from_secs(5))
         .unwrap();
-    s.upsert_with_ttl("news", "quiet", Duration::from_secs(5))
+    s.upsert_with_ttl_blocking("news", "quiet", Duration::from_secs(5))
         .unwrap();
-    s.close().unwrap(); // the expiries are now in the sidecar
+    s.close_blocking().unwrap(); // the expiries are now in the sidecar
     run_python(
         r#"
 import json, sys
@@ -326,17 +326,17 @@ json.dump(m, open(sys.argv[1], "w"), indent=2)
     let s = open();
     clock.advance(Duration::from_secs(6));
     assert_eq!(
-        s.read("weather"),
+        s.get("weather"),
         Some(serde_json::json!("sunny, for good")),
         "the value Python wrote does not expire"
     );
-    assert_eq!(s.read("news"), None, "the untouched TTL entry expires");
+    assert_eq!(s.get("news"), None, "the untouched TTL entry expires");
     assert!(
         s.entries_with_ttl()
             .iter()
             .all(|e| e.ttl.is_none() && e.key != "news")
     );
-    s.close().unwrap(); // compacts
+    s.close_blocking().unwrap(); // compacts
     let out = run_python(
         "import json, sys; m = json.load(open(sys.argv[1])); print(json.dumps(m, sort_keys=True))",
         &[&path],
@@ -348,9 +348,9 @@ json.dump(m, open(sys.argv[1], "w"), indent=2)
     // And still there after another open, compaction and expiry time.
     let s = open();
     clock.advance(Duration::from_secs(3600));
-    s.compact().unwrap();
+    s.compact_blocking().unwrap();
     assert_eq!(
-        s.read("weather"),
+        s.get("weather"),
         Some(serde_json::json!("sunny, for good"))
     );
 }

@@ -136,10 +136,10 @@ fn a_damaged_log_batch_loses_only_that_batch() {
         .compact_on_close(false)
         .build()
         .unwrap();
-    s.upsert("first", 1).unwrap();
-    s.upsert("second", "two").unwrap();
-    s.upsert("third", json!([3])).unwrap();
-    s.delete("base").unwrap();
+    s.upsert_blocking("first", 1).unwrap();
+    s.upsert_blocking("second", "two").unwrap();
+    s.upsert_blocking("third", json!([3])).unwrap();
+    s.delete_blocking("base").unwrap();
     let log = s.log_path().to_path_buf();
     drop(s);
     let mut bytes = read(&log);
@@ -168,11 +168,11 @@ fn a_damaged_log_batch_loses_only_that_batch() {
 fn a_damaged_expiry_file_keeps_the_readable_expiries() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
-    s.upsert_with_ttl("a", 1, Duration::from_secs(3600))
+    s.upsert_with_ttl_blocking("a", 1, Duration::from_secs(3600))
         .unwrap();
-    s.upsert_with_ttl("b", 2, Duration::from_secs(3600))
+    s.upsert_with_ttl_blocking("b", 2, Duration::from_secs(3600))
         .unwrap();
-    s.close().unwrap();
+    s.close_blocking().unwrap();
     let ttl = path.with_extension("json.ttl");
     let mut bytes = read(&ttl);
     let at = find(&bytes, b"\"b\"");

@@ -24,7 +24,7 @@ fn a_subscriber_that_reads_nothing_holds_at_most_its_bytes() {
     let value_len = 1_000_000;
     let writes = 30;
     for i in 0..writes {
-        store.upsert("big", big(i, value_len)).unwrap();
+        store.upsert_blocking("big", big(i, value_len)).unwrap();
     }
     // Each change counts its key and its value: 1,000,003 bytes, so 16
     // of them fit the default 16 MiB and the other 14 are dropped.
@@ -69,7 +69,7 @@ fn a_subscriber_that_reads_nothing_holds_at_most_its_bytes() {
         );
     }
     assert_eq!(default.try_next(), None);
-    store.upsert("small", json!(1)).unwrap();
+    store.upsert_blocking("small", json!(1)).unwrap();
     assert_eq!(
         default.try_next(),
         Some(("small".into(), Change::Set(json!(1))))
@@ -92,9 +92,9 @@ fn small_changes_still_stop_at_the_count() {
     let store = Store::open(&path).unwrap();
     let sub = store.subscribe_with_capacity("k*", 3);
     for i in 0..5 {
-        store.upsert(&format!("k{i}"), i).unwrap();
+        store.upsert_blocking(&format!("k{i}"), i).unwrap();
     }
-    store.upsert("other", 0).unwrap();
+    store.upsert_blocking("other", 0).unwrap();
     let s = sub.stats();
     assert_eq!(
         (

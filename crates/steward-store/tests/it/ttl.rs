@@ -22,19 +22,19 @@ fn expired_entries_are_invisible_at_once_and_swept() {
     let clock = ManualClock::new(T0);
     let store = open(&path, &clock);
     let mut sub = store.subscribe("*");
-    store.upsert("keep", 1).unwrap();
+    store.upsert_blocking("keep", 1).unwrap();
     assert!(
         store
-            .upsert_with_ttl("fact", "sunny", Duration::from_secs(1))
+            .upsert_with_ttl_blocking("fact", "sunny", Duration::from_secs(1))
             .unwrap()
     );
-    store.upsert("after", 2).unwrap();
+    store.upsert_blocking("after", 2).unwrap();
     clock.advance(Duration::from_millis(999));
-    assert_eq!(store.read("fact"), Some(json!("sunny")));
+    assert_eq!(store.get("fact"), Some(json!("sunny")));
     assert_eq!(store.list_keys(), ["keep", "fact", "after"]);
     clock.advance(Duration::from_millis(1));
     // Every read path hides it at once.
-    assert_eq!(store.read("fact"), None);
+    assert_eq!(store.get("fact"), None);
     assert!(!store.contains_key("fact"));
     assert_eq!(store.get_as::<String>("fact").unwrap(), None);
     assert_eq!(store.list_keys(), ["keep", "after"]);
@@ -42,11 +42,11 @@ fn expired_entries_are_invisible_at_once_and_swept() {
     assert_eq!(store.iter().count(), 2);
     assert!(!store.to_map().contains_key("fact"));
     assert!(!store.render_prompt(&["*"]).contains("fact"));
-    assert!(!store.update("fact", "x").unwrap());
+    assert!(!store.update_blocking("fact", "x").unwrap());
     assert_eq!(store.stats().ttl_entries, 1);
     // Swept for good, once, and told to subscribers.
-    assert_eq!(store.sweep_expired().unwrap(), 1);
-    assert_eq!(store.sweep_expired().unwrap(), 0);
+    assert_eq!(store.sweep_expired_blocking().unwrap(), 1);
+    assert_eq!(store.sweep_expired_blocking().unwrap(), 0);
     assert_eq!(store.stats().ttl_entries, 0);
     assert_eq!(store.stats().expired, 1);
     let got: Vec<_> = std::iter::from_fn(|| sub.try_next()).collect();
@@ -70,21 +70,21 @@ fn an_expired_key_comes_back_last_and_a_plain_write_makes_it_permanent() {
     let clock = ManualClock::new(T0);
     let store = open(&path, &clock);
     store
-        .upsert_with_ttl("a", 1, Duration::from_millis(10))
+        .upsert_with_ttl_blocking("a", 1, Duration::from_millis(10))
         .unwrap();
-    store.upsert("b", 2).unwrap();
+    store.upsert_blocking("b", 2).unwrap();
     clock.advance(Duration::from_millis(10));
     // Expired counts as absent: create succeeds and the key goes last.
-    assert!(store.create("a", 3).unwrap());
+    assert!(store.create_blocking("a", 3).unwrap());
     assert_eq!(store.list_keys(), ["b", "a"]);
     clock.advance(Duration::from_secs(3600));
-    assert_eq!(store.read("a"), Some(json!(3)));
+    assert_eq!(store.get("a"), Some(json!(3)));
     store
-        .upsert_with_ttl("b", 4, Duration::from_millis(5))
+        .upsert_with_ttl_blocking("b", 4, Duration::from_millis(5))
         .unwrap();
-    assert!(!store.upsert("b", 5).unwrap());
+    assert!(!store.upsert_blocking("b", 5).unwrap());
     clock.advance(Duration::from_secs(3600));
-    assert_eq!(store.read("b"), Some(json!(5)));
+    assert_eq!(store.get("b"), Some(json!(5)));
     // Replay agrees with memory (order and values).
     drop(store);
     let store = open(&path, &clock);
@@ -100,16 +100,16 @@ fn expiries_survive_reopen_and_compaction_and_memory_json_stays_plain() {
     let (dir, path) = crate::temp_store();
     let clock = ManualClock::new(T0);
     let store = open(&path, &clock);
-    store.upsert("name", "Ada").unwrap();
+    store.upsert_blocking("name", "Ada").unwrap();
     store
-        .upsert_with_ttl("weather", "rain", Duration::from_secs(60))
+        .upsert_with_ttl_blocking("weather", "rain", Duration::from_secs(60))
         .unwrap();
     // Through the log only.
     drop(store);
     let store = open(&path, &clock);
-    assert_eq!(store.read("weather"), Some(json!("rain")));
+    assert_eq!(store.get("weather"), Some(json!("rain")));
     // Through the snapshot and its sidecar.
-    store.close().unwrap();
+    store.close_blocking().unwrap();
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         "{\n  \"name\": \"Ada\",\n  \"weather\": \"rain\"\n}"
@@ -118,11 +118,11 @@ fn expiries_survive_reopen_and_compaction_and_memory_json_stays_plain() {
     let rain = crc32fast::hash(b"\"rain\"");
     assert_eq!(sidecar, format!("{{\"weather\":[{},{rain}]}}", T0 + 60_000));
     let store = open(&path, &clock);
-    assert_eq!(store.read("weather"), Some(json!("rain")));
+    assert_eq!(store.get("weather"), Some(json!("rain")));
     clock.advance(Duration::from_secs(60));
-    assert_eq!(store.read("weather"), None);
+    assert_eq!(store.get("weather"), None);
     // A compaction after the expiry drops it from memory.json.
-    store.close().unwrap();
+    store.close_blocking().unwrap();
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         "{\n  \"name\": \"Ada\"\n}"
@@ -142,13 +142,13 @@ fn subscriptions_see_every_change_once_in_order_across_handles() {
     let writer = store.clone();
     let t = std::thread::spawn(move || {
         for i in 0..100 {
-            writer.upsert(&format!("user_{}", i % 7), i).unwrap();
+            writer.upsert_blocking(&format!("user_{}", i % 7), i).unwrap();
             if i % 10 == 0 {
-                writer.delete(&format!("user_{}", i % 7)).unwrap();
+                writer.delete_blocking(&format!("user_{}", i % 7)).unwrap();
             }
         }
-        writer.upsert("other", 1).unwrap();
-        writer.reset().unwrap();
+        writer.upsert_blocking("other", 1).unwrap();
+        writer.reset_blocking().unwrap();
     });
     t.join().unwrap();
     let mut expect = Vec::new();
@@ -169,7 +169,7 @@ fn subscriptions_see_every_change_once_in_order_across_handles() {
     assert_eq!(std::iter::from_fn(|| small.try_next()).count(), 3);
     assert_eq!(small.dropped(), expect.len() as u64 + 1 - 3);
     // Closing ends the subscriptions.
-    store.close().unwrap();
+    store.close_blocking().unwrap();
     assert!(users.is_closed());
     assert_eq!(users.next_blocking(Duration::from_secs(30)), None);
 }
@@ -203,12 +203,12 @@ fn entries_list_the_time_left_and_load_hides_what_expired() {
     // The store's clock is the real one here: `load_with_ttl` reads the
     // files from outside and judges by the system clock.
     let store = Store::open(&path).unwrap();
-    store.upsert("keep", 1).unwrap();
+    store.upsert_blocking("keep", 1).unwrap();
     store
-        .upsert_with_ttl("soon", "gone", Duration::from_millis(1))
+        .upsert_with_ttl_blocking("soon", "gone", Duration::from_millis(1))
         .unwrap();
     store
-        .upsert_with_ttl("later", "here", Duration::from_secs(3600))
+        .upsert_with_ttl_blocking("later", "here", Duration::from_secs(3600))
         .unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let entries = store.entries_with_ttl();

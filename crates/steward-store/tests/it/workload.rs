@@ -240,16 +240,16 @@ fn brief(entries: &[(String, Value, Option<u64>)]) -> String {
 /// state; a sweep's deletes are of entries already invisible).
 pub(crate) fn run_step(store: &Store, clock: &ManualClock, step: &Step) -> Result<(), Error> {
     match step {
-        Upsert(k, v) => store.upsert(k, v.clone()).map(drop),
-        Create(k, v) => store.create(k, v.clone()).map(drop),
-        Update(k, v) => store.update(k, v.clone()).map(drop),
+        Upsert(k, v) => store.upsert_blocking(k, v.clone()).map(drop),
+        Create(k, v) => store.create_blocking(k, v.clone()).map(drop),
+        Update(k, v) => store.update_blocking(k, v.clone()).map(drop),
         Ttl(k, v, secs) => store
-            .upsert_with_ttl(k, v.clone(), Duration::from_secs(*secs))
+            .upsert_with_ttl_blocking(k, v.clone(), Duration::from_secs(*secs))
             .map(drop),
-        Delete(k) => store.delete(k).map(drop),
-        Reset => store.reset(),
-        Compact => store.compact().map(drop),
-        Sweep => store.sweep_expired().map(drop),
+        Delete(k) => store.delete_blocking(k).map(drop),
+        Reset => store.reset_blocking(),
+        Compact => store.compact_blocking().map(drop),
+        Sweep => store.sweep_expired_blocking().map(drop),
         Advance(secs) => {
             clock.advance(Duration::from_secs(*secs));
             Ok(())

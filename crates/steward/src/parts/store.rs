@@ -87,7 +87,7 @@ async fn sweep(p: Arc<Parts>) -> Result<u64, BoxError> {
     let s = &p.store;
     let mut swept = 0;
     if let Some(store) = s.store.as_ref() {
-        swept += store.sweep_expired_async().await?;
+        swept += store.sweep_expired().await?;
     }
     if let Some(backend) = s.backend.as_ref() {
         swept += backend.sweep_expired().await?;
@@ -107,7 +107,7 @@ async fn compact(p: Arc<Parts>) -> Result<u64, BoxError> {
     if log_bytes == 0 || log_bytes == s.log_after_compaction.load(Relaxed) {
         return Ok(0);
     }
-    match store.compact_async().await {
+    match store.compact().await {
         Ok(_) => {
             s.compactions.fetch_add(1, Relaxed);
             s.log_after_compaction

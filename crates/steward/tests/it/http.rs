@@ -66,7 +66,7 @@ async fn parts() -> (
 ) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("memory.json")).unwrap();
-    store.upsert("user_name", "Ada").unwrap();
+    store.upsert("user_name", "Ada").await.unwrap();
     let tracker = Tracker::new();
     let _kept = tracker.track_id("session-1", WEIRD_KIND, 10).unwrap();
     let steward = Steward::builder()
@@ -177,7 +177,7 @@ async fn health_and_metrics_are_served_then_shutdown_leaves_nothing() {
     .await;
 
     pool.close();
-    store.close().unwrap();
+    store.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +196,7 @@ async fn dropping_the_last_handle_stops_the_endpoint() {
         "the port stops accepting"
     );
     pool.close();
-    store.close().unwrap();
+    store.close().await.unwrap();
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ async fn moderate_pressure_reaps_compacts_and_reports_stale() {
     let path = dir.path().join("memory.json");
     let store = Store::open(&path).unwrap();
     for (k, v) in [("user_name", "Ada"), ("city", "Lyon"), ("coffee", "strong")] {
-        store.upsert(k, v).unwrap();
+        store.upsert(k, v).await.unwrap();
     }
     assert!(store.stats().log_bytes > 0);
     assert_eq!(store.stats().compactions, 0);
@@ -109,7 +109,7 @@ async fn moderate_pressure_reaps_compacts_and_reports_stale() {
     steward.shutdown().await;
     assert!(!steward.monitor().is_running());
     assert!(!steward.health().running);
-    store.close().unwrap();
+    store.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +117,7 @@ async fn critical_pressure_shrinks_pools_to_min_idle_and_trims() {
     let tracker = Tracker::new();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("memory.json")).unwrap();
-    store.upsert("k", 1).unwrap();
+    store.upsert("k", 1).await.unwrap();
     // Sampling in the background only once a day: rounds run on check_now.
     let steward = Steward::builder()
         .config(pressure(true, Duration::from_secs(86_400)))
@@ -181,7 +181,7 @@ async fn critical_pressure_shrinks_pools_to_min_idle_and_trims() {
     assert_eq!(h.cleanup.store_compactions, 1);
     assert_eq!(h.cleanup.malloc_trims, 2 * trims);
     // After a write it compacts again.
-    store.upsert("k", 2).unwrap();
+    store.upsert("k", 2).await.unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
     steward.monitor().check_now().await.unwrap();
     assert_eq!(steward.health().cleanup.store_compactions, 2);
@@ -190,7 +190,7 @@ async fn critical_pressure_shrinks_pools_to_min_idle_and_trims() {
     pool.close();
     assert!(steward.health().pools.is_empty());
     steward.shutdown().await;
-    store.close().unwrap();
+    store.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,12 +202,12 @@ async fn pressure_sweeps_expired_entries_before_compacting() {
         .clock(std::sync::Arc::new(clock.clone()))
         .build()
         .unwrap();
-    store.upsert("user_name", "Ada").unwrap();
+    store.upsert("user_name", "Ada").await.unwrap();
     store
-        .upsert_with_ttl("weather", "rain", Duration::from_secs(60))
+        .upsert_with_ttl("weather", "rain", Duration::from_secs(60)).await
         .unwrap();
     clock.advance(Duration::from_secs(61));
-    assert_eq!(store.read("weather"), None, "invisible once expired");
+    assert_eq!(store.get("weather"), None, "invisible once expired");
     let steward = Steward::builder()
         .config(pressure(true, Duration::from_secs(86_400)))
         .store(store.clone())
@@ -232,7 +232,7 @@ async fn pressure_sweeps_expired_entries_before_compacting() {
     steward.monitor().check_now().await.unwrap();
     assert_eq!(steward.health().cleanup.store_expired_swept, 1);
     steward.shutdown().await;
-    store.close().unwrap();
+    store.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,9 +245,9 @@ async fn pressure_sweeps_any_backend_handed_in() {
         .build()
         .unwrap();
     store
-        .upsert_with_ttl("weather", "rain", Duration::from_secs(60))
+        .upsert_with_ttl("weather", "rain", Duration::from_secs(60)).await
         .unwrap();
-    store.upsert("user_name", "Ada").unwrap();
+    store.upsert("user_name", "Ada").await.unwrap();
     clock.advance(Duration::from_secs(61));
     // Through the trait only, as a Redis namespace would come.
     let backend: std::sync::Arc<dyn steward::store::Backend> = std::sync::Arc::new(store.clone());
@@ -268,7 +268,7 @@ async fn pressure_sweeps_any_backend_handed_in() {
     steward.monitor().check_now().await.unwrap();
     assert_eq!(steward.health().cleanup.store_expired_swept, 1);
     steward.shutdown().await;
-    store.close().unwrap();
+    store.close().await.unwrap();
 }
 
 async fn futures_all<M: steward::pool::Manager>(

@@ -87,12 +87,12 @@ fn damaged_log_with_ttl() -> Damaged {
         .clock(Arc::new(clock))
         .build()
         .expect("open");
-    store.upsert("a", 1).expect("a");
-    store.upsert_with_ttl("b", vec![2], hour).expect("b");
-    store.compact().expect("compact");
-    store.upsert("x", 0).expect("x");
+    store.upsert_blocking("a", 1).expect("a");
+    store.upsert_with_ttl_blocking("b", vec![2], hour).expect("b");
+    store.compact_blocking().expect("compact");
+    store.upsert_blocking("x", 0).expect("x");
     let first_end = store.stats().log_bytes as usize;
-    store.upsert_with_ttl("t", 3, hour).expect("t");
+    store.upsert_with_ttl_blocking("t", 3, hour).expect("t");
     let log_end = store.stats().log_bytes as usize;
     drop(store);
     let read = |suffix: &str| {
