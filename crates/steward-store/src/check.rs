@@ -24,6 +24,7 @@ pub enum Severity {
 
 /// One thing wrong with a store's files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Problem {
     /// The file.
     pub file: PathBuf,

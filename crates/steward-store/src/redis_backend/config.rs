@@ -16,13 +16,17 @@ use super::{Counters, Inner, RedisStore};
 use crate::error::{Error, Result};
 use crate::subscribe::{DEFAULT_SUBSCRIPTION_CAPACITY, Hub};
 
-/// Settings of a [`RedisStore`]. Plain data (serde).
+/// Settings of a [`RedisStore`]. Plain data (serde): build one with
+/// `RedisConfig::default()` and assign fields, or load it from a config
+/// file (a missing setting takes its default, an unknown one is an error;
+/// durations are integers of milliseconds, `retry_for_ms`).
 ///
 /// `Debug` and `Serialize` show the URL as [`steward_redact::redact_url`]
 /// does (no user info, so no password; no query): a serialized config is
 /// for showing and holds no secret.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db][?ns=name]`, or `rediss://`
     /// for TLS (rustls; the server's certificate is checked against
@@ -38,10 +42,13 @@ pub struct RedisConfig {
     pub pool: PoolConfig,
     /// How long a read, or a write whose outcome is not known yet, keeps
     /// retrying (reconnecting) before it fails. Default 10 s.
+    #[serde(rename = "retry_for_ms", with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>")]
     pub retry_for: Duration,
     /// Bound on one request's reply. Default 5 s.
+    #[serde(rename = "response_timeout_ms", with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>")]
     pub response_timeout: Duration,
     /// Bound on connecting. Default 5 s.
+    #[serde(rename = "connect_timeout_ms", with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>")]
     pub connect_timeout: Duration,
     /// Longest key, in UTF-8 bytes. Default 4 KiB (as the file store).
     pub max_key_bytes: usize,

@@ -4,10 +4,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Settings of a store. Plain data: build one with `Default` and struct
-/// update syntax, or load it from a config file.
+/// Settings of a store. Plain data: build one with
+/// `StoreConfig::default()` and assign fields, or load it from a config
+/// file (a missing setting takes its default; an unknown one is an error,
+/// so a misspelt setting is never silently ignored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct StoreConfig {
     /// Longest key, in UTF-8 bytes. Default 4 KiB.
     pub max_key_bytes: usize,

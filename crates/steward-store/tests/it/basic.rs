@@ -110,10 +110,9 @@ fn size_limits_are_errors_and_change_nothing() {
     assert!(s.is_empty());
     s.upsert_blocking("k", "x".repeat(10)).unwrap();
     assert_eq!(s.len(), 1);
-    let bad = Store::builder(&path).config(StoreConfig {
-        max_key_bytes: 0,
-        ..StoreConfig::default()
-    });
+    let mut zero = StoreConfig::default();
+    zero.max_key_bytes = 0;
+    let bad = Store::builder(&path).config(zero);
     drop(s);
     assert!(matches!(bad.build().unwrap_err(), Error::Config(_)));
 }

@@ -5,6 +5,7 @@ mod backlog;
 mod basic;
 mod child;
 mod concurrency;
+mod config;
 mod crash;
 mod damage;
 mod expiry_model;
