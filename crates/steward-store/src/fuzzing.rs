@@ -1,5 +1,7 @@
 //! Entry points for fuzz targets and robustness tests: they parse arbitrary
-//! bytes with the store's readers and must never panic.
+//! bytes with the store's readers and must never panic. Fuzzing and tests
+//! only (feature `fuzzing`, never on by default): not part of the API a
+//! user builds on.
 
 /// Parses `bytes` as a snapshot; on success, checks that writing the map
 /// back and reading it again gives the same map (the Python format

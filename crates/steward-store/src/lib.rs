@@ -167,7 +167,7 @@ mod salvage;
 mod store;
 mod subscribe;
 
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 
 pub use backend::{Backend, BackendExt, BoxFuture, Entry};
