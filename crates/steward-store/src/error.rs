@@ -357,3 +357,77 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How often `needle` occurs in `text`.
+    fn count(text: &str, needle: &str) -> usize {
+        text.matches(needle).count()
+    }
+
+    /// Every variant that keeps a cause as `#[source]` leaves its text to
+    /// the chain: printed link by link, the cause shows once.
+    #[test]
+    fn a_chain_shows_each_cause_once() {
+        let cause = "the distinctive cause";
+        let io = || std::io::Error::other(cause);
+        let boxed = || -> BoxError { Box::new(io()) };
+        let json = serde_json::from_str::<u8>("\"the distinctive cause\"").unwrap_err();
+        let json_text = json.to_string();
+        let path = PathBuf::from("/m/memory.json");
+        let server = "127.0.0.1:6379/0".to_string();
+        let key = "k".to_string();
+        let wrapped = [
+            Error::io("writing", &path, io()),
+            Error::WriteUnknown {
+                path: path.clone(),
+                offset: 7,
+                source: io(),
+            },
+            Error::RedisUnavailable {
+                server: server.clone(),
+                source: boxed(),
+            },
+            Error::Redis {
+                server: server.clone(),
+                op: "read",
+                key: key.clone(),
+                source: boxed(),
+            },
+            Error::RedisWriteNotApplied {
+                server: server.clone(),
+                key: key.clone(),
+                source: boxed(),
+            },
+            Error::RedisWriteUnknown {
+                server,
+                key: key.clone(),
+                source: boxed(),
+            },
+        ];
+        for e in wrapped {
+            assert_eq!(count(&e.to_string(), cause), 0, "{e}");
+            assert_eq!(count(&e.chain(), cause), 1, "{}", e.chain());
+        }
+        let e = Error::Json { key, source: json };
+        assert_eq!(count(&e.to_string(), &json_text), 0, "{e}");
+        assert_eq!(count(&e.chain(), &json_text), 1, "{}", e.chain());
+    }
+
+    /// A real IO error under a store error: a file where the store's
+    /// folder should be.
+    #[test]
+    fn an_io_error_under_a_store_error_is_printed_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("not-a-folder");
+        std::fs::write(&file, b"").expect("write");
+        let e = crate::Store::open(file.join("memory.json")).expect_err("a file is no folder");
+        let source = std::error::Error::source(&e).expect("the OS error is the source");
+        let os = source.to_string();
+        assert!(!e.to_string().contains(&os), "{e}");
+        assert_eq!(count(&e.chain(), &os), 1, "{}", e.chain());
+        assert!(e.chain().contains("not-a-folder"), "{}", e.chain());
+    }
+}
