@@ -107,7 +107,9 @@ fn run_writers(store: &Store, writers: usize, iters: u64, keys: usize, c: &Atomi
                 barrier.wait();
                 for i in 0..per {
                     let n = w as u64 * 1_000_003 + i;
-                    store.upsert_blocking(&key(n, keys), value(c)).expect("upsert");
+                    store
+                        .upsert_blocking(&key(n, keys), value(c))
+                        .expect("upsert");
                 }
             });
         }

@@ -42,13 +42,22 @@ pub struct RedisConfig {
     pub pool: PoolConfig,
     /// How long a read, or a write whose outcome is not known yet, keeps
     /// retrying (reconnecting) before it fails. Default 10 s.
-    #[serde(rename = "retry_for_ms", with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>")]
+    #[serde(
+        rename = "retry_for_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub retry_for: Duration,
     /// Bound on one request's reply. Default 5 s.
-    #[serde(rename = "response_timeout_ms", with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>")]
+    #[serde(
+        rename = "response_timeout_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub response_timeout: Duration,
     /// Bound on connecting. Default 5 s.
-    #[serde(rename = "connect_timeout_ms", with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>")]
+    #[serde(
+        rename = "connect_timeout_ms",
+        with = "serde_with::As::<serde_with::DurationMilliSeconds<u64>>"
+    )]
     pub connect_timeout: Duration,
     /// Longest key, in UTF-8 bytes. Default 4 KiB (as the file store).
     pub max_key_bytes: usize,

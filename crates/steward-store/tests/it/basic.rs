@@ -39,12 +39,18 @@ fn missing_file_is_empty_store_and_semantics_match_python() {
     let s = Store::open(&path).unwrap();
     assert!(s.is_empty());
     assert!(s.create_blocking("a", 1).unwrap());
-    assert!(!s.create_blocking("a", 2).unwrap(), "create refuses an existing key");
+    assert!(
+        !s.create_blocking("a", 2).unwrap(),
+        "create refuses an existing key"
+    );
     assert_eq!(s.get("a"), Some(json!(1)));
     assert!(!s.update_blocking("missing", 1).unwrap());
     assert!(!s.delete_blocking("missing").unwrap());
     assert_eq!(s.get("missing"), None);
-    assert!(s.upsert_blocking("b", 2).unwrap(), "upsert of a new key says so");
+    assert!(
+        s.upsert_blocking("b", 2).unwrap(),
+        "upsert of a new key says so"
+    );
     assert!(!s.upsert_blocking("b", 3).unwrap());
     s.upsert_blocking("c", 3).unwrap();
     // An updated key keeps its place; a deleted and re-added one goes last.
@@ -151,7 +157,10 @@ fn writes_after_close_fail_and_reads_still_work() {
     s.upsert_blocking("a", 1).unwrap();
     s.close_blocking().unwrap();
     s.close_blocking().unwrap(); // twice is fine
-    assert!(matches!(clone.upsert_blocking("b", 2), Err(Error::Closed { .. })));
+    assert!(matches!(
+        clone.upsert_blocking("b", 2),
+        Err(Error::Closed { .. })
+    ));
     assert_eq!(clone.get("a"), Some(json!(1)));
     // The lock is free again.
     let again = Store::open(&path).unwrap();

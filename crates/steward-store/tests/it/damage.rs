@@ -335,7 +335,10 @@ fn failed_fsync_of_a_write_is_reported_as_unknown_and_may_be_applied() {
         );
         // Poisoned: no further write, no retried fsync.
         armed.store(false, Ordering::SeqCst);
-        assert!(matches!(s.upsert_blocking("d", 4), Err(Error::Poisoned { .. })));
+        assert!(matches!(
+            s.upsert_blocking("d", 4),
+            Err(Error::Poisoned { .. })
+        ));
         drop(s);
         let again = Store::open(&path).unwrap();
         match failing {

@@ -53,9 +53,7 @@ fn one_batch_admits_exactly_up_to_the_cap() {
     let (_dir, path) = temp_store();
     let store = Store::builder(&path).max_keys(5).build().unwrap();
     // Queued without waiting: they commit together (a batch or a few).
-    let writes: Vec<_> = (0..12)
-        .map(|i| store.upsert(&format!("k{i}"), i))
-        .collect();
+    let writes: Vec<_> = (0..12).map(|i| store.upsert(&format!("k{i}"), i)).collect();
     let results: Vec<_> = writes.into_iter().map(block_on).collect();
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(ok, 5, "{results:?}");

@@ -349,8 +349,5 @@ json.dump(m, open(sys.argv[1], "w"), indent=2)
     let s = open();
     clock.advance(Duration::from_secs(3600));
     s.compact_blocking().unwrap();
-    assert_eq!(
-        s.get("weather"),
-        Some(serde_json::json!("sunny, for good"))
-    );
+    assert_eq!(s.get("weather"), Some(serde_json::json!("sunny, for good")));
 }

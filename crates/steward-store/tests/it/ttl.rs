@@ -142,7 +142,9 @@ fn subscriptions_see_every_change_once_in_order_across_handles() {
     let writer = store.clone();
     let t = std::thread::spawn(move || {
         for i in 0..100 {
-            writer.upsert_blocking(&format!("user_{}", i % 7), i).unwrap();
+            writer
+                .upsert_blocking(&format!("user_{}", i % 7), i)
+                .unwrap();
             if i % 10 == 0 {
                 writer.delete_blocking(&format!("user_{}", i % 7)).unwrap();
             }

@@ -204,7 +204,8 @@ async fn pressure_sweeps_expired_entries_before_compacting() {
         .unwrap();
     store.upsert("user_name", "Ada").await.unwrap();
     store
-        .upsert_with_ttl("weather", "rain", Duration::from_secs(60)).await
+        .upsert_with_ttl("weather", "rain", Duration::from_secs(60))
+        .await
         .unwrap();
     clock.advance(Duration::from_secs(61));
     assert_eq!(store.get("weather"), None, "invisible once expired");
@@ -245,7 +246,8 @@ async fn pressure_sweeps_any_backend_handed_in() {
         .build()
         .unwrap();
     store
-        .upsert_with_ttl("weather", "rain", Duration::from_secs(60)).await
+        .upsert_with_ttl("weather", "rain", Duration::from_secs(60))
+        .await
         .unwrap();
     store.upsert("user_name", "Ada").await.unwrap();
     clock.advance(Duration::from_secs(61));

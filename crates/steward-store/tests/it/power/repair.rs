@@ -88,7 +88,9 @@ fn damaged_log_with_ttl() -> Damaged {
         .build()
         .expect("open");
     store.upsert_blocking("a", 1).expect("a");
-    store.upsert_with_ttl_blocking("b", vec![2], hour).expect("b");
+    store
+        .upsert_with_ttl_blocking("b", vec![2], hour)
+        .expect("b");
     store.compact_blocking().expect("compact");
     store.upsert_blocking("x", 0).expect("x");
     let first_end = store.stats().log_bytes as usize;
