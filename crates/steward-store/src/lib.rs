@@ -2,7 +2,7 @@
 //! the Python assistant's `memory.json`.
 //!
 //! The store keeps the whole map in memory (reads never touch the disk) and
-//! makes every write durable before it returns: writes are appended as
+//! makes every write durable before reporting it done: writes are appended as
 //! checksummed records to a log beside the snapshot (`memory.json.log`), one
 //! fsync per group-commit batch shared by all concurrent writers. The log is
 //! compacted into the snapshot by size and on [`Store::close`]; the snapshot
