@@ -52,7 +52,9 @@ async fn global_waiter_gets_room_when_another_key_returns() {
     let waiter = tokio::spawn(async move { p2.get(&2).await.map(|o| o.key) });
     // Whether the waiter registers before the return (then the returned
     // object is closed for it) or after (then it evicts the idle one), it
-    // gets room for key 2.
+    // gets room for key 2. The pause only makes the first order the likely
+    // one (a keyed pool does not count its global waiters): not a
+    // synchronisation, both orders pass.
     tokio::time::sleep(Duration::from_millis(20)).await;
     drop(a1);
     let key = guard("waiter", waiter).await.unwrap().unwrap();

@@ -12,10 +12,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// An echo server; bumping the `drop_all` generation closes every
-/// connection it holds.
+/// connection it holds (`dropped` counts them).
 struct Echo {
     addr: std::net::SocketAddr,
     accepted: Arc<AtomicUsize>,
+    dropped: Arc<AtomicUsize>,
     drop_all: watch::Sender<u64>,
 }
 
@@ -24,17 +25,24 @@ async fn echo_server() -> Echo {
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let (drop_all, rx) = watch::channel(0u64);
+    let dropped = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
+    let gone = dropped.clone();
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             count.fetch_add(1, SeqCst);
             let mut rx = rx.clone();
             rx.borrow_and_update();
+            let gone = gone.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 256];
                 loop {
                     tokio::select! {
-                        _ = rx.changed() => return, // drops the socket
+                        _ = rx.changed() => {
+                            drop(sock);
+                            gone.fetch_add(1, SeqCst);
+                            return;
+                        }
                         n = sock.read(&mut buf) => match n {
                             Ok(0) | Err(_) => return,
                             Ok(n) => if sock.write_all(&buf[..n]).await.is_err() { return },
@@ -47,6 +55,7 @@ async fn echo_server() -> Echo {
     Echo {
         addr,
         accepted,
+        dropped,
         drop_all,
     }
 }
@@ -104,7 +113,15 @@ async fn health_check_notices_dropped_connections() {
     assert_eq!(server.accepted.load(SeqCst), 2);
     // The server drops every connection; the pool must not hand them out.
     server.drop_all.send_modify(|g| *g += 1);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Both sockets closed on the server's side before the next checkout.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while server.dropped.load(SeqCst) < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hang guard: the server did not drop its connections"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut c = p.get().await.unwrap();
     ping(&mut c, b"fresh").await.expect("a working connection");
     drop(c);
