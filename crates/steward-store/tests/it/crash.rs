@@ -43,6 +43,7 @@ fn sigkill_loses_no_acknowledged_write() {
                 "trial {trial}: child could not open the store"
             );
         }
+        // The kill's moment, not a synchronisation: anywhere in the writes.
         std::thread::sleep(Duration::from_micros(rng.random_range(0..60_000)));
         child.kill().expect("SIGKILL");
         let _ = child.wait();

@@ -294,7 +294,8 @@ fn server_killed_and_restarted_during_writes() {
     let acked_before = |store: &RedisStore| store.stats().writes;
     wait_until(|| acked_before(&patient) >= 50 && acked_before(&impatient) >= 50);
     server.kill();
-    // Writes pile up against a dead server for a moment.
+    // Writes pile up against a dead server for a moment (real time on
+    // purpose, not a synchronisation: the waits around it are on counts).
     std::thread::sleep(Duration::from_millis(300));
     let during = impatient.stats();
     server.restart();
@@ -534,6 +535,8 @@ async fn expiries_are_announced_without_a_touch_when_the_server_tells() {
         next_change(&mut sub2).await,
         ("fact".to_string(), Change::Expired)
     );
+    // Silence can only be shown by letting time pass: a second
+    // announcement would come within this.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sub.try_next(), None, "expired announced twice");
     // The order index was tidied too: nothing left to sweep.

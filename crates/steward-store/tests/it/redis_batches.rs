@@ -22,6 +22,9 @@ struct SlowLink {
     port: u16,
     opened: Arc<std::sync::atomic::AtomicUsize>,
     stalled_below: Arc<std::sync::atomic::AtomicUsize>,
+    /// Chunks held back, and those of them since written to the server.
+    held: Arc<std::sync::atomic::AtomicUsize>,
+    landed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SlowLink {
@@ -31,7 +34,10 @@ impl SlowLink {
         let port = listener.local_addr().unwrap().port();
         let opened = Arc::new(AtomicUsize::new(0));
         let stalled_below = Arc::new(AtomicUsize::new(0));
+        let held = Arc::new(AtomicUsize::new(0));
+        let landed = Arc::new(AtomicUsize::new(0));
         let (o, s) = (Arc::clone(&opened), Arc::clone(&stalled_below));
+        let (h, l) = (Arc::clone(&held), Arc::clone(&landed));
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
@@ -41,16 +47,25 @@ impl SlowLink {
                 let index = o.fetch_add(1, Ordering::SeqCst);
                 let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
                 let s = Arc::clone(&s);
+                let counts = (Arc::clone(&h), Arc::clone(&l));
                 std::thread::spawn(move || {
-                    relay(client, upstream, || s.load(Ordering::SeqCst) > index, delay)
+                    relay(
+                        client,
+                        upstream,
+                        || s.load(Ordering::SeqCst) > index,
+                        delay,
+                        Some(counts),
+                    )
                 });
-                std::thread::spawn(move || relay(u2, c2, || false, delay));
+                std::thread::spawn(move || relay(u2, c2, || false, delay, None));
             }
         });
         SlowLink {
             port,
             opened,
             stalled_below,
+            held,
+            landed,
         }
     }
 
@@ -67,11 +82,16 @@ impl SlowLink {
 
 /// Copies `from` to `to`, sleeping `delay` before each chunk while
 /// `stalled()`; the chunk is delivered even if `from` has closed meanwhile.
+/// `counts` (held, landed) counts the held-back chunks and those written on.
 fn relay(
     mut from: std::net::TcpStream,
     mut to: std::net::TcpStream,
     stalled: impl Fn() -> bool,
     delay: Duration,
+    counts: Option<(
+        Arc<std::sync::atomic::AtomicUsize>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    )>,
 ) {
     use std::io::{Read, Write};
     let mut buf = [0u8; 16 * 1024];
@@ -80,10 +100,19 @@ fn relay(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if stalled() {
+        let held = stalled();
+        if held {
+            if let Some((h, _)) = &counts {
+                h.fetch_add(1, Ordering::SeqCst);
+            }
+            // The simulated network delay, not a synchronisation.
             std::thread::sleep(delay);
         }
-        if to.write_all(&buf[..n]).is_err() {
+        let written = to.write_all(&buf[..n]);
+        if held && let Some((_, l)) = &counts {
+            l.fetch_add(1, Ordering::SeqCst);
+        }
+        if written.is_err() {
             break;
         }
     }
@@ -103,14 +132,27 @@ async fn impatient_store(link: &SlowLink, ns: &str, batches_in_flight: usize) ->
         .unwrap()
 }
 
-/// Lets a send held back by the link land, then writes a marker and
-/// returns the changes before it: every one is a change the server really
-/// made.
+/// Waits until every send held back by the link has been written to the
+/// server, then writes a marker and returns the changes before it: every
+/// one is a change the server really made. The marker goes out after the
+/// late send sits in the server's socket, so the server reads it first.
 async fn changes_once_the_held_back_send_landed(
+    link: &SlowLink,
     store: &RedisStore,
     sub: &mut Subscription,
 ) -> Vec<(String, Change)> {
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let held = link.held.load(Ordering::SeqCst);
+        if held > 0 && link.landed.load(Ordering::SeqCst) == held {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hang guard: the held-back send never landed ({held} held)"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     store.upsert("marker", true).await.unwrap();
     let mut got = Vec::new();
     loop {
@@ -139,7 +181,7 @@ async fn a_resent_write_is_applied_once_even_when_the_first_send_runs_late() {
     let resends = store.stats().retries;
     assert!(resends >= 1, "the write was never resent");
     assert!(store.create("fresh", 3).await.unwrap());
-    let got = changes_once_the_held_back_send_landed(&store, &mut sub).await;
+    let got = changes_once_the_held_back_send_landed(&link, &store, &mut sub).await;
     assert_eq!(
         got,
         [
@@ -194,7 +236,7 @@ async fn a_resent_batch_is_applied_once_even_when_its_first_send_runs_late() {
         "b0 existed, b1..b3 are new"
     );
     assert!(store.stats().retries >= 1, "the batch was never resent");
-    let got = changes_once_the_held_back_send_landed(&store, &mut sub).await;
+    let got = changes_once_the_held_back_send_landed(&link, &store, &mut sub).await;
     let mut want = vec![("b0".to_string(), Change::Set(json!(0)))];
     for i in 0..4 {
         want.push((format!("b{i}"), Change::Set(json!(i + 10))));
@@ -248,16 +290,20 @@ async fn one_slot_store(server: &RedisServer, ns: &str) -> RedisStore {
         .unwrap()
 }
 
-/// Spawns `upsert(key, 0)` and gives it time to take a leader slot: it then
-/// waits for the connection the caller holds (a one-connection store), and
-/// later writes queue behind it.
+/// Spawns `upsert(key, 0)` and waits until it has taken a leader slot: it
+/// then waits for the connection the caller holds (a one-connection store,
+/// so it shows as the pool's one waiter), and later writes queue behind it.
 async fn slot_holder(
     store: &RedisStore,
     key: &'static str,
 ) -> tokio::task::JoinHandle<Result<bool, Error>> {
     let s = store.clone();
     let holder = tokio::spawn(async move { s.upsert(key, 0).await });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.pool().metrics().waiters != 1 {
+        assert!(Instant::now() < deadline, "{:?}", store.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     holder
 }
 
@@ -331,15 +377,14 @@ async fn queued_writes_go_as_one_batch_and_each_gets_its_own_answer() {
     assert_eq!(store.stats().batches - before, 2, "{:?}", store.stats());
     assert_eq!(store.len().await.unwrap(), 1 + 1 + 20 + 1);
     // Every applied write published once: 1 + 1 + 20 + 5, and nothing for
-    // the refused one or the nine losing creates.
-    let mut changes = 0;
-    while tokio::time::timeout(Duration::from_millis(300), sub.next())
-        .await
-        .is_ok()
-    {
-        changes += 1;
+    // the refused one or the nine losing creates: 27 changes, then the
+    // marker written after them all (no quiet period to time).
+    for _ in 0..27 {
+        let (key, _) = next_change(&mut sub).await;
+        assert_ne!(key, "marker");
     }
-    assert_eq!(changes, 27);
+    store.upsert("marker", true).await.unwrap();
+    assert_eq!(next_change(&mut sub).await.0, "marker", "more than 27 changes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

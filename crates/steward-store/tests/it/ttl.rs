@@ -212,6 +212,7 @@ fn entries_list_the_time_left_and_load_hides_what_expired() {
     store
         .upsert_with_ttl_blocking("later", "here", Duration::from_secs(3600))
         .unwrap();
+    // Real time on purpose (see above): the 1 ms TTL lapses.
     std::thread::sleep(Duration::from_millis(20));
     let entries = store.entries_with_ttl();
     let keys: Vec<_> = entries.iter().map(|e| e.key.as_str()).collect();
