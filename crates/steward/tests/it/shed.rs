@@ -55,6 +55,8 @@ async fn fill_queue(session: &steward::ws::Session, limit: u64) -> usize {
             match session.try_send(Message::binary(vec![1_u8; 16 * 1024])) {
                 Ok(()) => sent += 1,
                 Err(WsError::Full { .. }) => {
+                    // Paces a poll in the hang guard: an early end under load
+                    // only leaves the writer moving older messages meanwhile.
                     let written = session.stats().messages_sent;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     let now = session.stats();

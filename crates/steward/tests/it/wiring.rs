@@ -172,7 +172,8 @@ async fn critical_pressure_shrinks_pools_to_min_idle_and_trims() {
     assert_eq!(h.cleanup.store_compactions, 1);
 
     // A critical re-notification with nothing new written: no second
-    // compaction, but the round and the trim run again.
+    // compaction, but the round and the trim run again. Past the 1 ms
+    // re-notify interval on the monitor's real clock (not a synchronisation).
     tokio::time::sleep(Duration::from_millis(10)).await;
     let again = steward.monitor().check_now().await.unwrap();
     assert!(!again.handlers.is_empty(), "critical re-notifies");
@@ -182,6 +183,7 @@ async fn critical_pressure_shrinks_pools_to_min_idle_and_trims() {
     assert_eq!(h.cleanup.malloc_trims, 2 * trims);
     // After a write it compacts again.
     store.upsert("k", 2).await.unwrap();
+    // Past the re-notify interval again.
     tokio::time::sleep(Duration::from_millis(10)).await;
     steward.monitor().check_now().await.unwrap();
     assert_eq!(steward.health().cleanup.store_compactions, 2);
@@ -377,7 +379,7 @@ async fn keyed_pools_reap_every_key() {
         drop(pool.get(&key.to_owned()).await.unwrap());
     }
     assert_eq!(pool.metrics().total.idle, 3);
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await; // past the idle timeout
     let steward = Steward::builder()
         .config(pressure(false, Duration::from_secs(86_400)))
         .keyed_pool(&pool)
