@@ -215,6 +215,7 @@ fn copy_keeps_the_time_a_ttl_entry_has_left() {
         "1h",
     ]);
     ok(&["store", "set", &src_s, "gone", "1", "--ttl", "1ms"]);
+    // Real time on purpose (the CLI has no clock seam): the 1 ms TTL lapses.
     std::thread::sleep(std::time::Duration::from_millis(20));
     let url = server.url_ns("ttl");
 
