@@ -384,7 +384,11 @@ async fn queued_writes_go_as_one_batch_and_each_gets_its_own_answer() {
         assert_ne!(key, "marker");
     }
     store.upsert("marker", true).await.unwrap();
-    assert_eq!(next_change(&mut sub).await.0, "marker", "more than 27 changes");
+    assert_eq!(
+        next_change(&mut sub).await.0,
+        "marker",
+        "more than 27 changes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
