@@ -48,6 +48,20 @@ async fn sessions_are_tracked_and_reported_while_open() {
         .await
         .expect("echo within the hang guard");
     assert_eq!(echoed, Some(Message::text("hello")));
+    // The send is counted once its flush returns, which the echo can beat
+    // on a loaded machine: wait for the count, not for the echo.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while steward
+            .health()
+            .ws
+            .first()
+            .is_none_or(|w| w.stats.messages_sent == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the send counted within the hang guard");
 
     let h = steward.health();
     assert_eq!(h.ws.len(), 1);
