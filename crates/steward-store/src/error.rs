@@ -290,7 +290,7 @@ pub enum Error {
 }
 
 /// A boxed error source (keeps third-party error types out of signatures).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
