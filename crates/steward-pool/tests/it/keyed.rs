@@ -91,3 +91,48 @@ async fn empty_sub_pools_are_dropped_with_their_counters_kept() {
     p.close();
     assert!(matches!(p.get(&9).await, Err(Error::Closed { .. })));
 }
+
+/// The keyed total adds up its sub-pools counter by counter, and a
+/// `ClosedCounts::total` adds up its reasons (each figure worked out by
+/// hand from the steps below).
+#[tokio::test]
+async fn the_total_adds_up_the_keys_counter_by_counter() {
+    let m = KeyedCounting::default();
+    let p = keyed(&m, 3, 6);
+    // Key 1: two created; one returned and handed out again (recycled),
+    // one discarded (broken).
+    let a = p.get(&1).await.unwrap();
+    let b = p.get(&1).await.unwrap();
+    drop(a);
+    steward_pool::Pooled::discard(b);
+    let a = p.get(&1).await.unwrap();
+    // Key 2: three created; one taken out of the pool for good, two
+    // returned and then removed by `retain`.
+    let c = p.get(&2).await.unwrap();
+    let d = p.get(&2).await.unwrap();
+    let e = p.get(&2).await.unwrap();
+    let taken = steward_pool::Pooled::take(c);
+    drop((d, e));
+    assert_eq!(p.retain(|key, _| *key != 2), 2);
+    // Key 3: one created, in use.
+    let f = p.get(&3).await.unwrap();
+
+    let total = p.metrics().total;
+    assert_eq!(total.created, 6, "{total:?}");
+    assert_eq!(total.recycled, 1, "{total:?}");
+    assert_eq!(total.taken, 1, "{total:?}");
+    assert_eq!(total.closed.broken, 1, "{total:?}");
+    assert_eq!(total.closed.removed, 2, "{total:?}");
+    assert_eq!(total.closed.total(), 3, "{total:?}");
+    assert_eq!(
+        (total.size, total.in_use, total.idle),
+        (2, 2, 0),
+        "{total:?}"
+    );
+    drop((a, f, taken));
+
+    // Closing closes the two returned objects: every reason adds in.
+    p.close();
+    let closed = p.metrics().total.closed;
+    assert_eq!((closed.closed, closed.total()), (2, 5), "{closed:?}");
+}
