@@ -136,3 +136,37 @@ async fn the_total_adds_up_the_keys_counter_by_counter() {
     let closed = p.metrics().total.closed;
     assert_eq!((closed.closed, closed.total()), (2, 5), "{closed:?}");
 }
+
+/// The keyed reaper closes idle objects under every key, and an empty
+/// sub-pool then goes; `reap_idle` does the same on demand; a weak handle
+/// upgrades while the pool lives and not after.
+#[tokio::test(start_paused = true)]
+async fn the_keyed_reaper_and_reap_idle_close_idle_objects_under_every_key() {
+    let m = KeyedCounting::default();
+    let p = KeyedPool::builder(m.clone())
+        .max_size(2)
+        .max_total(8)
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .max_lifetime(None)
+        .reaper_interval(Some(Duration::from_secs(10)))
+        .build()
+        .unwrap();
+    let weak = p.downgrade();
+    assert!(weak.upgrade().is_some(), "the pool is alive");
+    drop((p.get(&1).await.unwrap(), p.get(&2).await.unwrap()));
+    assert_eq!(p.metrics().total.idle, 2);
+    tokio::time::sleep(Duration::from_secs(75)).await;
+    let metrics = p.metrics();
+    assert_eq!(metrics.total.closed.idle, 2, "{metrics:?}");
+    assert_eq!((m.total.live(), p.keys()), (0, 0), "{metrics:?}");
+
+    // On demand, without waiting for the reaper's pass.
+    drop(p.get(&3).await.unwrap());
+    assert_eq!(p.reap_idle(), 0, "not idle long enough yet");
+    tokio::time::advance(Duration::from_secs(61)).await;
+    assert_eq!(p.reap_idle(), 1);
+    assert_eq!(m.total.live(), 0);
+
+    drop(p);
+    assert!(weak.upgrade().is_none(), "the pool is gone");
+}
