@@ -170,3 +170,22 @@ async fn the_keyed_reaper_and_reap_idle_close_idle_objects_under_every_key() {
     drop(p);
     assert!(weak.upgrade().is_none(), "the pool is gone");
 }
+
+/// An object taken out can be added back under a key: it is counted and
+/// handed out again without a create.
+#[tokio::test]
+async fn an_added_object_is_counted_and_handed_out() {
+    let m = KeyedCounting::default();
+    let p = keyed(&m, 2, 4);
+    let taken = steward_pool::Pooled::take(p.get(&1).await.unwrap());
+    assert!(p.add(&1, taken).is_ok());
+    let metrics = p.metrics().total;
+    assert_eq!(
+        (metrics.added, metrics.idle, metrics.created),
+        (1, 1, 1),
+        "{metrics:?}"
+    );
+    let again = p.get(&1).await.unwrap();
+    assert_eq!(p.metrics().total.created, 1, "reused, not created");
+    drop(again);
+}
