@@ -167,3 +167,23 @@ pub(crate) async fn roundtrip(session: &steward_ws::Session, message: Message) {
     let back = within("echo", session.recv()).await.expect("session ended");
     assert_eq!(back, message);
 }
+
+/// A reconnect policy that is on, doubles its delay from `initial_ms` up to
+/// `max_ms` with 20 % jitter, and counts a link healthy after
+/// `healthy_after` (`ReconnectConfig` is `#[non_exhaustive]`: no literal).
+pub(crate) fn reconnect_policy(
+    max_attempts: Option<u32>,
+    initial_ms: u64,
+    max_ms: u64,
+    healthy_after: Duration,
+) -> steward_ws::ReconnectConfig {
+    let mut policy = steward_ws::ReconnectConfig::default();
+    policy.enabled = true;
+    policy.max_attempts = max_attempts;
+    policy.initial_delay = Duration::from_millis(initial_ms);
+    policy.max_delay = Duration::from_millis(max_ms);
+    policy.multiplier = 2.0;
+    policy.jitter = 0.2;
+    policy.healthy_after = healthy_after;
+    policy
+}

@@ -11,15 +11,7 @@ use tokio::sync::oneshot;
 use crate::common::*;
 
 fn policy(max_attempts: u32) -> ReconnectConfig {
-    let mut policy = ReconnectConfig::default();
-    policy.enabled = true;
-    policy.max_attempts = Some(max_attempts);
-    policy.initial_delay = Duration::from_millis(20);
-    policy.max_delay = Duration::from_millis(100);
-    policy.multiplier = 2.0;
-    policy.jitter = 0.2;
-    policy.healthy_after = Duration::from_secs(5);
-    policy
+    reconnect_policy(Some(max_attempts), 20, 100, Duration::from_secs(5))
 }
 
 /// A server for one connection: it completes the handshake, stops

@@ -32,15 +32,7 @@ async fn silent_server() -> (String, JoinHandle<()>, Arc<AtomicU64>) {
 }
 
 fn forever() -> ReconnectConfig {
-    let mut policy = ReconnectConfig::default();
-    policy.enabled = true;
-    policy.max_attempts = None;
-    policy.initial_delay = Duration::from_millis(20);
-    policy.max_delay = Duration::from_millis(100);
-    policy.multiplier = 2.0;
-    policy.jitter = 0.2;
-    policy.healthy_after = Duration::from_secs(5);
-    policy
+    reconnect_policy(None, 20, 100, Duration::from_secs(5))
 }
 
 /// Queues more than the sockets can take (the server never reads).

@@ -7,15 +7,7 @@ use steward_ws::{Error, Event, Message, ReconnectConfig};
 use crate::common::*;
 
 fn fast_reconnect(max_attempts: Option<u32>) -> ReconnectConfig {
-    let mut policy = ReconnectConfig::default();
-    policy.enabled = true;
-    policy.max_attempts = max_attempts;
-    policy.initial_delay = Duration::from_millis(50);
-    policy.max_delay = Duration::from_millis(400);
-    policy.multiplier = 2.0;
-    policy.jitter = 0.2;
-    policy.healthy_after = Duration::from_secs(5);
-    policy
+    reconnect_policy(max_attempts, 50, 400, Duration::from_secs(5))
 }
 
 #[tokio::test]
@@ -205,15 +197,7 @@ async fn flapping_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicU
 }
 
 fn flapping_policy(max_attempts: Option<u32>) -> ReconnectConfig {
-    let mut policy = ReconnectConfig::default();
-    policy.enabled = true;
-    policy.max_attempts = max_attempts;
-    policy.initial_delay = Duration::from_millis(40);
-    policy.max_delay = Duration::from_millis(800);
-    policy.multiplier = 2.0;
-    policy.jitter = 0.2;
-    policy.healthy_after = Duration::from_secs(2);
-    policy
+    reconnect_policy(max_attempts, 40, 800, Duration::from_secs(2))
 }
 
 #[tokio::test]
