@@ -17,10 +17,13 @@ use serde_json::{Value, json};
 use crate::{cargo, root, run};
 
 const HELP: &str = "\
-cargo xtask mutants [PART...] [--list]
+cargo xtask mutants [PART...] [--list] [--jobs N]
 
   PART     pool, tracker, store, realtime (default: all four)
   --list   list the mutants only, run nothing
+  --jobs N mutants built and tested at once (default 1); many mutants
+           hang until their timeout, so 2 is about twice as fast on
+           2 cores
 
 Writes target/mutants/<part>/ (cargo-mutants' own output) and
 target/mutants/summary.json; fails when a part catches under 85 %.
@@ -74,10 +77,19 @@ const PARTS: &[Part] = &[
 
 pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
     let mut list = false;
+    let mut jobs = "1".to_string();
     let mut chosen: Vec<&Part> = Vec::new();
-    for arg in args {
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--list" => list = true,
+            "--jobs" => {
+                jobs = args
+                    .next()
+                    .filter(|n| n.parse::<u32>().is_ok_and(|n| n > 0))
+                    .with_context(|| format!("--jobs needs a count\n\n{HELP}"))?
+                    .clone();
+            }
             "-h" | "--help" => {
                 print!("{HELP}");
                 return Ok(());
@@ -114,7 +126,7 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
         // below decides, so its status is only reported.
         let shown = format!("{cmd:?}");
         let status = cmd
-            .args(["--jobs", "1", "--timeout-multiplier", "3", "--output"])
+            .args(["--jobs", &jobs, "--timeout-multiplier", "3", "--output"])
             .arg(&dir)
             .current_dir(root())
             .status()
