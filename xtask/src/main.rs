@@ -46,6 +46,7 @@ tasks:
 ";
 
 fn main() -> Result<()> {
+    public_api::rustdoc_wrapper()?;
     let mut args = std::env::args().skip(1);
     let task = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
@@ -92,8 +93,28 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// `cargo`, without the variables `cargo xtask` set for this task
+/// (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`...): build scripts that watch
+/// them (ring's) would otherwise run again, and all that depends on them be
+/// rebuilt, between a plain `cargo test` and the same build under xtask.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let set_by_cargo_run = name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&name);
+        if set_by_cargo_run {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 fn ci() -> Result<()> {

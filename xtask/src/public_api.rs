@@ -7,8 +7,8 @@
 //! The API comes from rustdoc's JSON output, which the stable toolchain
 //! gives only with `RUSTC_BOOTSTRAP=1` (an unstable rustdoc option, no
 //! unstable language feature: the tidy tests still forbid `#![feature]`).
-//! Each crate is documented with its features on, but for the ones that
-//! only compile elsewhere (PipeWire).
+//! Each crate is documented with every feature on, PipeWire's too: the API
+//! a user of any feature sees.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ mod render;
 
 /// Workspace members that are libraries for users (the command, the test
 /// support and the task runner are not).
-fn library_crates() -> Result<Vec<(String, Vec<String>)>> {
+fn library_crates() -> Result<Vec<String>> {
     let meta = crate::metadata(&["--no-deps"])?;
     let mut crates = Vec::new();
     for package in meta["packages"].as_array().into_iter().flatten() {
@@ -39,15 +39,7 @@ fn library_crates() -> Result<Vec<(String, Vec<String>)>> {
         if !has_lib || internal {
             continue;
         }
-        let features = package["features"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .map(|(f, _)| f.clone())
-            .filter(|f| f != "default")
-            .filter(|f| !crate::COMPILE_ONLY_FEATURES.contains(&format!("{name}/{f}").as_str()))
-            .collect();
-        crates.push((name.to_string(), features));
+        crates.push(name.to_string());
     }
     crates.sort();
     Ok(crates)
@@ -63,20 +55,45 @@ fn snapshot_path(name: &str) -> PathBuf {
 const HEADER: &str = "# The public API of this crate, one line per item: written by \
 `cargo xtask public-api --bless`, compared in CI. Do not edit by hand.";
 
-/// The public API of crate `name` with `features`, as the lines its
-/// snapshot holds.
-fn current(name: &str, features: &[String]) -> Result<Vec<String>> {
+/// rustdoc's JSON of every library crate of the workspace, with every
+/// feature on (the same build as the CI's `doc` phase, so the dependencies
+/// are already checked).
+///
+/// `RUSTC_BOOTSTRAP=1` reaches rustdoc alone, through this task as the
+/// `RUSTDOC` wrapper (see [`rustdoc_wrapper`]): set for cargo, it would make
+/// every build script that watches it (proc-macro2's, serde's...) run again
+/// and every dependency be checked a second time, which cost CI minutes.
+fn document_as_json() -> Result<()> {
+    let real = std::env::var("RUSTDOC").unwrap_or_else(|_| "rustdoc".into());
+    let me = std::env::current_exe().context("cannot find the xtask binary")?;
     run(cargo()
-        .args([
-            "rustdoc",
-            "-p",
-            name,
-            "--lib",
-            "--features",
-            &features.join(","),
-        ])
-        .args(["--", "-Z", "unstable-options", "--output-format", "json"])
-        .env("RUSTC_BOOTSTRAP", "1"))?;
+        .args(["doc", "--workspace", "--no-deps", "--all-features", "--lib"])
+        .env("RUSTDOC", me)
+        .env(WRAPPED_RUSTDOC, real)
+        .env("RUSTDOCFLAGS", "-Z unstable-options --output-format json"))
+}
+
+/// Names the real rustdoc when this task runs as cargo's `RUSTDOC`.
+const WRAPPED_RUSTDOC: &str = "STEWARD_XTASK_WRAPPED_RUSTDOC";
+
+/// When cargo started this task as its rustdoc (see [`document_as_json`]):
+/// runs the real rustdoc with `RUSTC_BOOTSTRAP=1` and exits with its
+/// status. Returns otherwise.
+pub(crate) fn rustdoc_wrapper() -> Result<()> {
+    let Some(real) = std::env::var_os(WRAPPED_RUSTDOC) else {
+        return Ok(());
+    };
+    let status = std::process::Command::new(&real)
+        .args(std::env::args_os().skip(1))
+        .env("RUSTC_BOOTSTRAP", "1")
+        .status()
+        .with_context(|| format!("cannot start {}", real.to_string_lossy()))?;
+    std::process::exit(status.code().unwrap_or(1));
+}
+
+/// The public API of crate `name`, as the lines its snapshot holds, from
+/// the JSON [`document_as_json`] wrote.
+fn current(name: &str) -> Result<Vec<String>> {
     let json = crate::bench::target_dir()
         .join("doc")
         .join(format!("{}.json", name.replace('-', "_")));
@@ -93,9 +110,10 @@ pub(crate) fn run_public_api(args: &[String]) -> Result<()> {
         [flag] if flag == "--bless" => true,
         _ => bail!("usage: cargo xtask public-api [--bless]"),
     };
+    document_as_json()?;
     let mut changed = Vec::new();
-    for (name, features) in library_crates()? {
-        let lines = current(&name, &features)?;
+    for name in library_crates()? {
+        let lines = current(&name)?;
         let path = snapshot_path(&name);
         if bless {
             let parent = path.parent().context("snapshot path has a parent")?;
