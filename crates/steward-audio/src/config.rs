@@ -339,6 +339,7 @@ impl std::fmt::Display for SampleFormat {
 
 /// The format a stream actually runs at on the device side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DeviceFormat {
     /// Frames per second.
     pub sample_rate: u32,
@@ -350,6 +351,7 @@ pub struct DeviceFormat {
 
 /// A supported range of device configurations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FormatRange {
     /// Channels.
     pub channels: u16,
@@ -363,6 +365,7 @@ pub struct FormatRange {
 
 /// One audio device, as [`list_devices`](crate::list_devices) reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DeviceInfo {
     /// The name to pass in [`AudioConfig`] (the host's device id: a sink or
     /// source name such as `alsa_output.pci-0000_00_1f.3.analog-stereo` on

@@ -679,18 +679,11 @@ mod tests {
     use serde_json::json;
 
     fn e(k: &str, v: Value) -> Entry {
-        Entry {
-            key: k.to_string(),
-            value: v,
-            ttl: None,
-        }
+        Entry::new(k, v, None)
     }
 
     fn t(k: &str, v: Value, ms: u64) -> Entry {
-        Entry {
-            ttl: Some(Duration::from_millis(ms)),
-            ..e(k, v)
-        }
+        Entry::new(k, v, Some(Duration::from_millis(ms)))
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use steward_monitor::{Level, LevelThresholds, Monitor, MonitorConfig, SystemSource, Thresholds};
+use steward_monitor::{Level, Monitor, MonitorConfig, SystemSource};
 
 const STEP: usize = 32 << 20;
 
@@ -23,16 +23,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.interval = Duration::from_millis(100);
     config.cooldown = Duration::from_millis(500);
     config.malloc_trim = true;
-    config.thresholds = Thresholds {
-        moderate: LevelThresholds {
-            bytes: Some(start + (64 << 20)),
-            ..LevelThresholds::default()
-        },
-        critical: LevelThresholds {
-            bytes: Some(start + (128 << 20)),
-            ..LevelThresholds::default()
-        },
-    };
+    // Byte criteria in place of the default fractions of the limit.
+    let thresholds = &mut config.thresholds;
+    thresholds.moderate.fraction = None;
+    thresholds.moderate.bytes = Some(start + (64 << 20));
+    thresholds.critical.fraction = None;
+    thresholds.critical.bytes = Some(start + (128 << 20));
     let monitor = Monitor::builder().config(config).build()?;
 
     let held: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();

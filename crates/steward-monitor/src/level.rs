@@ -66,6 +66,7 @@ impl std::fmt::Display for Level {
 /// they see the whole machine (or the whole v2 cgroup).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct LevelThresholds {
     /// RSS as a fraction of the limit, 0.0–1.0 (0.8 means 80 %), where the
     /// limit is the smaller of the cgroup limit and physical memory.
@@ -151,6 +152,7 @@ impl LevelThresholds {
 /// Thresholds for both levels.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Thresholds {
     /// When `Moderate` is reached. Default: 70 % of the limit.
     pub moderate: LevelThresholds,
@@ -236,6 +238,7 @@ pub enum Reason {
 
 /// What one step of the state machine decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Step {
     /// The reported level after this step.
     pub level: Level,

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// The first three fields of `/proc/self/statm`, in pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Statm {
     /// Total program size (virtual), in pages.
     pub size_pages: u64,
@@ -79,6 +80,7 @@ pub fn auxv_page_size(bytes: &[u8]) -> Option<u64> {
 
 /// The two figures of `/proc/meminfo` the monitor uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MemInfo {
     /// `MemTotal`: physical memory, in bytes.
     pub total_bytes: Option<u64>,
@@ -122,6 +124,7 @@ pub fn meminfo(text: &str) -> MemInfo {
 /// One line of a PSI file: the share of wall time (in percent, 0–100) that
 /// some (or all) tasks stalled on memory, averaged over 10, 60 and 300 s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PsiLine {
     /// Average over the last 10 s, percent.
     pub avg10: f64,
@@ -136,6 +139,7 @@ pub struct PsiLine {
 /// Memory pressure stall information (`/proc/pressure/memory` or a cgroup's
 /// `memory.pressure`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Psi {
     /// Some tasks stalled.
     pub some: PsiLine,
@@ -227,6 +231,7 @@ pub fn bytes(text: &str) -> Option<u64> {
 
 /// One line of `/proc/self/cgroup`: `hierarchy-id:controllers:path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CgroupEntry {
     /// The hierarchy id (0 for the v2 unified hierarchy).
     pub hierarchy: u32,
@@ -271,6 +276,7 @@ pub enum CgroupVersion {
 
 /// A cgroup filesystem mount from `/proc/self/mountinfo`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CgroupMount {
     /// v1 (`cgroup`) or v2 (`cgroup2`).
     pub version: CgroupVersion,
@@ -345,6 +351,7 @@ fn unescape(field: &str) -> String {
 
 /// Where this process's memory cgroup lives.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CgroupLocation {
     /// v1 or v2.
     pub version: CgroupVersion,

@@ -17,6 +17,7 @@ pub enum LimitSource {
 
 /// The process's memory cgroup, when it has one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CgroupMemory {
     /// v1 or v2.
     pub version: CgroupVersion,
@@ -30,6 +31,7 @@ pub struct CgroupMemory {
 
 /// One sample: plain data, cheap to clone, serialisable.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Sample {
     /// Resident set size of the process, in bytes.
     pub rss_bytes: u64,

@@ -28,6 +28,7 @@ pub trait SampleSource: Send + 'static {
 
 /// RSS and virtual size of the process, the fast path's result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProcessMemory {
     /// Resident set size, bytes.
     pub rss_bytes: u64,

@@ -92,6 +92,7 @@ pub enum RealtimeEvent {
 
 /// What to do after a server event.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct Step {
     /// Model audio to play, with its item id.
     pub play: Option<(String, Vec<u8>)>,
@@ -109,6 +110,7 @@ pub struct Step {
 
 /// What a barge-in decided.
 #[derive(Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct BargeIn {
     /// Clear the playout now (audio of an answer is waiting or playing).
     pub clear: bool,
@@ -129,6 +131,7 @@ pub struct BargeIn {
 /// playout went on to play before the clear took effect (the callback
 /// running at the onset finishes its buffer).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TruncationCheck {
     sent_frames: u64,
     passed: u64,

@@ -19,6 +19,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// [`Backend::entries_with_ttl`] lists them (for copying a memory without
 /// making its TTL entries permanent).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Entry {
     /// The key.
     pub key: String,
@@ -26,6 +27,18 @@ pub struct Entry {
     pub value: Value,
     /// Time left until the entry expires; `None` for a permanent entry.
     pub ttl: Option<Duration>,
+}
+
+impl Entry {
+    /// An entry to hand to `replace_all` (of a `StoreBuilder` or a `RedisStore`): `ttl` is the time it
+    /// will have left, `None` for a permanent one.
+    pub fn new(key: impl Into<String>, value: Value, ttl: Option<Duration>) -> Self {
+        Self {
+            key: key.into(),
+            value,
+            ttl,
+        }
+    }
 }
 
 /// What every store backend does, with the same semantics: the file

@@ -137,15 +137,21 @@ proptest! {
     ) {
         let c_frac = m_frac.map(|m| (m + c_extra).min(1.0));
         let c_bytes = m_bytes.zip(c_bytes_extra).map(|(m, e)| m + e);
-        let thresholds = Thresholds {
-            moderate: LevelThresholds { fraction: m_frac, bytes: m_bytes, psi_some_avg10: m_psi, psi_full_avg10: None },
-            critical: LevelThresholds { fraction: c_frac, bytes: c_bytes, psi_some_avg10: None, psi_full_avg10: None },
-        };
+        // `#[non_exhaustive]`: built by assignment, as a user must.
+        let mut thresholds = Thresholds::default();
+        thresholds.moderate = LevelThresholds::default();
+        thresholds.moderate.fraction = m_frac;
+        thresholds.moderate.bytes = m_bytes;
+        thresholds.moderate.psi_some_avg10 = m_psi;
+        thresholds.critical = LevelThresholds::default();
+        thresholds.critical.fraction = c_frac;
+        thresholds.critical.bytes = c_bytes;
         prop_assert!(thresholds.validate().is_ok());
         let mut sample = Sample::with_rss(rss, limit);
-        sample.psi = psi_some.map(|avg10| steward_monitor::parse::Psi {
-            some: steward_monitor::parse::PsiLine { avg10, ..Default::default() },
-            full: None,
+        sample.psi = psi_some.map(|avg10| {
+            let mut psi = steward_monitor::parse::Psi::default();
+            psi.some.avg10 = avg10;
+            psi
         });
         // The model: plain comparisons, written out.
         let share = rss as f64 / limit as f64;

@@ -30,7 +30,7 @@ impl StoreBuilder {
     /// let dir = tempfile::tempdir()?;
     /// let path = dir.path().join("memory.json");
     /// Store::open(&path)?.upsert_blocking("old", 1)?;
-    /// let new = [Entry { key: "new".into(), value: 2.into(), ttl: None }];
+    /// let new = [Entry::new("new", 2.into(), None)];
     /// assert_eq!(Store::builder(&path).replace_all(&new)?, 1);
     /// assert_eq!(steward_store::load(&path)?.keys().collect::<Vec<_>>(), ["new"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -10,11 +10,7 @@ use steward_store::{Change, Entry, Error, RedisStore};
 use crate::redis_server::RedisServer;
 
 fn entry(key: &str, value: Value, ttl: Option<Duration>) -> Entry {
-    Entry {
-        key: key.into(),
-        value,
-        ttl,
-    }
+    Entry::new(key, value, ttl)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
