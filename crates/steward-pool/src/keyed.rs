@@ -425,9 +425,8 @@ where
     }
 
     /// Drops sub-pools with no objects and no users, keeping their counters.
-    fn prune(&self) -> usize {
+    fn prune(&self) {
         let mut pools = self.inner.pools.write();
-        let before = pools.len();
         let mut retired = self.inner.retired.lock();
         pools.retain(|_, p| {
             if !p.is_unused() {
@@ -447,7 +446,6 @@ where
             }
             false
         });
-        before - pools.len()
     }
 
     /// Expires idle objects in every sub-pool (see [`Pool::reap_idle`]) and
@@ -546,8 +544,10 @@ where
     K: Eq + Hash + Clone + fmt::Debug + Send + Sync + 'static,
     M: KeyedManager<K>,
 {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is at once, when nothing can be idle yet: skip it.
+    tick.tick().await;
     loop {
         tick.tick().await;
         let Some(inner) = pool.upgrade() else { return };

@@ -85,6 +85,8 @@ pub(crate) struct Counting {
     /// Each create sleeps this long (Tokio time).
     pub(crate) create_delay: Arc<Mutex<Duration>>,
     pub(crate) fail_creates: Arc<AtomicBool>,
+    /// Each health check sleeps this long (Tokio time).
+    pub(crate) recycle_delay: Arc<Mutex<Duration>>,
     /// Health checks of these ids fail.
     pub(crate) broken: Arc<Mutex<HashSet<u64>>>,
     pub(crate) close_reasons: Arc<Mutex<Vec<CloseReason>>>,
@@ -140,6 +142,10 @@ impl Manager for Counting {
     }
 
     async fn recycle(&self, obj: &mut Obj) -> Result<(), Broke> {
+        let delay = *lock(&self.recycle_delay);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         obj.uses += 1;
         if lock(&self.broken).contains(&obj.id) {
             return Err(Broke(obj.id));
@@ -159,6 +165,9 @@ pub(crate) struct KeyedCounting {
     pub(crate) total: Arc<Tally>,
     pub(crate) per_key: Arc<Mutex<HashMap<u32, Arc<Tally>>>>,
     pub(crate) create_delay: Arc<Mutex<Duration>>,
+    pub(crate) fail_creates: Arc<AtomicBool>,
+    /// Every close the pool asked for: the key and the reason.
+    pub(crate) closes: Arc<Mutex<Vec<(u32, CloseReason)>>>,
 }
 
 /// A keyed object: counted in its key's tally and in the global one.
@@ -179,6 +188,9 @@ impl KeyedManager<u32> for KeyedCounting {
     type Error = Broke;
 
     async fn create(&self, key: &u32) -> Result<KObj, Broke> {
+        if self.fail_creates.load(SeqCst) {
+            return Err(Broke(u64::from(*key)));
+        }
         let delay = *lock(&self.create_delay);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -188,6 +200,10 @@ impl KeyedManager<u32> for KeyedCounting {
             _in_key: self.key_tally(*key).born(),
             _in_total: self.total.born(),
         })
+    }
+
+    fn close(&self, key: &u32, _: &mut KObj, reason: CloseReason) {
+        lock(&self.closes).push((*key, reason));
     }
 }
 

@@ -161,3 +161,53 @@ async fn settle(target: usize) {
         tokio::task::yield_now().await;
     }
 }
+
+/// Idle time counts from an object's return, not from its creation:
+/// held for 100 s and back for 10 s, an object is not idle past a 60 s
+/// timeout; 70 s after its return it is. (Returns read the coarse clock,
+/// which the reaper's passes advance: exact within one reaper interval.)
+#[tokio::test(start_paused = true)]
+async fn idle_time_counts_from_the_return() {
+    let p = Pool::builder(Counting::new())
+        .max_size(1)
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .max_lifetime(None)
+        .health_check(false)
+        .reaper_interval(Some(Duration::from_secs(5)))
+        .build()
+        .unwrap();
+    let held = p.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    drop(held);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(p.metrics().closed.idle, 0, "back for 10 s only");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(p.metrics().closed.idle, 1, "idle for 70 s");
+}
+
+/// The health check is skipped for an object back within `recent_window`,
+/// counted from its return: held for 30 s and back for 2 s, it is handed
+/// out again unchecked. The return reads the coarse clock, which the
+/// create of a second object advanced just before.
+#[tokio::test(start_paused = true)]
+async fn the_recent_window_counts_from_the_return() {
+    let p = Pool::builder(Counting::new())
+        .max_size(2)
+        .health_check(true)
+        .recent_window(Duration::from_secs(10))
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .reaper_interval(None)
+        .build()
+        .unwrap();
+    let first = p.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    let second = p.get().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let id = first.id;
+    drop(first);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = p.get().await.unwrap();
+    assert_eq!((again.id, again.uses), (id, 0), "back 1 s ago: unchecked");
+    drop((again, second));
+}

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use steward_pool::{Error, KeyedPool};
+use steward_pool::{CloseReason, Error, KeyedPool};
 
 use crate::common::{KeyedCounting, guard};
 
@@ -137,6 +137,160 @@ async fn the_total_adds_up_the_keys_counter_by_counter() {
     assert_eq!((closed.closed, closed.total()), (2, 5), "{closed:?}");
 }
 
+/// Every counter of a key reaches the keyed total, each close reason and
+/// the wait histogram's last bucket included (figures worked out by hand
+/// from the steps; the first wait of each sub-pool is one the histogram
+/// samples, with weight 8).
+#[tokio::test(start_paused = true)]
+async fn every_counter_of_a_key_reaches_the_total() {
+    let m = KeyedCounting::default();
+    let p = KeyedPool::builder(m.clone())
+        .max_size(1)
+        .max_total(16)
+        .wait_timeout(Some(Duration::from_secs(120)))
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .max_lifetime(Some(Duration::from_secs(600)))
+        .health_check(false)
+        .reaper_interval(None)
+        .build()
+        .unwrap();
+    // Key 1: returned, then shrunk away.
+    drop(p.get(&1).await.unwrap());
+    assert_eq!(p.shrink_to_min_idle(), 1);
+    // Key 2: the create fails.
+    m.fail_creates.store(true, SeqCst);
+    assert!(matches!(p.get(&2).await, Err(Error::Create { .. })));
+    m.fail_creates.store(false, SeqCst);
+    // Key 3: a waiter gets the object after 90 s (beyond the histogram's
+    // last bound, 60 s); the object is then idle from t = 90 s.
+    let held = p.get(&3).await.unwrap();
+    let p2 = p.clone();
+    let waiter = tokio::spawn(async move { p2.get(&3).await.map(drop) });
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    drop(held);
+    guard("waiter", waiter).await.unwrap().unwrap();
+    // Key 4 (made at t = 90 s): a second checkout gives up after 120 s.
+    let held4 = p.get(&4).await.unwrap();
+    assert!(matches!(p.get(&4).await, Err(Error::WaitTimeout { .. })));
+    // t = 210 s: key 3's object has been idle 120 s.
+    assert_eq!(p.reap_idle(), 1);
+    // t = 810 s: key 4's object, 720 s old, is closed as it comes back
+    // (a reaper pass, with nothing idle to close, advanced the coarse clock
+    // returns read).
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(p.reap_idle(), 0);
+    drop(held4);
+    assert_eq!(p.metrics().total.closed.lifetime, 1, "closed on return");
+    // Key 5: one waiter, still waiting when the metrics are read.
+    let held5 = p.get(&5).await.unwrap();
+    let p3 = p.clone();
+    let waiting = tokio::spawn(async move { p3.get(&5).await.map(drop) });
+    while p.metrics().total.waiters == 0 {
+        tokio::task::yield_now().await;
+    }
+
+    let total = p.metrics().total;
+    let closed = total.closed;
+    assert_eq!(
+        (closed.shrink, closed.idle, closed.lifetime, closed.total()),
+        (1, 1, 1, 3),
+        "{total:?}"
+    );
+    assert_eq!((total.created, total.recycled), (4, 1), "{total:?}");
+    assert_eq!(total.create_errors, 1, "{total:?}");
+    assert_eq!(
+        (total.waiters, total.size, total.in_use),
+        (1, 1, 1),
+        "{total:?}"
+    );
+    // Waits: key 3's (90 s), key 4's (120 s, timed out), key 5's (going on).
+    assert_eq!((total.wait_count, total.wait_timeouts), (3, 1), "{total:?}");
+    let last = total.wait_time.last().map(|b| b.count);
+    assert_eq!(last, Some(16), "two sampled waits past 60 s: {total:?}");
+    assert_eq!(total.wait_time_sum_us, 8 * 210_000_000, "{total:?}");
+    drop(held5);
+    guard("waiting", waiting).await.unwrap().unwrap();
+    // Each close reached the keyed manager with its key and reason.
+    let closes = m.closes.lock().unwrap().clone();
+    assert_eq!(
+        closes,
+        [
+            (1, CloseReason::Shrink),
+            (3, CloseReason::IdleTimeout),
+            (4, CloseReason::Lifetime)
+        ]
+    );
+}
+
+/// Under the global cap with nothing idle to evict, a checkout of another
+/// key waits; an object closed under the first key wakes it at once (not
+/// at its timeout), and the cap is never exceeded.
+#[tokio::test(start_paused = true)]
+async fn a_place_freed_under_the_global_cap_wakes_its_waiter_at_once() {
+    let m = KeyedCounting::default();
+    let p = keyed(&m, 2, 2);
+    let a = p.get(&1).await.unwrap();
+    let b = p.get(&2).await.unwrap();
+    let p2 = p.clone();
+    let waiter = tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        p2.get(&3).await.map(|o| (o.key, started.elapsed()))
+    });
+    tokio::task::yield_now().await;
+    assert_eq!(p.size(), 2, "the cap holds while the waiter waits");
+    steward_pool::Pooled::discard(a);
+    let (key, waited) = guard("waiter", waiter).await.unwrap().unwrap();
+    assert_eq!((key, waited), (3, Duration::ZERO));
+    assert!(m.total.max_seen.load(SeqCst) <= 2);
+    drop(b);
+}
+
+/// A checkout that times out under the global cap gives its key's place
+/// back: with one place per key, the key can be checked out later.
+#[tokio::test(start_paused = true)]
+async fn a_key_that_timed_out_under_the_global_cap_keeps_its_place() {
+    let m = KeyedCounting::default();
+    let p = KeyedPool::builder(m.clone())
+        .max_size(1)
+        .max_total(1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .reaper_interval(None)
+        .build()
+        .unwrap();
+    let a = p.get(&1).await.unwrap();
+    assert!(matches!(p.get(&2).await, Err(Error::WaitTimeout { .. })));
+    drop(a);
+    let b = p.get(&2).await.expect("key 2's place was given back");
+    assert_eq!(b.key, 2);
+}
+
+/// Dropping the last handle of a keyed pool ends its reaper at once, not
+/// at the reaper's next tick.
+#[tokio::test(start_paused = true)]
+async fn the_keyed_reaper_ends_with_the_last_handle() {
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    let p = KeyedPool::builder(KeyedCounting::default())
+        .max_size(1)
+        .max_total(4)
+        .reaper_interval(Some(Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    assert_eq!(tasks(), before + 1);
+    drop(p);
+    for _ in 0..100 {
+        if tasks() == before {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(tasks(), before, "the reaper outlived its pool");
+}
+
 /// The keyed reaper closes idle objects under every key, and an empty
 /// sub-pool then goes; `reap_idle` does the same on demand; a weak handle
 /// upgrades while the pool lives and not after.
@@ -188,4 +342,22 @@ async fn an_added_object_is_counted_and_handed_out() {
     let again = p.get(&1).await.unwrap();
     assert_eq!(p.metrics().total.created, 1, "reused, not created");
     drop(again);
+}
+
+/// `Debug` of a keyed pool, its builder and a weak handle names the pool
+/// and says whether it lives.
+#[tokio::test]
+async fn debug_of_a_keyed_pool_names_it_and_its_state() {
+    let builder = KeyedPool::builder(KeyedCounting::default())
+        .name("urls")
+        .max_size(1)
+        .reaper_interval(None);
+    assert!(format!("{builder:?}").contains("urls"), "{builder:?}");
+    let p = builder.build().unwrap();
+    let held = p.get(&7).await.unwrap();
+    assert!(format!("{p:?}").contains("urls"), "{p:?}");
+    let weak = p.downgrade();
+    assert!(format!("{weak:?}").contains("true"), "{weak:?}");
+    drop((held, p));
+    assert!(format!("{weak:?}").contains("false"), "{weak:?}");
 }

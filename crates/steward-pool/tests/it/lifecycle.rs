@@ -146,7 +146,8 @@ async fn broken_objects_are_replaced_by_the_health_check() {
 async fn create_errors_come_back_typed() {
     let m = Counting::new();
     m.fail_creates.store(true, SeqCst);
-    let p = pool(&m, 2);
+    // One place: a failed create that kept it would leave none.
+    let p = pool(&m, 1);
     match p.get().await {
         Err(Error::Create { source, .. }) => assert_eq!(source.0, u64::MAX),
         other => panic!("expected a create error, got {:?}", other.map(|_| ())),
@@ -313,4 +314,68 @@ fn config_round_trips_and_is_checked() {
     // A reaper needs a runtime: no panic outside one.
     let e = Pool::builder(Counting::new()).build().unwrap_err();
     assert!(e.to_string().contains("Tokio runtime"), "{e}");
+}
+
+/// A create that fails while a checkout waits for a place is reported as
+/// the create error, not as a closed pool.
+#[tokio::test(start_paused = true)]
+async fn a_create_error_met_while_waiting_is_reported_as_such() {
+    let m = Counting::new();
+    let p = pool(&m, 1);
+    let held = p.get().await.unwrap();
+    let p2 = p.clone();
+    let waiter = tokio::spawn(async move { p2.get().await.map(drop) });
+    tokio::task::yield_now().await;
+    m.fail_creates.store(true, SeqCst);
+    Pooled::discard(held);
+    match guard("waiter", waiter).await.unwrap() {
+        Err(Error::Create { .. }) => {}
+        other => panic!("expected a create error, got {other:?}"),
+    }
+}
+
+/// A checkout cancelled during its health check closes the object being
+/// checked (as broken) and frees its place.
+#[tokio::test(start_paused = true)]
+async fn a_checkout_cancelled_in_its_health_check_closes_the_object() {
+    let m = Counting::new();
+    let p = pool(&m, 1);
+    drop(p.get().await.unwrap());
+    *m.recycle_delay.lock().unwrap() = Duration::from_secs(10);
+    let cancelled = tokio::time::timeout(Duration::from_secs(1), p.get()).await;
+    assert!(cancelled.is_err(), "the health check takes 10 s");
+    assert_eq!(m.reasons(), vec![CloseReason::Broken]);
+    assert_eq!((p.metrics().size, m.live()), (0, 0));
+    // The same for an object that came in by `add` (checked on the way
+    // out of the pool's own queue).
+    p.add(m.make()).unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_secs(1), p.get()).await;
+    assert!(cancelled.is_err(), "the health check takes 10 s");
+    assert_eq!(m.reasons(), vec![CloseReason::Broken; 2]);
+    assert_eq!((p.metrics().size, m.live()), (0, 0));
+    *m.recycle_delay.lock().unwrap() = Duration::ZERO;
+    assert!(p.try_get().await.is_ok(), "its place is free again");
+}
+
+/// `Debug` names the pool and says whether a weak handle's pool lives; a
+/// weak handle upgrades only while it does; a refusal names its pool.
+#[tokio::test]
+async fn debug_and_weak_handles_name_the_pool_and_its_state() {
+    let m = Counting::new();
+    let builder = Pool::builder(m.clone()).name("db").reaper_interval(None);
+    assert!(format!("{builder:?}").contains("db"), "{builder:?}");
+    let p = builder.max_size(1).build().unwrap();
+    assert!(format!("{p:?}").contains("db"), "{p:?}");
+    let weak = p.downgrade();
+    assert!(format!("{weak:?}").contains("true"), "{weak:?}");
+    let upgraded = weak.upgrade().expect("the pool lives");
+    assert_eq!(upgraded.metrics().max_size, 1);
+    drop(upgraded);
+    let held = p.get().await.unwrap();
+    let refused = p.add(m.make()).unwrap_err();
+    assert!(refused.to_string().contains("`db`"), "{refused}");
+    assert!(format!("{refused:?}").contains("Full"), "{refused:?}");
+    drop((held, p));
+    assert!(weak.upgrade().is_none(), "the pool is gone");
+    assert!(format!("{weak:?}").contains("false"), "{weak:?}");
 }
