@@ -32,7 +32,8 @@ tasks:
                             target/bench/summary.json
   fuzz [TARGET] [--seconds N]  run cargo-fuzz targets (default: all, 30 s each)
   proptest [--cases N]      the property tests with many more cases (default 2000)
-  mutants [PART...] [--list] cargo-mutants over the pool, the tracker, the store's core and
+  mutants [PART...] [--list] [--jobs N] [--shard K/N]
+                            cargo-mutants over the pool, the tracker, the store's core and
                             the realtime state machine; the share of viable mutants caught
                             per part in target/mutants/summary.json (goal: 85 % each)
   public-api [--bless]      each library crate's public API compared with its snapshot in

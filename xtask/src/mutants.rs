@@ -24,6 +24,9 @@ cargo xtask mutants [PART...] [--list] [--jobs N]
   --jobs N mutants built and tested at once (default 1); many mutants
            hang until their timeout, so 2 is about twice as fast on
            2 cores
+  --shard K/N  every N-th mutant only (round-robin from the K-th, 0-based):
+           a sample whose score estimates the part's, for parts too large
+           to run whole in one sitting; the summary says which shard
 
 Writes target/mutants/<part>/ (cargo-mutants' own output) and
 target/mutants/summary.json; fails when a part catches under 85 %.
@@ -78,6 +81,7 @@ const PARTS: &[Part] = &[
 pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
     let mut list = false;
     let mut jobs = "1".to_string();
+    let mut shard: Option<String> = None;
     let mut chosen: Vec<&Part> = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -93,6 +97,14 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
             "-h" | "--help" => {
                 print!("{HELP}");
                 return Ok(());
+            }
+            "--shard" => {
+                shard = Some(
+                    args.next()
+                        .filter(|s| valid_shard(s))
+                        .with_context(|| format!("--shard needs K/N with K < N\n\n{HELP}"))?
+                        .clone(),
+                );
             }
             name => chosen.push(
                 PARTS
@@ -114,6 +126,9 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
         for file in part.files {
             cmd.args(["--file", file]);
         }
+        if let Some(shard) = &shard {
+            cmd.args(["--shard", shard, "--sharding", "round-robin"]);
+        }
         if list {
             run(cmd.arg("--list"))?;
             continue;
@@ -132,7 +147,9 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
             .status()
             .with_context(|| format!("cannot start {shown}"))?;
         eprintln!("xtask mutants: {} finished with {status}", part.name);
-        rows.push(score(part.name, &dir.join("mutants.out/outcomes.json"))?);
+        let mut row = score(part.name, &dir.join("mutants.out/outcomes.json"))?;
+        row["shard"] = json!(shard.as_deref().unwrap_or("all"));
+        rows.push(row);
     }
     if list {
         return Ok(());
@@ -152,6 +169,14 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
         bail!("under the {:.0} % goal: {}", GOAL * 100.0, below.join(", "));
     }
     Ok(())
+}
+
+/// `K/N` with `K < N`, both integers (cargo-mutants' shards count from 0).
+fn valid_shard(text: &str) -> bool {
+    let Some((k, n)) = text.split_once('/') else {
+        return false;
+    };
+    matches!((k.parse::<u32>(), n.parse::<u32>()), (Ok(k), Ok(n)) if k < n)
 }
 
 fn ensure_cargo_mutants() -> Result<()> {
@@ -219,16 +244,17 @@ fn mutant_name(scenario: &Value) -> String {
 }
 
 fn print_rows(rows: &[Value]) {
-    eprintln!("part        caught  timeout  missed  unviable  score");
+    eprintln!("part        caught  timeout  missed  unviable  score   shard");
     for r in rows {
         eprintln!(
-            "{:<10} {:>7} {:>8} {:>7} {:>9}  {:.1} %",
+            "{:<10} {:>7} {:>8} {:>7} {:>9}  {:.1} %  {}",
             r["part"].as_str().unwrap_or(""),
             r["caught"],
             r["timeout"],
             r["missed"],
             r["unviable"],
-            r["score"].as_f64().unwrap_or(0.0) * 100.0
+            r["score"].as_f64().unwrap_or(0.0) * 100.0,
+            r["shard"].as_str().unwrap_or("all")
         );
         for m in r["missed_mutants"].as_array().into_iter().flatten() {
             eprintln!("    missed: {}", m.as_str().unwrap_or(""));
@@ -264,6 +290,15 @@ mod tests {
             row["missed_mutants"][0],
             "src/a.rs:7:9: replace > with >= in f"
         );
+    }
+
+    #[test]
+    fn a_shard_is_k_of_n_counted_from_zero() {
+        assert!(valid_shard("0/4"));
+        assert!(valid_shard("3/4"));
+        for bad in ["4/4", "1", "a/4", "1/0", "-1/4", ""] {
+            assert!(!valid_shard(bad), "{bad}");
+        }
     }
 
     #[test]
