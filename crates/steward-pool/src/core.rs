@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::metrics::Counters;
+use crate::stats::Counters;
 use crate::{CloseReason, Error, Manager, PoolConfig};
 
 use Ordering::{Relaxed, SeqCst};

@@ -3,6 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The crate's result: `E` is the manager's error, as in [`Error<E>`].
+///
+/// There is no default for `E`: every pool's error carries its own
+/// manager's error type, so no one type would fit as the default (a
+/// `Pool<M>` returns `Result<_, M::Error>`).
+pub type Result<T, E> = std::result::Result<T, Error<E>>;
+
 /// Everything that can go wrong with a pool. `E` is the manager's error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -14,8 +14,8 @@ use tokio::task::AbortHandle;
 
 use crate::core::Global;
 use crate::{
-    CloseReason, Error, KeyedManager, KeyedPoolConfig, Manager, Metrics, Pool, PoolConfig, Pooled,
-    QueueMode, Refused,
+    CloseReason, Error, KeyedManager, KeyedPoolConfig, Manager, Pool, PoolConfig, Pooled,
+    QueueMode, Refused, Result, Stats,
 };
 
 /// Adapts a [`KeyedManager`] to one key's sub-pool. Built by
@@ -44,11 +44,14 @@ where
     type Object = M::Object;
     type Error = M::Error;
 
-    fn create(&self) -> impl Future<Output = Result<M::Object, M::Error>> + Send {
+    fn create(&self) -> impl Future<Output = std::result::Result<M::Object, M::Error>> + Send {
         self.manager.create(&self.key)
     }
 
-    fn recycle(&self, obj: &mut M::Object) -> impl Future<Output = Result<(), M::Error>> + Send {
+    fn recycle(
+        &self,
+        obj: &mut M::Object,
+    ) -> impl Future<Output = std::result::Result<(), M::Error>> + Send {
         self.manager.recycle(&self.key, obj)
     }
 
@@ -63,19 +66,19 @@ pub type KeyedPooled<K, M> = Pooled<KeyAdapter<K, M>>;
 type Sub<K, M> = Pool<KeyAdapter<K, M>>;
 
 /// A snapshot of a keyed pool. `#[non_exhaustive]`: outside this crate
-/// build one with `KeyedMetrics::default()` and assign fields.
+/// build one with `KeyedStats::default()` and assign fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct KeyedMetrics {
+pub struct KeyedStats {
     /// The global cap (0 once closed).
     pub max_total: usize,
     /// Keys with a sub-pool right now.
     pub keys: usize,
     /// All sub-pools together, including the counters of sub-pools already
     /// dropped; `max_size` is the per-key cap.
-    pub total: Metrics,
+    pub total: Stats,
     /// Each live sub-pool, by the key's `Debug` form.
-    pub per_key: BTreeMap<String, Metrics>,
+    pub per_key: BTreeMap<String, Stats>,
 }
 
 struct KeyedInner<K, M>
@@ -88,7 +91,7 @@ where
     global: Arc<Global>,
     pools: RwLock<HashMap<K, Sub<K, M>>>,
     /// Counters of sub-pools dropped because they were empty.
-    retired: Mutex<Option<Metrics>>,
+    retired: Mutex<Option<Stats>>,
     reaper: Mutex<Option<AbortHandle>>,
 }
 
@@ -290,7 +293,7 @@ where
     /// # Errors
     /// [`Error::Config`] for impossible limits or a reaper outside a Tokio
     /// runtime.
-    pub fn build(self) -> Result<KeyedPool<K, M>, Error<M::Error>> {
+    pub fn build(self) -> Result<KeyedPool<K, M>, M::Error> {
         KeyedPool::from_config(self.manager, self.config)
     }
 }
@@ -311,7 +314,7 @@ where
 
     /// Builds a keyed pool; starts its reaper when
     /// `config.per_key.reaper_interval` is set.
-    fn from_config(manager: M, config: KeyedPoolConfig) -> Result<Self, Error<M::Error>> {
+    fn from_config(manager: M, config: KeyedPoolConfig) -> Result<Self, M::Error> {
         let name: Arc<str> = Arc::from(config.per_key.name.as_str());
         let problem = config.per_key.problem().or_else(|| {
             (config.max_total == 0).then(|| "max_total must be at least 1".to_string())
@@ -349,7 +352,7 @@ where
     }
 
     /// The sub-pool of `key`, made on first use.
-    fn sub(&self, key: &K) -> Result<Sub<K, M>, Error<M::Error>> {
+    fn sub(&self, key: &K) -> Result<Sub<K, M>, M::Error> {
         if let Some(p) = self.inner.pools.read().get(key) {
             return Ok(p.clone());
         }
@@ -379,7 +382,7 @@ where
     ///
     /// # Errors
     /// As [`Pool::get`].
-    pub async fn get(&self, key: &K) -> Result<KeyedPooled<K, M>, Error<M::Error>> {
+    pub async fn get(&self, key: &K) -> Result<KeyedPooled<K, M>, M::Error> {
         self.sub(key)?.get().await
     }
 
@@ -388,7 +391,7 @@ where
     ///
     /// # Errors
     /// As [`Pool::try_get`].
-    pub async fn try_get(&self, key: &K) -> Result<KeyedPooled<K, M>, Error<M::Error>> {
+    pub async fn try_get(&self, key: &K) -> Result<KeyedPooled<K, M>, M::Error> {
         self.sub(key)?.try_get().await
     }
 
@@ -397,7 +400,11 @@ where
     ///
     /// # Errors
     /// [`Error::Full`] or [`Error::Closed`], with the object.
-    pub fn add(&self, key: &K, object: M::Object) -> Result<(), Refused<M::Object, M::Error>> {
+    pub fn add(
+        &self,
+        key: &K,
+        object: M::Object,
+    ) -> std::result::Result<(), Refused<M::Object, M::Error>> {
         match self.sub(key) {
             Ok(p) => p.add(object),
             Err(error) => Err(Refused { object, error }),
@@ -432,7 +439,7 @@ where
             if !p.is_unused() {
                 return true;
             }
-            let m = p.metrics();
+            let m = p.stats();
             match retired.as_mut() {
                 Some(r) => r.merge(&m),
                 None => {
@@ -501,19 +508,19 @@ where
     }
 
     /// A snapshot: totals and one entry per key.
-    pub fn metrics(&self) -> KeyedMetrics {
+    pub fn stats(&self) -> KeyedStats {
         let pools = self.snapshot();
         let mut total = self.inner.retired.lock().clone().unwrap_or_default();
         total.name = self.inner.config.per_key.name.clone();
         total.max_size = self.inner.config.per_key.max_size;
         let mut per_key = BTreeMap::new();
         for (k, p) in &pools {
-            let m = p.metrics();
+            let m = p.stats();
             total.merge(&m);
             per_key.insert(format!("{k:?}"), m);
         }
         let closed = self.inner.global.closed.load(SeqCst);
-        KeyedMetrics {
+        KeyedStats {
             max_total: if closed {
                 0
             } else {

@@ -2,7 +2,8 @@
 //! its users keep asking for: a size limit that really shrinks, maximum
 //! lifetime, idle timeout, `min_idle`, a background reaper, a health check
 //! that can be skipped for recently used objects, `add` for objects made
-//! elsewhere, keyed pools with a global cap, and a serde metrics snapshot.
+//! elsewhere, keyed pools with a global cap, and a serde snapshot of its
+//! counters ([`Stats`]).
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -32,10 +33,10 @@
 //! drop(b);
 //! let taken: u32 = Pooled::take(a); // detached: the pool forgets it
 //! assert_eq!(taken, 1);
-//! let m = pool.metrics();
+//! let m = pool.stats();
 //! assert_eq!((m.size, m.idle, m.created, m.taken), (1, 1, 2, 1));
 //! pool.close();
-//! # Ok::<(), steward_pool::Error<Infallible>>(())
+//! # steward_pool::Result::<(), Infallible>::Ok(())
 //! # }).unwrap();
 //! ```
 //!
@@ -54,14 +55,12 @@ mod core;
 mod error;
 mod keyed;
 mod manager;
-mod metrics;
 mod pool;
+mod stats;
 
 pub use config::{KeyedPoolConfig, PoolConfig, QueueMode};
-pub use error::{Error, Refused};
-pub use keyed::{
-    KeyAdapter, KeyedMetrics, KeyedPool, KeyedPoolBuilder, KeyedPooled, WeakKeyedPool,
-};
+pub use error::{Error, Refused, Result};
+pub use keyed::{KeyAdapter, KeyedPool, KeyedPoolBuilder, KeyedPooled, KeyedStats, WeakKeyedPool};
 pub use manager::{CloseReason, KeyedManager, Manager};
-pub use metrics::{ClosedCounts, Metrics, WAIT_BUCKETS_US, WaitBucket};
 pub use pool::{ObjectInfo, Pool, PoolBuilder, Pooled, WeakPool};
+pub use stats::{ClosedCounts, Stats, WAIT_BUCKETS_US, WaitBucket};

@@ -5,7 +5,7 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 /// Why the pool closed an object. Passed to [`Manager::close`] and counted in
-/// [`crate::Metrics::closed`].
+/// [`crate::Stats::closed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]

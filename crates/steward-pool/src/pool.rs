@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use deadpool::managed::{PoolError, Timeouts};
 
 use crate::core::{Adapter, AdapterError, Count, Entry, Global, Live, Shared, with_deadline};
-use crate::metrics::Counters;
-use crate::{CloseReason, Error, Manager, Metrics, PoolConfig, QueueMode, Refused};
+use crate::stats::Counters;
+use crate::{CloseReason, Error, Manager, PoolConfig, QueueMode, Refused, Result, Stats};
 
 type DeadPool<M> = deadpool::managed::Pool<Adapter<M>>;
 type DeadObject<M> = deadpool::managed::Object<Adapter<M>>;
@@ -132,7 +132,8 @@ impl ObjectInfo {
 }
 
 /// A generic async pool on deadpool with a real size limit, lifetimes,
-/// idle expiry, `min_idle`, a background reaper and metrics.
+/// idle expiry, `min_idle`, a background reaper and counters
+/// ([`Pool::stats`]).
 ///
 /// A cheap-clone handle: clones share one pool. The pool (and its reaper)
 /// goes away when the last handle and the last checked-out object are
@@ -194,7 +195,7 @@ impl<M: Manager> fmt::Debug for Pool<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("name", &self.inner.shared.name)
-            .field("metrics", &self.metrics())
+            .field("stats", &self.stats())
             .finish()
     }
 }
@@ -267,7 +268,7 @@ impl<M: Manager> PoolBuilder<M> {
     /// # Errors
     /// [`Error::Config`] when the limits do not fit together, or a reaper is
     /// asked for outside a Tokio runtime.
-    pub fn build(self) -> Result<Pool<M>, Error<M::Error>> {
+    pub fn build(self) -> Result<Pool<M>, M::Error> {
         let reaper = self.config.reaper_interval;
         Pool::from_parts(self.manager, &self.config, None, reaper)
     }
@@ -287,7 +288,7 @@ impl<M: Manager> Pool<M> {
         config: &PoolConfig,
         global: Option<Arc<Global>>,
         reaper: Option<Duration>,
-    ) -> Result<Self, Error<M::Error>> {
+    ) -> Result<Self, M::Error> {
         let name: Arc<str> = Arc::from(config.name.as_str());
         if let Some(reason) = config.problem() {
             return Err(Error::Config { pool: name, reason });
@@ -349,7 +350,7 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     /// [`Error::WaitTimeout`], [`Error::Closed`], [`Error::Create`],
     /// [`Error::CreateTimeout`].
-    pub async fn get(&self) -> Result<Pooled<M>, Error<M::Error>> {
+    pub async fn get(&self) -> Result<Pooled<M>, M::Error> {
         let wait = self.inner.shared.t.wait_timeout;
         self.checkout(wait, false).await
     }
@@ -359,7 +360,7 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Errors
     /// As [`Pool::get`].
-    pub async fn get_timeout(&self, wait: Option<Duration>) -> Result<Pooled<M>, Error<M::Error>> {
+    pub async fn get_timeout(&self, wait: Option<Duration>) -> Result<Pooled<M>, M::Error> {
         self.checkout(wait, false).await
     }
 
@@ -371,15 +372,11 @@ impl<M: Manager> Pool<M> {
     /// # Errors
     /// [`Error::Full`], [`Error::Closed`], [`Error::Create`],
     /// [`Error::CreateTimeout`].
-    pub async fn try_get(&self) -> Result<Pooled<M>, Error<M::Error>> {
+    pub async fn try_get(&self) -> Result<Pooled<M>, M::Error> {
         self.checkout(None, true).await
     }
 
-    async fn checkout(
-        &self,
-        wait: Option<Duration>,
-        no_wait: bool,
-    ) -> Result<Pooled<M>, Error<M::Error>> {
+    async fn checkout(&self, wait: Option<Duration>, no_wait: bool) -> Result<Pooled<M>, M::Error> {
         // Fast path: a free permit, no timer armed.
         match self.inner.pool.timeout_get(&NO_WAIT).await {
             Ok(obj) => return Ok(Pooled { obj: Some(obj) }),
@@ -393,7 +390,7 @@ impl<M: Manager> Pool<M> {
 
     /// `Ok` when deadpool's error means "wait and retry", the caller's
     /// error otherwise.
-    fn must_wait(&self, e: PoolError<AdapterError<M::Error>>) -> Result<(), Error<M::Error>> {
+    fn must_wait(&self, e: PoolError<AdapterError<M::Error>>) -> Result<(), M::Error> {
         let pool = self.inner.shared.name.clone();
         match e {
             PoolError::Timeout(_) | PoolError::Backend(AdapterError::AtCap) => Ok(()),
@@ -407,7 +404,7 @@ impl<M: Manager> Pool<M> {
 
     /// The slow path: wait for a permit (deadpool's fair queue), or, when
     /// live objects are at our cap (after a shrink), for one to come back.
-    async fn wait_checkout(&self, wait: Option<Duration>) -> Result<Pooled<M>, Error<M::Error>> {
+    async fn wait_checkout(&self, wait: Option<Duration>) -> Result<Pooled<M>, M::Error> {
         let s = &*self.inner.shared;
         let n = s
             .counters
@@ -482,7 +479,7 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Errors
     /// [`Error::Full`] or [`Error::Closed`], with the object.
-    pub fn add(&self, object: M::Object) -> Result<(), Refused<M::Object, M::Error>> {
+    pub fn add(&self, object: M::Object) -> std::result::Result<(), Refused<M::Object, M::Error>> {
         let s = &*self.inner.shared;
         if !s.is_closed() {
             self.reap_idle();
@@ -509,7 +506,7 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Errors
     /// [`Error::Config`] for 0 or below `min_idle`, [`Error::Closed`].
-    pub fn resize(&self, max_size: usize) -> Result<(), Error<M::Error>> {
+    pub fn resize(&self, max_size: usize) -> Result<(), M::Error> {
         let s = &*self.inner.shared;
         if max_size == 0 || max_size < s.t.min_idle {
             return Err(Error::Config {
@@ -586,7 +583,7 @@ impl<M: Manager> Pool<M> {
     ///
     /// # Errors
     /// The manager's create error or timeout; objects made before it stay.
-    pub async fn top_up(&self) -> Result<usize, Error<M::Error>> {
+    pub async fn top_up(&self) -> Result<usize, M::Error> {
         let s = &*self.inner.shared;
         let mut made = 0;
         while !s.is_closed() && self.inner.idle() < s.t.min_idle {
@@ -634,14 +631,14 @@ impl<M: Manager> Pool<M> {
     }
 
     /// A snapshot of sizes and counters.
-    pub fn metrics(&self) -> Metrics {
+    pub fn stats(&self) -> Stats {
         let s = &*self.inner.shared;
         let c = &s.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         let status = self.inner.pool.status();
         let staged = s.staged.lock().len();
         let in_use = status.size.saturating_sub(status.available);
-        Metrics {
+        Stats {
             name: s.name.to_string(),
             max_size: if s.is_closed() {
                 0
@@ -661,7 +658,7 @@ impl<M: Manager> Pool<M> {
             wait_count: load(&c.wait_count),
             wait_timeouts: load(&c.wait_timeouts),
             wait_time: c.wait_buckets(),
-            wait_time_sum_us: load(&c.wait_sum_us),
+            wait_time_sum: Duration::from_micros(load(&c.wait_sum_us)),
         }
     }
 

@@ -76,7 +76,7 @@ use ::redis::RedisError;
 use ::redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use steward_pool::{Metrics, Pool, Pooled};
+use steward_pool::{Pool, Pooled, Stats};
 
 use crate::error::{Error, Result};
 use crate::limits::encode_value;
@@ -138,7 +138,7 @@ pub struct RedisStats {
     /// (changes published meanwhile were missed).
     pub subscription_gaps: u64,
     /// The connection pool.
-    pub pool: Metrics,
+    pub pool: Stats,
 }
 
 struct Inner {
@@ -227,7 +227,7 @@ impl RedisStore {
         &self.inner.pool
     }
 
-    /// Counters, with the pool's metrics.
+    /// Counters, with the pool's stats.
     pub fn stats(&self) -> RedisStats {
         let c = &self.inner.counters;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -243,7 +243,7 @@ impl RedisStore {
             keys_refused: l(&c.keys_refused),
             read_failures: l(&c.read_failures),
             subscription_gaps: l(&c.subscription_gaps),
-            pool: self.inner.pool.metrics(),
+            pool: self.inner.pool.stats(),
         }
     }
 

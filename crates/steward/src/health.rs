@@ -25,9 +25,9 @@ pub struct Health {
     pub growth: crate::growth::GrowthHealth,
     /// What the wiring's cleanup handlers did.
     pub cleanup: CleanupStats,
-    /// Metrics of every pool under the wiring.
+    /// Stats of every pool under the wiring.
     #[cfg(feature = "pool")]
-    pub pools: Vec<steward_pool::Metrics>,
+    pub pools: Vec<steward_pool::Stats>,
     /// The tracker's snapshot, when a tracker was handed in.
     #[cfg(feature = "tracker")]
     pub tracker: Option<steward_tracker::Snapshot>,

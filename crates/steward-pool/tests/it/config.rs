@@ -134,5 +134,5 @@ fn keyed_builder_checks_the_config_once() {
         .config(config)
         .build()
         .unwrap();
-    assert_eq!(p.metrics().max_total, 64);
+    assert_eq!(p.stats().max_total, 64);
 }

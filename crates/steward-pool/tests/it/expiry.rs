@@ -30,12 +30,12 @@ async fn reaper_closes_idle_objects_but_keeps_min_idle() {
     ]
     .into();
     drop(held);
-    assert_eq!(p.metrics().idle, 3);
+    assert_eq!(p.stats().idle, 3);
     tokio::time::sleep(Duration::from_secs(45)).await;
-    assert_eq!(p.metrics().idle, 3, "not idle long enough yet");
+    assert_eq!(p.stats().idle, 3, "not idle long enough yet");
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let metrics = p.metrics();
-    assert_eq!((metrics.idle, metrics.closed.idle), (1, 2), "{metrics:?}");
+    let stats = p.stats();
+    assert_eq!((stats.idle, stats.closed.idle), (1, 2), "{stats:?}");
     assert_eq!(m.live(), 1);
 }
 
@@ -49,21 +49,21 @@ async fn reaper_tops_up_to_min_idle_and_replaces_expired() {
         .reaper_interval(Some(Duration::from_secs(10)))
         .build()
         .unwrap();
-    assert_eq!(p.metrics().size, 0);
+    assert_eq!(p.stats().size, 0);
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let metrics = p.metrics();
-    assert_eq!((metrics.idle, metrics.created), (2, 2));
+    let stats = p.stats();
+    assert_eq!((stats.idle, stats.created), (2, 2));
     // Lifetime expiry closes them; the same pass makes new ones.
     tokio::time::sleep(Duration::from_secs(100)).await;
-    let metrics = p.metrics();
+    let stats = p.stats();
     assert_eq!(
-        (metrics.idle, metrics.created, metrics.closed.lifetime),
+        (stats.idle, stats.created, stats.closed.lifetime),
         (2, 4, 2)
     );
     // Pre-created objects are handed out without creating more.
     let a = p.get().await.unwrap();
     let b = p.get().await.unwrap();
-    assert_eq!(p.metrics().created, 4);
+    assert_eq!(p.stats().created, 4);
     drop((a, b));
 }
 
@@ -137,11 +137,11 @@ async fn shrink_to_min_idle_and_reap_report_counts() {
     assert_eq!(first.age, Duration::ZERO);
     drop(held);
     assert_eq!(p.shrink_to_min_idle(), 4);
-    assert_eq!(p.metrics().idle, 2);
+    assert_eq!(p.stats().idle, 2);
     assert_eq!(p.shrink_to_min_idle(), 0);
     tokio::time::advance(Duration::from_secs(31)).await;
     assert_eq!(p.reap_idle(), 0, "min_idle is kept even when idle-expired");
-    assert_eq!(p.metrics().closed.shrink, 4);
+    assert_eq!(p.stats().closed.shrink, 4);
 }
 
 async fn futures(p: &Pool<Counting>, n: usize) -> Vec<Pooled<Counting>> {
@@ -180,9 +180,9 @@ async fn idle_time_counts_from_the_return() {
     tokio::time::sleep(Duration::from_secs(100)).await;
     drop(held);
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(p.metrics().closed.idle, 0, "back for 10 s only");
+    assert_eq!(p.stats().closed.idle, 0, "back for 10 s only");
     tokio::time::sleep(Duration::from_secs(60)).await;
-    assert_eq!(p.metrics().closed.idle, 1, "idle for 70 s");
+    assert_eq!(p.stats().closed.idle, 1, "idle for 70 s");
 }
 
 /// The health check is skipped for an object back within `recent_window`,

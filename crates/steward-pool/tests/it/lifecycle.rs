@@ -39,9 +39,9 @@ async fn python_lifecycle_max_two_third_add_refused() {
     );
     assert!(source.is_some_and(|s| s.contains("is full")));
     drop(refused);
-    let metrics = p.metrics();
+    let stats = p.stats();
     assert_eq!(
-        (metrics.size, metrics.idle, metrics.added, metrics.created),
+        (stats.size, stats.idle, stats.added, stats.created),
         (2, 2, 2, 0)
     );
     assert_eq!(
@@ -55,7 +55,7 @@ async fn python_lifecycle_max_two_third_add_refused() {
     let mut ids = [a.id, b.id];
     ids.sort_unstable();
     assert_eq!(ids, [0, 1]);
-    assert_eq!(p.metrics().created, 0);
+    assert_eq!(p.stats().created, 0);
 }
 
 /// Python's `add_connection` cleans expired connections before refusing.
@@ -72,11 +72,8 @@ async fn add_succeeds_once_expired_objects_are_dropped() {
     assert!(p.add(m.make()).is_err());
     tokio::time::advance(Duration::from_secs(6)).await;
     p.add(m.make()).expect("the expired object makes room");
-    let metrics = p.metrics();
-    assert_eq!(
-        (metrics.size, metrics.added, metrics.closed.idle),
-        (1, 2, 1)
-    );
+    let stats = p.stats();
+    assert_eq!((stats.size, stats.added, stats.closed.idle), (1, 2, 1));
 }
 
 #[tokio::test]
@@ -90,7 +87,7 @@ async fn try_get_says_full_at_once() {
     assert!(e.to_string().contains("pool"), "{e}");
     drop(a);
     let c = p.try_get().await.unwrap();
-    assert_eq!(p.metrics().created, 2);
+    assert_eq!(p.stats().created, 2);
     drop((b, c));
 }
 
@@ -106,20 +103,21 @@ async fn get_times_out_and_counts_it() {
     let held = p.get().await.unwrap();
     let e = p.get().await.unwrap_err();
     assert!(matches!(e, Error::WaitTimeout { .. }), "{e}");
-    let metrics = p.metrics();
-    assert_eq!((metrics.wait_count, metrics.wait_timeouts), (1, 1));
+    let stats = p.stats();
+    assert_eq!((stats.wait_count, stats.wait_timeouts), (1, 1));
     // 250 ms falls in the (100 ms, 1 s] bucket; the first wait is always
     // timed and counts for the 8 waits it samples.
-    let bucket = metrics
+    let bucket = stats
         .wait_time
         .iter()
-        .find(|b| b.le_us == Some(1_000_000))
+        .find(|b| b.le == Some(Duration::from_secs(1)))
         .unwrap();
     assert_eq!(bucket.count, 8);
     // The sum is weighted like the buckets: 8 times a wait of at least the
     // 250 ms timeout and within its bucket's bound.
-    let sum = metrics.wait_time_sum_us;
-    assert!((8 * 250_000..=8 * 1_000_000).contains(&sum), "{sum}");
+    let sum = stats.wait_time_sum;
+    let bounds = Duration::from_millis(8 * 250)..=Duration::from_secs(8);
+    assert!(bounds.contains(&sum), "{sum:?}");
     drop(held);
 }
 
@@ -133,11 +131,8 @@ async fn broken_objects_are_replaced_by_the_health_check() {
     m.break_id(id);
     let o = p.get().await.unwrap();
     assert_ne!(o.id, id, "the broken object was not handed out");
-    let metrics = p.metrics();
-    assert_eq!(
-        (metrics.closed.broken, metrics.created, metrics.size),
-        (1, 2, 1)
-    );
+    let stats = p.stats();
+    assert_eq!((stats.closed.broken, stats.created, stats.size), (1, 2, 1));
     assert_eq!(m.reasons(), vec![CloseReason::Broken]);
     drop(o);
 }
@@ -152,11 +147,8 @@ async fn create_errors_come_back_typed() {
         Err(Error::Create { source, .. }) => assert_eq!(source.0, u64::MAX),
         other => panic!("expected a create error, got {:?}", other.map(|_| ())),
     }
-    let metrics = p.metrics();
-    assert_eq!(
-        (metrics.create_errors, metrics.size, metrics.in_use),
-        (1, 0, 0)
-    );
+    let stats = p.stats();
+    assert_eq!((stats.create_errors, stats.size, stats.in_use), (1, 0, 0));
     m.fail_creates.store(false, SeqCst);
     assert!(p.try_get().await.is_ok(), "a failed create leaks no slot");
 }
@@ -173,7 +165,7 @@ async fn create_timeout_is_reported() {
         .unwrap();
     let e = p.get().await.unwrap_err();
     assert!(matches!(e, Error::CreateTimeout { .. }), "{e}");
-    assert_eq!(p.metrics().in_use, 0);
+    assert_eq!(p.stats().in_use, 0);
 }
 
 #[tokio::test]
@@ -182,16 +174,13 @@ async fn take_detaches_and_discard_closes() {
     let p = pool(&m, 1);
     let o = p.get().await.unwrap();
     let obj = Pooled::take(o);
-    assert_eq!(p.metrics().size, 0, "taken objects leave the pool");
+    assert_eq!(p.stats().size, 0, "taken objects leave the pool");
     assert_eq!(m.live(), 1, "but stay alive with the caller");
     drop(obj);
     let o = p.get().await.unwrap();
     Pooled::discard(o);
-    let metrics = p.metrics();
-    assert_eq!(
-        (metrics.taken, metrics.closed.broken, metrics.size),
-        (1, 1, 0)
-    );
+    let stats = p.stats();
+    assert_eq!((stats.taken, stats.closed.broken, stats.size), (1, 1, 0));
     assert!(
         m.reasons() == vec![CloseReason::Broken],
         "take does not call the close hook"
@@ -213,7 +202,7 @@ async fn close_wakes_waiters_and_closes_everything() {
     let p2 = p.clone();
     let waiter = tokio::spawn(async move { p2.get().await.map(|_| ()) });
     guard("waiter registers", async {
-        while p.metrics().waiters == 0 {
+        while p.stats().waiters == 0 {
             tokio::task::yield_now().await;
         }
     })
@@ -230,8 +219,8 @@ async fn close_wakes_waiters_and_closes_everything() {
     assert!(matches!(p.try_get().await, Err(Error::Closed { .. })));
     assert!(p.add(m.make()).is_err());
     drop(held);
-    let metrics = p.metrics();
-    assert_eq!((metrics.size, metrics.max_size), (0, 0));
+    let stats = p.stats();
+    assert_eq!((stats.size, stats.max_size), (0, 0));
     assert_eq!(m.live(), 0, "objects in use are closed when they come back");
     assert!(p.resize(4).is_err(), "a closed pool stays closed");
 }
@@ -239,7 +228,7 @@ async fn close_wakes_waiters_and_closes_everything() {
 /// deadpool #445: `retain` while other threads read the status must not
 /// deadlock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retain_while_others_read_metrics() {
+async fn retain_while_others_read_stats() {
     let m = Counting::new();
     let p = pool(&m, 8);
     let stop = Arc::new(AtomicBool::new(false));
@@ -249,7 +238,7 @@ async fn retain_while_others_read_metrics() {
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(SeqCst) {
-                    n += p.metrics().size as u64;
+                    n += p.stats().size as u64;
                 }
                 n
             })
@@ -265,10 +254,10 @@ async fn retain_while_others_read_metrics() {
     for r in readers {
         r.join().unwrap();
     }
-    let metrics = p.metrics();
-    assert_eq!(metrics.closed.removed, removed as u64);
+    let stats = p.stats();
+    assert_eq!(stats.closed.removed, removed as u64);
     assert!(removed > 0);
-    assert_eq!(metrics.size, m.live());
+    assert_eq!(stats.size, m.live());
 }
 
 async fn futures_lite(p: &Pool<Counting>, n: usize) -> Vec<Pooled<Counting>> {
@@ -280,16 +269,37 @@ async fn futures_lite(p: &Pool<Counting>, n: usize) -> Vec<Pooled<Counting>> {
 }
 
 #[tokio::test]
-async fn metrics_serialize() {
+async fn stats_serialize() {
     let m = Counting::new();
     let p = pool(&m, 3);
     drop(p.get().await.unwrap());
-    let json = serde_json::to_value(p.metrics()).unwrap();
+    let json = serde_json::to_value(p.stats()).unwrap();
     assert_eq!(json["size"], 1);
     assert_eq!(json["created"], 1);
     assert_eq!(json["closed"]["lifetime"], 0);
-    let back: steward_pool::Metrics = serde_json::from_value(json).unwrap();
-    assert_eq!(back, p.metrics());
+    let back: steward_pool::Stats = serde_json::from_value(json).unwrap();
+    assert_eq!(back, p.stats());
+}
+
+#[test]
+fn wait_times_serialize_as_integer_microseconds() {
+    let mut stats = steward_pool::Stats::default();
+    stats.wait_time_sum = Duration::from_micros(1_234_567);
+    let json = serde_json::to_value(&stats).unwrap();
+    assert_eq!(json["wait_time_sum_us"], 1_234_567);
+    // The 100 µs bucket keeps its bound; the last one has none.
+    assert_eq!(json["wait_time"][0]["le_us"], 100);
+    assert_eq!(json["wait_time"][7]["le_us"], serde_json::Value::Null);
+    assert_eq!(stats.wait_time[0].le, Some(Duration::from_micros(100)));
+    let back: steward_pool::Stats = serde_json::from_value(json).unwrap();
+    assert_eq!(back, stats);
+    // The sum may be missing (older snapshots); a float is refused.
+    let mut json = serde_json::to_value(&stats).unwrap();
+    json.as_object_mut().unwrap().remove("wait_time_sum_us");
+    let back: steward_pool::Stats = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back.wait_time_sum, Duration::ZERO);
+    json["wait_time_sum_us"] = serde_json::json!(1.5);
+    assert!(serde_json::from_value::<steward_pool::Stats>(json).is_err());
 }
 
 #[test]
@@ -345,14 +355,14 @@ async fn a_checkout_cancelled_in_its_health_check_closes_the_object() {
     let cancelled = tokio::time::timeout(Duration::from_secs(1), p.get()).await;
     assert!(cancelled.is_err(), "the health check takes 10 s");
     assert_eq!(m.reasons(), vec![CloseReason::Broken]);
-    assert_eq!((p.metrics().size, m.live()), (0, 0));
+    assert_eq!((p.stats().size, m.live()), (0, 0));
     // The same for an object that came in by `add` (checked on the way
     // out of the pool's own queue).
     p.add(m.make()).unwrap();
     let cancelled = tokio::time::timeout(Duration::from_secs(1), p.get()).await;
     assert!(cancelled.is_err(), "the health check takes 10 s");
     assert_eq!(m.reasons(), vec![CloseReason::Broken; 2]);
-    assert_eq!((p.metrics().size, m.live()), (0, 0));
+    assert_eq!((p.stats().size, m.live()), (0, 0));
     *m.recycle_delay.lock().unwrap() = Duration::ZERO;
     assert!(p.try_get().await.is_ok(), "its place is free again");
 }
@@ -369,7 +379,7 @@ async fn debug_and_weak_handles_name_the_pool_and_its_state() {
     let weak = p.downgrade();
     assert!(format!("{weak:?}").contains("true"), "{weak:?}");
     let upgraded = weak.upgrade().expect("the pool lives");
-    assert_eq!(upgraded.metrics().max_size, 1);
+    assert_eq!(upgraded.stats().max_size, 1);
     drop(upgraded);
     let held = p.get().await.unwrap();
     let refused = p.add(m.make()).unwrap_err();

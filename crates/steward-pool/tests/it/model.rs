@@ -21,7 +21,7 @@
 //!   object at that moment, and the closes the docs require happen (expired
 //!   idle objects on `reap_idle` and `add`, idle objects over a shrunk
 //!   limit, everything idle on `close`);
-//! - the metrics equal the counts of these events.
+//! - the stats equal the counts of these events.
 //!
 //! The limits sit half a second off the whole seconds time moves in, so no
 //! step lands on a boundary the docs leave open ("older than").
@@ -119,7 +119,7 @@ impl MObj {
 }
 
 /// The contract's view of the pool: sets of idle and held objects, the
-/// limit, and the counts of events the metrics must equal.
+/// limit, and the counts of events the stats must equal.
 #[derive(Debug, Default)]
 struct Model {
     mode: QueueMode,
@@ -143,7 +143,7 @@ fn fail(msg: impl Into<String>) -> TestCaseError {
     TestCaseError::fail(msg.into())
 }
 
-/// Counts one close in the counts the metrics keep.
+/// Counts one close in the counts the stats keep.
 fn count(c: &mut ClosedCounts, reason: CloseReason) {
     match reason {
         CloseReason::Broken => c.broken += 1,
@@ -153,7 +153,7 @@ fn count(c: &mut ClosedCounts, reason: CloseReason) {
         CloseReason::Closed => c.closed += 1,
         CloseReason::Evicted => c.evicted += 1,
         CloseReason::Removed => c.removed += 1,
-        // A reason added later: left uncounted, the metrics comparison
+        // A reason added later: left uncounted, the stats comparison
         // then fails and names it.
         _ => {}
     }
@@ -537,9 +537,9 @@ async fn step(model: &mut Model, real: &mut Real, op: Op) -> TestCaseResult {
 }
 
 /// What holds after every step: sizes, the limit by the manager's own
-/// count, and metrics equal to the counts of events.
+/// count, and stats equal to the counts of events.
 fn check(model: &Model, real: &Real) -> TestCaseResult {
-    let got = real.p.metrics();
+    let got = real.p.stats();
     prop_assert_eq!(
         (got.size, got.idle, got.in_use),
         (model.live(), model.idle.len(), model.held.len()),

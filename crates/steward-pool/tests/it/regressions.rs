@@ -26,13 +26,13 @@ async fn cancelled_get_leaks_no_slot() {
         let r = tokio::time::timeout(Duration::from_millis(1), p.get()).await;
         assert!(r.is_err(), "the pool is full: the get must wait");
     }
-    assert_eq!(p.metrics().waiters, 0);
+    assert_eq!(p.stats().waiters, 0);
     drop(held);
     let again = guard("get after cancelled waiters", p.try_get())
         .await
         .unwrap();
-    let metrics = p.metrics();
-    assert_eq!((metrics.size, metrics.in_use, metrics.created), (1, 1, 1));
+    let stats = p.stats();
+    assert_eq!((stats.size, stats.in_use, stats.created), (1, 1, 1));
     drop(again);
 }
 
@@ -45,8 +45,8 @@ async fn get_cancelled_during_create_leaks_nothing() {
     m.set_delay(Duration::from_secs(10));
     let r = tokio::time::timeout(Duration::from_secs(1), p.get()).await;
     assert!(r.is_err(), "create takes 10 s");
-    let metrics = p.metrics();
-    assert_eq!((metrics.size, metrics.in_use, metrics.created), (0, 0, 0));
+    let stats = p.stats();
+    assert_eq!((stats.size, stats.in_use, stats.created), (0, 0, 0));
     m.set_delay(Duration::ZERO);
     let o = p
         .try_get()
@@ -66,7 +66,7 @@ async fn returned_object_wakes_a_waiter() {
     let p2 = p.clone();
     let waiter = tokio::spawn(async move { p2.get().await.map(|o| o.id) });
     guard("waiter registers", async {
-        while p.metrics().waiters == 0 {
+        while p.stats().waiters == 0 {
             tokio::task::yield_now().await;
         }
     })
@@ -74,7 +74,7 @@ async fn returned_object_wakes_a_waiter() {
     drop(held);
     let got = guard("waiter wakes", waiter).await.unwrap().unwrap();
     assert_eq!(got, id, "the waiter got the returned object");
-    assert_eq!(p.metrics().created, 1);
+    assert_eq!(p.stats().created, 1);
 }
 
 /// deadpool #205 / #380: live objects never exceed `max_size`, also when
@@ -118,12 +118,12 @@ async fn live_never_exceeds_max_under_cancel_and_resize() {
             "round {round}: {} live, max {new}",
             m.live()
         );
-        assert_eq!(p.metrics().size, m.live(), "pool and manager agree");
+        assert_eq!(p.stats().size, m.live(), "pool and manager agree");
     }
     drop(held);
-    let metrics = p.metrics();
-    assert_eq!(metrics.in_use, 0);
-    assert_eq!(metrics.size, m.live());
+    let stats = p.stats();
+    assert_eq!(stats.in_use, 0);
+    assert_eq!(stats.size, m.live());
 }
 
 /// deadpool's own `resize` keeps the permits of a shrink; ours gives them
@@ -177,8 +177,8 @@ async fn objects_in_constant_use_still_expire_by_lifetime() {
         tokio::time::sleep(tick).await;
         drop(o);
     }
-    let metrics = p.metrics();
-    assert!(metrics.created >= 4, "created {}", metrics.created);
-    assert_eq!(metrics.closed.lifetime, metrics.created - 1);
+    let stats = p.stats();
+    assert!(stats.created >= 4, "created {}", stats.created);
+    assert_eq!(stats.closed.lifetime, stats.created - 1);
     assert_eq!(m.live(), 1);
 }

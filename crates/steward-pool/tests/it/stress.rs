@@ -67,10 +67,10 @@ async fn stress_random_cancel_and_resize_never_exceeds_cap() {
                     // count (objects plus reservations) is under the cap.
                     p.resize(new).unwrap();
                     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-                    while p.metrics().size > new && tokio::time::Instant::now() < deadline {
+                    while p.stats().size > new && tokio::time::Instant::now() < deadline {
                         tokio::time::sleep(Duration::from_micros(100)).await;
                     }
-                    let size = p.metrics().size;
+                    let size = p.stats().size;
                     m.tally.cap_view.store(new.max(size), SeqCst);
                 }
                 tokio::time::sleep(Duration::from_micros(300)).await;
@@ -88,10 +88,10 @@ async fn stress_random_cancel_and_resize_never_exceeds_cap() {
         "a create went over the cap in force"
     );
     assert!(m.tally.max_seen.load(SeqCst) <= 6);
-    let metrics = p.metrics();
-    assert_eq!((metrics.in_use, metrics.waiters), (0, 0), "{metrics:?}");
-    assert_eq!(metrics.size, m.live(), "pool and manager agree");
-    assert!(metrics.size <= metrics.max_size);
+    let stats = p.stats();
+    assert_eq!((stats.in_use, stats.waiters), (0, 0), "{stats:?}");
+    assert_eq!(stats.size, m.live(), "pool and manager agree");
+    assert!(stats.size <= stats.max_size);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,5 +148,5 @@ async fn stress_keyed_caps_per_key_and_global() {
         assert!(t.max_seen.load(SeqCst) <= 2);
     }
     assert_eq!(p.size(), m.total.live());
-    assert_eq!(p.metrics().total.in_use, 0);
+    assert_eq!(p.stats().total.in_use, 0);
 }

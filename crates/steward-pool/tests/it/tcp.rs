@@ -104,7 +104,7 @@ async fn health_check_notices_dropped_connections() {
         ping(&mut a, b"hello").await.unwrap();
         ping(&mut b, b"world").await.unwrap();
     }
-    assert_eq!(p.metrics().idle, 2);
+    assert_eq!(p.stats().idle, 2);
     // Reuse: no new connection.
     {
         let mut a = p.get().await.unwrap();
@@ -125,8 +125,8 @@ async fn health_check_notices_dropped_connections() {
     let mut c = p.get().await.unwrap();
     ping(&mut c, b"fresh").await.expect("a working connection");
     drop(c);
-    let metrics = p.metrics();
-    assert_eq!(metrics.closed.broken, 2, "{metrics:?}");
-    assert_eq!(metrics.size, 1);
+    let stats = p.stats();
+    assert_eq!(stats.closed.broken, 2, "{stats:?}");
+    assert_eq!(stats.size, 1);
     assert_eq!(server.accepted.load(SeqCst), 3);
 }

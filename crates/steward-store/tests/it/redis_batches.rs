@@ -300,7 +300,7 @@ async fn slot_holder(
     let s = store.clone();
     let holder = tokio::spawn(async move { s.upsert(key, 0).await });
     let deadline = Instant::now() + Duration::from_secs(30);
-    while store.pool().metrics().waiters != 1 {
+    while store.pool().stats().waiters != 1 {
         assert!(Instant::now() < deadline, "{:?}", store.stats());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

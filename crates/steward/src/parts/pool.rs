@@ -1,5 +1,5 @@
 //! Pools (feature `pool`): idle objects are reaped at `Moderate` and the
-//! pools shrink to `min_idle` at `Critical`; their metrics, the wait-time
+//! pools shrink to `min_idle` at `Critical`; their stats, the wait-time
 //! histogram included, join [`Health`] and `/metrics`.
 
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use parking_lot::Mutex;
 use steward_monitor::{Level, Monitor};
-use steward_pool::{KeyedManager, KeyedPool, Manager, Metrics, Pool, WeakKeyedPool, WeakPool};
+use steward_pool::{KeyedManager, KeyedPool, Manager, Pool, Stats, WeakKeyedPool, WeakPool};
 
 use super::{Parts, as_u64, on};
 use crate::error::Error;
@@ -25,7 +25,7 @@ pub(crate) trait PoolPart: Send + Sync {
     fn reap_idle(&self) -> usize;
     fn shrink_to_min_idle(&self) -> usize;
     /// `None` once the pool is gone.
-    fn metrics(&self) -> Option<Metrics>;
+    fn stats(&self) -> Option<Stats>;
     fn is_closed(&self) -> bool;
 }
 
@@ -38,8 +38,8 @@ impl<M: Manager> PoolPart for WeakPool<M> {
         self.upgrade().map_or(0, |p| p.shrink_to_min_idle())
     }
 
-    fn metrics(&self) -> Option<Metrics> {
-        self.upgrade().map(|p| p.metrics())
+    fn stats(&self) -> Option<Stats> {
+        self.upgrade().map(|p| p.stats())
     }
 
     fn is_closed(&self) -> bool {
@@ -61,13 +61,13 @@ where
     }
 
     /// All keys together; `max_size` is the per-key cap.
-    fn metrics(&self) -> Option<Metrics> {
-        self.upgrade().map(|p| p.metrics().total)
+    fn stats(&self) -> Option<Stats> {
+        self.upgrade().map(|p| p.stats().total)
     }
 
     fn is_closed(&self) -> bool {
         // The global cap reads 0 once the keyed pool is closed.
-        self.upgrade().is_none_or(|p| p.metrics().max_total == 0)
+        self.upgrade().is_none_or(|p| p.stats().max_total == 0)
     }
 }
 
@@ -99,11 +99,7 @@ impl Pools {
     }
 
     pub(crate) fn health(&self, h: &mut Health) {
-        h.pools = self
-            .live()
-            .iter()
-            .filter_map(|pool| pool.metrics())
-            .collect();
+        h.pools = self.live().iter().filter_map(|pool| pool.stats()).collect();
         h.cleanup.pool_objects_reaped = self.reaped.load(Relaxed);
         h.cleanup.pool_objects_shrunk = self.shrunk.load(Relaxed);
     }
@@ -139,7 +135,7 @@ pub(crate) fn register(monitor: &Monitor, parts: &Arc<Parts>) -> Result<(), Erro
     )
 }
 
-type Get = fn(&Metrics) -> u64;
+type Get = fn(&Stats) -> u64;
 
 /// The `steward_pool_*` families, one row per pool.
 pub(crate) fn metrics(o: &mut Out, h: &Health) {
@@ -147,7 +143,7 @@ pub(crate) fn metrics(o: &mut Out, h: &Health) {
         return;
     }
     let names = unique(h.pools.iter().map(|m| m.name.clone()));
-    let rows: Vec<(&str, &Metrics)> = names.iter().map(String::as_str).zip(&h.pools).collect();
+    let rows: Vec<(&str, &Stats)> = names.iter().map(String::as_str).zip(&h.pools).collect();
     let gauges: &[(&str, &str, &str, Get)] = &[
         (
             "steward_pool_max_size",
@@ -212,7 +208,7 @@ pub(crate) fn metrics(o: &mut Out, h: &Health) {
 }
 
 /// `steward_pool_closed_total`, by reason.
-fn closed(o: &mut Out, rows: &[(&str, &Metrics)]) {
+fn closed(o: &mut Out, rows: &[(&str, &Stats)]) {
     let name = "steward_pool_closed_total";
     o.family(name, "counter", "Objects closed, by reason.");
     for (pool, m) in rows {
@@ -236,7 +232,7 @@ fn closed(o: &mut Out, rows: &[(&str, &Metrics)]) {
 /// Prometheus histogram (cumulative `_bucket`s, `_sum`, `_count`). The pool
 /// times one wait in 8 and counts it 8 times, so `_count` is about
 /// `steward_pool_waits_total`, not equal to it.
-fn wait_histogram(o: &mut Out, rows: &[(&str, &Metrics)]) {
+fn wait_histogram(o: &mut Out, rows: &[(&str, &Stats)]) {
     let name = "steward_pool_wait_seconds";
     o.family(
         name,
@@ -253,20 +249,27 @@ fn wait_histogram(o: &mut Out, rows: &[(&str, &Metrics)]) {
         for b in &m.wait_time {
             cumulative = cumulative.saturating_add(b.count);
             // The last bucket has no bound: it is `+Inf`, written below.
-            if let Some(le_us) = b.le_us {
-                let le = crate::metrics::number(f(le_us) / 1e6);
+            if let Some(bound) = b.le {
+                let le = crate::metrics::number(seconds(bound));
                 o.sample(&bucket, &[("pool", pool), ("le", &le)], f(cumulative));
             }
         }
         o.sample(&bucket, &[("pool", pool), ("le", "+Inf")], f(cumulative));
-        o.sample(&sum, &[("pool", pool)], f(m.wait_time_sum_us) / 1e6);
+        o.sample(&sum, &[("pool", pool)], seconds(m.wait_time_sum));
         o.sample(&count, &[("pool", pool)], f(cumulative));
     }
 }
 
+/// A wait time in seconds, computed from whole microseconds (the pool's
+/// resolution) as one division, so a bound prints as `0.0001`, not as a
+/// sum of rounded parts.
+fn seconds(d: std::time::Duration) -> f64 {
+    f(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)) / 1e6
+}
+
 impl StewardBuilder {
     /// The pool reaps idle objects at `Moderate`, shrinks to `min_idle` at
-    /// `Critical`, and its metrics join [`Health`]. Held weakly: a pool you
+    /// `Critical`, and its stats join [`Health`]. Held weakly: a pool you
     /// drop goes as it would without the steward (its idle objects closed)
     /// and leaves the wiring. More pools can be added later with
     /// [`Steward::add_pool`].

@@ -42,7 +42,7 @@ async fn moderate_pressure_reaps_compacts_and_reports_stale() {
     ]
     .into();
     drop(held);
-    assert_eq!(pool.metrics().idle, 3);
+    assert_eq!(pool.stats().idle, 3);
     assert_eq!(tracker.kind(KIND).unwrap().totals.live_count, 3);
     tokio::time::sleep(Duration::from_millis(20)).await; // past the idle timeout
 
@@ -138,7 +138,7 @@ async fn critical_pressure_shrinks_pools_to_min_idle_and_trims() {
     steward.add_pool(&pool);
     let held: Vec<_> = futures_all(&pool, 4).await;
     drop(held);
-    assert_eq!(pool.metrics().idle, 4);
+    assert_eq!(pool.stats().idle, 4);
 
     let report = steward.monitor().check_now().await.unwrap();
     assert_eq!(report.level, Level::Critical);
@@ -310,7 +310,7 @@ async fn tracked_manager_obeys_hard_budgets_and_releases_detached_objects() {
         other => panic!("expected a tracker refusal, got {other:?}"),
     }
     assert_eq!(tracker.kind(KIND).unwrap().rejected, 1);
-    assert_eq!(pool.metrics().create_errors, 1);
+    assert_eq!(pool.stats().create_errors, 1);
     // A detached object leaves the tracker when its wrapper is unwrapped.
     let bare: Vec<u8> = steward::pool::Pooled::take(a).into_inner();
     assert_eq!(bare.len(), 4096);
@@ -378,7 +378,7 @@ async fn keyed_pools_reap_every_key() {
     for key in ["a", "b", "c"] {
         drop(pool.get(&key.to_owned()).await.unwrap());
     }
-    assert_eq!(pool.metrics().total.idle, 3);
+    assert_eq!(pool.stats().total.idle, 3);
     tokio::time::sleep(Duration::from_millis(20)).await; // past the idle timeout
     let steward = Steward::builder()
         .config(pressure(false, Duration::from_secs(86_400)))

@@ -7,6 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::CloseReason;
 
+/// The serde form of a wait time: an integer of microseconds (milliseconds
+/// would lose the 100 µs bucket), under a name ending in `_us`.
+type Micros = serde_with::As<serde_with::DurationMicroSeconds<u64>>;
+/// The same for a bucket's bound: `null` for the last, unbounded bucket.
+type OptionMicros = serde_with::As<Option<serde_with::DurationMicroSeconds<u64>>>;
+
 /// Upper bounds (inclusive) of the wait-time histogram buckets, in
 /// microseconds; a last bucket catches everything slower.
 pub const WAIT_BUCKETS_US: [u64; 7] = [
@@ -57,23 +63,26 @@ impl ClosedCounts {
     }
 }
 
-/// One bucket of the wait-time histogram.
+/// One bucket of the wait-time histogram. Serialized, the bound is an
+/// integer of microseconds under `le_us` (`null` for the last bucket).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct WaitBucket {
-    /// Upper bound of the bucket in microseconds; `None` for the last one.
-    pub le_us: Option<u64>,
+    /// Upper bound (inclusive) of the bucket; `None` for the last one.
+    #[serde(rename = "le_us", default, with = "OptionMicros")]
+    pub le: Option<Duration>,
     /// Waits that fell in it.
     pub count: u64,
 }
 
 /// A snapshot of a pool's state and counters. Sizes are a moment's view;
 /// counters only grow. `#[non_exhaustive]`: outside this crate build one
-/// with `Metrics::default()` (no object, every wait bucket empty) and
-/// assign fields.
+/// with `Stats::default()` (no object, every wait bucket empty) and
+/// assign fields. Serialized, the wait times are integers of microseconds
+/// (`le_us`, `wait_time_sum_us`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub struct Metrics {
+pub struct Stats {
     /// The pool's name.
     pub name: String,
     /// The size limit (0 once closed).
@@ -106,13 +115,13 @@ pub struct Metrics {
     /// counts 8 times (a clock read is not free), so the buckets add up to
     /// about `wait_count`.
     pub wait_time: Vec<WaitBucket>,
-    /// The sum of those waits in microseconds, weighted like the buckets
-    /// (a Prometheus histogram's `_sum`).
-    #[serde(default)]
-    pub wait_time_sum_us: u64,
+    /// The sum of those waits, weighted like the buckets (a Prometheus
+    /// histogram's `_sum`); whole microseconds.
+    #[serde(rename = "wait_time_sum_us", default, with = "Micros")]
+    pub wait_time_sum: Duration,
 }
 
-impl Default for Metrics {
+impl Default for Stats {
     /// An unnamed pool with nothing in it: every counter zero, one empty
     /// bucket per [`WAIT_BUCKETS_US`] bound plus the last.
     fn default() -> Self {
@@ -133,18 +142,18 @@ impl Default for Metrics {
             wait_timeouts: 0,
             wait_time: WAIT_BUCKETS_US
                 .iter()
-                .map(|le| Some(*le))
+                .map(|le| Some(Duration::from_micros(*le)))
                 .chain(std::iter::once(None))
-                .map(|le_us| WaitBucket { le_us, count: 0 })
+                .map(|le| WaitBucket { le, count: 0 })
                 .collect(),
-            wait_time_sum_us: 0,
+            wait_time_sum: Duration::ZERO,
         }
     }
 }
 
-impl Metrics {
+impl Stats {
     /// Adds the counters and sizes of `other` into `self` (for keyed pools).
-    pub(crate) fn merge(&mut self, other: &Metrics) {
+    pub(crate) fn merge(&mut self, other: &Stats) {
         self.size += other.size;
         self.idle += other.idle;
         self.in_use += other.in_use;
@@ -160,11 +169,11 @@ impl Metrics {
         for (mine, theirs) in self.wait_time.iter_mut().zip(&other.wait_time) {
             mine.count += theirs.count;
         }
-        self.wait_time_sum_us = self.wait_time_sum_us.saturating_add(other.wait_time_sum_us);
+        self.wait_time_sum = self.wait_time_sum.saturating_add(other.wait_time_sum);
     }
 }
 
-/// The live counters behind [`Metrics`].
+/// The live counters behind [`Stats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub(crate) created: AtomicU64,
@@ -221,7 +230,7 @@ impl Counters {
             .iter()
             .enumerate()
             .map(|(i, c)| WaitBucket {
-                le_us: WAIT_BUCKETS_US.get(i).copied(),
+                le: WAIT_BUCKETS_US.get(i).map(|le| Duration::from_micros(*le)),
                 count: c.load(Relaxed),
             })
             .collect()
