@@ -73,6 +73,7 @@ const PARTS: &[Part] = &[
         package: "steward-realtime",
         files: &[
             "crates/steward-realtime/src/conversation.rs",
+            "crates/steward-realtime/src/conversation/**",
             "crates/steward-realtime/src/history.rs",
         ],
     },

@@ -252,7 +252,6 @@ mod tests {
     const LINE_BUDGET: &[(&str, usize)] = &[
         ("crates/steward-cli/src/standin/conversation.rs", 927),
         ("crates/steward-cli/tests/it/standin.rs", 1202),
-        ("crates/steward-realtime/src/conversation.rs", 849),
         ("crates/steward-realtime/tests/it/model.rs", 1239),
         ("crates/steward-tracker/src/tracker.rs", 896),
     ];

@@ -411,7 +411,16 @@ fn bounds(bs: &Value) -> String {
 
 /// A path with its generic arguments: `Option<u64>`, `Fn(u8) -> bool`.
 fn path(p: &Value) -> String {
-    let name = p["path"].as_str().unwrap_or("_");
+    let mut name = p["path"].as_str().unwrap_or("_");
+    // How a module happens to spell a path of its own crate (through
+    // `crate::`, `super::` and private modules) is not part of the API:
+    // moving an item between modules must not show as a change.
+    let own_crate = ["crate::", "super::", "self::"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix));
+    if own_crate {
+        name = name.rsplit("::").next().unwrap_or(name);
+    }
     format!("{name}{}", args(&p["args"]))
 }
 

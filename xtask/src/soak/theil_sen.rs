@@ -72,6 +72,7 @@ pub fn slope(points: &[(f64, f64)]) -> Option<f64> {
 
 /// A slope with its confidence interval.
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Estimate {
     /// The Theil–Sen slope (median of the pairwise slopes).
     pub slope: f64,
