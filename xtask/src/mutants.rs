@@ -123,6 +123,11 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
     let mut rows = Vec::new();
     for part in chosen {
         let mut cmd = cargo();
+        // Each job builds in its own copy of the tree: a target directory
+        // shared through the environment would let one job's build replace
+        // the binary another job is about to test, and a mutant be judged by
+        // another's tests (which is how a run of two jobs once went wrong).
+        cmd.env_remove("CARGO_TARGET_DIR");
         cmd.args(["mutants", "--package", part.package]);
         for file in part.files {
             cmd.args(["--file", file]);
