@@ -123,6 +123,13 @@ fn keyed_builder_checks_the_config_once() {
         .reaper_interval(None)
         .build();
     assert!(matches!(bad, Err(Error::Config { .. })), "{bad:?}");
+    // As many kept idle as the cap allows is fine.
+    let full = KeyedPool::<u32, _>::builder(m.clone())
+        .max_size(3)
+        .min_idle(3)
+        .reaper_interval(None)
+        .build();
+    assert!(full.is_ok(), "{full:?}");
     // A reaper needs a runtime: no panic outside one.
     let e = KeyedPool::<u32, _>::builder(m.clone()).build().unwrap_err();
     assert!(e.to_string().contains("Tokio runtime"), "{e}");
