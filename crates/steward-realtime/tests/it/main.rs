@@ -8,6 +8,7 @@ mod bookkeeping;
 mod config;
 mod events;
 mod history;
+mod history_model;
 mod link;
 mod model;
 mod queues;
