@@ -395,9 +395,8 @@ impl<M: Manager> Pool<M> {
         match e {
             PoolError::Timeout(_) | PoolError::Backend(AdapterError::AtCap) => Ok(()),
             PoolError::Backend(a) => Err(a.into_error(&pool)),
-            PoolError::Closed => Err(Error::Closed { pool }),
-            // We configure no deadpool timeouts that need a runtime, nor
-            // hooks: these cannot happen. Report them as closed.
+            // Closed; and what we configure out (deadpool timeouts that need
+            // a runtime, hooks) cannot happen: reported as closed too.
             _ => Err(Error::Closed { pool }),
         }
     }
@@ -695,8 +694,10 @@ impl<M: Manager> Pool<M> {
 /// The reaper: holds only a weak reference, so dropping the last handle
 /// ends it (and `Inner::drop` aborts it at once).
 async fn reaper_loop<M: Manager>(pool: Weak<Inner<M>>, every: Duration) {
-    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is at once, when the pool was just built: skip it.
+    tick.tick().await;
     loop {
         tick.tick().await;
         let Some(inner) = pool.upgrade() else { return };

@@ -77,6 +77,7 @@ async fn empty_sub_pools_are_dropped_with_their_counters_kept() {
     let stats = p.stats();
     assert_eq!((stats.total.created, stats.total.closed.removed), (3, 2));
     assert_eq!(stats.per_key.len(), 1);
+    assert_eq!(stats.total.closed.total(), 2, "the two removed");
     drop(held);
     assert_eq!(p.shrink_to_min_idle(), 1);
     assert_eq!(p.keys(), 0);
