@@ -351,3 +351,25 @@ json.dump(m, open(sys.argv[1], "w"), indent=2)
     s.compact_blocking().unwrap();
     assert_eq!(s.get("weather"), Some(serde_json::json!("sunny, for good")));
 }
+
+/// `Store::to_python_json` is the file's bytes (Python's `indent=2`), and a
+/// file that escapes `/` as `\/` (JSON allows it; some writers do) opens
+/// with the plain character.
+#[test]
+fn to_python_json_is_the_file_and_an_escaped_slash_reads_plain() {
+    let (_d, path) = temp_store();
+    std::fs::write(&path, "{\n  \"url\": \"https:\\/\\/example.org\\/a\"\n}").unwrap();
+    let s = Store::open(&path).unwrap();
+    assert_eq!(
+        s.get("url").unwrap(),
+        serde_json::json!("https://example.org/a")
+    );
+    s.upsert_blocking("n", serde_json::json!([1, {"b": null}]))
+        .unwrap();
+    let text = s.to_python_json();
+    s.close_blocking().unwrap();
+    assert_eq!(
+        text,
+        "{\n  \"url\": \"https://example.org/a\",\n  \"n\": [\n    1,\n    {\n      \"b\": null\n    }\n  ]\n}"
+    );
+}
