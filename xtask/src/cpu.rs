@@ -117,7 +117,7 @@ fn measure(exe: &Path, dir: &Path, session: &Session, secs: u64, tick: f64) -> R
     .current_dir(root())
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
-    eprintln!("$ {cmd:?}");
+    eprintln!("$ {}", crate::shell_line(&cmd));
     let before = children_ticks()?;
     let started = Instant::now();
     let mut child = cmd

@@ -82,7 +82,7 @@ pub(crate) fn root() -> PathBuf {
 
 /// Runs `program args...` in the workspace root, failing with the command line on error.
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
-    let shown = format!("{cmd:?}");
+    let shown = shell_line(cmd);
     eprintln!("$ {shown}");
     let status = cmd
         .current_dir(root())
@@ -92,6 +92,19 @@ pub(crate) fn run(cmd: &mut Command) -> Result<()> {
         bail!("{shown} failed with {status}");
     }
     Ok(())
+}
+
+/// A command as a shell line: the variables it sets, the program and its
+/// arguments (not the dozen variables [`cargo`] removes, which `Debug`
+/// would print before every command).
+pub(crate) fn shell_line(cmd: &Command) -> String {
+    let vars = cmd.get_envs().filter_map(|(name, value)| {
+        value.map(|v| format!("{}={}", name.to_string_lossy(), v.to_string_lossy()))
+    });
+    let words = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|w| w.to_string_lossy().into_owned());
+    vars.chain(words).collect::<Vec<_>>().join(" ")
 }
 
 /// `cargo`, without the variables `cargo xtask` set for this task

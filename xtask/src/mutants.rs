@@ -145,7 +145,7 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         // cargo-mutants exits non-zero when a mutant is missed: the score
         // below decides, so its status is only reported.
-        let shown = format!("{cmd:?}");
+        let shown = crate::shell_line(&cmd);
         let status = cmd
             .args(["--jobs", &jobs, "--timeout-multiplier", "3", "--output"])
             .arg(&dir)

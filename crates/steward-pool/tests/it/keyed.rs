@@ -359,7 +359,7 @@ async fn debug_of_a_keyed_pool_names_it_and_its_state() {
     let held = p.get(&7).await.unwrap();
     assert!(format!("{p:?}").contains("urls"), "{p:?}");
     let weak = p.downgrade();
-    assert!(format!("{weak:?}").contains("true"), "{weak:?}");
+    assert!(format!("{weak:?}").contains("alive: true"), "{weak:?}");
     drop((held, p));
-    assert!(format!("{weak:?}").contains("false"), "{weak:?}");
+    assert!(format!("{weak:?}").contains("alive: false"), "{weak:?}");
 }

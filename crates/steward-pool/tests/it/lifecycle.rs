@@ -378,7 +378,7 @@ async fn debug_and_weak_handles_name_the_pool_and_its_state() {
     assert!(format!("{p:?}").contains("db"), "{p:?}");
     assert_eq!((p.name(), p.is_closed()), ("db", false));
     let weak = p.downgrade();
-    assert!(format!("{weak:?}").contains("true"), "{weak:?}");
+    assert!(format!("{weak:?}").contains("alive: true"), "{weak:?}");
     let upgraded = weak.upgrade().expect("the pool lives");
     assert_eq!(upgraded.stats().max_size, 1);
     drop(upgraded);
@@ -391,5 +391,5 @@ async fn debug_and_weak_handles_name_the_pool_and_its_state() {
     assert!(p.is_closed());
     drop((held, p));
     assert!(weak.upgrade().is_none(), "the pool is gone");
-    assert!(format!("{weak:?}").contains("false"), "{weak:?}");
+    assert!(format!("{weak:?}").contains("alive: false"), "{weak:?}");
 }
