@@ -38,6 +38,7 @@ impl Tally {
             id,
             uses: 0,
             tally: self.clone(),
+            counted: true,
         }
     }
 
@@ -51,6 +52,19 @@ pub(crate) struct Obj {
     pub(crate) id: u64,
     pub(crate) uses: u64,
     tally: Arc<Tally>,
+    /// Still in its tally's live count (see [`Obj::leave_tally`]).
+    counted: bool,
+}
+
+impl Obj {
+    /// Leaves the live count now, before the object is dropped: for an
+    /// object about to be taken out of the pool, whose place the pool gives
+    /// back at once (a taken object is the holder's, not under the cap).
+    pub(crate) fn leave_tally(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.tally.live.fetch_sub(1, SeqCst);
+        }
+    }
 }
 
 impl std::fmt::Debug for Obj {
@@ -61,7 +75,7 @@ impl std::fmt::Debug for Obj {
 
 impl Drop for Obj {
     fn drop(&mut self) {
-        self.tally.live.fetch_sub(1, SeqCst);
+        self.leave_tally();
     }
 }
 
