@@ -22,8 +22,11 @@ pub struct StoreConfig {
     /// Whether [`Store::close`](crate::Store::close) compacts (and removes the log, so only
     /// `memory.json` remains for the Python assistant). Default true.
     pub compact_on_close: bool,
-    /// Largest group-commit batch in bytes: more waiting writes go into the
-    /// next batch. Default 8 MiB.
+    /// Largest group-commit batch in bytes, counted as the log records its
+    /// writes make (a set is its key and JSON value plus 9 bytes): more
+    /// waiting writes go into the next batch; a batch that fills it exactly
+    /// is still one. A single larger write is a batch of its own. Default
+    /// 8 MiB.
     pub max_batch_bytes: usize,
     /// Most keys the store holds: a write that would create one more is
     /// refused with [`Error::TooManyKeys`] and changes nothing (replacing

@@ -1,20 +1,21 @@
 //! Writes queued by the async methods are bounded: with the writer held in
 //! an fsync, the queue takes `max_queued_writes` and refuses the rest at
-//! once with a typed error; nothing of a refused write is applied.
+//! once with a typed error; nothing of a refused write is applied. The
+//! writes waiting behind it are committed in batches of at most
+//! `max_batch_bytes`.
 
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use steward_store::{Error, Store};
+use steward_store::{Error, Store, StoreBuilder, StoreConfig};
 
 use crate::faults::{Call, FaultDisk};
 use crate::{block_on, temp_store};
 
-#[test]
-fn async_writes_beyond_the_queue_bound_are_refused_while_the_writer_is_busy() {
-    let (_dir, path) = temp_store();
-    // The first log fsync tells the test it started and waits for its word.
+/// A store whose first log fsync waits for the test's word: the writes
+/// queued meanwhile are committed together once it is given.
+fn held_store(builder: StoreBuilder) -> (Store, mpsc::Receiver<()>, mpsc::Sender<()>) {
     let (entered_tx, entered) = mpsc::channel::<()>();
     let (release, released) = mpsc::channel::<()>();
     let gate = Mutex::new(Some((entered_tx, released)));
@@ -29,11 +30,49 @@ fn async_writes_beyond_the_queue_bound_are_refused_while_the_writer_is_busy() {
         }
         false
     });
-    let store = Store::builder(&path)
-        .disk(Arc::new(disk))
-        .max_queued(4, 1 << 20)
-        .build()
-        .unwrap();
+    let store = builder.disk(Arc::new(disk)).build().unwrap();
+    (store, entered, release)
+}
+
+/// The batches (first write's included) and the largest one when three
+/// writes of 11 bytes each (`"a"`..`"c"` set to a digit: key 1 + JSON 1 +
+/// 9) queue behind a held first write under `max_batch_bytes`.
+fn batches_under(max_batch_bytes: usize) -> (u64, u64) {
+    let (_dir, path) = temp_store();
+    let mut config = StoreConfig::default();
+    config.max_batch_bytes = max_batch_bytes;
+    let (store, entered, release) = held_store(Store::builder(&path).config(config));
+    let first = store.upsert("k0", 0);
+    entered.recv().unwrap();
+    let queued: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .zip(1..)
+        .map(|(k, v)| store.upsert(k, v))
+        .collect();
+    release.send(()).unwrap();
+    assert!(block_on(first).unwrap());
+    for w in queued {
+        assert!(block_on(w).unwrap());
+    }
+    assert_eq!(store.len(), 4);
+    let stats = store.stats();
+    (stats.batches, stats.largest_batch)
+}
+
+#[test]
+fn a_batch_takes_writes_up_to_max_batch_bytes_exactly() {
+    // Two of the three fill 22 bytes exactly: one batch of two, then one.
+    assert_eq!(batches_under(22), (3, 2));
+    // A byte less and each goes alone.
+    assert_eq!(batches_under(21), (4, 1));
+    // Room for all three: one batch.
+    assert_eq!(batches_under(33), (2, 3));
+}
+
+#[test]
+fn async_writes_beyond_the_queue_bound_are_refused_while_the_writer_is_busy() {
+    let (_dir, path) = temp_store();
+    let (store, entered, release) = held_store(Store::builder(&path).max_queued(4, 1 << 20));
     let first = store.upsert("k0", 0);
     entered.recv().unwrap();
     let queued: Vec<_> = (1..=10)
