@@ -31,22 +31,6 @@ impl Cursor {
     }
 }
 
-impl Clone for Expiries {
-    fn clone(&self) -> Self {
-        Expiries {
-            at: self.at.clone(),
-            by_time: self.by_time.clone(),
-            cursor: Mutex::new(*self.cursor.lock()),
-        }
-    }
-}
-
-impl PartialEq for Expiries {
-    fn eq(&self, other: &Self) -> bool {
-        self.at == other.at
-    }
-}
-
 impl Expiries {
     pub(crate) fn new() -> Self {
         Expiries::default()
