@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use steward_pool::{Pool, Pooled};
+use steward_pool::{Error, Pool, Pooled};
 
 use crate::common::Counting;
 
@@ -142,6 +142,50 @@ async fn shrink_to_min_idle_and_reap_report_counts() {
     tokio::time::advance(Duration::from_secs(31)).await;
     assert_eq!(p.reap_idle(), 0, "min_idle is kept even when idle-expired");
     assert_eq!(p.stats().closed.shrink, 4);
+}
+
+/// A pool without a reaper.
+fn sized(m: &Counting, max_size: usize, min_idle: usize) -> Pool<Counting> {
+    Pool::builder(m.clone())
+        .max_size(max_size)
+        .min_idle(min_idle)
+        .reaper_interval(None)
+        .build()
+        .unwrap()
+}
+
+/// `top_up` says how many objects it made: up to `min_idle` idle, then
+/// none.
+#[tokio::test]
+async fn top_up_reports_the_objects_it_made() {
+    let m = Counting::new();
+    let p = sized(&m, 4, 3);
+    let held = p.get().await.unwrap();
+    drop(held);
+    assert_eq!(p.top_up().await.unwrap(), 2, "one was idle already");
+    assert_eq!((p.stats().idle, m.live()), (3, 3));
+    assert_eq!(p.top_up().await.unwrap(), 0);
+}
+
+/// `resize` refuses 0 and anything below `min_idle`, changing nothing, and
+/// takes `min_idle` itself.
+#[tokio::test]
+async fn resize_refuses_zero_and_below_min_idle() {
+    let m = Counting::new();
+    let p = sized(&m, 4, 2);
+    for bad in [0, 1] {
+        let e = p.resize(bad).unwrap_err();
+        assert!(matches!(e, Error::Config { .. }), "{e}");
+        assert!(e.to_string().contains("min_idle is 2"), "{e}");
+        assert_eq!(p.stats().max_size, 4, "a refused resize changes nothing");
+    }
+    p.resize(2).unwrap();
+    assert_eq!(p.stats().max_size, 2);
+    // Without min_idle, 0 is still no size.
+    let q = sized(&m, 2, 0);
+    assert!(matches!(q.resize(0), Err(Error::Config { .. })));
+    q.resize(1).unwrap();
+    assert_eq!(q.stats().max_size, 1);
 }
 
 async fn futures(p: &Pool<Counting>, n: usize) -> Vec<Pooled<Counting>> {
