@@ -118,16 +118,6 @@ impl Expiries {
     }
 }
 
-impl FromIterator<(String, u64)> for Expiries {
-    fn from_iter<I: IntoIterator<Item = (String, u64)>>(iter: I) -> Self {
-        let mut e = Expiries::new();
-        for (k, at) in iter {
-            e.insert(k, at);
-        }
-        e
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,3 +35,34 @@ fn a_folder_that_cannot_be_made_is_named_with_its_cause_once() {
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "not a folder");
 }
+
+/// A memory that never held a TTL entry is the Python assistant's folder
+/// after a close: `memory.json` and the lock file, no expiry sidecar, log or
+/// temporary file. One that did keeps its sidecar.
+#[test]
+fn a_closed_memory_without_ttl_entries_leaves_no_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("memory.json");
+    let s = Store::open(&path).unwrap();
+    assert!(s.upsert_blocking("k", 1).unwrap());
+    s.compact_blocking().unwrap();
+    s.close_blocking().unwrap();
+    assert_eq!(names(dir.path()), ["memory.json", "memory.json.lock"]);
+    let s = Store::open(&path).unwrap();
+    s.upsert_with_ttl_blocking("t", 2, std::time::Duration::from_secs(3600))
+        .unwrap();
+    s.close_blocking().unwrap();
+    assert_eq!(
+        names(dir.path()),
+        ["memory.json", "memory.json.lock", "memory.json.ttl"]
+    );
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
