@@ -337,3 +337,27 @@ fn no_truncation_no_check() {
     assert!(truncations(&b).is_empty(), "{b:?}");
     assert!(b.checks.is_empty(), "{b:?}");
 }
+
+/// Writes `ms` of `a1`'s audio at the playout position `played_now`.
+fn write_at(conv: &mut Conversation, ms: u64, played_now: u64) {
+    let step = feed(conv, &ev::audio("a1", frames(ms)));
+    let (id, pcm) = step.play.expect("audio of an answer is played");
+    conv.written(&id, pcm.len() as u64 / 2, played_now);
+}
+
+/// Audio written after the playout ran dry starts where the playout is: a
+/// barge-in right then truncates at the audio played before, counting
+/// neither the silence in between nor the audio just written.
+#[test]
+fn audio_written_after_the_playout_ran_dry_is_not_counted_as_played() {
+    let mut conv = answering();
+    // 100 ms written when the playout is at 100 ms (other audio before).
+    write_at(&mut conv, 100, frames(100));
+    // It played, the playout ran dry and went on; at 240 s (a position
+    // whose frames are the first run's start times its length) 100 ms more.
+    let now = frames(100) * frames(100);
+    write_at(&mut conv, 100, now);
+    let b = conv.barge_in(now);
+    assert!(b.happened, "{b:?}");
+    assert_eq!(truncations(&b), [("a1".to_string(), 100)]);
+}

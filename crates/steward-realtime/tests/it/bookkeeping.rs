@@ -124,3 +124,21 @@ fn a_user_message_in_a_response_is_not_an_answer() {
         .collect();
     assert!(touched.is_empty(), "{touched:?}");
 }
+
+/// Messages we create that the service never confirms are bounded by the
+/// bytes of their text (8 MiB): seven of 1 MiB are all kept, each further
+/// one makes the oldest go.
+#[test]
+fn created_items_never_confirmed_are_bounded_by_their_text() {
+    let mut conv = Conversation::new(100, 64 * 1024);
+    let text = "x".repeat(1 << 20);
+    for _ in 0..7 {
+        conv.user_text(&text);
+    }
+    assert_eq!(conv.stats().entries_evicted, 0, "7 MiB fit in 8");
+    for _ in 0..3 {
+        conv.user_text(&text);
+    }
+    // Ten of 1 MiB and their ids: the three oldest went.
+    assert_eq!(conv.stats().entries_evicted, 3);
+}
