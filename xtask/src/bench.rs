@@ -16,7 +16,7 @@
 //! time and mode (`quick` or `full`) and leaves out results older than the
 //! run (see `bench/summary.rs`).
 
-mod summary;
+pub(crate) mod summary;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -14,10 +14,11 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::bench::summary::RunInfo;
 use crate::{cargo, root, run};
 
 const HELP: &str = "\
-cargo xtask mutants [PART...] [--list] [--jobs N]
+cargo xtask mutants [PART...] [--list] [--jobs N] [--shard K/N] [--resume]
 
   PART     pool, tracker, store, realtime (default: all four)
   --list   list the mutants only, run nothing
@@ -27,6 +28,11 @@ cargo xtask mutants [PART...] [--list] [--jobs N]
   --shard K/N  every N-th mutant only (round-robin from the K-th, 0-based):
            a sample whose score estimates the part's, for parts too large
            to run whole in one sitting; the summary says which shard
+  --resume test only what the part's earlier runs left (missed, timed
+           out or not reached yet) and score all of them together: a
+           part too large for one sitting is run whole over several.
+           Refused when the checkout is not the commit (clean) the
+           earlier runs tested
 
 Writes target/mutants/<part>/ (cargo-mutants' own output) and
 target/mutants/summary.json; fails when a part catches under 85 %.
@@ -91,11 +97,13 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
     let mut list = false;
     let mut jobs = "1".to_string();
     let mut shard: Option<String> = None;
+    let mut resume = false;
     let mut chosen: Vec<&Part> = Vec::new();
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--list" => list = true,
+            "--resume" => resume = true,
             "--jobs" => {
                 jobs = args
                     .next()
@@ -156,6 +164,14 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
         // cargo-mutants creates its output folder but not the parents.
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
+        if resume {
+            keep_earlier_run(&dir)?;
+            // cargo-mutants leaves out what its last output caught or
+            // found unviable.
+            cmd.arg("--iterate");
+        } else {
+            start_afresh(&dir)?;
+        }
         // cargo-mutants exits non-zero when a mutant is missed: the score
         // below decides, so its status is only reported.
         let shown = crate::shell_line(&cmd);
@@ -166,8 +182,9 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
             .status()
             .with_context(|| format!("cannot start {shown}"))?;
         eprintln!("xtask mutants: {} finished with {status}", part.name);
-        let mut row = score(part.name, &dir.join("mutants.out/outcomes.json"))?;
+        let mut row = score(part.name, &dir)?;
         row["shard"] = json!(shard.as_deref().unwrap_or("all"));
+        row["commit"] = json!(tested_commit(&dir)?);
         rows.push(row);
     }
     if list {
@@ -208,27 +225,99 @@ fn ensure_tools() -> Result<()> {
     Ok(())
 }
 
-/// One part's counts from cargo-mutants' `outcomes.json`, its score and the
-/// mutants the tests missed.
-fn score(part: &str, outcomes: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(outcomes)
-        .with_context(|| format!("cannot read {}", outcomes.display()))?;
-    let doc: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not JSON", outcomes.display()))?;
-    Ok(tally(part, &doc))
+/// The commit a part's runs test, written by the first of them.
+const COMMIT_FILE: &str = "commit";
+/// Earlier runs' `outcomes.json`, numbered in order, for `--resume`.
+const RUNS_DIR: &str = "runs";
+
+/// `HEAD`, or `None` when tracked files differ from it (no commit names
+/// what was tested).
+fn clean_head() -> Option<String> {
+    let run = RunInfo::now(&root(), false);
+    (!run.dirty && run.commit != "unknown").then_some(run.commit)
 }
 
-fn tally(part: &str, doc: &Value) -> Value {
+fn tested_commit(dir: &Path) -> Result<String> {
+    let path = dir.join(COMMIT_FILE);
+    std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// A new run: earlier runs' outcomes go, the commit tested is recorded.
+fn start_afresh(dir: &Path) -> Result<()> {
+    let runs = dir.join(RUNS_DIR);
+    if runs.exists() {
+        std::fs::remove_dir_all(&runs)
+            .with_context(|| format!("cannot remove {}", runs.display()))?;
+    }
+    let commit = clean_head().unwrap_or_else(|| "uncommitted changes".into());
+    std::fs::write(dir.join(COMMIT_FILE), commit)?;
+    Ok(())
+}
+
+/// Keeps the last run's outcomes beside the earlier ones (cargo-mutants
+/// replaces its output), once the checkout is the commit they tested.
+fn keep_earlier_run(dir: &Path) -> Result<()> {
+    let head = clean_head().context("--resume needs a clean checkout: commit first")?;
+    let tested = tested_commit(dir).context("--resume needs an earlier run")?;
+    if tested != head {
+        bail!("the earlier runs tested {tested}, the checkout is {head}: run without --resume");
+    }
+    let last = dir.join("mutants.out/outcomes.json");
+    if !last.exists() {
+        return Ok(());
+    }
+    let runs = dir.join(RUNS_DIR);
+    std::fs::create_dir_all(&runs)?;
+    let n = std::fs::read_dir(&runs)?.count();
+    let kept = runs.join(format!("{n:03}.json"));
+    std::fs::copy(&last, &kept).with_context(|| format!("cannot keep {}", kept.display()))?;
+    Ok(())
+}
+
+/// One part's counts over its runs (earlier ones first, then the last),
+/// its score and the mutants the tests missed.
+fn score(part: &str, dir: &Path) -> Result<Value> {
+    let mut files: Vec<_> = match std::fs::read_dir(dir.join(RUNS_DIR)) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files.push(dir.join("mutants.out/outcomes.json"));
+    let mut docs = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let doc: Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        docs.push(doc);
+    }
+    Ok(tally(part, &docs))
+}
+
+/// Each mutant's last outcome over `docs` (cargo-mutants' `outcomes.json`,
+/// oldest first), counted.
+fn tally(part: &str, docs: &[Value]) -> Value {
+    let mut last: std::collections::BTreeMap<String, &str> = std::collections::BTreeMap::new();
+    for doc in docs {
+        for outcome in doc["outcomes"].as_array().into_iter().flatten() {
+            if outcome["scenario"]["Mutant"].is_object() {
+                last.insert(
+                    mutant_name(&outcome["scenario"]),
+                    outcome["summary"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+    }
     let (mut caught, mut missed, mut timeout, mut unviable) = (0u64, 0u64, 0u64, 0u64);
     let mut missed_names = Vec::new();
-    for outcome in doc["outcomes"].as_array().into_iter().flatten() {
-        match outcome["summary"].as_str().unwrap_or_default() {
+    for (name, summary) in last {
+        match summary {
             "CaughtMutant" => caught += 1,
             "Timeout" => timeout += 1,
             "Unviable" => unviable += 1,
             "MissedMutant" => {
                 missed += 1;
-                missed_names.push(mutant_name(&outcome["scenario"]));
+                missed_names.push(name);
             }
             _ => {}
         }
@@ -282,10 +371,11 @@ fn print_rows(rows: &[Value]) {
 mod tests {
     use super::*;
 
-    fn outcome(summary: &str) -> Value {
+    /// The outcome of the mutant on `line`.
+    fn outcome(summary: &str, line: u32) -> Value {
         json!({
             "summary": summary,
-            "scenario": {"Mutant": {"name": "src/a.rs:7:9: replace > with >= in f"}},
+            "scenario": {"Mutant": {"name": format!("src/a.rs:{line}:9: replace > with >= in f")}},
         })
     }
 
@@ -293,10 +383,10 @@ mod tests {
     fn timeouts_count_as_caught_and_unviable_as_neither() {
         let doc = json!({"outcomes": [
             {"summary": "Success", "scenario": "Baseline"},
-            outcome("CaughtMutant"), outcome("CaughtMutant"), outcome("Timeout"),
-            outcome("MissedMutant"), outcome("Unviable"),
+            outcome("CaughtMutant", 1), outcome("CaughtMutant", 2), outcome("Timeout", 3),
+            outcome("MissedMutant", 7), outcome("Unviable", 5),
         ]});
-        let row = tally("x", &doc);
+        let row = tally("x", &[doc]);
         assert_eq!(row["caught"], 2);
         assert_eq!(row["timeout"], 1);
         assert_eq!(row["missed"], 1);
@@ -305,6 +395,35 @@ mod tests {
         assert_eq!(
             row["missed_mutants"][0],
             "src/a.rs:7:9: replace > with >= in f"
+        );
+    }
+
+    /// Runs resumed: each mutant counts once, by its last outcome (a missed
+    /// one the next run's tests catch is caught; one only an earlier run
+    /// reached keeps that run's outcome).
+    #[test]
+    fn resumed_runs_count_each_mutant_by_its_last_outcome() {
+        let first = json!({"outcomes": [
+            {"summary": "Success", "scenario": "Baseline"},
+            outcome("CaughtMutant", 1), outcome("MissedMutant", 2), outcome("Timeout", 3),
+        ]});
+        let second = json!({"outcomes": [
+            {"summary": "Success", "scenario": "Baseline"},
+            outcome("CaughtMutant", 2), outcome("MissedMutant", 3), outcome("Unviable", 4),
+        ]});
+        let row = tally("x", &[first, second]);
+        assert_eq!(
+            (
+                row["caught"].clone(),
+                row["timeout"].clone(),
+                row["missed"].clone()
+            ),
+            (json!(2), json!(0), json!(1))
+        );
+        assert_eq!(row["unviable"], 1);
+        assert_eq!(
+            row["missed_mutants"][0],
+            "src/a.rs:3:9: replace > with >= in f"
         );
     }
 
@@ -319,7 +438,7 @@ mod tests {
 
     #[test]
     fn a_part_with_no_viable_mutant_scores_full() {
-        let row = tally("x", &json!({"outcomes": [outcome("Unviable")]}));
+        let row = tally("x", &[json!({"outcomes": [outcome("Unviable", 1)]})]);
         assert_eq!(row["score"], 1.0);
     }
 
