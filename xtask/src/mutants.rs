@@ -150,6 +150,8 @@ pub(crate) fn run_mutants(args: &[String]) -> Result<()> {
             "nextest",
             "--cargo-test-arg=--max-fail=1:immediate",
         ]);
+        // .config/nextest.toml: the tests that take seconds go last.
+        cmd.env("NEXTEST_PROFILE", "mutants");
         for file in part.files {
             cmd.args(["--file", file]);
         }
