@@ -224,6 +224,39 @@ print("ok")
     );
 }
 
+/// `raw_value` takes exactly one JSON value a `Value` cannot hold, and
+/// nothing else; `raw_json` recognises only the object `raw_value` makes.
+#[test]
+fn raw_values_are_only_what_a_value_cannot_hold() {
+    for text in ["NaN", "-Infinity", "18446744073709551616", r#""\ud800""#] {
+        let v = steward_store::raw_value(text).unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(steward_store::raw_json(&v), Some(text));
+    }
+    for text in [
+        "1",
+        "1.5",
+        r#""plain""#,
+        "[1]",
+        r#"{"x": 1}"#,
+        "{}",
+        "NaN NaN",
+        "NaN,",
+        "",
+        "nope",
+    ] {
+        assert_eq!(steward_store::raw_value(text), None, "{text}");
+    }
+    let key = steward_store::RAW_JSON_KEY;
+    for not_raw in [
+        serde_json::json!({ key: "1" }),
+        serde_json::json!({ key: "NaN", "x": 1 }),
+        serde_json::json!({ key: 5 }),
+        serde_json::json!("NaN"),
+    ] {
+        assert_eq!(steward_store::raw_json(&not_raw), None, "{not_raw}");
+    }
+}
+
 /// The Python assistant truncates `memory.json`, then writes it; a crash in
 /// between leaves an empty file. That opens as an empty memory, and what
 /// the store writes is a file Python reads.
