@@ -754,6 +754,9 @@ mod tests {
             (1.7976931348623157e308, "1.7976931348623157e+308"),
             (-2.5e-7, "-2.5e-07"),
             (0.75, "0.75"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "Infinity"),
+            (f64::NEG_INFINITY, "-Infinity"),
         ] {
             assert_eq!(python_float_repr(f), s, "{f:e}");
         }

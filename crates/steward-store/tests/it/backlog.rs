@@ -34,6 +34,15 @@ fn held_store(builder: StoreBuilder) -> (Store, mpsc::Receiver<()>, mpsc::Sender
     (store, entered, release)
 }
 
+/// Waits until the held first write is in its fsync. The bound is no timing
+/// assertion: a write refused before its fsync (a bug) fails the test here
+/// instead of hanging it.
+fn reached_fsync(entered: &mpsc::Receiver<()>) {
+    entered
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the first write never reached its log fsync");
+}
+
 /// The batches (first write's included) and the largest one when three
 /// writes of 11 bytes each (`"a"`..`"c"` set to a digit: key 1 + JSON 1 +
 /// 9) queue behind a held first write under `max_batch_bytes`.
@@ -43,7 +52,7 @@ fn batches_under(max_batch_bytes: usize) -> (u64, u64) {
     config.max_batch_bytes = max_batch_bytes;
     let (store, entered, release) = held_store(Store::builder(&path).config(config));
     let first = store.upsert("k0", 0);
-    entered.recv().unwrap();
+    reached_fsync(&entered);
     let queued: Vec<_> = ["a", "b", "c"]
         .iter()
         .zip(1..)
@@ -74,7 +83,7 @@ fn async_writes_beyond_the_queue_bound_are_refused_while_the_writer_is_busy() {
     let (_dir, path) = temp_store();
     let (store, entered, release) = held_store(Store::builder(&path).max_queued(4, 1 << 20));
     let first = store.upsert("k0", 0);
-    entered.recv().unwrap();
+    reached_fsync(&entered);
     let queued: Vec<_> = (1..=10)
         .map(|i| store.upsert(&format!("k{i}"), i))
         .collect();

@@ -219,9 +219,18 @@ fn too_deep_values_are_refused_and_the_limit_itself_round_trips() {
     let e = s.upsert_blocking("deep", nest(400)).unwrap_err();
     assert!(matches!(e, Error::ValueTooDeep { .. }), "{e}");
     s.upsert_blocking("deep", nest(399)).unwrap();
+    // Objects count alike, and so does a deep value behind a shallow one.
+    let nest_objects = |n: usize| (0..n).fold(json!(1), |v, _| json!({ "k": v }));
+    for too_deep in [nest_objects(400), json!({"flat": 1, "deep": nest(399)})] {
+        let e = s.upsert_blocking("too_deep", too_deep).unwrap_err();
+        assert!(matches!(e, Error::ValueTooDeep { .. }), "{e}");
+    }
+    s.upsert_blocking("objects", nest_objects(399)).unwrap();
+    assert_eq!(s.get("too_deep"), None);
     drop(s); // replayed from the log
     let s = Store::open(&path).unwrap();
     assert_eq!(s.get("deep"), Some(nest(399)));
+    assert_eq!(s.get("objects"), Some(nest_objects(399)));
     s.close_blocking().unwrap(); // and from the snapshot
     assert_eq!(Store::open(&path).unwrap().get("deep"), Some(nest(399)));
 }
