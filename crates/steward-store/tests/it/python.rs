@@ -224,6 +224,61 @@ print("ok")
     );
 }
 
+/// Numbers at the edges of the grammar ("1.", "01", "1e", ".5", ...):
+/// the store opens a memory holding one exactly when Python's `json.loads`
+/// does, reads the same value, and leaves a refused file as it was.
+#[test]
+fn numbers_open_exactly_when_python_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let numbers = [
+        "1.", "1.e5", "01", "-01", "00", "1e", "1e+", "-", ".5", "+1", "0.", "-0", "0", "-0.0",
+        "1.5", "1.5e3", "1E+2", "1e-2", "12.25", "-7",
+    ];
+    let paths: Vec<PathBuf> = numbers
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let path = dir.path().join(format!("{i}/memory.json"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("{{\"n\": {n}}}")).unwrap();
+            path
+        })
+        .collect();
+    let reader = r#"
+import json, sys
+for path in sys.argv[1:]:
+    try:
+        print(repr(float(json.load(open(path))["n"])))
+    except ValueError:
+        print("refused")
+"#;
+    let args: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let python = run_python(reader, &args);
+    for ((number, path), said) in numbers.iter().zip(&paths).zip(python.lines()) {
+        let before = read(path);
+        match (Store::open(path), said) {
+            (Err(e), "refused") => {
+                assert!(
+                    matches!(e, steward_store::Error::Corrupt { .. }),
+                    "{number}: {e}"
+                );
+                assert_eq!(
+                    read(path),
+                    before,
+                    "{number}: a refused file is left as it was"
+                );
+            }
+            (Ok(_), "refused") => panic!("{number}: Python refuses it, the store opened it"),
+            (Ok(s), value) => {
+                let ours = s.get("n").and_then(|v| v.as_f64());
+                assert_eq!(ours, value.parse().ok(), "{number}: Python read {value}");
+            }
+            (Err(e), value) => panic!("{number}: Python read {value}, the store refused: {e}"),
+        }
+    }
+    assert_eq!(python.lines().count(), numbers.len(), "{python}");
+}
+
 /// `raw_value` takes exactly one JSON value a `Value` cannot hold, and
 /// nothing else; `raw_json` recognises only the object `raw_value` makes.
 #[test]
