@@ -41,6 +41,28 @@ fn corrupt_snapshot_is_reported_with_line_and_column_and_kept() {
     );
 }
 
+/// Bytes that are not UTF-8 inside a string are reported at their own line
+/// and column (in characters: "é" is one), and the file is kept.
+#[test]
+fn invalid_utf8_in_a_string_is_reported_where_it_is() {
+    let (_d, path) = temp_store();
+    let text = b"{\n  \"a\": \"ok\",\n  \"b\": \"caf\xc3\xa9 \xff!\"\n}";
+    std::fs::write(&path, text).unwrap();
+    let e = Store::open(&path).unwrap_err();
+    match &e {
+        Error::Corrupt { at, .. } => assert_eq!(
+            *at,
+            Position::Line {
+                line: 3,
+                column: 14
+            }
+        ),
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    assert!(e.to_string().contains("invalid UTF-8"), "{e}");
+    assert_eq!(read(&path), text);
+}
+
 #[test]
 fn non_object_snapshots_are_refused() {
     let (_d, path) = temp_store();
