@@ -21,12 +21,26 @@ fn persists_across_instances() {
     assert_eq!(s.list_keys(), ["name", "n"]);
 }
 
+/// A handle tells the settings in force and shows its file and key count
+/// in Debug.
+#[test]
+fn a_handle_shows_its_settings_path_and_size() {
+    let (_d, path) = temp_store();
+    let s = Store::builder(&path).max_keys(7).build().unwrap();
+    assert_eq!(s.config().max_keys, 7);
+    s.upsert_blocking("a", 1).unwrap();
+    let shown = format!("{s:?}");
+    assert!(shown.contains(&format!("{path:?}")), "{shown}");
+    assert!(shown.contains("keys: 1"), "{shown}");
+}
+
 #[test]
 fn reset_leaves_empty_object() {
     let (_d, path) = temp_store();
     let s = Store::open(&path).unwrap();
     s.upsert_blocking("a", 1).unwrap();
     s.upsert_blocking("b", 2).unwrap();
+    assert!(!s.is_empty());
     s.reset_blocking().unwrap();
     assert!(s.is_empty());
     s.close_blocking().unwrap();
