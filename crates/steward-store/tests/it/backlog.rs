@@ -43,14 +43,11 @@ fn reached_fsync(entered: &mpsc::Receiver<()>) {
         .expect("the first write never reached its log fsync");
 }
 
-/// The batches (first write's included) and the largest one when three
-/// writes of 11 bytes each (`"a"`..`"c"` set to a digit: key 1 + JSON 1 +
-/// 9) queue behind a held first write under `max_batch_bytes`.
-fn batches_under(max_batch_bytes: usize) -> (u64, u64) {
-    let (_dir, path) = temp_store();
-    let mut config = StoreConfig::default();
-    config.max_batch_bytes = max_batch_bytes;
-    let (store, entered, release) = held_store(Store::builder(&path).config(config));
+/// Writes `k0`, held in its fsync, queues three async writes of 11 bytes
+/// each behind it (`"a"`..`"c"` set to a digit: key 1 + JSON 1 + 9), lets
+/// it go, and returns the three results.
+fn three_behind_a_held_write(builder: StoreBuilder) -> (Store, Vec<steward_store::Result<bool>>) {
+    let (store, entered, release) = held_store(builder);
     let first = store.upsert("k0", 0);
     reached_fsync(&entered);
     let queued: Vec<_> = ["a", "b", "c"]
@@ -60,8 +57,19 @@ fn batches_under(max_batch_bytes: usize) -> (u64, u64) {
         .collect();
     release.send(()).unwrap();
     assert!(block_on(first).unwrap());
-    for w in queued {
-        assert!(block_on(w).unwrap());
+    let results = queued.into_iter().map(block_on).collect();
+    (store, results)
+}
+
+/// The batches (first write's included) and the largest one when the three
+/// writes queue under `max_batch_bytes`.
+fn batches_under(max_batch_bytes: usize) -> (u64, u64) {
+    let (_dir, path) = temp_store();
+    let mut config = StoreConfig::default();
+    config.max_batch_bytes = max_batch_bytes;
+    let (store, results) = three_behind_a_held_write(Store::builder(&path).config(config));
+    for r in results {
+        assert!(r.unwrap());
     }
     assert_eq!(store.len(), 4);
     let stats = store.stats();
@@ -105,4 +113,27 @@ fn async_writes_beyond_the_queue_bound_are_refused_while_the_writer_is_busy() {
     assert_eq!(store.stats().queue_full, 6);
     // Blocking writes are not refused.
     assert!(store.upsert_blocking("blocking", 1).unwrap());
+}
+
+/// The queue's bound in bytes: with the writer held, writes of 11 bytes
+/// each (key 1 + JSON 1 + 9) queue up to 30 bytes, the third is refused
+/// naming the bytes queued, and the queue takes writes again once drained.
+#[test]
+fn async_writes_beyond_the_queued_bytes_are_refused() {
+    let (_dir, path) = temp_store();
+    let (store, results) = three_behind_a_held_write(Store::builder(&path).max_queued(100, 30));
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    match &results[2] {
+        Err(Error::QueueFull {
+            writes: 2,
+            bytes: 22,
+            ..
+        }) => {}
+        other => panic!("expected QueueFull at 22 bytes, got {other:?}"),
+    }
+    assert_eq!(store.get("c"), None);
+    assert!(
+        block_on(store.upsert("c", 3)).unwrap(),
+        "drained: taken again"
+    );
 }
