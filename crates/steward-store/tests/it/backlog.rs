@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use serde_json::json;
 use steward_store::{Error, Store, StoreBuilder, StoreConfig};
 
 use crate::faults::{Call, FaultDisk};
@@ -39,7 +41,7 @@ fn held_store(builder: StoreBuilder) -> (Store, mpsc::Receiver<()>, mpsc::Sender
 /// instead of hanging it.
 fn reached_fsync(entered: &mpsc::Receiver<()>) {
     entered
-        .recv_timeout(std::time::Duration::from_secs(60))
+        .recv_timeout(Duration::from_secs(60))
         .expect("the first write never reached its log fsync");
 }
 
@@ -136,4 +138,45 @@ fn async_writes_beyond_the_queued_bytes_are_refused() {
         block_on(store.upsert("c", 3)).unwrap(),
         "drained: taken again"
     );
+}
+
+/// What the queue's bound (and a batch's) counts for a write is what its
+/// records take in the log, for every kind of write: read from the refusal
+/// of a write queued behind it, and from the log's growth.
+#[test]
+fn a_write_counts_the_bytes_its_log_records_take() {
+    type Write = fn(&Store) -> steward_store::WriteFuture;
+    let cases: [(&str, Write); 6] = [
+        ("upsert", |s| s.upsert("name", "Ada")),
+        ("create", |s| s.create("name", "Ada")),
+        ("update", |s| s.update("k0", json!([1, 2, 3]))),
+        ("upsert with a TTL", |s| {
+            s.upsert_with_ttl("session", true, Duration::from_secs(60))
+        }),
+        ("delete", |s| s.delete("k0")),
+        ("reset", |s| s.reset()),
+    ];
+    for (what, write) in cases {
+        let (_dir, path) = temp_store();
+        let (store, entered, release) = held_store(Store::builder(&path).max_queued(100, 1));
+        let header = store.stats().log_bytes;
+        let first = store.upsert("k0", 0);
+        reached_fsync(&entered);
+        let queued = write(&store);
+        let cost = match block_on(store.upsert("probe", 0)) {
+            Err(Error::QueueFull {
+                writes: 1, bytes, ..
+            }) => bytes as u64,
+            other => panic!("{what}: expected QueueFull, got {other:?}"),
+        };
+        release.send(()).unwrap();
+        assert!(block_on(first).unwrap());
+        assert!(block_on(queued).unwrap(), "{what}");
+        let two_frames = store.stats().log_bytes - header;
+        // A frame's own bytes, from one more of a known write (key 1 +
+        // JSON 1 + 9); `k0` set to 0 is 2 + 1 + 9.
+        store.upsert_blocking("z", 1).unwrap();
+        let frame = store.stats().log_bytes - header - two_frames - 11;
+        assert_eq!(two_frames, (frame + 12) + (frame + cost), "{what}");
+    }
 }
