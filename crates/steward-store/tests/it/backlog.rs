@@ -180,3 +180,24 @@ fn a_write_counts_the_bytes_its_log_records_take() {
         assert_eq!(two_frames, (frame + 12) + (frame + cost), "{what}");
     }
 }
+
+/// A disk that panics in the writer thread's fsync (a bug in a user's
+/// `Disk`) fails the async writes waiting on that thread with an error
+/// instead of leaving them waiting forever.
+#[test]
+fn a_writer_thread_that_panics_fails_its_waiters() {
+    let (_dir, path) = temp_store();
+    let disk = FaultDisk::new(|_, call, p: &Path| {
+        let is_log = p.to_string_lossy().ends_with(".log");
+        assert!(!(call == Call::SyncData && is_log), "a disk bug");
+        false
+    });
+    let store = Store::builder(&path).disk(Arc::new(disk)).build().unwrap();
+    let write = store.upsert("k", 1);
+    let (done, result) = mpsc::channel();
+    std::thread::spawn(move || done.send(block_on(write)));
+    let result = result
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the write's waiter was left waiting");
+    assert!(matches!(result, Err(Error::Closed { .. })), "{result:?}");
+}
