@@ -22,7 +22,7 @@ fn persists_across_instances() {
 }
 
 /// A handle tells the settings in force and shows its file and key count
-/// in Debug.
+/// in Debug; a pending write shows what it is.
 #[test]
 fn a_handle_shows_its_settings_path_and_size() {
     let (_d, path) = temp_store();
@@ -32,6 +32,8 @@ fn a_handle_shows_its_settings_path_and_size() {
     let shown = format!("{s:?}");
     assert!(shown.contains(&format!("{path:?}")), "{shown}");
     assert!(shown.contains("keys: 1"), "{shown}");
+    let write = s.upsert("b", 2);
+    assert_eq!(format!("{write:?}"), "WriteFuture { .. }");
 }
 
 #[test]
