@@ -335,3 +335,39 @@ fn large_values_mixed_with_small_ones_survive_reopen() {
     assert_eq!(s.get("big2"), Some(json!(big)));
     assert_eq!(s.get("last"), Some(json!(true)));
 }
+
+/// `replace_all` puts a whole memory in place of the old one, telling how
+/// many entries the old one held, and refuses one over the limits whole,
+/// changing nothing: more distinct keys than `max_keys` (a key given twice
+/// counts once), a key over its size.
+#[test]
+fn replace_all_swaps_the_memory_or_refuses_it_whole() {
+    let (_d, path) = temp_store();
+    let s = Store::open(&path).unwrap();
+    for (k, v) in [("a", 1), ("b", 2), ("c", 3)] {
+        s.upsert_blocking(k, v).unwrap();
+    }
+    s.close_blocking().unwrap();
+    drop(s);
+    let entry = |k: &str, v: i64| steward_store::Entry::new(k, json!(v), None);
+    let new = [entry("x", 1), entry("y", 2), entry("x", 3)];
+    let held = Store::builder(&path).max_keys(2).replace_all(&new).unwrap();
+    assert_eq!(held, 3);
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.list_keys(), ["x", "y"]);
+    assert_eq!(s.get("x"), Some(json!(3)));
+    drop(s);
+    let three = [entry("p", 1), entry("q", 2), entry("r", 3)];
+    let e = Store::builder(&path)
+        .max_keys(2)
+        .replace_all(&three)
+        .unwrap_err();
+    assert!(matches!(e, Error::TooManyKeys { .. }), "{e}");
+    let long = [entry(&"k".repeat(10), 1)];
+    let e = Store::builder(&path)
+        .max_key_bytes(5)
+        .replace_all(&long)
+        .unwrap_err();
+    assert!(matches!(e, Error::KeyTooLarge { .. }), "{e}");
+    assert_eq!(Store::open(&path).unwrap().list_keys(), ["x", "y"]);
+}
