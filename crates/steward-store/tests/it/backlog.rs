@@ -201,3 +201,30 @@ fn a_writer_thread_that_panics_fails_its_waiters() {
         .expect("the write's waiter was left waiting");
     assert!(matches!(result, Err(Error::Closed { .. })), "{result:?}");
 }
+
+/// Within one batch the key cap counts only the writes that add a key:
+/// replacing a key twice and adding one fill a cap of two, the next new
+/// key is refused.
+#[test]
+fn the_key_cap_counts_only_new_keys_within_a_batch() {
+    let (_dir, path) = temp_store();
+    let (store, entered, release) = held_store(Store::builder(&path).max_keys(2));
+    let first = store.upsert("k0", 0);
+    reached_fsync(&entered);
+    let queued = [
+        store.upsert("k0", 1),
+        store.upsert("k0", 2),
+        store.upsert("b", 1),
+        store.upsert("c", 1),
+    ];
+    release.send(()).unwrap();
+    assert!(block_on(first).unwrap());
+    let results: Vec<_> = queued.into_iter().map(block_on).collect();
+    assert!(results[..3].iter().all(|r| r.is_ok()), "{results:?}");
+    assert!(
+        matches!(results[3], Err(Error::TooManyKeys { .. })),
+        "{results:?}"
+    );
+    assert_eq!(store.stats().batches, 2, "the four went in one batch");
+    assert_eq!(store.list_keys(), ["k0", "b"]);
+}
