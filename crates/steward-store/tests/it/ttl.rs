@@ -182,6 +182,11 @@ async fn the_file_store_through_the_seam() {
     let b: Box<dyn Backend> = steward_store::open_backend(path.to_str().unwrap())
         .await
         .unwrap();
+    assert_eq!(
+        b.location(),
+        path.display().to_string(),
+        "named by its file"
+    );
     let mut sub = b.subscribe("*").await.unwrap();
     assert!(b.create("k", json!(1)).await.unwrap());
     assert!(
