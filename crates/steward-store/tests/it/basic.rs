@@ -34,6 +34,12 @@ fn a_handle_shows_its_settings_path_and_size() {
     assert!(shown.contains("keys: 1"), "{shown}");
     let write = s.upsert("b", 2);
     assert_eq!(format!("{write:?}"), "WriteFuture { .. }");
+    drop(write);
+    // Writes that change nothing are counted apart.
+    assert!(!s.create_blocking("a", 5).unwrap());
+    assert!(!s.delete_blocking("missing").unwrap());
+    let stats = s.stats();
+    assert_eq!((stats.writes, stats.unchanged), (2, 2), "{stats:?}");
 }
 
 #[test]
