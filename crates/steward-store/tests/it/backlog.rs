@@ -228,3 +228,35 @@ fn the_key_cap_counts_only_new_keys_within_a_batch() {
     assert_eq!(store.stats().batches, 2, "the four went in one batch");
     assert_eq!(store.list_keys(), ["k0", "b"]);
 }
+
+/// Writes to one key within one batch each see the ones before them, as
+/// they would one by one: a second create finds the key, a delete removes
+/// it for the next, an update then finds nothing (and one that changed
+/// nothing leaves the key as it was).
+#[test]
+fn writes_within_a_batch_see_the_ones_before_them() {
+    let (_dir, path) = temp_store();
+    let (store, entered, release) = held_store(Store::builder(&path));
+    let first = store.upsert("k0", 0);
+    reached_fsync(&entered);
+    let queued = [
+        store.create("a", 1),
+        store.create("a", 2),
+        store.delete("a"),
+        store.delete("a"),
+        store.update("a", 3),
+        store.upsert("a", 4),
+        // A write that changed nothing leaves the key as it was.
+        store.update("b", 1),
+        store.create("b", 2),
+    ];
+    release.send(()).unwrap();
+    assert!(block_on(first).unwrap());
+    let answers: Vec<bool> = queued.into_iter().map(|w| block_on(w).unwrap()).collect();
+    assert_eq!(
+        answers,
+        [true, false, true, false, false, true, false, true]
+    );
+    assert_eq!(store.stats().batches, 2, "the eight went in one batch");
+    assert_eq!(store.get("a"), Some(json!(4)));
+}
