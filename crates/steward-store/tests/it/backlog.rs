@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use steward_store::{Error, Store, StoreBuilder, StoreConfig};
+use steward_store::{Error, Store, StoreBuilder, StoreConfig, WriteFuture};
 
 use crate::faults::{Call, FaultDisk};
 use crate::{block_on, temp_store};
@@ -45,22 +45,31 @@ fn reached_fsync(entered: &mpsc::Receiver<()>) {
         .expect("the first write never reached its log fsync");
 }
 
-/// Writes `k0`, held in its fsync, queues three async writes of 11 bytes
-/// each behind it (`"a"`..`"c"` set to a digit: key 1 + JSON 1 + 9), lets
-/// it go, and returns the three results.
-fn three_behind_a_held_write(builder: StoreBuilder) -> (Store, Vec<steward_store::Result<bool>>) {
+/// Writes `k0` (2 + 1 + 9 bytes in the log), held in its fsync, lets
+/// `queue` queue async writes behind it, lets it go, and returns the
+/// queued writes' results.
+fn behind_a_held_write(
+    builder: StoreBuilder,
+    queue: impl FnOnce(&Store) -> Vec<WriteFuture>,
+) -> (Store, Vec<steward_store::Result<bool>>) {
     let (store, entered, release) = held_store(builder);
     let first = store.upsert("k0", 0);
     reached_fsync(&entered);
-    let queued: Vec<_> = ["a", "b", "c"]
-        .iter()
-        .zip(1..)
-        .map(|(k, v)| store.upsert(k, v))
-        .collect();
+    let queued = queue(&store);
     release.send(()).unwrap();
     assert!(block_on(first).unwrap());
     let results = queued.into_iter().map(block_on).collect();
     (store, results)
+}
+
+/// Three async writes of 11 bytes each (`"a"`..`"c"` set to a digit: key
+/// 1 + JSON 1 + 9).
+fn three(store: &Store) -> Vec<WriteFuture> {
+    ["a", "b", "c"]
+        .iter()
+        .zip(1..)
+        .map(|(k, v)| store.upsert(k, v))
+        .collect()
 }
 
 /// The batches (first write's included) and the largest one when the three
@@ -69,7 +78,7 @@ fn batches_under(max_batch_bytes: usize) -> (u64, u64) {
     let (_dir, path) = temp_store();
     let mut config = StoreConfig::default();
     config.max_batch_bytes = max_batch_bytes;
-    let (store, results) = three_behind_a_held_write(Store::builder(&path).config(config));
+    let (store, results) = behind_a_held_write(Store::builder(&path).config(config), three);
     for r in results {
         assert!(r.unwrap());
     }
@@ -91,15 +100,9 @@ fn a_batch_takes_writes_up_to_max_batch_bytes_exactly() {
 #[test]
 fn async_writes_beyond_the_queue_bound_are_refused_while_the_writer_is_busy() {
     let (_dir, path) = temp_store();
-    let (store, entered, release) = held_store(Store::builder(&path).max_queued(4, 1 << 20));
-    let first = store.upsert("k0", 0);
-    reached_fsync(&entered);
-    let queued: Vec<_> = (1..=10)
-        .map(|i| store.upsert(&format!("k{i}"), i))
-        .collect();
-    release.send(()).unwrap();
-    assert!(block_on(first).unwrap());
-    let results: Vec<_> = queued.into_iter().map(block_on).collect();
+    let (store, results) = behind_a_held_write(Store::builder(&path).max_queued(4, 1 << 20), |s| {
+        (1..=10).map(|i| s.upsert(&format!("k{i}"), i)).collect()
+    });
     let ok = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(ok, 4, "{results:?}");
     for r in &results[4..] {
@@ -123,7 +126,7 @@ fn async_writes_beyond_the_queue_bound_are_refused_while_the_writer_is_busy() {
 #[test]
 fn async_writes_beyond_the_queued_bytes_are_refused() {
     let (_dir, path) = temp_store();
-    let (store, results) = three_behind_a_held_write(Store::builder(&path).max_queued(100, 30));
+    let (store, results) = behind_a_held_write(Store::builder(&path).max_queued(100, 30), three);
     assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
     match &results[2] {
         Err(Error::QueueFull {
@@ -145,7 +148,7 @@ fn async_writes_beyond_the_queued_bytes_are_refused() {
 /// of a write queued behind it, and from the log's growth.
 #[test]
 fn a_write_counts_the_bytes_its_log_records_take() {
-    type Write = fn(&Store) -> steward_store::WriteFuture;
+    type Write = fn(&Store) -> WriteFuture;
     let cases: [(&str, Write); 6] = [
         ("upsert", |s| s.upsert("name", "Ada")),
         ("create", |s| s.create("name", "Ada")),
@@ -158,20 +161,19 @@ fn a_write_counts_the_bytes_its_log_records_take() {
     ];
     for (what, write) in cases {
         let (_dir, path) = temp_store();
-        let (store, entered, release) = held_store(Store::builder(&path).max_queued(100, 1));
-        let header = store.stats().log_bytes;
-        let first = store.upsert("k0", 0);
-        reached_fsync(&entered);
-        let queued = write(&store);
-        let cost = match block_on(store.upsert("probe", 0)) {
+        let mut header = 0;
+        let (store, results) = behind_a_held_write(Store::builder(&path).max_queued(100, 1), |s| {
+            // The held first write counts its frame only once synced.
+            header = s.stats().log_bytes;
+            vec![write(s), s.upsert("probe", 0)]
+        });
+        assert!(*results[0].as_ref().unwrap(), "{what}");
+        let cost = match &results[1] {
             Err(Error::QueueFull {
                 writes: 1, bytes, ..
-            }) => bytes as u64,
+            }) => *bytes as u64,
             other => panic!("{what}: expected QueueFull, got {other:?}"),
         };
-        release.send(()).unwrap();
-        assert!(block_on(first).unwrap());
-        assert!(block_on(queued).unwrap(), "{what}");
         let two_frames = store.stats().log_bytes - header;
         // A frame's own bytes, from one more of a known write (key 1 +
         // JSON 1 + 9); `k0` set to 0 is 2 + 1 + 9.
@@ -208,18 +210,14 @@ fn a_writer_thread_that_panics_fails_its_waiters() {
 #[test]
 fn the_key_cap_counts_only_new_keys_within_a_batch() {
     let (_dir, path) = temp_store();
-    let (store, entered, release) = held_store(Store::builder(&path).max_keys(2));
-    let first = store.upsert("k0", 0);
-    reached_fsync(&entered);
-    let queued = [
-        store.upsert("k0", 1),
-        store.upsert("k0", 2),
-        store.upsert("b", 1),
-        store.upsert("c", 1),
-    ];
-    release.send(()).unwrap();
-    assert!(block_on(first).unwrap());
-    let results: Vec<_> = queued.into_iter().map(block_on).collect();
+    let (store, results) = behind_a_held_write(Store::builder(&path).max_keys(2), |s| {
+        vec![
+            s.upsert("k0", 1),
+            s.upsert("k0", 2),
+            s.upsert("b", 1),
+            s.upsert("c", 1),
+        ]
+    });
     assert!(results[..3].iter().all(|r| r.is_ok()), "{results:?}");
     assert!(
         matches!(results[3], Err(Error::TooManyKeys { .. })),
@@ -236,23 +234,20 @@ fn the_key_cap_counts_only_new_keys_within_a_batch() {
 #[test]
 fn writes_within_a_batch_see_the_ones_before_them() {
     let (_dir, path) = temp_store();
-    let (store, entered, release) = held_store(Store::builder(&path));
-    let first = store.upsert("k0", 0);
-    reached_fsync(&entered);
-    let queued = [
-        store.create("a", 1),
-        store.create("a", 2),
-        store.delete("a"),
-        store.delete("a"),
-        store.update("a", 3),
-        store.upsert("a", 4),
-        // A write that changed nothing leaves the key as it was.
-        store.update("b", 1),
-        store.create("b", 2),
-    ];
-    release.send(()).unwrap();
-    assert!(block_on(first).unwrap());
-    let answers: Vec<bool> = queued.into_iter().map(|w| block_on(w).unwrap()).collect();
+    let (store, results) = behind_a_held_write(Store::builder(&path), |s| {
+        vec![
+            s.create("a", 1),
+            s.create("a", 2),
+            s.delete("a"),
+            s.delete("a"),
+            s.update("a", 3),
+            s.upsert("a", 4),
+            // A write that changed nothing leaves the key as it was.
+            s.update("b", 1),
+            s.create("b", 2),
+        ]
+    });
+    let answers: Vec<bool> = results.into_iter().map(Result::unwrap).collect();
     assert_eq!(
         answers,
         [true, false, true, false, false, true, false, true]

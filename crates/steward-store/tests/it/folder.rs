@@ -41,8 +41,7 @@ fn a_folder_that_cannot_be_made_is_named_with_its_cause_once() {
 /// temporary file. One that did keeps its sidecar.
 #[test]
 fn a_closed_memory_without_ttl_entries_leaves_no_sidecar() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("memory.json");
+    let (dir, path) = crate::temp_store();
     let s = Store::open(&path).unwrap();
     assert!(s.upsert_blocking("k", 1).unwrap());
     s.compact_blocking().unwrap();

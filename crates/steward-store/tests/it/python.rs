@@ -254,6 +254,7 @@ for path in sys.argv[1:]:
 "#;
     let args: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     let python = run_python(reader, &args);
+    assert_eq!(python.lines().count(), numbers.len(), "{python}");
     for ((number, path), said) in numbers.iter().zip(&paths).zip(python.lines()) {
         let before = read(path);
         match (Store::open(path), said) {
@@ -276,7 +277,6 @@ for path in sys.argv[1:]:
             (Err(e), value) => panic!("{number}: Python read {value}, the store refused: {e}"),
         }
     }
-    assert_eq!(python.lines().count(), numbers.len(), "{python}");
 }
 
 /// `raw_value` takes exactly one JSON value a `Value` cannot hold, and
