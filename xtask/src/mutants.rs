@@ -279,9 +279,14 @@ fn keep_earlier_run(dir: &Path) -> Result<()> {
 /// One part's counts over its runs (earlier ones first, then the last),
 /// its score and the mutants the tests missed.
 fn score(part: &str, dir: &Path) -> Result<Value> {
-    let mut files: Vec<_> = match std::fs::read_dir(dir.join(RUNS_DIR)) {
-        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(_) => Vec::new(),
+    let runs = dir.join(RUNS_DIR);
+    let mut files: Vec<_> = match std::fs::read_dir(&runs) {
+        Ok(entries) => entries
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?,
+        // No earlier run kept: the last one alone.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", runs.display())),
     };
     files.sort();
     files.push(dir.join("mutants.out/outcomes.json"));
